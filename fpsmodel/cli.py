@@ -1,0 +1,70 @@
+"""Command-line front of the game server and client (no privileges).
+
+Kept free of pandas and friends so a guest image needs only python3 and
+`cryptography`: `python3 -m fpsmodel server ...` runs the server there.
+`gamebed server` and `gamebed client` are these same parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fpsmodel.client import ClientConfig, GameClient, parse_target
+from fpsmodel.records import write_json
+from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
+
+
+def add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=27960, help="UDP port; 0 picks a free one")
+    p.add_argument("--session", type=int, default=1, help="game session id (keys the AEAD)")
+    p.add_argument("--guest", type=int, default=0, help="guest number written in the records")
+    p.add_argument("--max-players", type=int, default=64)
+    p.add_argument("--tick-hz", type=float, default=20.0, help="state updates per second")
+    p.add_argument("--dispatch", choices=DISPATCH_MODES, default="epoll",
+                   help="event dispatch: epoll, poll or select (default %(default)s)")
+    p.add_argument("--duration", type=float, help="seconds to run (default: until SIGTERM)")
+    p.add_argument("--out", type=Path, help="directory for server_inputs.csv and summary")
+    p.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
+
+
+def run_server(a: argparse.Namespace) -> int:
+    cfg = ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
+                       max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
+                       duration=a.duration, out_dir=a.out)
+    summary = serve(cfg, a.ready_file)
+    print(json.dumps(summary, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", action="append", required=True, metavar="HOST:PORT[/SESSION]",
+                   help="a game server; repeat for many (guest numbers follow the order)")
+    p.add_argument("--players", type=int, default=4, help="players per server")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of play")
+    p.add_argument("--rate", type=float, default=20.0, help="mean inputs/s per player (Poisson)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the input schedules")
+    p.add_argument("--out", type=Path, required=True, help="directory for the client records")
+    p.add_argument("--guest-base", type=int, default=0, help="guest number of the first server")
+
+
+def run_client(a: argparse.Namespace) -> int:
+    targets = [parse_target(s, a.guest_base + i) for i, s in enumerate(a.server)]
+    cfg = ClientConfig(targets=targets, players=a.players, duration=a.duration, rate_hz=a.rate,
+                       seed=a.seed, out_dir=a.out)
+    summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
+    write_json(a.out / "client_summary.json", summary)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fpsmodel",
+                                 description="The model FPS game server and client.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_server_args(sub.add_parser("server", help="run one game session"))
+    add_client_args(sub.add_parser("client", help="drive players against servers"))
+    a = ap.parse_args(argv)
+    return run_server(a) if a.cmd == "server" else run_client(a)

@@ -1,0 +1,270 @@
+"""The model game client and latency recorder (no privileges).
+
+One process drives P players against one or many servers.  Each player sends
+its 296-byte inputs as a Poisson process (mean 20/s) at the scheduled instants,
+and records its own lateness; updates coming back give round-trip delay (from
+the servers' echoes), update jitter and loss.  Before the session it runs the
+NTP-style clock sync against every server and records offset and uncertainty.
+"""
+
+from __future__ import annotations
+
+import heapq
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fpsmodel import wire
+from fpsmodel.records import (
+    CLIENT_INPUT_FIELDS,
+    CLIENT_INPUTS,
+    CLIENT_UPDATE_FIELDS,
+    CLIENT_UPDATES,
+    CLOCK_SYNC,
+    CLOCK_SYNC_FIELDS,
+    RecordWriter,
+)
+from fpsmodel.timing import SyncSample, best_sample, player_rng, poisson_gaps_ns
+
+
+@dataclass(frozen=True)
+class Target:
+    """One game server: which guest it is, where it listens, its session."""
+
+    guest: int
+    host: str
+    port: int
+    session: int = 1
+
+
+@dataclass
+class ClientConfig:
+    targets: list[Target]
+    players: int = 4  # per target
+    duration: float = 10.0
+    rate_hz: float = 20.0
+    seed: int = 1
+    out_dir: Path = Path(".")
+    sync_samples: int = 16
+    psk: bytes = wire.DEFAULT_PSK
+
+
+@dataclass
+class Player:
+    target: Target
+    pid: int
+    sock: socket.socket
+    codec: wire.Codec
+    gaps: object
+    rng: object
+    seq: int = 0
+    sent_at: dict[int, int] = field(default_factory=dict)
+    last_echo: int = -1
+    last_tick: int = -1
+    yaw: float = 0.0
+
+
+def _open_socket(target: Target) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.connect((target.host, target.port))
+    sock.setblocking(False)
+    return sock
+
+
+def make_input(p: Player) -> wire.PlayerInput:
+    """A plausible input: steering that wanders, occasional fire and jump."""
+    r = p.rng
+    p.yaw = (p.yaw + r.gauss(0.0, 8.0)) % 360.0
+    ents = tuple(wire.Entity(i, 1, (r.uniform(-2e3, 2e3), r.uniform(-2e3, 2e3), 0.0),
+                             r.uniform(0, 360), r.uniform(0, 320)) for i in range(r.randint(0, 8)))
+    return wire.PlayerInput(
+        move=(r.choice((1.0, 1.0, 0.5, 0.0, -1.0)), r.uniform(-1, 1), 0.0),
+        view=(p.yaw, r.uniform(-30, 30), 0.0), buttons=int(r.random() < 0.2) | (r.random() < 0.05) << 1,
+        weapon=r.randint(0, 7), last_update_tick=max(p.last_tick, 0), entities=ents)
+
+
+def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
+               timeout: float = 0.2) -> list[SyncSample]:
+    """Four-timestamp exchanges on a connected socket; lost replies are skipped."""
+    out: list[SyncSample] = []
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    try:
+        for seq in range(samples):
+            t1 = time.time_ns()
+            sock.send(codec.encode_sync_req(pid, seq, t1))
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+                try:
+                    data = sock.recv(2048)
+                except OSError:
+                    break
+                t4 = time.time_ns()
+                try:
+                    hdr, body = codec.open(data)
+                except wire.WireError:
+                    continue
+                if hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
+                    rt1, t2, t3 = wire.decode_sync_resp(body)
+                    if rt1 == t1:
+                        out.append(SyncSample(t1, t2, t3, t4))
+                        break
+            time.sleep(0.002)
+    finally:
+        sel.unregister(sock)
+        sel.close()
+    return out
+
+
+class GameClient:
+    """Runs the players; `run()` writes the client records and returns a summary dict."""
+
+    def __init__(self, cfg: ClientConfig,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.progress = progress or (lambda _m: None)
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.players: list[Player] = []
+        for t in cfg.targets:
+            codec = wire.Codec(t.session, cfg.psk)
+            for pid in range(cfg.players):
+                rng = player_rng(cfg.seed, t.guest, pid)
+                self.players.append(Player(t, pid, _open_socket(t), codec,
+                                           poisson_gaps_ns(cfg.rate_hz, rng), rng))
+        self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
+        self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
+        self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
+        self.sync: dict[int, dict] = {}
+        self.errors = 0
+
+    def close(self) -> None:
+        for w in (self.inputs_w, self.updates_w, self.sync_w):
+            w.close()
+        for p in self.players:
+            p.sock.close()
+
+    def sync_clocks(self) -> None:
+        first = {}
+        for p in self.players:
+            first.setdefault(p.target.guest, p)
+        for guest, p in first.items():
+            samples = clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples)
+            if not samples:
+                raise RuntimeError(f"clock sync with guest {guest} at "
+                                   f"{p.target.host}:{p.target.port}: no answer")
+            best, unc = best_sample(samples)
+            for i, s in enumerate(samples):
+                self.sync_w.write(guest, i, s.t1, s.t2, s.t3, s.t4, s.offset_ns, s.delay_ns,
+                                  int(s is best))
+            self.sync[guest] = {"offset_ns": best.offset_ns, "uncertainty_ns": unc,
+                                "samples": len(samples)}
+
+    def _send(self, p: Player, sched_ns: int) -> None:
+        now = time.time_ns()
+        data = p.codec.encode_input(p.pid, p.seq, now, make_input(p))
+        try:
+            p.sock.send(data)
+        except OSError:
+            self.errors += 1  # recorded as sent: the server side shows it as lost
+        self.inputs_w.write(p.target.guest, p.pid, p.seq, sched_ns, now, now - sched_ns)
+        p.sent_at[p.seq] = now
+        p.sent_at.pop(p.seq - 256, None)
+        p.seq += 1
+
+    def _receive(self, p: Player) -> None:
+        while True:
+            try:
+                data = p.sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable before the server is up
+                self.errors += 1
+                return
+            recv_ns = time.time_ns()
+            try:
+                hdr, body = p.codec.open(data)
+                if hdr.msg_type != wire.MSG_UPDATE:
+                    continue
+                upd = wire.StateUpdate.unpack(body)
+            except wire.WireError:
+                self.errors += 1
+                continue
+            self._record_update(p, upd, recv_ns)
+
+    def _record_update(self, p: Player, upd: wire.StateUpdate, recv_ns: int) -> None:
+        p.last_tick = upd.tick
+        echo = next((e for e in upd.echoes if e.player == p.pid), None)
+        rtt = ""
+        if echo is not None and echo.last_seq != p.last_echo and echo.last_seq in p.sent_at:
+            # round trip minus the server's hold time (both on the server's clock)
+            rtt = (recv_ns - p.sent_at[echo.last_seq]) - (upd.server_send_ns - echo.app_ns)
+            p.last_echo = echo.last_seq
+        self.updates_w.write(p.target.guest, p.pid, upd.tick, recv_ns, upd.server_send_ns,
+                             echo.last_seq if echo else "", echo.kernel_ns if echo else "",
+                             echo.app_ns if echo else "", rtt)
+
+    def run(self) -> dict:
+        try:
+            self.sync_clocks()
+            return self._loop()
+        finally:
+            self.close()
+
+    def _loop(self) -> dict:
+        sel = selectors.DefaultSelector()
+        for i, p in enumerate(self.players):
+            sel.register(p.sock, selectors.EVENT_READ, i)
+        start = time.time_ns()
+        end = start + int(self.cfg.duration * 1e9)
+        heap = [(start + next(p.gaps), i) for i, p in enumerate(self.players)]
+        heapq.heapify(heap)
+        last_note = time.monotonic()
+        while True:
+            now = time.time_ns()
+            if now >= end:
+                break
+            wait = (min(heap[0][0], end) - now) / 1e9
+            # epoll rounds timeouts up to whole ms: sleep the last ms precisely instead
+            if wait > 0.002:
+                events = sel.select(wait - 0.001)
+            else:
+                if wait > 0:
+                    time.sleep(wait)
+                events = sel.select(0)
+            for key, _ in events:
+                self._receive(self.players[key.data])
+            now = time.time_ns()
+            while heap and heap[0][0] <= now and heap[0][0] < end:
+                due, i = heapq.heappop(heap)
+                self._send(self.players[i], due)
+                heapq.heappush(heap, (due + next(self.players[i].gaps), i))
+            if time.monotonic() - last_note >= 5.0:
+                last_note = time.monotonic()
+                self.progress(f"client: {self.inputs_w.rows} inputs sent, "
+                              f"{self.updates_w.rows} updates received")
+        self._linger(sel, 0.15)  # let the last updates and echoes arrive
+        sel.close()
+        return {"inputs_sent": self.inputs_w.rows, "updates_received": self.updates_w.rows,
+                "start_ns": start, "end_ns": end, "errors": self.errors,
+                "clock_sync": {str(k): v for k, v in self.sync.items()}}
+
+    def _linger(self, sel: selectors.BaseSelector, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                self._receive(self.players[key.data])
+
+
+def parse_target(text: str, guest: int) -> Target:
+    """'HOST:PORT' or 'HOST:PORT/SESSION' -> Target."""
+    addr, _, session = text.partition("/")
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"server must be HOST:PORT[/SESSION], not {text!r}")
+    return Target(guest, host, int(port), int(session) if session else 1)
+

@@ -1,0 +1,62 @@
+"""Raw record files (CSV) written by the game server, client and shim.
+
+These schemas are the contract with `analysis/` (docs/records.md): the analyzer
+reads only these files, so a report can be rebuilt without the testbed.
+All times are CLOCK_REALTIME nanoseconds since the epoch.  No privileges.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SERVER_INPUTS = "server_inputs.csv"
+SERVER_INPUT_FIELDS = ("guest", "player", "seq", "client_send_ns", "kernel_ns", "hw_ns",
+                       "app_ns", "size", "verdict")
+CLIENT_INPUTS = "client_inputs.csv"
+CLIENT_INPUT_FIELDS = ("guest", "player", "seq", "sched_ns", "send_ns", "lateness_ns")
+CLIENT_UPDATES = "client_updates.csv"
+CLIENT_UPDATE_FIELDS = ("guest", "player", "tick", "recv_ns", "server_send_ns", "echo_seq",
+                        "echo_kernel_ns", "echo_app_ns", "rtt_ns")
+CLOCK_SYNC = "clock_sync.csv"
+CLOCK_SYNC_FIELDS = ("guest", "sample", "t1", "t2", "t3", "t4", "offset_ns", "delay_ns",
+                     "chosen")
+SHIM_INPUTS = "shim_inputs.csv"
+SHIM_INPUT_FIELDS = ("guest", "player", "seq", "host_ns", "forward_ns")
+
+
+class RecordWriter:
+    """Appends rows to one CSV file; a context manager so nothing is lost on exit."""
+
+    def __init__(self, path: str | os.PathLike, fields: tuple[str, ...]) -> None:
+        self.path = Path(path)
+        self.fields = fields
+        self.rows = 0
+        self._fh = open(self.path, "w", newline="", buffering=1 << 16)  # noqa: SIM115
+        self._w = csv.writer(self._fh)
+        self._w.writerow(fields)
+
+    def write(self, *row: Any) -> None:
+        self._w.writerow(row)
+        self.rows += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomic JSON write: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,285 @@
+"""The model game server: one session per process, like the paper's (no privileges).
+
+It reads player inputs with `recvmsg`, taking the kernel's arrival stamp from
+SO_TIMESTAMPNS ancillary data (the stamp the host-side decoder may have set),
+applies them at those stamps with dead reckoning, and sends 20 Hz state updates.
+It never crashes on input: every bad datagram is dropped and counted by reason.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import signal
+import socket
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fpsmodel import wire
+from fpsmodel.records import SERVER_INPUT_FIELDS, SERVER_INPUTS, RecordWriter, write_json
+
+# Python's socket module lacks these on some builds; values are Linux's (asm-generic).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+SOF_RX_HW_RAW = 0x4 | 0x40  # SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE
+_TS = struct.Struct("qq")
+DISPATCH_MODES = ("epoll", "poll", "select")
+SPEED = 320.0  # units/s at full stick, Quake's default run speed
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 27960
+    session: int = 1
+    guest: int = 0
+    max_players: int = 64
+    tick_hz: float = 20.0
+    dispatch: str = "epoll"
+    duration: float | None = None
+    out_dir: Path | None = None
+    psk: bytes = wire.DEFAULT_PSK
+
+
+@dataclass
+class PlayerState:
+    addr: tuple[str, int] | None = None
+    last_seq: int = -1
+    kernel_ns: int = 0
+    app_ns: int = 0
+    pos: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    vel: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    yaw: float = 0.0
+    t_ns: int = 0  # time pos refers to
+
+
+def advance(p: PlayerState, t_ns: int) -> None:
+    """Dead reckoning: carry the entity forward at constant velocity to t_ns."""
+    if p.t_ns and t_ns > p.t_ns:
+        dt = (t_ns - p.t_ns) / 1e9
+        p.pos = [p.pos[i] + p.vel[i] * dt for i in range(3)]
+    p.t_ns = max(p.t_ns, t_ns)
+
+
+def apply_input(p: PlayerState, inp: wire.PlayerInput, t_ns: int) -> None:
+    """Reckon to the input's timestamp, then let the input steer from there."""
+    advance(p, t_ns)
+    yaw = math.radians(inp.view[0])
+    fwd, side, up = (max(-1.0, min(1.0, v)) if math.isfinite(v) else 0.0 for v in inp.move)
+    p.vel = [SPEED * (fwd * math.cos(yaw) - side * math.sin(yaw)),
+             SPEED * (fwd * math.sin(yaw) + side * math.cos(yaw)), SPEED * up]
+    p.yaw = inp.view[0] if math.isfinite(inp.view[0]) else p.yaw
+
+
+class Dispatcher:
+    """Wait for one readable socket with epoll, poll or select (seed 001's three)."""
+
+    def __init__(self, mode: str, fd: int) -> None:
+        if mode not in DISPATCH_MODES:
+            raise ValueError(f"dispatch must be one of {DISPATCH_MODES}, not {mode!r}")
+        self.mode, self.fd = mode, fd
+        if mode == "epoll":
+            self._ep = select.epoll()
+            self._ep.register(fd, select.EPOLLIN)
+        elif mode == "poll":
+            self._p = select.poll()
+            self._p.register(fd, select.POLLIN)
+
+    def wait(self, timeout: float) -> bool:
+        timeout = max(0.0, timeout)
+        if self.mode == "epoll":
+            return bool(self._ep.poll(timeout))
+        if self.mode == "poll":
+            return bool(self._p.poll(timeout * 1000.0))
+        return bool(select.select([self.fd], [], [], timeout)[0])
+
+    def close(self) -> None:
+        if self.mode == "epoll":
+            self._ep.close()
+
+
+def kernel_stamps(ancdata: list) -> tuple[int, int]:
+    """(software ns, raw hardware ns) from recvmsg ancillary data; 0 where absent."""
+    sw = hw = 0
+    for level, kind, data in ancdata:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == SO_TIMESTAMPNS and len(data) >= _TS.size:
+            s, ns = _TS.unpack_from(data)
+            sw = s * 1_000_000_000 + ns
+        elif kind == SO_TIMESTAMPING and len(data) >= 3 * _TS.size:
+            s, ns = _TS.unpack_from(data, 2 * _TS.size)
+            hw = s * 1_000_000_000 + ns
+    return sw, hw
+
+
+def open_game_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    try:  # raw hardware stamps where a NIC has them; harmless where it doesn't
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, SOF_RX_HW_RAW)
+    except OSError:
+        pass
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+class GameServer:
+    """One game session.  `run()` returns when the duration ends or stop() is called."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.codec = wire.Codec(cfg.session, cfg.psk)
+        self.sock = open_game_socket(cfg.host, cfg.port)
+        self.port = self.sock.getsockname()[1]
+        self.players: dict[int, PlayerState] = {}
+        self.dropped: Counter[str] = Counter()
+        self.accepted = 0
+        self.sizes: Counter[int] = Counter()
+        self.ticks = self.updates_sent = self.sync_answered = 0
+        self._pending: list[tuple[int, int, wire.PlayerInput]] = []
+        self._stop = False
+        self._rec: RecordWriter | None = None
+        if cfg.out_dir:
+            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+            self._rec = RecordWriter(Path(cfg.out_dir) / SERVER_INPUTS, SERVER_INPUT_FIELDS)
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def handle(self, data: bytes, addr: tuple[str, int], kernel_ns: int, hw_ns: int,
+               app_ns: int) -> str:
+        """Judge one datagram; returns its verdict ('ok', 'sync' or a drop reason)."""
+        try:
+            hdr, body = self.codec.open(data)
+            if hdr.player >= self.cfg.max_players:
+                raise wire.WireError("unknown_player", str(hdr.player))
+            if hdr.msg_type == wire.MSG_SYNC_REQ:
+                t1 = wire.decode_sync_req(body)
+                self._answer_sync(hdr, t1, kernel_ns or app_ns, addr)
+                return "sync"
+            if hdr.msg_type != wire.MSG_INPUT:
+                raise wire.WireError("bad_type", f"type {hdr.msg_type} from a client")
+            inp = wire.PlayerInput.unpack(body)
+            p = self.players.setdefault(hdr.player, PlayerState())
+            if hdr.seq == p.last_seq:
+                raise wire.WireError("replay", str(hdr.seq))
+            if hdr.seq < p.last_seq:
+                raise wire.WireError("stale", str(hdr.seq))
+        except wire.WireError as e:
+            self.dropped[e.reason] += 1
+            return e.reason
+        except (ValueError, struct.error):  # defence in depth: never die on input
+            self.dropped["bad_body"] += 1
+            return "bad_body"
+        p.addr, p.last_seq, p.kernel_ns, p.app_ns = addr, hdr.seq, kernel_ns, app_ns
+        self._pending.append((kernel_ns or app_ns, hdr.player, inp))
+        self.accepted += 1
+        return "ok"
+
+    def _answer_sync(self, hdr: wire.Header, t1: int, t2: int, addr: tuple[str, int]) -> None:
+        p = self.players.setdefault(hdr.player, PlayerState())
+        p.addr = addr
+        resp = self.codec.encode_sync_resp(hdr.player, hdr.seq, t1, t2, time.time_ns())
+        self._send(resp, addr)
+        self.sync_answered += 1
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            self.dropped["send_error"] += 1
+
+    def drain(self) -> None:
+        """Read everything queued on the socket."""
+        while True:
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(2048, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            app_ns = time.time_ns()
+            kernel_ns, hw_ns = kernel_stamps(anc)
+            if len(data) >= wire.HEADER_SIZE and data[2] == wire.MSG_INPUT:
+                self.sizes[len(data)] += 1
+            verdict = self.handle(data, addr, kernel_ns, hw_ns, app_ns)
+            if self._rec is not None and verdict != "sync":
+                self._record(data, kernel_ns, hw_ns, app_ns, verdict)
+
+    def _record(self, data: bytes, kernel_ns: int, hw_ns: int, app_ns: int, verdict: str) -> None:
+        try:
+            h = wire.HEADER.unpack_from(data, 0)
+            player, seq, send_ns = h[3], h[5], h[6]
+        except struct.error:
+            player, seq, send_ns = -1, -1, 0
+        self._rec.write(self.cfg.guest, player, seq, send_ns, kernel_ns, hw_ns, app_ns,
+                        len(data), verdict)
+
+    def tick(self, tick: int, t_ns: int) -> None:
+        """Apply inputs in arrival-stamp order, reckon everyone to the tick, send updates."""
+        for stamp, player, inp in sorted(self._pending, key=lambda x: x[0]):
+            apply_input(self.players[player], inp, stamp)
+        self._pending.clear()
+        for p in self.players.values():
+            advance(p, t_ns)
+        echoes = tuple(wire.Echo(pid, max(p.last_seq, 0), p.kernel_ns, p.app_ns)
+                       for pid, p in sorted(self.players.items()))
+        states = tuple(wire.EntityState(pid, 0, tuple(p.pos), tuple(p.vel), p.yaw)
+                       for pid, p in sorted(self.players.items()))
+        for pid, p in self.players.items():
+            if p.addr is None:
+                continue
+            upd = wire.StateUpdate(tick, time.time_ns(), echoes, states)
+            self._send(self.codec.encode_update(pid, upd), p.addr)
+            self.updates_sent += 1
+        self.ticks += 1
+
+    def run(self) -> dict:
+        disp = Dispatcher(self.cfg.dispatch, self.sock.fileno())
+        period = 1.0 / self.cfg.tick_hz
+        start = time.monotonic()
+        end = start + self.cfg.duration if self.cfg.duration else math.inf
+        tick = 0
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                next_tick = start + (tick + 1) * period
+                if now >= end:
+                    break
+                if now >= next_tick:
+                    tick += 1
+                    self.tick(tick, time.time_ns())
+                    continue
+                if disp.wait(min(next_tick, end) - now):
+                    self.drain()
+        finally:
+            disp.close()
+        return self.finish(time.monotonic() - start)
+
+    def finish(self, elapsed: float) -> dict:
+        summary = {
+            "guest": self.cfg.guest, "port": self.port, "dispatch": self.cfg.dispatch,
+            "accepted": self.accepted, "dropped": dict(self.dropped),
+            "input_sizes": sorted(self.sizes), "ticks": self.ticks,
+            "updates_sent": self.updates_sent, "sync_answered": self.sync_answered,
+            "players": len(self.players), "elapsed_s": elapsed,
+        }
+        if self._rec is not None:
+            self._rec.close()
+            write_json(Path(self.cfg.out_dir) / "server_summary.json", summary)
+        self.sock.close()
+        return summary
+
+
+def serve(cfg: ServerConfig, ready_file: Path | None = None) -> dict:
+    """Run one server until its duration ends or SIGTERM/SIGINT; always writes its records."""
+    srv = GameServer(cfg)
+    signal.signal(signal.SIGTERM, srv.stop)
+    signal.signal(signal.SIGINT, srv.stop)
+    if ready_file is not None:
+        ready_file.write_text(f"{srv.port}\n")
+    return srv.run()

@@ -1,0 +1,37 @@
+"""`gamebed play`: one server and one client on loopback, a smoke test of the game.
+
+No privileges: the server is a child process on 127.0.0.1, the client runs here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from analysis.metrics import play_summary
+from fpsmodel.client import ClientConfig, GameClient, Target
+from fpsmodel.records import write_json
+from vm.sysutil import Process, Runner, python_cmd, wait_for
+
+
+def play(players: int, duration: float, out: Path, dispatch: str = "epoll", seed: int = 1,
+         rate: float = 20.0, runner: Runner | None = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = runner or Runner()
+    ready = out / "server.port"
+    ready.unlink(missing_ok=True)
+    srv_args = python_cmd("fpsmodel", "server", "--port", 0, "--dispatch", dispatch,
+                          "--out", out, "--ready-file", ready)
+    with Process(srv_args, runner, log_path=out / "server.log", name="game server") as srv:
+        wait_for(lambda: ready.exists() or not srv.alive(), 15, "the game server to listen")
+        if not ready.exists():
+            raise RuntimeError(f"game server exited early; see {out / 'server.log'}")
+        port = int(ready.read_text())
+        cfg = ClientConfig(targets=[Target(0, "127.0.0.1", port)], players=players,
+                           duration=duration, rate_hz=rate, seed=seed, out_dir=out)
+        client = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
+        write_json(out / "client_summary.json", client)
+    summary = play_summary(out, client, dispatch)
+    write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,143 @@
+"""The one door to subprocesses, plus privilege checks (no privileges to import).
+
+Every external command goes through `run()` or `Process`, which take argument
+lists (never a shell), log them, and in dry-run mode print them instead of
+running them, so `--dry-run` shows exactly the privileged commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("gamebed")
+
+
+class Runner:
+    """Executes or (dry run) prints commands; one per testbed."""
+
+    def __init__(self, dry_run: bool = False, echo=None) -> None:
+        self.dry_run = dry_run
+        self.echo = echo or (lambda line: print(line, flush=True))
+        self.history: list[list[str]] = []
+
+    def run(self, args: Sequence[str], check: bool = True, capture: bool = True,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        args = [str(a) for a in args]
+        self.history.append(args)
+        line = shlex.join(args)
+        if self.dry_run:
+            self.echo(line)
+            return subprocess.CompletedProcess(args, 0, "", "")
+        log.debug("run: %s", line)
+        proc = subprocess.run(args, capture_output=capture, text=True, input=input)
+        if check and proc.returncode != 0:
+            err = (proc.stderr or "").strip()
+            raise CommandError(f"command failed ({proc.returncode}): {line}\n{err}")
+        return proc
+
+
+class CommandError(RuntimeError):
+    pass
+
+
+class Process:
+    """A child process as a context manager: leaving the block always ends it."""
+
+    def __init__(self, args: Sequence[str], runner: Runner, log_path: Path | None = None,
+                 name: str = "", term_timeout: float = 5.0) -> None:
+        self.args = [str(a) for a in args]
+        self.runner = runner
+        self.log_path = log_path
+        self.name = name or Path(self.args[0]).name
+        self.term_timeout = term_timeout
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> Process:
+        self.runner.history.append(self.args)
+        line = shlex.join(self.args)
+        if self.runner.dry_run:
+            self.runner.echo(line + " &")
+            return self
+        log.debug("spawn: %s", line)
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            # own process group, so a terminal's ^C reaches only us and we stop it in order
+            self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Signal, wait, then kill; returns the exit status."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(sig)
+                self.popen.wait(self.term_timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s (pid %s) ignored SIGTERM; killing", self.name, self.popen.pid)
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def __enter__(self) -> Process:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll `pred` until true or raise TimeoutError naming what we waited for."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+
+
+def effective_caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def require_net_admin() -> None:
+    """Fail before anything is created if we cannot build namespaces."""
+    caps = effective_caps()
+    missing = [n for n, b in (("CAP_NET_ADMIN", CAP_NET_ADMIN), ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
+               if not caps >> b & 1]
+    if os.geteuid() != 0 or missing:
+        need = ", ".join(missing) or "root"
+        raise PermissionError(
+            f"gamebed needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN to create network "
+            f"namespaces, veths, tc filters and cgroups (missing: {need}). Run it as root, "
+            f"e.g. `sudo {Path(sys.argv[0]).name} ...`, or use --dry-run to see the commands.")
+
+
+def python_cmd(module: str, *args: object) -> list[str]:
+    """Run one of our modules with this interpreter (works in a venv and in a netns)."""
+    return [sys.executable, "-m", module, *map(str, args)]
