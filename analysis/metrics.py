@@ -99,7 +99,9 @@ def delay_stats(j: pd.DataFrame) -> dict:
 def point_summary(point_dir: Path) -> dict:
     """One (mode, guests) entry: delay, stamp error, loss, drops, round trip."""
     rec = load_point(point_dir)
-    j = add_delays(join_inputs(rec))
+    meta = load_json(Path(point_dir) / "point.json", {}) or {}
+    shared = bool(meta.get("environment", {}).get("shared_clock", False))
+    j = add_delays(join_inputs(rec, shared_clock=shared))
     out = delay_stats(j)
     rtt = rec["updates"]["rtt_ns"].dropna().astype("float64")
     out["rtt_p50_us"] = _us(_pct(rtt, 50))

@@ -67,13 +67,15 @@ def load_json(path: Path, default=None):
     return json.loads(Path(path).read_text()) if Path(path).exists() else default
 
 
-def join_inputs(rec: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.DataFrame:
     """One row per input the client sent: its server and shim records where they exist.
 
     Duplicates (a retransmitted or replayed datagram) keep the first accepted record,
     so a join never multiplies rows.  Columns: guest, player, seq, send_ns, delivered,
     server_ns (stamp the server used), app_ns, host_ns (shim stamp, NaN without shim),
-    clock_offset_ns and clock_uncertainty_ns of that guest.
+    clock_offset_ns and clock_uncertainty_ns of that guest.  With `shared_clock`
+    (client and server read one kernel clock, as in the namespace backend) the
+    offset is exactly 0 and the sync estimate is not applied: it would only add noise.
     """
     client = rec["client"][KEY + ["send_ns"]].drop_duplicates(KEY)
     srv = rec["server"]
@@ -88,6 +90,9 @@ def join_inputs(rec: dict[str, pd.DataFrame]) -> pd.DataFrame:
     chosen = chosen.drop_duplicates("guest").rename(columns={"offset_ns": "clock_offset_ns"})
     chosen["clock_uncertainty_ns"] = chosen.pop("delay_ns").clip(lower=0) // 2
     out = out.merge(chosen, on="guest", how="left")
+    if shared_clock:
+        out["clock_offset_ns"] = 0
+        out["clock_uncertainty_ns"] = 0
     for c in ("server_ns", "app_ns", "host_ns", "send_ns", "clock_offset_ns",
               "clock_uncertainty_ns"):
         out[c] = out[c].astype("float64")

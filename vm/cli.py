@@ -33,6 +33,89 @@ def cmd_play(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    from vm.runner import run_sweep
+    from vm.spec import ExperimentSpec
+
+    over = dict(guests=_ints(a.guests), modes=_strs(a.modes), players=a.players,
+                duration=a.duration, placement=a.placement, cpu_cap=a.cpu_cap,
+                stamper=a.stamper, seed=a.seed, dispatch=a.dispatch, backend=a.backend)
+    spec = (ExperimentSpec.from_toml(a.spec, **over) if a.spec
+            else ExperimentSpec().replace(**over))
+    summary = run_sweep(spec, a.out, dry_run=a.dry_run)
+    if a.dry_run:
+        return 0
+    if not a.no_report:
+        from analysis.report import write_report
+
+        paths = write_report(a.out)
+        print(f"report: {paths['html']}", file=sys.stderr)
+    print(f"results in {a.out} ({len(summary['points'])} points; summary.json)")
+    return 0
+
+
+def cmd_clean(a: argparse.Namespace) -> int:
+    from vm.resources import STATE_DIR, clean_manifest
+    from vm.sysutil import Runner, require_net_admin
+
+    paths = a.manifest or sorted(STATE_DIR.glob("*.json"))
+    if not paths:
+        print(f"nothing to clean: no run manifests in {STATE_DIR}")
+        return 0
+    require_net_admin()
+    for path in paths:
+        for line in clean_manifest(Path(path), Runner()):
+            print(line)
+        print(f"cleaned {path}")
+    return 0
+
+
+def cmd_shim(a: argparse.Namespace) -> int:
+    from hostside.shim import run
+
+    return run(a)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    paths = write_report(a.dir, sla_delay_ms=a.sla_delay_ms, sla_stat=a.sla_stat,
+                         sla_loss=a.sla_loss)
+    print(paths["md"].read_text())
+    print(f"report: {paths['html']}", file=sys.stderr)
+    return 0
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    return tuple(int(x) for x in text.split(",")) if text else None
+
+
+def _strs(text: str | None) -> tuple[str, ...] | None:
+    return tuple(text.split(",")) if text else None
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+    p.add_argument("--spec", type=Path, help="TOML experiment spec (flags override it)")
+    p.add_argument("--guests", help="guest counts, e.g. 1,2,4,8,16,32 (the default)")
+    p.add_argument("--modes", help="timestamp modes: guest,host (default both)")
+    p.add_argument("--players", type=int, help="players per guest (default 4)")
+    p.add_argument("--duration", type=float, help="seconds of play per point (default 10)")
+    p.add_argument("--placement", choices=("restricted", "dynamic"),
+                   help="restricted (default): shim on CPU 0, guests on the rest; "
+                        "dynamic: everyone floats")
+    p.add_argument("--cpu-cap", type=float, help="per-guest CPU share via cgroup cpu quota")
+    p.add_argument("--stamper", choices=("afpacket", "bpf"),
+                   help="who appends host stamps: the tc BPF stamper (default) or the "
+                        "AF_PACKET shim itself")
+    p.add_argument("--backend", choices=("netns",), help="guests as network namespaces")
+    p.add_argument("--dispatch", choices=DISPATCH_MODES, help="game server event dispatch")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the privileged commands instead of running them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="gamebed", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -51,6 +134,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rate", type=float, default=20.0, help="mean inputs/s per player")
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("run", help="the sweep: guest counts x timestamp modes (root)",
+                       description="Build N guests, play, record, tear down; for every "
+                                   "guest count and mode. Writes DIR/summary.json, raw "
+                                   "records per point, and the report.")
+    add_run_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="analyse a results directory (no root)",
+                       description="Recompute statistics, capacity and plots from raw "
+                                   "records only.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--sla-delay-ms", type=float, default=1.0)
+    p.add_argument("--sla-stat", choices=("mean", "p95", "p99"), default="mean")
+    p.add_argument("--sla-loss", type=float, default=0.01)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("clean", help="remove what a killed run's manifest lists (root)")
+    p.add_argument("manifest", nargs="*", type=Path,
+                   help="manifest files (default: every one in /run/gamebed)")
+    p.set_defaults(func=cmd_clean)
+
+    from hostside.shim import add_args as add_shim_args
+
+    p = sub.add_parser("shim", help="the AF_PACKET timestamping shim (root)")
+    add_shim_args(p)
+    p.set_defaults(func=cmd_shim)
 
     p = sub.add_parser("server", help="one game server (what runs inside each guest)")
     add_server_args(p)

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tc ingress decoder for a guest's NIC: moves the host's arrival stamp from the
+ * trailer into skb->tstamp and trims the trailer, so an unmodified server's
+ * SO_TIMESTAMP/SO_TIMESTAMPNS returns the host stamp. Anything else passes as is. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "trailer.h"
+
+SEC("tc")
+int gb_decode(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct gb_trailer t;
+	__u32 tot;
+	__u64 ns;
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	tot = bpf_ntohs(ip->tot_len);
+	/* exactly one trailer right after the datagram, nothing else */
+	if (skb->len != GB_ETH_HLEN + tot + GB_TRAILER_LEN)
+		return TC_ACT_OK;
+	if (bpf_skb_load_bytes(skb, GB_ETH_HLEN + tot, &t, sizeof(t)))
+		return TC_ACT_OK;
+	if (t.magic != bpf_htonl(GB_TRAILER_MAGIC) || t.check != bpf_htonl(gb_trailer_check(tot)))
+		return TC_ACT_OK;
+	ns = bpf_be64_to_cpu(t.stamp_ns);
+	if (!ns)
+		return TC_ACT_OK;
+	if (bpf_skb_change_tail(skb, GB_ETH_HLEN + tot, 0))
+		return TC_ACT_OK;
+	skb->tstamp = ns;
+	return TC_ACT_OK;
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,230 @@
+"""The AF_PACKET timestamping shim (root: raw packet sockets).
+
+Sits in the host namespace between the uplink (clients) and the guests' ports.
+Each frame from the uplink arrives with its kernel stamp (SO_TIMESTAMPNS via
+recvmsg, never a TPACKET_V3 ring: block delivery adds milliseconds).  Game
+inputs (IPv4/UDP to a guest's game port) are cut to the IP total length, get the
+timestamp trailer, and go to that guest's port; everything else is switched by
+destination MAC unchanged (broadcast to every guest).  Replies from guests go
+back to the uplink.  Partial checksums (PACKET_AUXDATA: CSUMNOTREADY) are
+completed, since a frame sent on a packet socket must carry a full one.
+
+With `--stamper bpf` the tc stamper already forwards game inputs in the kernel;
+the shim then only logs ground truth for them and forwards everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
+from hostside import trailer
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+PACKET_OUTGOING = 4
+TP_STATUS_CSUMNOTREADY = 1 << 3
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TS = struct.Struct("qq")
+_AUX = struct.Struct("IIIHHHH")
+GAME_HEADER_MIN = 24
+
+
+@dataclass(frozen=True)
+class GuestPort:
+    guest: int
+    ifname: str
+    ip: str
+    mac: str
+
+    @classmethod
+    def parse(cls, text: str) -> GuestPort:
+        """'GUEST,IFNAME,IP,MAC'."""
+        g, ifname, ip, mac = text.split(",")
+        return cls(int(g), ifname, ip, mac.lower())
+
+
+def open_packet_socket(ifname: str, stamps: bool) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    if stamps:  # also what makes the kernel stamp skbs at all (netstamp_needed)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.bind((ifname, 0))
+    s.setblocking(False)
+    return s
+
+
+def parse_anc(anc: list) -> tuple[int, int]:
+    """(stamp ns, tp_status) from recvmsg ancillary data."""
+    ns = status = 0
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TS.size:
+            sec, nsec = _TS.unpack_from(data)
+            ns = sec * 1_000_000_000 + nsec
+        elif level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
+            status = _AUX.unpack_from(data)[0]
+    return ns, status
+
+
+class Shim:
+    def __init__(self, uplink: str, guests: list[GuestPort], game_port: int, out_dir: Path,
+                 stamper: str = "afpacket") -> None:
+        self.game_port, self.stamper = game_port, stamper
+        self.up = open_packet_socket(uplink, stamps=True)
+        self.ports = {g.guest: open_packet_socket(g.ifname, stamps=False) for g in guests}
+        self.by_ip = {socket.inet_aton(g.ip): g.guest for g in guests}
+        self.by_mac = {bytes.fromhex(g.mac.replace(":", "")): g.guest for g in guests}
+        self.counters: Counter[str] = Counter()
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.truth = RecordWriter(self.out_dir / SHIM_INPUTS, SHIM_INPUT_FIELDS)
+        self._stop = False
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def game_guest(self, frame: bytes) -> int | None:
+        """The guest a game input is for, or None if the frame is not game traffic."""
+        if trailer.ip_total_length(frame) is None or frame[23] != trailer.IPPROTO_UDP:
+            return None
+        if int.from_bytes(frame[20:22], "big") & 0x3FFF:  # fragments are not game inputs
+            return None
+        if trailer.udp_dport(frame) != self.game_port:
+            return None
+        return self.by_ip.get(bytes(frame[30:34]))
+
+    def _send(self, sock: socket.socket, frame: bytes | bytearray, what: str) -> None:
+        try:
+            sock.send(frame)
+            self.counters[what] += 1
+        except OSError as e:
+            self.counters[f"dropped_send_{e.errno}"] += 1
+
+    def from_uplink(self, frame: bytes, stamp_ns: int, status: int) -> None:
+        guest = self.game_guest(frame)
+        if guest is not None:
+            l4 = trailer.ETH_HLEN + (frame[14] & 0x0F) * 4
+            payload = l4 + 8
+            # ground truth is kept for player inputs (type 1), not clock-sync requests
+            is_input = len(frame) >= payload + GAME_HEADER_MIN and frame[payload + 2] == 1
+            player = frame[payload + 3] if is_input else -1
+            seq = int.from_bytes(frame[payload + 8:payload + 16], "big") if is_input else -1
+            if self.stamper == "bpf":  # the kernel stamper forwarded it already
+                if is_input:
+                    self.truth.write(guest, player, seq, stamp_ns, 0)
+                self.counters["game_logged"] += 1
+                return
+            try:
+                out = trailer.append(frame, stamp_ns)
+            except ValueError:
+                self.counters["dropped_truncated"] += 1
+                return
+            if status & TP_STATUS_CSUMNOTREADY:
+                trailer.complete_udp_checksum(out)
+            self._send(self.ports[guest], out, "forwarded_game")
+            if is_input:
+                self.truth.write(guest, player, seq, stamp_ns, time.time_ns())
+            return
+        dst = bytes(frame[0:6])
+        if dst[0] & 1:  # broadcast / multicast: every guest
+            for sock in self.ports.values():
+                self._send(sock, frame, "forwarded_other")
+        elif dst in self.by_mac:
+            self._send(self.ports[self.by_mac[dst]], self._complete(frame, status),
+                       "forwarded_other")
+        else:
+            self.counters["dropped_unknown_dst"] += 1
+
+    @staticmethod
+    def _complete(frame: bytes, status: int) -> bytes | bytearray:
+        if status & TP_STATUS_CSUMNOTREADY:
+            buf = bytearray(frame)
+            trailer.complete_udp_checksum(buf)
+            return buf
+        return frame
+
+    def drain(self, sock: socket.socket, from_uplink: bool) -> None:
+        while True:
+            try:
+                frame, anc, _fl, addr = sock.recvmsg(65535, 512)
+            except (BlockingIOError, InterruptedError):
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue  # our own sends, looped back to the packet socket
+            stamp_ns, status = parse_anc(anc)
+            if from_uplink:
+                self.from_uplink(frame, stamp_ns, status)
+            else:
+                self._send(self.up, self._complete(frame, status), "forwarded_reply")
+
+    def run(self, ready_file: Path | None = None) -> dict:
+        ep = select.epoll()
+        socks = {self.up.fileno(): (self.up, True)}
+        socks.update({s.fileno(): (s, False) for s in self.ports.values()})
+        for fd in socks:
+            ep.register(fd, select.EPOLLIN)
+        if ready_file:
+            ready_file.write_text(f"{os.getpid()}\n")
+        try:
+            while not self._stop:
+                for fd, _ in ep.poll(0.2):
+                    sock, up = socks[fd]
+                    self.drain(sock, up)
+        finally:
+            ep.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        self.truth.close()
+        for s in (self.up, *self.ports.values()):
+            s.close()
+        summary = {"stamper": self.stamper, "counters": dict(self.counters),
+                   "ground_truth_rows": self.truth.rows}
+        write_json(self.out_dir / "shim_summary.json", summary)
+        return summary
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--uplink", required=True, help="interface the clients' frames arrive on")
+    p.add_argument("--guest", action="append", required=True, type=GuestPort.parse,
+                   metavar="N,IFNAME,IP,MAC", help="a guest port; repeat per guest")
+    p.add_argument("--game-port", type=int, default=27960)
+    p.add_argument("--stamper", choices=("afpacket", "bpf"), default="afpacket",
+                   help="who appends trailers to game inputs: this process, or the tc "
+                        "BPF stamper (then the shim only logs ground truth)")
+    p.add_argument("--cpus", help="pin to these CPUs, e.g. 0 or 0,2")
+    p.add_argument("--out", type=Path, required=True, help="directory for shim_inputs.csv")
+    p.add_argument("--ready-file", type=Path)
+
+
+def run(a: argparse.Namespace) -> int:
+    if a.cpus:
+        os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
+    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper)
+    signal.signal(signal.SIGTERM, shim.stop)
+    signal.signal(signal.SIGINT, shim.stop)
+    summary = shim.run(a.ready_file)
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hostside.shim", description=__doc__)
+    add_args(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""Shared test setup: markers by directory, and the only skip helpers.
+
+tests/unit needs nothing; tests/net needs root and network namespaces;
+tests/vm needs QEMU/libvirt.  Each skip says what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        part = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if part in ("unit", "net", "vm"):
+            item.add_marker(getattr(pytest.mark, part))
+
+
+def _netns_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (CAP_NET_ADMIN) to create network namespaces"
+    if not shutil.which("ip") or not shutil.which("tc"):
+        return "needs iproute2 (ip, tc): run scripts/setup.sh"
+    name = f"gbprobe{uuid.uuid4().hex[:6]}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot create a network namespace here: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+_NETNS = None
+
+
+def skip_unless_netns() -> None:
+    global _NETNS
+    if _NETNS is None:
+        _NETNS = _netns_problem() or ""
+    if _NETNS:
+        pytest.skip(_NETNS)
+
+
+def skip_unless_clang() -> None:
+    if not shutil.which("clang"):
+        pytest.skip("needs clang to build the BPF programs: run scripts/setup.sh")
+
+
+@pytest.fixture
+def netns_ok():
+    skip_unless_netns()
+    skip_unless_clang()

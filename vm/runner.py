@@ -1,0 +1,108 @@
+"""`gamebed run`: the sweep over guest counts and timestamp modes (root).
+
+For each (guests, mode) point it builds the topology, runs the clock sync and
+the game load, collects client, shim and server records into the point's
+directory, tears everything down and moves on.  summary.json is rewritten after
+every point, so an interrupted sweep keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from analysis.metrics import point_summary
+from fpsmodel.records import write_json
+from vm.netns import NetnsPoint
+from vm.resources import Manifest, new_prefix
+from vm.spec import ExperimentSpec
+from vm.sysutil import Runner, require_net_admin
+
+
+def environment() -> dict:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"kernel": platform.release(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpu_model": cpu_model, "python": platform.python_version(),
+            "hostname": platform.node()}
+
+
+@contextmanager
+def signals_unwind():
+    """SIGTERM behaves like ^C: the with-blocks tear down.  A second signal while
+    tearing down is ignored, so cleanup is not cut short."""
+    state = {"hit": False}
+
+    def handler(signum, _frame):
+        if state["hit"]:
+            return
+        state["hit"] = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_point(spec: ExperimentSpec, guests: int, mode: str, point_dir: Path, runner: Runner,
+              manifest: Manifest) -> dict:
+    with NetnsPoint(spec, guests, mode, point_dir, runner, manifest) as point:
+        env = point.environment()
+        write_json(point_dir / "point.json", {"mode": mode, "guests": guests,
+                                              "spec": spec.to_dict(), "environment": env})
+        point.run_load()
+    if runner.dry_run:
+        return {"mode": mode, "guests": guests}
+    return {"mode": mode, "guests": guests, **point_summary(point_dir)}
+
+
+def run_sweep(spec: ExperimentSpec, out: Path, dry_run: bool = False) -> dict:
+    if not dry_run:
+        require_net_admin()
+    runner = Runner(dry_run=dry_run)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(new_prefix(), dry_run=dry_run)
+    summary = {"spec": spec.to_dict(), "environment": environment(), "prefix": manifest.prefix,
+               "manifest": str(manifest.path), "points": [], "complete": False}
+    points = spec.points()
+    t0 = time.monotonic()
+    with signals_unwind():
+        for k, (guests, mode) in enumerate(points, 1):
+            pdir = out / "points" / f"{mode}-g{guests:03d}"
+            progress(f"[{k}/{len(points)}] {mode} stamps, {guests} guest(s): building, "
+                     f"{spec.duration:.0f} s of play ...")
+            entry = run_point(spec, guests, mode, pdir, runner, manifest)
+            entry["dir"] = str(pdir.relative_to(out))
+            summary["points"].append(entry)
+            if not dry_run:
+                write_json(out / "summary.json", summary)
+                progress(f"      sent {entry['inputs_sent']}, lost {entry['inputs_lost']}, "
+                         f"delay mean {entry['delay_mean_us']} us p95 {entry['delay_p95_us']} "
+                         f"us, stamp error mean {entry['stamp_error_mean_us']} us, exact "
+                         f"{entry['host_stamp_exact_fraction']} ({time.monotonic() - t0:.0f} s)")
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.monotonic() - t0, 1)
+    manifest.close()
+    if not dry_run:
+        write_json(out / "summary.json", summary)
+    return summary
