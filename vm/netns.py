@@ -177,15 +177,16 @@ class NetnsPoint:
                               self.spec.game_port, "--guest", g.index, "--dispatch",
                               self.spec.dispatch, "--out", gdir, "--ready-file", gdir / "ready")
             cmd = ["ip", "netns", "exec", g.netns, *self._pinned(self.guest_cpus, args)]
-            proc = self.stack.enter_context(ManagedProcess(
-                cmd, self.runner, self.manifest, log_path=gdir / "server.log",
-                name=f"server{g.index}"))
-            if self.spec.cpu_cap:
+            cg = None
+            if self.spec.cpu_cap:  # entered first so it is removed after its process
                 cg = self.stack.enter_context(CpuCgroup(
                     f"{self.manifest.prefix}-g{g.index}", self.spec.cpu_cap, self.manifest,
                     self.runner))
-                if proc.pid:
-                    cg.add_pid(proc.pid)
+            proc = self.stack.enter_context(ManagedProcess(
+                cmd, self.runner, self.manifest, log_path=gdir / "server.log",
+                name=f"server{g.index}"))
+            if cg is not None and proc.pid:
+                cg.add_pid(proc.pid)
             procs.append((gdir / "ready", proc))
         if self.runner.dry_run:
             return

@@ -140,8 +140,8 @@ class CpuCgroup:
             (self.path / "cgroup.procs").write_text(str(pid))
 
     def __exit__(self, *exc: object) -> None:
-        remove_cgroup(self.path)
-        self.manifest.remove(self._entry)
+        if remove_cgroup(self.path):  # else it stays listed for `gamebed clean`
+            self.manifest.remove(self._entry)
 
 
 # --- removal, shared by teardown and `gamebed clean` ---------------------------------------
@@ -159,16 +159,18 @@ def remove_link(runner: Runner, netns: str, name: str) -> None:
         runner.run(["ip", "-n", netns, "link", "del", name], check=False)
 
 
-def remove_cgroup(path: Path) -> None:
-    for _ in range(50):  # rmdir fails while the kernel still counts exiting tasks
+def remove_cgroup(path: Path) -> bool:
+    """rmdir, retried while the kernel still counts exiting tasks; False if it stays."""
+    for _ in range(100):
         try:
             path.rmdir()
-            return
+            return True
         except FileNotFoundError:
-            return
+            return True
         except OSError:
             time.sleep(0.05)
-    log.warning("could not remove cgroup %s (still busy)", path)
+    log.warning("could not remove cgroup %s (still busy); `gamebed clean` retries", path)
+    return False
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -201,7 +203,9 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
             if kill_process(e["pid"], e.get("start_time")):
                 done.append(f"killed process {e['pid']} ({e.get('name', '')})")
         elif kind == "cgroup":
-            remove_cgroup(Path(e["path"]))
+            if not remove_cgroup(Path(e["path"])):
+                done.append(f"cgroup {e['path']} still busy; left listed")
+                continue
             done.append(f"removed cgroup {e['path']}")
         elif kind == "veth":
             remove_link(runner, e["netns"], e["name"])

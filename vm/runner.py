@@ -59,6 +59,15 @@ def signals_unwind():
             signal.signal(s, h)
 
 
+@contextmanager
+def _closing(manifest: Manifest):
+    """The manifest file goes once everything it listed is gone, whatever the exit."""
+    try:
+        yield manifest
+    finally:
+        manifest.close()
+
+
 def progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -86,7 +95,7 @@ def run_sweep(spec: ExperimentSpec, out: Path, dry_run: bool = False) -> dict:
                "manifest": str(manifest.path), "points": [], "complete": False}
     points = spec.points()
     t0 = time.monotonic()
-    with signals_unwind():
+    with signals_unwind(), _closing(manifest):
         for k, (guests, mode) in enumerate(points, 1):
             pdir = out / "points" / f"{mode}-g{guests:03d}"
             progress(f"[{k}/{len(points)}] {mode} stamps, {guests} guest(s): building, "
@@ -102,7 +111,6 @@ def run_sweep(spec: ExperimentSpec, out: Path, dry_run: bool = False) -> dict:
                          f"{entry['host_stamp_exact_fraction']} ({time.monotonic() - t0:.0f} s)")
     summary["complete"] = True
     summary["elapsed_s"] = round(time.monotonic() - t0, 1)
-    manifest.close()
     if not dry_run:
         write_json(out / "summary.json", summary)
     return summary

@@ -1,0 +1,32 @@
+"""Build Ethernet/IPv4/UDP frames for the namespace tests."""
+
+import socket
+import struct
+
+
+def _ip_checksum(hdr: bytes) -> int:
+    s = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def udp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int,
+              payload: bytes, extra: bytes = b"") -> bytes:
+    """A frame with a correct IP checksum, UDP checksum 0 (none), and `extra` bytes
+    after the IP datagram (what a forging client would append)."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
+    return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + udp + extra
+
+
+def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
+    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac(src_mac),
+                       socket.inet_aton(src_ip), b"\0" * 6, socket.inet_aton(target_ip))
+    return b"\xff" * 6 + mac(src_mac) + b"\x08\x06" + body

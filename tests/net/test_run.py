@@ -1,0 +1,104 @@
+"""`gamebed run` through the CLI, and teardown after SIGINT / clean after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vm.cli import main
+from vm.resources import CGROUP_V1_CPU
+
+
+def snapshot(marker: str) -> dict:
+    """What a run could leak: namespaces, links, cgroups, processes naming our dir."""
+    procs = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and p.name != str(os.getpid()):
+            try:
+                if marker in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    procs.add(p.name)
+            except OSError:
+                pass
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return {
+        "netns": sorted(subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                       text=True).stdout.split()),
+        "links": sorted(line.split(":")[1].strip() for line in links.splitlines()),
+        "cgroups": sorted(os.listdir(CGROUP_V1_CPU)) if CGROUP_V1_CPU.is_dir() else [],
+        "procs": sorted(procs),
+    }
+
+
+def test_two_guest_run_through_cli(netns_ok, tmp_path):
+    out = tmp_path / "res"
+    assert main(["run", "--guests", "2", "--duration", "3", "--out", str(out),
+                 "--no-report"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] and s["environment"]["kernel"]
+    pts = {p["mode"]: p for p in s["points"]}
+    assert set(pts) == {"guest", "host"}
+    for p in pts.values():
+        assert p["guests"] == 2
+        assert p["inputs_sent"] == p["inputs_delivered"] + p["inputs_lost"] > 100
+    assert pts["host"]["host_stamp_exact_fraction"] == 1.0
+    assert pts["guest"]["stamp_error_mean_us"] > 0
+    assert pts["guest"]["host_stamp_exact_fraction"] < 0.01
+
+
+def start_run(tmp_path, out):
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "vm.cli", "run", "--guests", "2", "--modes", "host",
+         "--duration", "60", "--cpu-cap", "0.5", "--out", str(out), "--no-report"],
+        env=env, stderr=subprocess.PIPE, text=True)
+
+
+def wait_playing(out, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    point = out / "points" / "host-g002"
+    while time.monotonic() < deadline:
+        if (point / "client_inputs.csv").exists():
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.1)
+    raise AssertionError("the run never started playing")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_tears_everything_down(netns_ok, tmp_path, sig):
+    out = tmp_path / "res"
+    before = snapshot(str(out))
+    proc = start_run(tmp_path, out)
+    wait_playing(out, proc)
+    assert snapshot(str(out)) != before  # the run really built things
+    proc.send_signal(sig)
+    proc.wait(60)
+    assert proc.returncode == 130
+    assert snapshot(str(out)) == before
+    assert list((tmp_path / "state").glob("*.json")) == []
+
+
+def test_clean_removes_what_a_killed_run_left(netns_ok, tmp_path):
+    out = tmp_path / "res"
+    before = snapshot(str(out))
+    proc = start_run(tmp_path, out)
+    wait_playing(out, proc)
+    proc.kill()  # no chance to tear down
+    proc.wait(10)
+    left = snapshot(str(out))
+    assert left != before
+    manifests = list((tmp_path / "state").glob("*.json"))
+    assert len(manifests) == 1
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "vm.cli", "clean"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "removed netns" in r.stdout and "killed process" in r.stdout
+    time.sleep(0.3)
+    assert snapshot(str(out)) == before
+    assert not manifests[0].exists()
