@@ -36,8 +36,7 @@ def snapshot(marker: str) -> dict:
 
 def test_two_guest_run_through_cli(netns_ok, tmp_path):
     out = tmp_path / "res"
-    assert main(["run", "--guests", "2", "--duration", "3", "--out", str(out),
-                 "--no-report"]) == 0
+    assert main(["run", "--guests", "2", "--duration", "3", "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["complete"] and s["environment"]["kernel"]
     pts = {p["mode"]: p for p in s["points"]}
@@ -48,6 +47,12 @@ def test_two_guest_run_through_cli(netns_ok, tmp_path):
     assert pts["host"]["host_stamp_exact_fraction"] == 1.0
     assert pts["guest"]["stamp_error_mean_us"] > 0
     assert pts["guest"]["host_stamp_exact_fraction"] < 0.01
+    # the report came at the end, regenerated from raw records alone
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and 'id="capacity"' in page
+    assert (out / "capacity.csv").read_text().startswith("mode,capacity")
+    assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
+    assert "| host stamps | 0 |" in (out / "report.md").read_text()
 
 
 def start_run(tmp_path, out):

@@ -1,0 +1,103 @@
+"""Render the capacity report as Markdown, self-contained HTML and CSV (no privileges)."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import pandas as pd
+
+from analysis.stats import capacity_text
+
+COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost"),
+        ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
+        ("delay_mean_ci", "mean 95% CI µs"), ("delay_p95_us", "delay p95 µs"),
+        ("delay_p99_us", "p99 µs"), ("delay_max_us", "max µs"),
+        ("stamp_error_mean_us", "stamp err mean µs"), ("stamp_error_p95_us", "stamp err p95 µs"),
+        ("rtt_p50_us", "RTT p50 µs"), ("update_jitter_us", "update jitter µs")]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "–" if v != v else (f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}")
+    return str(v)
+
+
+def table_rows(df: pd.DataFrame) -> list[list[str]]:
+    df = df.assign(delay_mean_ci=[f"{lo:.1f}–{hi:.1f}" for lo, hi in
+                                  zip(df["delay_mean_ci_lo_us"], df["delay_mean_ci_hi_us"],
+                                      strict=True)])
+    return [[_fmt(r[c]) for c, _ in COLS] for _, r in df.iterrows()]
+
+
+def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
+    rows = [{"mode": m, "capacity": c["capacity"], "bounded_by_largest_count": c["bounded"],
+             "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
+             "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"]}
+            for m, c in sorted(cap.items())]
+    return pd.DataFrame(rows)
+
+
+def ratio_text(cap: dict) -> str:
+    h, g = cap.get("host"), cap.get("guest")
+    if not h or not g:
+        return "needs both modes"
+    if g["capacity"] == 0:
+        return "undefined (guest stamps meet the SLA at no measured count)"
+    r = h["capacity"] / g["capacity"]
+    bound = " (lower bound: host capacity bounded by the largest count)" if h["bounded"] else ""
+    return f"{r:.2f}×{bound}"
+
+
+def markdown(df, cap, sla, spec, env, paper) -> str:
+    out = ["# gamebed capacity report", "",
+           f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}",
+           "", "## Capacity", "", "| mode | capacity (guests) | first failing count |",
+           "|---|---|---|"]
+    for m, c in sorted(cap.items()):
+        out.append(f"| {m} stamps | {capacity_text(c)} | {c['first_failure'] or '–'} |")
+    out += ["", f"Host/guest capacity ratio: {ratio_text(cap)}", "", "## Per point", "",
+            "| " + " | ".join(h for _, h in COLS) + " |", "|" + "---|" * len(COLS)]
+    out += ["| " + " | ".join(r) + " |" for r in table_rows(df)]
+    out += ["", "Delay = stamp the server used − client send time; stamp error = stamp the "
+            "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
+            "uncertainty.", "", "## Spec and environment", "",
+            f"- spec: `{spec}`", f"- environment: `{env}`", "",
+            "## The paper's figures (a different machine: Xen, 2008; not comparable 1:1)", "",
+            "| | Tsai 2009, ch. 6 |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in paper]
+    return "\n".join(out) + "\n"
+
+
+def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes]) -> str:
+    e = html.escape
+    caps = "".join(f"<tr><td>{e(m)} stamps</td><td><b>{e(capacity_text(c))}</b></td>"
+                   f"<td>{c['first_failure'] or '–'}</td></tr>" for m, c in sorted(cap.items()))
+    head = "".join(f"<th>{e(h)}</th>" for _, h in COLS)
+    body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
+                   for r in table_rows(md_df))
+    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,'
+                   f'{base64.b64encode(v).decode()}"><figcaption>{e(k)}</figcaption></figure>'
+                   for k, v in images.items())
+    ref = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in paper)
+    env_rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
+                       for k, v in {**env, **{f"spec.{a}": b for a, b in spec.items()}}.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>gamebed report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px solid #ccc;
+padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline-block;
+margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></head><body>
+<h1>gamebed capacity report</h1>
+<p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}.
+ Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.</p>
+<h2>Capacity</h2><table id="capacity"><tr><th>mode</th><th>capacity (guests)</th>
+<th>first failing count</th></tr>{caps}</table>
+<p>Host/guest capacity ratio: {e(ratio_text(cap))}</p>
+<h2>Plots</h2>{imgs}
+<h2>Per point</h2><table><tr>{head}</tr>{body}</table>
+<p class="note">Delay = stamp the server used − client send time; stamp error = stamp the
+server used − host arrival stamp. Mean CIs are widened by the clock-sync uncertainty.</p>
+<h2>The paper's figures</h2><p class="note">Different machine and hypervisor (Xen, 2008):
+context, not a comparison.</p><table>{ref}</table>
+<h2>Spec and environment</h2><table>{env_rows}</table></body></html>
+"""

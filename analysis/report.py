@@ -1,0 +1,159 @@
+"""`gamebed report DIR`: statistics, capacity under an SLA, plots, report (no privileges).
+
+Reads only raw records and each point's point.json (docs/records.md), so any
+results directory can be re-analysed for another SLA in seconds, anywhere.
+Writes DIR/report.html (self-contained), DIR/report.md and DIR/capacity.csv.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.records import (  # noqa: E402
+    add_delays,
+    join_inputs,
+    load_json,
+    load_point,
+    update_jitter_us,
+)
+from analysis.stats import capacity, capacity_text, describe  # noqa: E402
+
+PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
+         ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),
+         ("Capacity at 1 ms mean delay, host stamps", "44 VMs"),
+         ("Capacity at 1 ms mean delay, guest stamps", "30 VMs (+47% with host stamps)"),
+         ("Mean timestamp error removed at 46 VMs", "3.1 ms")]
+STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
+
+
+def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
+    """One point's row for the tables, and its stamp errors (µs) for the CDF."""
+    meta = load_json(pdir / "point.json", {}) or {}
+    env = meta.get("environment", {})
+    rec = load_point(pdir)
+    j = add_delays(join_inputs(rec, shared_clock=bool(env.get("shared_clock"))))
+    d = j[j["delivered"]]
+    delay = describe(d["delay_ns"].to_numpy() / 1e3)
+    err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
+    unc = float(np.nan_to_num(j["clock_uncertainty_ns"].max())) / 1e3
+    rtt = rec["updates"]["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
+    row = {"mode": meta.get("mode"), "guests": meta.get("guests"),
+           "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
+           "sent": len(j), "delivered": len(d), "lost": len(j) - len(d),
+           "loss_ratio": (len(j) - len(d)) / len(j) if len(j) else np.nan,
+           "clock_uncertainty_us": unc,
+           "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
+           "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
+           "update_jitter_us": update_jitter_us(rec["updates"])}
+    for name, s in (("delay", delay), ("stamp_error", err)):
+        for k in ("mean", "p50", "p95", "p99", "max"):
+            row[f"{name}_{k}_us"] = s.get(k, np.nan)
+        lo, hi = s.get("mean_ci", (np.nan, np.nan))
+        extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar
+        row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
+        row[f"{name}_p95_ci_lo_us"], row[f"{name}_p95_ci_hi_us"] = s.get("p95_ci",
+                                                                         (np.nan, np.nan))
+    return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
+
+
+def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarray], dict]:
+    rows, errors, meta = [], {}, {}
+    for pj in sorted(Path(results).glob("points/*/point.json")):
+        row, err = analyze_point(pj.parent)
+        rows.append(row)
+        errors[(row["mode"], row["guests"])] = err
+        meta = meta or load_json(pj)
+    if not rows:
+        raise FileNotFoundError(f"{results}: no points/*/point.json; is this a gamebed run "
+                                "directory?")
+    return pd.DataFrame(rows).sort_values(["mode", "guests"]), errors, meta
+
+
+# -- plots ----------------------------------------------------------------------------------
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | None,
+           by: str = "mode", ci: tuple[str, str] | None = None) -> bytes:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key, g in df.groupby(by):
+        g = g.sort_values("guests")
+        yerr = None
+        if ci is not None:
+            yerr = np.vstack([(g[col] - g[ci[0]]).clip(lower=0), (g[ci[1]] - g[col]).clip(lower=0)])
+        label = f"{key} stamps" if by == "mode" else str(key)
+        ax.errorbar(g["guests"], g[col], yerr=yerr, marker="o", capsize=3, label=label)
+    if sla is not None:
+        ax.axhline(sla, color="red", linestyle="--", label=f"SLA {sla:g}")
+    ax.set_xlabel("game-server guests on the host")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def _cdf(errors: dict, guests: int) -> bytes:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for (mode, g), e in sorted(errors.items()):
+        if g == guests and len(e):
+            x = np.sort(e)
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=f"{mode} stamps")
+    ax.set_xlabel("stamp error: stamp the server used − host arrival stamp (µs)")
+    ax.set_ylabel("fraction of inputs")
+    ax.set_title(f"Stamp error CDF at {guests} guests")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
+          stat: str) -> dict[str, bytes]:
+    df = df.assign(placement_mode=df["placement"] + ", " + df["mode"] + " stamps")
+    return {
+        "loss": _lines(df, "loss_ratio", "Input loss ratio vs guests (cf. paper Fig. 6.4)",
+                       "loss ratio", sla_loss, by="placement_mode"),
+        "mean_delay": _lines(df, "delay_mean_us", "Mean delivery delay (cf. Fig. 6.5)",
+                             "mean delay, client send → server stamp (µs)",
+                             sla_us if stat == "mean" else None, ci=("delay_mean_ci_lo_us",
+                                                                    "delay_mean_ci_hi_us")),
+        "p95_delay": _lines(df, "delay_p95_us", "95th-percentile delay (cf. Fig. 6.6)",
+                            "p95 delay (µs)", sla_us if stat == "p95" else None,
+                            ci=("delay_p95_ci_lo_us", "delay_p95_ci_hi_us")),
+        "stamp_error_cdf": _cdf(errors, int(df["guests"].max())),
+    }
+
+
+def write_report(results: Path, sla_delay_ms: float = 1.0, sla_stat: str = "mean",
+                 sla_loss: float = 0.01) -> dict[str, Path]:
+    """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there."""
+    from analysis import render
+
+    results = Path(results)
+    df, errors, meta = analyze(results)
+    sla = {"stat": sla_stat, "delay_ms": sla_delay_ms, "loss": sla_loss}
+    cap = capacity(df, STAT_COL[sla_stat], sla_delay_ms * 1000.0, sla_loss)
+    spec, env = meta.get("spec", {}), dict(meta.get("environment", {}))
+    run = load_json(results / "summary.json", {}) or {}
+    env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
+    images = plots(df, errors, sla_delay_ms * 1000.0, sla_loss, sla_stat)
+    paths = {"html": results / "report.html", "md": results / "report.md",
+             "csv": results / "capacity.csv", "points": results / "points.csv"}
+    paths["md"].write_text(render.markdown(df, cap, sla, spec, env, PAPER))
+    paths["html"].write_text(render.html_page(df, cap, sla, spec, env, PAPER, images))
+    render.capacity_frame(cap, sla).to_csv(paths["csv"], index=False)
+    df.to_csv(paths["points"], index=False)
+    return paths

@@ -1,0 +1,69 @@
+"""Statistics and the capacity rule (no privileges; numpy, vectorised).
+
+Confidence intervals are analytic so they scale to millions of records:
+normal-theory for the mean, distribution-free order statistics for quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959964
+
+
+def describe(values: np.ndarray) -> dict:
+    """n, mean, p50, p95, p99, max, with 95% CIs for the mean and the p95."""
+    v = np.asarray(values, dtype="float64")
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return {"n": 0}
+    mean = float(v.mean())
+    half = Z95 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+    p95_lo, p95_hi = quantile_ci(v, 0.95)
+    q = np.quantile(v, [0.5, 0.95, 0.99])
+    return {"n": n, "mean": mean, "mean_ci": (mean - half, mean + half), "p50": float(q[0]),
+            "p95": float(q[1]), "p95_ci": (p95_lo, p95_hi), "p99": float(q[2]),
+            "max": float(v.max())}
+
+
+def quantile_ci(v: np.ndarray, q: float) -> tuple[float, float]:
+    """Distribution-free 95% CI of a quantile: order statistics at n·q ± z·sqrt(n·q·(1−q))."""
+    n = len(v)
+    if n < 2:
+        return (float("nan"), float("nan"))
+    spread = Z95 * math.sqrt(n * q * (1 - q))
+    lo = int(max(0, math.floor(n * q - spread)))
+    hi = int(min(n - 1, math.ceil(n * q + spread)))
+    part = np.partition(v, (lo, hi))
+    return float(part[lo]), float(part[hi])
+
+
+def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float) -> dict:
+    """Capacity per mode: the largest guest count meeting every SLA term where every
+    smaller measured count does too.  `points` columns: mode, guests, loss_ratio, and
+    the delay statistic `stat` in µs.  Returns {mode: {capacity, bounded, largest, ...}}."""
+    out = {}
+    for mode, df in points.groupby("mode"):
+        df = df.sort_values("guests")
+        ok = (df[stat] <= sla_delay_us) & (df["loss_ratio"] <= sla_loss)
+        ok &= df[stat].notna() & df["loss_ratio"].notna()
+        good = ok.cumprod().astype(bool)  # stays true only while every smaller count passed
+        cap = int(df["guests"][good].max()) if good.any() else 0
+        failed = df[~ok]
+        out[mode] = {
+            "capacity": cap,
+            "bounded": bool(good.all()),  # every count passed: capacity >= largest measured
+            "largest_measured": int(df["guests"].max()),
+            "first_failure": int(failed["guests"].iloc[0]) if len(failed) else None,
+        }
+    return out
+
+
+def capacity_text(c: dict) -> str:
+    if c["bounded"]:
+        return f"≥ {c['capacity']} (every count measured met the SLA)"
+    return f"{c['capacity']}"

@@ -1,0 +1,69 @@
+"""Statistics and the capacity rule on synthetic data with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.records import add_delays, join_inputs
+from analysis.stats import capacity, describe
+
+
+def pts(mode, guests, delays, losses):
+    return pd.DataFrame({"mode": mode, "guests": guests, "delay_mean_us": delays,
+                         "loss_ratio": losses})
+
+
+def test_capacity_monotone_and_bounded():
+    df = pd.concat([pts("guest", [1, 2, 4, 8], [100, 300, 900, 1500], [0, 0, 0, 0]),
+                    pts("host", [1, 2, 4, 8], [50, 60, 70, 80], [0, 0, 0, 0])])
+    c = capacity(df, "delay_mean_us", 1000, 0.01)
+    assert c["guest"] == {"capacity": 4, "bounded": False, "largest_measured": 8,
+                          "first_failure": 8}
+    assert c["host"]["capacity"] == 8 and c["host"]["bounded"] is True
+
+
+def test_capacity_non_monotone_stops_at_first_failure():
+    # passes again at 8 after failing at 4: capacity is still 2
+    df = pts("guest", [1, 2, 4, 8], [100, 200, 1200, 500], [0, 0, 0, 0])
+    assert capacity(df, "delay_mean_us", 1000, 0.01)["guest"]["capacity"] == 2
+
+
+def test_capacity_loss_term_and_none_passing():
+    df = pd.concat([pts("guest", [1, 2], [10, 10], [0.0, 0.02]),
+                    pts("host", [1, 2], [2000, 10], [0, 0])])
+    c = capacity(df, "delay_mean_us", 1000, 0.01)
+    assert c["guest"]["capacity"] == 1
+    assert c["host"]["capacity"] == 0 and c["host"]["first_failure"] == 1
+
+
+def test_describe_known_values():
+    v = np.arange(1, 1001, dtype=float)
+    s = describe(v)
+    assert s["n"] == 1000 and s["mean"] == pytest.approx(500.5)
+    assert s["p50"] == pytest.approx(500.5) and s["max"] == 1000
+    lo, hi = s["mean_ci"]
+    assert lo < 500.5 < hi and hi - lo == pytest.approx(2 * 1.96 * v.std(ddof=1) / np.sqrt(1000),
+                                                        rel=1e-3)
+    plo, phi = s["p95_ci"]
+    assert plo <= s["p95"] <= phi
+
+
+def test_join_handles_missing_and_duplicated_records():
+    rec = {
+        "client": pd.DataFrame({"guest": [0, 0, 0], "player": [0, 0, 0], "seq": [1, 2, 3],
+                                "send_ns": [100, 200, 300]}),
+        "server": pd.DataFrame({"guest": [0, 0, 0], "player": [0, 0, 0], "seq": [1, 1, 3],
+                                "kernel_ns": [150, 999, 330], "app_ns": [160, 1000, 340],
+                                "verdict": ["ok", "ok", "ok"]}),
+        "shim": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 3],
+                              "host_ns": [140, 330]}),
+        "sync": pd.DataFrame({"guest": [0], "offset_ns": [10], "delay_ns": [40],
+                              "chosen": [1]}),
+    }
+    j = add_delays(join_inputs(rec)).sort_values("seq")
+    assert len(j) == 3  # a duplicate never multiplies rows
+    assert j["delivered"].tolist() == [True, False, True]
+    assert j["delay_ns"].iloc[0] == 150 - (100 + 10)  # offset applied
+    assert j["stamp_error_ns"].tolist()[0] == 10 and j["stamp_error_ns"].tolist()[2] == 0
+    shared = add_delays(join_inputs(rec, shared_clock=True)).sort_values("seq")
+    assert shared["delay_ns"].iloc[0] == 50
