@@ -24,7 +24,7 @@ from analysis.records import (  # noqa: E402
     load_point,
     update_jitter_us,
 )
-from analysis.stats import capacity, capacity_text, describe  # noqa: E402
+from analysis.stats import capacity, describe  # noqa: E402
 
 PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
          ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),

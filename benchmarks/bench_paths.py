@@ -49,11 +49,13 @@ class Topo:
 
     def measure(self, rate: float, seconds: float) -> dict:
         rx = subprocess.Popen(["ip", "netns", "exec", self.g, "taskset", "-c", "1",
-                               sys.executable, PROG, "recv", guest_ip(0), str(PORT), str(seconds + 1.5)],
+                               sys.executable, PROG, "recv", guest_ip(0), str(PORT),
+                               str(seconds + 1.5)],
                               stdout=subprocess.PIPE, text=True)
         assert rx.stdout.readline().strip() == "ready"
         tx = subprocess.run(["ip", "netns", "exec", self.c, "taskset", "-c", "1",
-                             sys.executable, PROG, "send", guest_ip(0), str(PORT), str(rate), str(seconds)],
+                             sys.executable, PROG, "send", guest_ip(0), str(PORT), str(rate),
+                             str(seconds)],
                             capture_output=True, text=True, check=True)
         got = json.loads(rx.communicate()[0].strip().splitlines()[-1])
         sent = json.loads(tx.stdout)["sent"]
@@ -117,6 +119,7 @@ def main() -> None:
     paths = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket", tmp),
              "bpf stamper": lambda t: shim(t, "bpf", tmp)}
     with ExitStack() as stack:
+        stack.callback(m.close)  # the manifest file goes once its entries are gone
         t = Topo(stack, runner, m)
         for name, ctx in paths.items():
             with ctx(t):
@@ -127,7 +130,6 @@ def main() -> None:
                       f"10 kpps p50 {r10['p50']:.1f} us p99 {r10['p99']:.1f} us", flush=True)
                 top = max_rate(t, [float(x) for x in a.max_rates.split(",")], a.seconds)
                 results[name] = (r1, r10, top)
-    m.close()
     b1, b10, _ = results["bridge"]
     print(f"\n{'path':<16} {'1k p50':>8} {'1k p99':>8} {'10k p50':>8} {'10k p99':>8} "
           f"{'x bridge (1k p50)':>18} {'max pps <0.1% loss':>19}")

@@ -83,7 +83,8 @@ def make_input(p: Player) -> wire.PlayerInput:
                              r.uniform(0, 360), r.uniform(0, 320)) for i in range(r.randint(0, 8)))
     return wire.PlayerInput(
         move=(r.choice((1.0, 1.0, 0.5, 0.0, -1.0)), r.uniform(-1, 1), 0.0),
-        view=(p.yaw, r.uniform(-30, 30), 0.0), buttons=int(r.random() < 0.2) | (r.random() < 0.05) << 1,
+        view=(p.yaw, r.uniform(-30, 30), 0.0),
+        buttons=int(r.random() < 0.2) | (r.random() < 0.05) << 1,
         weapon=r.randint(0, 7), last_update_tick=max(p.last_tick, 0), entities=ents)
 
 
