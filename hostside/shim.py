@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
+from fpsmodel.server import SO_TIMESTAMPNS
 from hostside import trailer
 
 ETH_P_ALL = 0x0003
@@ -35,7 +36,6 @@ SOL_PACKET = 263
 PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
 TP_STATUS_CSUMNOTREADY = 1 << 3
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
 GAME_HEADER_MIN = 24
