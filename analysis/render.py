@@ -17,6 +17,12 @@ COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost
         ("rtt_p50_us", "RTT p50 µs"), ("update_jitter_us", "update jitter µs")]
 
 
+CAPTIONS = {"loss": "Inputs lost (never reached the server) per placement and mode",
+            "mean_delay": "Mean delay with its 95% CI (clock uncertainty included)",
+            "p95_delay": "95th-percentile delay with its distribution-free 95% CI",
+            "stamp_error_cdf": "Stamp error at the largest guest count: 0 = the host's stamp"}
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "–" if v != v else (f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}")
@@ -77,8 +83,8 @@ def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes]) -> st
     body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
                    for r in table_rows(md_df))
     imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,'
-                   f'{base64.b64encode(v).decode()}"><figcaption>{e(k)}</figcaption></figure>'
-                   for k, v in images.items())
+                   f'{base64.b64encode(v).decode()}"><figcaption>{e(CAPTIONS.get(k, k))}'
+                   '</figcaption></figure>' for k, v in images.items())
     ref = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in paper)
     env_rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
                        for k, v in {**env, **{f"spec.{a}": b for a, b in spec.items()}}.items())

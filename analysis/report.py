@@ -38,13 +38,16 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     """One point's row for the tables, and its stamp errors (µs) for the CDF."""
     meta = load_json(pdir / "point.json", {}) or {}
     env = meta.get("environment", {})
-    rec = load_point(pdir)
-    j = add_delays(join_inputs(rec, shared_clock=bool(env.get("shared_clock"))))
+    rec = load_point(pdir, slim=True)
+    j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")))
+    updates = rec["updates"]
+    del rec  # the per-input tables are in `j` now; free them before the statistics
+    j = add_delays(j)
     d = j[j["delivered"]]
     delay = describe(d["delay_ns"].to_numpy() / 1e3)
     err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
     unc = float(np.nan_to_num(j["clock_uncertainty_ns"].max())) / 1e3
-    rtt = rec["updates"]["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
+    rtt = updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
     row = {"mode": meta.get("mode"), "guests": meta.get("guests"),
            "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
            "sent": len(j), "delivered": len(d), "lost": len(j) - len(d),
@@ -52,7 +55,7 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
            "clock_uncertainty_us": unc,
            "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
            "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
-           "update_jitter_us": update_jitter_us(rec["updates"])}
+           "update_jitter_us": update_jitter_us(updates)}
     for name, s in (("delay", delay), ("stamp_error", err)):
         for k in ("mean", "p50", "p95", "p99", "max"):
             row[f"{name}_{k}_us"] = s.get(k, np.nan)
@@ -87,7 +90,7 @@ def _png(fig) -> bytes:
 
 
 def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | None,
-           by: str = "mode", ci: tuple[str, str] | None = None) -> bytes:
+           by: str = "mode", ci: tuple[str, str] | None = None, unit: str = " µs") -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for key, g in df.groupby(by):
         g = g.sort_values("guests")
@@ -97,7 +100,7 @@ def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | Non
         label = f"{key} stamps" if by == "mode" else str(key)
         ax.errorbar(g["guests"], g[col], yerr=yerr, marker="o", capsize=3, label=label)
     if sla is not None:
-        ax.axhline(sla, color="red", linestyle="--", label=f"SLA {sla:g}")
+        ax.axhline(sla, color="red", linestyle="--", label=f"SLA {sla:g}{unit}")
     ax.set_xlabel("game-server guests on the host")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -125,7 +128,7 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
     df = df.assign(placement_mode=df["placement"] + ", " + df["mode"] + " stamps")
     return {
         "loss": _lines(df, "loss_ratio", "Input loss ratio vs guests (cf. paper Fig. 6.4)",
-                       "loss ratio", sla_loss, by="placement_mode"),
+                       "loss ratio", sla_loss, by="placement_mode", unit=""),
         "mean_delay": _lines(df, "delay_mean_us", "Mean delivery delay (cf. Fig. 6.5)",
                              "mean delay, client send → server stamp (µs)",
                              sla_us if stat == "mean" else None, ci=("delay_mean_ci_lo_us",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for gamebed on a fresh Debian machine of this kind:
-# system packages (clang for the BPF programs, iproute2 for namespaces and tc),
+# system packages (clang for the BPF programs, iproute2 for namespaces and tc,
+# chromium for the report test),
 # then a virtualenv in .venv with gamebed and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ command -v llc >/dev/null || need_apt+=(llvm)
 command -v tc >/dev/null || need_apt+=(iproute2)
 command -v ethtool >/dev/null || need_apt+=(ethtool)
 [ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || need_apt+=(linux-libc-dev)
+# the report test opens report.html in a real headless browser
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2

@@ -53,6 +53,22 @@ def skip_unless_clang() -> None:
         pytest.skip("needs clang to build the BPF programs: run scripts/setup.sh")
 
 
+def skip_unless_chromium() -> None:
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
+    if missing:
+        pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} "
+                    "missing): run scripts/setup.sh")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("needs selenium (the dev extra): run scripts/setup.sh")
+
+
+@pytest.fixture
+def chromium_ok():
+    skip_unless_chromium()
+
+
 @pytest.fixture
 def netns_ok():
     skip_unless_netns()

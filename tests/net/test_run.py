@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_unless_clang, skip_unless_netns
 from vm.cli import main
 from vm.resources import CGROUP_V1_CPU
 
@@ -34,9 +35,18 @@ def snapshot(marker: str) -> dict:
     }
 
 
-def test_two_guest_run_through_cli(netns_ok, tmp_path):
-    out = tmp_path / "res"
+@pytest.fixture(scope="module")
+def two_guest_run(tmp_path_factory):
+    """One real `gamebed run` (both modes, 2 guests), shared by the tests that read it."""
+    skip_unless_netns()
+    skip_unless_clang()
+    out = tmp_path_factory.mktemp("run") / "res"
     assert main(["run", "--guests", "2", "--duration", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_two_guest_run_through_cli(two_guest_run):
+    out = two_guest_run
     s = json.loads((out / "summary.json").read_text())
     assert s["complete"] and s["environment"]["kernel"]
     pts = {p["mode"]: p for p in s["points"]}
@@ -53,6 +63,14 @@ def test_two_guest_run_through_cli(netns_ok, tmp_path):
     assert (out / "capacity.csv").read_text().startswith("mode,capacity")
     assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
     assert "| host stamps | 0 |" in (out / "report.md").read_text()
+
+
+def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, tmp_path):
+    from tests.browser import check_in_browser
+
+    assert main(["report", str(two_guest_run)]) == 0
+    facts = check_in_browser(two_guest_run / "report.html", tmp_path / "run.png")
+    assert all(r.split("\t")[1].strip() for r in facts["capacity_rows"])
 
 
 def start_run(tmp_path, out):

@@ -67,3 +67,23 @@ def test_join_handles_missing_and_duplicated_records():
     assert j["stamp_error_ns"].tolist()[0] == 10 and j["stamp_error_ns"].tolist()[2] == 0
     shared = add_delays(join_inputs(rec, shared_clock=True)).sort_values("seq")
     assert shared["delay_ns"].iloc[0] == 50
+
+
+def test_epoch_nanoseconds_keep_their_precision():
+    # at ~1.7e18 ns a float64 step is 256 ns: differences must be taken in integers
+    t0 = 1_763_000_000_000_000_001
+    rec = {
+        "client": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 2],
+                                "send_ns": [t0, t0 + 10]}),
+        "server": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 2],
+                                "kernel_ns": [t0 + 3, t0 + 11], "app_ns": [t0 + 7, t0 + 20],
+                                "verdict": ["ok", "ok"]}),
+        "shim": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 2],
+                              "host_ns": [t0 + 2, t0 + 11]}),
+        "sync": pd.DataFrame({"guest": [0], "offset_ns": [0], "delay_ns": [0], "chosen": [1]}),
+    }
+    j = add_delays(join_inputs(rec)).sort_values("seq")
+    assert j["delay_ns"].tolist() == [3.0, 1.0]
+    assert j["stamp_error_ns"].tolist() == [1.0, 0.0]
+    from analysis.metrics import delay_stats
+    assert delay_stats(j)["host_stamp_exact_fraction"] == 0.5
