@@ -171,14 +171,19 @@ def _diff_float(a: pd.Series, b: pd.Series) -> pd.Series:
 
 
 def add_delays(j: pd.DataFrame) -> pd.DataFrame:
-    """delay = server stamp − client send (client time moved to the server's clock);
-    stamp_error = server stamp − host arrival stamp (same clock, no correction).
-    Differences are taken in integer ns before any conversion to float."""
-    sent = j["send_ns"] + j["clock_offset_ns"].fillna(0)
-    j["delay_ns"] = _diff_float(j["server_ns"], sent)
-    j["app_delay_ns"] = _diff_float(j["app_ns"], sent)
-    j["stamp_error_ns"] = _diff_float(j["server_ns"], j["host_ns"])
-    j["app_stamp_error_ns"] = _diff_float(j["app_ns"], j["host_ns"])
+    """delay = server stamp − client send; stamp_error = server stamp − host arrival stamp,
+    both on the host's clock.  A stamp equal to the host's arrival stamp *is* a host-clock
+    value (the host stamp delivered); any other kernel stamp, and every app_ns, is on the
+    guest's clock and is moved to the host's by the guest's sync offset.  Differences are
+    taken in integer ns before any conversion to float."""
+    host_clock = (j["server_ns"] == j["host_ns"]).fillna(False).to_numpy(dtype=bool)
+    off = j["clock_offset_ns"].fillna(0)
+    stamp = j["server_ns"] - off.mask(host_clock, 0)
+    app = j["app_ns"] - off
+    j["delay_ns"] = _diff_float(stamp, j["send_ns"])
+    j["app_delay_ns"] = _diff_float(app, j["send_ns"])
+    j["stamp_error_ns"] = _diff_float(stamp, j["host_ns"])
+    j["app_stamp_error_ns"] = _diff_float(app, j["host_ns"])
     return j
 
 

@@ -67,7 +67,7 @@ class Player:
     yaw: float = 0.0
 
 
-def _open_socket(target: Target) -> socket.socket:
+def open_socket(target: Target) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.connect((target.host, target.port))
@@ -135,7 +135,7 @@ class GameClient:
             codec = wire.Codec(t.session, cfg.psk)
             for pid in range(cfg.players):
                 rng = player_rng(cfg.seed, t.guest, pid)
-                self.players.append(Player(t, pid, _open_socket(t), codec,
+                self.players.append(Player(t, pid, open_socket(t), codec,
                                            poisson_gaps_ns(cfg.rate_hz, rng), rng))
         self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)

@@ -40,6 +40,7 @@ class ServerConfig:
     tick_hz: float = 20.0
     dispatch: str = "epoll"
     duration: float | None = None
+    idle_exit: float | None = None  # stop this long after the last input (once any came)
     out_dir: Path | None = None
     psk: bytes = wire.DEFAULT_PSK
 
@@ -161,6 +162,8 @@ class GameServer:
                 raise wire.WireError("unknown_player", str(hdr.player))
             if hdr.msg_type == wire.MSG_SYNC_REQ:
                 t1 = wire.decode_sync_req(body)
+                # the host stamps only inputs, so a sync request's kernel stamp is on
+                # this guest's own clock, as t2 must be
                 self._answer_sync(hdr, t1, kernel_ns or app_ns, addr)
                 return "sync"
             if hdr.msg_type != wire.MSG_INPUT:
@@ -244,6 +247,7 @@ class GameServer:
         start = time.monotonic()
         end = start + self.cfg.duration if self.cfg.duration else math.inf
         tick = 0
+        seen, last_input = 0, start
         try:
             while not self._stop:
                 now = time.monotonic()
@@ -253,6 +257,10 @@ class GameServer:
                 if now >= next_tick:
                     tick += 1
                     self.tick(tick, time.time_ns())
+                    if self.accepted != seen:
+                        seen, last_input = self.accepted, now
+                    elif seen and self.cfg.idle_exit and now - last_input > self.cfg.idle_exit:
+                        break  # the load is over: a VM guest then ships its records
                     continue
                 if disp.wait(min(next_tick, end) - now):
                     self.drain()

@@ -126,6 +126,9 @@ class Shim:
                     self.truth.write(guest, player, seq, stamp_ns, 0)
                 self.counters["game_logged"] += 1
                 return
+            if not is_input:  # clock sync: the guest must stamp it with its own clock
+                self._send(self.ports[guest], self._complete(frame, status), "forwarded_game")
+                return
             try:
                 out = trailer.append(frame, stamp_ns)
             except ValueError:

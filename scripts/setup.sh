@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for gamebed on a fresh Debian machine of this kind:
 # system packages (clang for the BPF programs, iproute2 for namespaces and tc,
-# chromium for the report test),
+# chromium for the report test, QEMU/libvirt and the Debian cloud kernel for VMs),
 # then a virtualenv in .venv with gamebed and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,21 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 # the report test opens report.html in a real headless browser
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+# real VMs (--backend libvirt, tests/vm): QEMU, libvirt, the guest image's tools, and
+# Debian's cloud kernel with its headers and source for the patched modules
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+command -v libvirtd >/dev/null || need_apt+=(libvirt-daemon-system)
+[ -e /usr/include/libvirt/libvirt.h ] || need_apt+=(libvirt-dev)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+[ -e /bin/busybox ] || need_apt+=(busybox-static)
+command -v cpio >/dev/null || need_apt+=(cpio)
+command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
+compgen -G "/boot/vmlinuz-*-cloud-amd64" >/dev/null || need_apt+=(linux-image-cloud-amd64)
+compgen -G "/usr/src/linux-headers-*-cloud-amd64" >/dev/null || need_apt+=(linux-headers-cloud-amd64)
+[ -e /usr/src/linux-source-6.1.tar.xz ] || need_apt+=(linux-source-6.1)
+command -v make >/dev/null || need_apt+=(make)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2
@@ -27,13 +42,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# libvirt without systemd: start its daemons where none runs (they stay up, like a
+# system service; stop them with `pkill libvirtd virtlogd`)
+if [ "$(id -u)" -eq 0 ] && command -v libvirtd >/dev/null && ! pgrep -x libvirtd >/dev/null; then
+  echo "setup: starting virtlogd -d and libvirtd -d (no systemd here)" >&2
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  libvirtd -d
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
 fi
 stamp=.venv/.gamebed-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: pip install -e .[dev]" >&2
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  echo "setup: pip install -e .[dev,libvirt]" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,libvirt]'
   touch "$stamp"
 fi

@@ -53,6 +53,41 @@ def skip_unless_clang() -> None:
         pytest.skip("needs clang to build the BPF programs: run scripts/setup.sh")
 
 
+def _vm_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to start libvirt domains and their taps"
+    need = {"qemu-system-x86_64": "qemu-system-x86", "libvirtd": "libvirt-daemon-system",
+            "mmdebstrap": "mmdebstrap", "qemu-img": "qemu-utils", "cpio": "cpio"}
+    missing = [f"{cmd} ({pkg})" for cmd, pkg in need.items() if not shutil.which(cmd)]
+    if not list(Path("/usr/src").glob("linux-headers-*-cloud-amd64")):
+        missing.append("linux-headers-cloud-amd64")
+    if not Path("/usr/src/linux-source-6.1.tar.xz").exists():
+        missing.append("linux-source-6.1")
+    if missing:
+        return f"needs {', '.join(missing)}: run scripts/setup.sh"
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        return "needs libvirt-python (the libvirt extra): run scripts/setup.sh"
+    return None
+
+
+def skip_unless_vm() -> None:
+    """Real guests under libvirt (KVM where it boots, else TCG)."""
+    problem = _vm_problem()
+    if problem:
+        pytest.skip(problem)
+    skip_unless_netns()
+    skip_unless_clang()
+
+
+def skip_unless_kbuild() -> None:
+    if not shutil.which("make") or not list(Path("/usr/src").glob("linux-headers-*-cloud-amd64")):
+        pytest.skip("needs make and Debian's linux-headers-cloud-amd64: run scripts/setup.sh")
+    if not Path("/usr/src/linux-source-6.1.tar.xz").exists():
+        pytest.skip("needs Debian's linux-source-6.1: run scripts/setup.sh")
+
+
 def skip_unless_chromium() -> None:
     missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
     if missing:

@@ -20,6 +20,9 @@ typical use:
   gamebed play --players 4 --duration 10 --out /tmp/play    # game smoke test, no root
   sudo gamebed run --out results                              # the capacity sweep
   gamebed report results --sla-delay-ms 2                     # re-read a sweep, new SLA
+  sudo gamebed run --backend libvirt --guests 1,2 --duration 10   # the same on real VMs
+  sudo gamebed image build                                    # the guest image (cached)
+  sudo gamebed launch --count 4 && sudo gamebed launch --destroy  # standing game VMs
   sudo gamebed clean                                          # remove what a killed run left
 """
 
@@ -39,7 +42,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     over = dict(guests=_ints(a.guests), modes=_strs(a.modes), players=a.players,
                 duration=a.duration, placement=a.placement, cpu_cap=a.cpu_cap,
-                stamper=a.stamper, seed=a.seed, dispatch=a.dispatch, backend=a.backend)
+                stamper=a.stamper, seed=a.seed, dispatch=a.dispatch, backend=a.backend,
+                libvirt_uri=a.libvirt_uri, accel=a.accel, vm_memory_mib=a.vm_memory)
     spec = (ExperimentSpec.from_toml(a.spec, **over) if a.spec
             else ExperimentSpec().replace(**over))
     summary = run_sweep(spec, a.out, dry_run=a.dry_run)
@@ -51,6 +55,28 @@ def cmd_run(a: argparse.Namespace) -> int:
         paths = write_report(a.out)
         print(f"report: {paths['html']}", file=sys.stderr)
     print(f"results in {a.out} ({len(summary['points'])} points; summary.json)")
+    return 0
+
+
+def cmd_image(a: argparse.Namespace) -> int:
+    from vm.image import build
+    from vm.sysutil import Runner
+
+    img = build(Runner(), progress=lambda m: print(m, file=sys.stderr), force=a.force)
+    print(json.dumps({"dir": str(img.dir), **img.info}, indent=2))
+    return 0
+
+
+def cmd_launch(a: argparse.Namespace) -> int:
+    from vm.launch import destroy, launch
+
+    if a.destroy:
+        for line in destroy():
+            print(line)
+        return 0
+    info = launch(a.count, nic=a.nic, uri=a.libvirt_uri, accel=a.accel,
+                  memory_mib=a.vm_memory, dry_run=a.dry_run)
+    print(json.dumps(info, indent=2))
     return 0
 
 
@@ -108,7 +134,14 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stamper", choices=("afpacket", "bpf"),
                    help="who appends host stamps: the tc BPF stamper (default) or the "
                         "AF_PACKET shim itself")
-    p.add_argument("--backend", choices=("netns",), help="guests as network namespaces")
+    p.add_argument("--backend", choices=("netns", "libvirt"),
+                   help="netns (default): guests are network namespaces, fast; libvirt: "
+                        "real VMs (gamebed image, patched virtio_net in host mode)")
+    p.add_argument("--libvirt-uri", help="libvirt URI (default qemu:///system; "
+                                         "qemu+ssh://HOST/system for another host)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
+                   help="VM accelerator; auto (default) uses KVM where a guest boots with it")
+    p.add_argument("--vm-memory", type=int, metavar="MIB", help="memory per VM (default 160)")
     p.add_argument("--dispatch", choices=DISPATCH_MODES, help="game server event dispatch")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
@@ -150,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sla-stat", choices=("mean", "p95", "p99"), default="mean")
     p.add_argument("--sla-loss", type=float, default=0.01)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("image", help="build the game guest image (root; cached)",
+                       description="Debian bookworm root (mmdebstrap) + fpsmodel + the "
+                                   "patched virtio_net/tun modules + the cloud kernel, as a "
+                                   "qcow2 base. Rebuilt only when an input changes.")
+    p.add_argument("action", choices=("build",))
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.set_defaults(func=cmd_image)
+
+    p = sub.add_parser("launch", help="start N game VMs and leave them running (root)",
+                       description="Boot N game-server VMs behind the host stamper and shim, "
+                                   "wait until each server answers, print how to reach them. "
+                                   "`launch --destroy` removes every launched VM and tap.")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--destroy", action="store_true", help="destroy what launch started")
+    p.add_argument("--nic", choices=("patched", "stock"), default="patched",
+                   help="guest NIC driver: patched virtio_net (host stamps) or stock")
+    p.add_argument("--libvirt-uri", default="qemu:///system")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--vm-memory", type=int, default=160, metavar="MIB")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("clean", help="remove what a killed run's manifest lists (root)")
     p.add_argument("manifest", nargs="*", type=Path,

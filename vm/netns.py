@@ -65,6 +65,11 @@ class ManagedProcess(Process):
             self.manifest.remove(self._entry)
 
 
+def in_netns(ns: str) -> list[str]:
+    """Command prefix to run in namespace `ns` ('' = the root namespace: nothing)."""
+    return ["ip", "netns", "exec", ns] if ns else []
+
+
 def cpu_sets(placement: str) -> tuple[str | None, str | None]:
     """(shim CPUs, everyone else's CPUs) as taskset lists; None = float freely."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -143,7 +148,7 @@ class NetnsPoint:
     def _ifindex(self, ns: str, dev: str) -> int:
         if self.runner.dry_run:
             return 0
-        out = self.runner.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/ifindex"])
+        out = self.runner.run([*in_netns(ns), "cat", f"/sys/class/net/{dev}/ifindex"])
         return int(out.stdout)
 
     # -- processes --------------------------------------------------------------------------
@@ -158,7 +163,7 @@ class NetnsPoint:
                           "--ready-file", ready)
         for g in self.guests:
             args += ["--guest", f"{g.index},{g.host_port},{g.ip},{g.mac}"]
-        cmd = ["ip", "netns", "exec", self.host_ns, *self._pinned(self.shim_cpus, args)]
+        cmd = [*in_netns(self.host_ns), *self._pinned(self.shim_cpus, args)]
         shim = self.stack.enter_context(
             ManagedProcess(cmd, self.runner, self.manifest, log_path=self.dir / "shim.log",
                            name="shim"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ class Netns:
 
 
 class Veth:
-    """A veth pair created straight into two namespaces (never in the root one)."""
+    """A veth pair created straight into two namespaces.  An empty namespace name means
+    the root namespace: the VM backend's host side, where libvirt's taps live."""
 
     def __init__(self, a: tuple[str, str], b: tuple[str, str], runner: Runner,
                  manifest: Manifest, mtu: int = 1500) -> None:
@@ -102,7 +104,8 @@ class Veth:
 
     def __enter__(self) -> Veth:
         self._entry = self.manifest.add(kind="veth", netns=self.ns_a, name=self.name_a)
-        self.runner.run(["ip", "link", "add", self.name_a, "netns", self.ns_a, "mtu", self.mtu,
+        where_a = ["netns", self.ns_a] if self.ns_a else []
+        self.runner.run(["ip", "link", "add", self.name_a, *where_a, "mtu", self.mtu,
                          "type", "veth", "peer", "name", self.name_b, "netns", self.ns_b,
                          "mtu", self.mtu])
         return self
@@ -152,11 +155,22 @@ def remove_netns(runner: Runner, name: str) -> None:
 
 
 def remove_link(runner: Runner, netns: str, name: str) -> None:
-    if not runner.dry_run and not Path("/run/netns", netns).exists():
+    if netns and not runner.dry_run and not Path("/run/netns", netns).exists():
         return  # the namespace took its links with it
-    probe = runner.run(["ip", "-n", netns, "link", "show", name], check=False)
+    where = ["-n", netns] if netns else []
+    probe = runner.run(["ip", *where, "link", "show", name], check=False)
     if probe.returncode == 0:
-        runner.run(["ip", "-n", netns, "link", "del", name], check=False)
+        runner.run(["ip", *where, "link", "del", name], check=False)
+
+
+def remove_domain(runner: Runner, uri: str, name: str, tap: str | None) -> bool:
+    """Destroy a transient libvirt domain (it then vanishes, and libvirt deletes its tap)."""
+    r = runner.run(["virsh", "-c", uri, "destroy", name], check=False)
+    for _ in range(200):
+        if not tap or runner.dry_run or not Path("/sys/class/net", tap).exists():
+            break
+        time.sleep(0.05)
+    return r.returncode == 0
 
 
 def remove_cgroup(path: Path) -> bool:
@@ -213,6 +227,12 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
         elif kind == "netns":
             remove_netns(runner, e["name"])
             done.append(f"removed netns {e['name']}")
+        elif kind == "domain":
+            if remove_domain(runner, e["uri"], e["name"], e.get("tap")):
+                done.append(f"destroyed VM {e['name']}")
+        elif kind == "dir":
+            shutil.rmtree(e["path"], ignore_errors=True)
+            done.append(f"removed {e['path']}")
         m.remove(e)
     m.close()
     return done

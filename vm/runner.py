@@ -74,7 +74,13 @@ def progress(msg: str) -> None:
 
 def run_point(spec: ExperimentSpec, guests: int, mode: str, point_dir: Path, runner: Runner,
               manifest: Manifest) -> dict:
-    with NetnsPoint(spec, guests, mode, point_dir, runner, manifest) as point:
+    if spec.backend == "libvirt":
+        from vm.vmpoint import LibvirtPoint
+
+        point_cm = LibvirtPoint(spec, guests, mode, point_dir, runner, manifest, progress)
+    else:
+        point_cm = NetnsPoint(spec, guests, mode, point_dir, runner, manifest)
+    with point_cm as point:
         env = point.environment()
         write_json(point_dir / "point.json", {"mode": mode, "guests": guests,
                                               "spec": spec.to_dict(), "environment": env})

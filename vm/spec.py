@@ -14,7 +14,8 @@ from pathlib import Path
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
-BACKENDS = ("netns",)
+BACKENDS = ("netns", "libvirt")
+ACCELS = ("auto", "kvm", "tcg")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,10 @@ class ExperimentSpec:
     placement: str = "restricted"  # shim on CPU 0, guests and client on the others
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     stamper: str = "bpf"  # who appends trailers on the host (benchmarks/bench_paths.py)
-    backend: str = "netns"
+    backend: str = "netns"  # or "libvirt": real VMs (vm/vmpoint.py)
+    libvirt_uri: str = "qemu:///system"
+    accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg
+    vm_memory_mib: int = 160
     dispatch: str = "epoll"
     game_port: int = 27960
     seed: int = 1
@@ -39,11 +43,15 @@ class ExperimentSpec:
         if not self.modes or set(self.modes) - set(MODES):
             problems.append(f"modes must be among {MODES}")
         for name, allowed in (("placement", PLACEMENTS), ("stamper", STAMPERS),
-                              ("backend", BACKENDS)):
+                              ("backend", BACKENDS), ("accel", ACCELS)):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {allowed}")
         if self.players < 1 or self.duration <= 0 or self.rate <= 0:
             problems.append("players, duration and rate must be positive")
+        if self.vm_memory_mib < 96:
+            problems.append("vm_memory_mib below 96 does not boot reliably")
+        if self.backend == "libvirt" and self.cpu_cap is not None:
+            problems.append("cpu_cap applies to the netns backend (libvirt VMs get 1 vCPU)")
         if self.cpu_cap is not None and not 0.01 <= self.cpu_cap <= 1.0:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
         if problems:

@@ -29,7 +29,8 @@ class Runner:
         self.history: list[list[str]] = []
 
     def run(self, args: Sequence[str], check: bool = True, capture: bool = True,
-            input: str | None = None) -> subprocess.CompletedProcess:
+            input: str | bytes | None = None, binary: bool = False
+            ) -> subprocess.CompletedProcess:
         args = [str(a) for a in args]
         self.history.append(args)
         line = shlex.join(args)
@@ -37,9 +38,12 @@ class Runner:
             self.echo(line)
             return subprocess.CompletedProcess(args, 0, "", "")
         log.debug("run: %s", line)
-        proc = subprocess.run(args, capture_output=capture, text=True, input=input)
+        if binary and isinstance(input, str):
+            input = input.encode()
+        proc = subprocess.run(args, capture_output=capture, text=not binary, input=input)
         if check and proc.returncode != 0:
-            err = (proc.stderr or "").strip()
+            err = proc.stderr or ""
+            err = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip()
             raise CommandError(f"command failed ({proc.returncode}): {line}\n{err}")
         return proc
 

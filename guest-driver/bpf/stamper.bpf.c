@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* tc ingress stamper for the host's uplink (the kernel fast path beside the
- * AF_PACKET shim): for IPv4/UDP game traffic to a known guest, cut the frame to
+ * AF_PACKET shim): for IPv4/UDP player inputs to a known guest, cut the frame to
  * the IP total length, append the trailer carrying skb->tstamp (the kernel's
  * arrival stamp, present because the shim's logger socket asks for stamps) and
  * redirect it to the guest's port. Forwarding would zero skb->tstamp, so the
@@ -21,6 +21,9 @@
 #include "trailer.h"
 #include "guests.h"
 
+#define GB_GAME_MAGIC 0xFB /* fpsmodel/wire.py: magic, version, type, player, ... */
+#define GB_MSG_INPUT 1
+
 static __always_inline int guest_ifindex(__u32 daddr)
 {
 #define X(ip, ifindex) if (daddr == (ip)) return (ifindex);
@@ -38,6 +41,7 @@ int gb_stamp(struct __sk_buff *skb)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct udphdr *udp;
 	struct gb_trailer t;
+	__u8 *game;
 	__u32 tot, ihl;
 	int ifindex;
 
@@ -57,6 +61,13 @@ int gb_stamp(struct __sk_buff *skb)
 	tot = bpf_ntohs(ip->tot_len);
 	if (tot < sizeof(*ip) + sizeof(*udp) || GB_ETH_HLEN + tot > skb->len)
 		return TC_ACT_OK;
+	game = (void *)(udp + 1);
+	if ((void *)(game + 3) > end)
+		return TC_ACT_OK;
+	/* only player inputs carry the host stamp; other game messages (clock sync)
+	 * go to the guest as they are, so the guest stamps them with its own clock */
+	if (game[0] != GB_GAME_MAGIC || game[2] != GB_MSG_INPUT)
+		return bpf_redirect(ifindex, 0);
 	t.magic = bpf_htonl(GB_TRAILER_MAGIC);
 	t.check = bpf_htonl(gb_trailer_check(tot));
 	t.stamp_ns = bpf_cpu_to_be64(skb->tstamp);

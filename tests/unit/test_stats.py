@@ -56,15 +56,17 @@ def test_join_handles_missing_and_duplicated_records():
                                 "kernel_ns": [150, 999, 330], "app_ns": [160, 1000, 340],
                                 "verdict": ["ok", "ok", "ok"]}),
         "shim": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 3],
-                              "host_ns": [140, 330]}),
+                              "host_ns": [130, 330]}),
         "sync": pd.DataFrame({"guest": [0], "offset_ns": [10], "delay_ns": [40],
                               "chosen": [1]}),
     }
     j = add_delays(join_inputs(rec)).sort_values("seq")
     assert len(j) == 3  # a duplicate never multiplies rows
     assert j["delivered"].tolist() == [True, False, True]
-    assert j["delay_ns"].iloc[0] == 150 - (100 + 10)  # offset applied
-    assert j["stamp_error_ns"].tolist()[0] == 10 and j["stamp_error_ns"].tolist()[2] == 0
+    assert j["delay_ns"].iloc[0] == 150 - (100 + 10)  # a guest-clock stamp: offset applied
+    assert j["stamp_error_ns"].tolist()[0] == 150 - 10 - 130
+    # seq 3's stamp equals the host's: a host-clock value, so no offset
+    assert j["delay_ns"].iloc[2] == 330 - 300 and j["stamp_error_ns"].iloc[2] == 0
     shared = add_delays(join_inputs(rec, shared_clock=True)).sort_values("seq")
     assert shared["delay_ns"].iloc[0] == 50
 

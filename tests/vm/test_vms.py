@@ -1,0 +1,139 @@
+"""Real guests: the patched modules, a two-guest run, the tun patch inside a guest,
+and launch/destroy leaving nothing behind.  Under TCG here; KVM where it boots."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_unless_kbuild, skip_unless_vm
+from vm.cli import main
+from vm.sysutil import Runner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_patched_modules_build_against_debian_headers():
+    skip_unless_kbuild()
+    from vm import kmod
+
+    release = kmod.kernel_release()
+    for name, param in (("virtio_net", "host_tstamp"), ("tun", "gb_trailer")):
+        ko = kmod.build(name, Runner(), release)
+        info = subprocess.run(["modinfo", str(ko)], capture_output=True, text=True).stdout
+        assert f"vermagic:       {release}" in info.replace("\t", " ") or release in info
+        assert f"parm:           {param}" in info.replace("\t", " ")
+
+
+@pytest.fixture(scope="module")
+def vm_run(tmp_path_factory):
+    skip_unless_vm()
+    out = tmp_path_factory.mktemp("vmrun") / "res"
+    rc = main(["run", "--backend", "libvirt", "--guests", "1,2", "--duration", "10",
+               "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_two_guest_run_delivers_host_stamps(vm_run):
+    s = json.loads((vm_run / "summary.json").read_text())
+    pts = {(p["mode"], p["guests"]): p for p in s["points"]}
+    assert set(pts) == {("guest", 1), ("host", 1), ("guest", 2), ("host", 2)}
+    for (mode, _g), p in pts.items():
+        assert p["inputs_sent"] > 100 and p["loss_ratio"] < 0.05
+        if mode == "host":  # the patched virtio_net handed the shim's stamp to SO_TIMESTAMPNS
+            assert p["host_stamp_exact_fraction"] == 1.0
+        else:  # the stock driver: the guest's own, later stamp
+            assert p["stamp_error_mean_us"] > 0 and p["host_stamp_exact_fraction"] < 0.01
+    env = json.loads((vm_run / "points" / "host-g002" / "point.json").read_text())["environment"]
+    assert env["backend"] == "libvirt" and env["shared_clock"] is False
+    assert "Backend: libvirt" in (vm_run / "report.html").read_text()
+
+
+def test_patched_module_loads_in_the_guest(vm_run):
+    host = (vm_run / "points" / "host-g002" / "guest1" / "dmesg-nic.txt").read_text()
+    assert "gamebed host-timestamp build, host_tstamp=1" in host
+    stock = (vm_run / "points" / "guest-g002" / "guest1" / "dmesg-nic.txt").read_text()
+    assert "gamebed" not in stock  # guest mode runs Debian's own driver
+    console = (vm_run / "points" / "host-g002" / "guest0" / "console.log").read_text()
+    assert "GAMEBED-NIC patched host_tstamp=Y" in console
+
+
+def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
+    skip_unless_vm()
+    from vm import image
+    from vm.libvirt_vm import GameVm, VmConfig, connect, domain_type
+    from vm.resources import Manifest, new_prefix
+
+    runner = Runner()
+    m = Manifest(new_prefix(), state_dir=tmp_path)
+    conn = connect("qemu:///system", runner)
+    img = image.build(runner)
+    kind = domain_type(conn, "qemu:///system", img, runner, m)
+    cfg = VmConfig(f"{m.prefix}-tun", f"{m.prefix}t0", "02:67:62:01:00:99", "gamebed.role=tuntest")
+    with GameVm(cfg, img, conn, "qemu:///system", kind, runner, m) as vm:
+        vm.wait_console("GAMEBED-DONE", 180, "the tun test")
+        vm.collect(tmp_path / "out", 30)
+    conn.close()
+    r = json.loads((tmp_path / "out" / "tuntest.json").read_text())
+    g = r["game_port"]
+    assert g["extra"] == 16 and g["magic_ok"] and g["check_ok"] and g["stamp_in_window"]
+    assert g["payload_ok"] and g["udp_checksum_ok"]
+    assert r["other_port"]["extra"] == 0  # gb_port filters
+    assert r["disabled"]["extra"] == 0  # gb_trailer=0: stock behaviour
+    assert any("gamebed timestamp-trailer build" in line for line in r["dmesg"])
+    assert m.entries == []
+
+
+def leftovers(prefix: str) -> dict:
+    doms = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+                          capture_output=True, text=True).stdout.split()
+    links = os.listdir("/sys/class/net")
+    from vm.libvirt_vm import VM_DIR
+
+    return {"domains": [d for d in doms if d.startswith(prefix)],
+            "links": [n for n in links if n.startswith(prefix)],
+            "files": sorted(str(p) for p in VM_DIR.glob(f"{prefix}*")),
+            "netns": [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                text=True).stdout.split() if n.startswith(prefix)]}
+
+
+def test_launch_then_destroy_leaves_nothing(tmp_path):
+    skip_unless_vm()
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "vm.cli", "launch", "--count", "1"], env=env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=400)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["vms"][0]["answer"]["answered"] > 0
+    assert leftovers(info["prefix"])["domains"] == [info["vms"][0]["name"]]
+    r = subprocess.run([sys.executable, "-m", "vm.cli", "launch", "--destroy"], env=env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert leftovers(info["prefix"]) == {"domains": [], "links": [], "files": [], "netns": []}
+    assert not list((tmp_path / "state").glob("gl*.json"))
+
+
+def test_sigint_during_launch_leaves_nothing(tmp_path):
+    skip_unless_vm()
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    p = subprocess.Popen([sys.executable, "-m", "vm.cli", "launch", "--count", "2"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    state = tmp_path / "state"
+    deadline = time.monotonic() + 120
+    prefix = None
+    while time.monotonic() < deadline and prefix is None:  # wait until a VM exists
+        for f in state.glob("gl*.json"):
+            if any(e["kind"] == "domain" for e in json.loads(f.read_text())["entries"]):
+                prefix = f.stem
+        time.sleep(0.2)
+    assert prefix, "launch never started a VM"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert leftovers(prefix) == {"domains": [], "links": [], "files": [], "netns": []}
