@@ -92,7 +92,7 @@ def delay_stats(j: pd.DataFrame) -> dict:
         "stamp_error_p95_us": _us(_pct(err, 95)) if len(err) else None,
         "app_stamp_error_mean_us": _us(d["app_stamp_error_ns"].mean()),
         "host_stamp_exact_fraction": round(float(exact.mean()), 6) if len(d) else None,
-        "clock_uncertainty_us": _us(j["clock_uncertainty_ns"].max()),
+        "clock_uncertainty_us": _us(d["stamp_uncertainty_ns"].max()),
     }
 
 

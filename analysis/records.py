@@ -44,6 +44,9 @@ def _empty(fields: tuple[str, ...]) -> pd.DataFrame:
                          for f in fields})
 
 
+OPTIONAL = {"phase"}  # columns added later; older record files lack them
+
+
 def read_csv(path: Path, fields: tuple[str, ...],
              columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One record file (only `columns` of it, if given); a missing file reads as an empty
@@ -53,7 +56,8 @@ def read_csv(path: Path, fields: tuple[str, ...],
         return _empty(want)
     with path.open(newline="") as f:
         head = next(csv.reader(f), [])
-    missing = set(fields) - set(head)
+    want = tuple(c for c in want if c in head or c not in OPTIONAL)
+    missing = set(fields) - set(head) - OPTIONAL
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)} (see docs/records.md)")
     types = {f: (pa.string() if f in _STR_COLS else pa.int64()) for f in want}
@@ -128,6 +132,41 @@ def _lookup(want: np.ndarray, df: pd.DataFrame, cols: list[str]) -> dict[str, pd
     return out
 
 
+def _offsets(sync: pd.DataFrame, out: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Each input's guest clock offset (server − client, Int64 ns) and its uncertainty.
+
+    The chosen sample before the load (phase 0) gives the offset; where a chosen sample
+    after the load (phase 1) exists too, the offset moves linearly between the two in
+    client time, following a drifting guest clock.  Uncertainty: half the round trip
+    of the chosen samples (the larger of the two)."""
+    if "phase" not in sync.columns:
+        sync = sync.assign(phase=0)
+    chosen = sync[(sync["chosen"] == 1).fillna(False).to_numpy(dtype=bool)]
+    guests = out["guest"].to_numpy()
+
+    def at(phase: int) -> pd.DataFrame:
+        c = chosen[(chosen["phase"] == phase).fillna(False).to_numpy(dtype=bool)]
+        c = c.drop_duplicates("guest").set_index("guest")[["offset_ns", "delay_ns", "t1"]]
+        return c.astype("float64").reindex(guests)  # a lookup, not a 10M-row merge
+
+    a, b = at(0), at(1)
+    off = a["offset_ns"].to_numpy()
+    span = (b["t1"] - a["t1"]).to_numpy()
+    drift = np.isfinite(b["offset_ns"].to_numpy()) & (span > 0)
+    if drift.any():
+        # send time relative to the first sample, as an exact integer difference first
+        rel = (out["send_ns"].to_numpy(dtype="int64", na_value=0)
+               - np.nan_to_num(a["t1"].to_numpy()).astype(np.int64)).astype("float64")
+        slope = np.where(drift, (b["offset_ns"].to_numpy() - off) / np.where(drift, span, 1),
+                         0.0)
+        off = off + slope * rel
+    unc = np.fmax(a["delay_ns"].to_numpy(), b["delay_ns"].to_numpy()).clip(min=0) / 2
+    mask = ~np.isfinite(off)
+    offset = pd.array(np.round(np.nan_to_num(off)).astype(np.int64), dtype="Int64")
+    offset[mask] = pd.NA
+    return pd.Series(offset), unc
+
+
 def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.DataFrame:
     """One row per input the client sent: its server and shim records where they exist.
 
@@ -152,13 +191,7 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.
                      **_lookup(want, rec["shim"], ["host_ns"]))
     out["delivered"] = out["kernel_ns"].notna()
     out = out.rename(columns={"kernel_ns": "server_ns"})
-    sync = rec["sync"]
-    chosen = sync[sync["chosen"] == 1][["guest", "offset_ns", "delay_ns"]]
-    chosen = chosen.drop_duplicates("guest").set_index("guest")
-    per_guest = chosen.reindex(out["guest"].to_numpy())  # a lookup, not a 10M-row merge
-    out["clock_offset_ns"] = per_guest["offset_ns"].astype("Int64").to_numpy()
-    out["clock_uncertainty_ns"] = (per_guest["delay_ns"].clip(lower=0) // 2).to_numpy(
-        dtype="float64", na_value=np.nan)
+    out["clock_offset_ns"], out["clock_uncertainty_ns"] = _offsets(rec["sync"], out)
     if shared_clock:
         out["clock_offset_ns"] = pd.array(np.zeros(len(out), np.int64))
         out["clock_uncertainty_ns"] = 0.0
@@ -184,6 +217,8 @@ def add_delays(j: pd.DataFrame) -> pd.DataFrame:
     j["app_delay_ns"] = _diff_float(app, j["send_ns"])
     j["stamp_error_ns"] = _diff_float(stamp, j["host_ns"])
     j["app_stamp_error_ns"] = _diff_float(app, j["host_ns"])
+    # what the offset's uncertainty does to each stamp: nothing to a host-clock stamp
+    j["stamp_uncertainty_ns"] = np.where(host_clock, 0.0, j["clock_uncertainty_ns"])
     return j
 
 

@@ -14,6 +14,7 @@ COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost
         ("delay_mean_ci", "mean 95% CI µs"), ("delay_p95_us", "delay p95 µs"),
         ("delay_p99_us", "p99 µs"), ("delay_max_us", "max µs"),
         ("stamp_error_mean_us", "stamp err mean µs"), ("stamp_error_p95_us", "stamp err p95 µs"),
+        ("stamp_error_min_us", "stamp err min µs"), ("clock_uncertainty_us", "clock ± µs"),
         ("rtt_p50_us", "RTT p50 µs"), ("update_jitter_us", "update jitter µs")]
 
 
@@ -67,7 +68,11 @@ def markdown(df, cap, sla, spec, env, paper) -> str:
     out += ["| " + " | ".join(r) + " |" for r in table_rows(df)]
     out += ["", "Delay = stamp the server used − client send time; stamp error = stamp the "
             "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
-            "uncertainty.", "", "## Spec and environment", "",
+            "uncertainty (clock ±, 0 where guests share the host's clock). Where a guest has "
+            "its own clock, its stamps are moved to the host's by the measured offset, so a "
+            "guest-stamp error carries that uncertainty too; a stamp cannot precede the host's "
+            "arrival, so stamp err min bounds the offset's bias.", "",
+            "## Spec and environment", "",
             f"- spec: `{spec}`", f"- environment: `{env}`", "",
             "## The paper's figures (a different machine: Xen, 2008; not comparable 1:1)", "",
             "| | Tsai 2009, ch. 6 |", "|---|---|"]
@@ -102,7 +107,10 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 <h2>Plots</h2>{imgs}
 <h2>Per point</h2><table><tr>{head}</tr>{body}</table>
 <p class="note">Delay = stamp the server used − client send time; stamp error = stamp the
-server used − host arrival stamp. Mean CIs are widened by the clock-sync uncertainty.</p>
+server used − host arrival stamp. Mean CIs are widened by the clock-sync uncertainty (clock ±;
+0 where guests share the host's clock). Where a guest has its own clock, its stamps are moved
+to the host's by the measured offset, so a guest-stamp error carries that uncertainty too; a
+stamp cannot precede the host's arrival, so "stamp err min" bounds the offset's bias.</p>
 <h2>The paper's figures</h2><p class="note">Different machine and hypervisor (Xen, 2008):
 context, not a comparison.</p><table>{ref}</table>
 <h2>Spec and environment</h2><table>{env_rows}</table></body></html>

@@ -46,7 +46,8 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     d = j[j["delivered"]]
     delay = describe(d["delay_ns"].to_numpy() / 1e3)
     err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
-    unc = float(np.nan_to_num(j["clock_uncertainty_ns"].max())) / 1e3
+    # the clock-sync uncertainty of the stamps used (0 for host-clock stamps)
+    unc = float(np.nan_to_num(d["stamp_uncertainty_ns"].max())) / 1e3 if len(d) else 0.0
     rtt = updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
     row = {"mode": meta.get("mode"), "guests": meta.get("guests"),
            "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
@@ -57,7 +58,7 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
            "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
            "update_jitter_us": update_jitter_us(updates)}
     for name, s in (("delay", delay), ("stamp_error", err)):
-        for k in ("mean", "p50", "p95", "p99", "max"):
+        for k in ("mean", "p50", "p95", "p99", "min", "max"):
             row[f"{name}_{k}_us"] = s.get(k, np.nan)
         lo, hi = s.get("mean_ci", (np.nan, np.nan))
         extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar

@@ -15,7 +15,7 @@ Z95 = 1.959964
 
 
 def describe(values: np.ndarray) -> dict:
-    """n, mean, p50, p95, p99, max, with 95% CIs for the mean and the p95."""
+    """n, mean, p50, p95, p99, min, max, with 95% CIs for the mean and the p95."""
     v = np.asarray(values, dtype="float64")
     v = v[np.isfinite(v)]
     n = len(v)
@@ -27,7 +27,7 @@ def describe(values: np.ndarray) -> dict:
     q = np.quantile(v, [0.5, 0.95, 0.99])
     return {"n": n, "mean": mean, "mean_ci": (mean - half, mean + half), "p50": float(q[0]),
             "p95": float(q[1]), "p95_ci": (p95_lo, p95_hi), "p99": float(q[2]),
-            "max": float(v.max())}
+            "min": float(v.min()), "max": float(v.max())}
 
 
 def quantile_ci(v: np.ndarray, q: float) -> tuple[float, float]:

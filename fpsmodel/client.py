@@ -149,21 +149,26 @@ class GameClient:
         for p in self.players:
             p.sock.close()
 
-    def sync_clocks(self) -> None:
+    def sync_clocks(self, phase: int = 0) -> None:
+        """Clock-sync exchange with every server: before the load (phase 0, required) and
+        after it (phase 1, best effort), so the analysis can follow a drifting guest clock."""
         first = {}
         for p in self.players:
             first.setdefault(p.target.guest, p)
         for guest, p in first.items():
             samples = clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples)
             if not samples:
+                if phase:
+                    continue
                 raise RuntimeError(f"clock sync with guest {guest} at "
                                    f"{p.target.host}:{p.target.port}: no answer")
             best, unc = best_sample(samples)
             for i, s in enumerate(samples):
                 self.sync_w.write(guest, i, s.t1, s.t2, s.t3, s.t4, s.offset_ns, s.delay_ns,
-                                  int(s is best))
-            self.sync[guest] = {"offset_ns": best.offset_ns, "uncertainty_ns": unc,
-                                "samples": len(samples)}
+                                  int(s is best), phase)
+            if phase == 0:
+                self.sync[guest] = {"offset_ns": best.offset_ns, "uncertainty_ns": unc,
+                                    "samples": len(samples)}
 
     def _send(self, p: Player, sched_ns: int) -> None:
         now = time.time_ns()
@@ -249,6 +254,9 @@ class GameClient:
                 self.progress(f"client: {self.inputs_w.rows} inputs sent, "
                               f"{self.updates_w.rows} updates received")
         self._linger(sel, 0.15)  # let the last updates and echoes arrive
+        for key in list(sel.get_map().values()):
+            sel.unregister(key.fileobj)  # the end sync reads these sockets itself
+        self.sync_clocks(phase=1)
         sel.close()
         return {"inputs_sent": self.inputs_w.rows, "updates_received": self.updates_w.rows,
                 "start_ns": start, "end_ns": end, "errors": self.errors,

@@ -20,12 +20,13 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from vm.image import Image
-from vm.resources import STATE_DIR, Manifest
+from vm.resources import Manifest
 from vm.sysutil import Runner, log, wait_for
 
 DEFAULT_URI = "qemu:///system"
 VM_DIR = Path(os.environ.get("GAMEBED_VM_DIR", "/var/lib/gamebed"))
 PROBE_DEADLINE_S = 25.0
+ACCEL_CACHE = Path("/run/gamebed-accel.json")  # per host boot (tmpfs), whatever the state dir
 LIBVIRT_HINT = ("libvirt-python is missing: run `bash scripts/setup.sh` (Debian: "
                 "libvirt-daemon-system libvirt-dev pkg-config; pip: libvirt-python)")
 
@@ -133,7 +134,10 @@ class GameVm:
         self._entries.append(m.add(kind="domain", name=self.cfg.name, uri=self.uri,
                                    tap=self.cfg.tap))
         if self.runner.dry_run:
-            self.runner.echo(f"virsh -c {self.uri} create <{self.cfg.name}.xml>")
+            self.runner.echo(f"qemu-img create -f qcow2 -b {self.image.base} -F qcow2 "
+                             f"{self.overlay}")
+            self.runner.echo(f"virsh -c {self.uri} create {self.dir}/domain.xml   "
+                             f"# {self.domain_type}, tap {self.cfg.tap}: {self.cfg.cmdline}")
             return self
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)  # QEMU may run as libvirt-qemu
@@ -187,14 +191,23 @@ class GameVm:
         shutil.copy2(self.console, dest / "console.log")
 
     def __exit__(self, *exc: object) -> None:
-        if self.running():
-            try:
-                self.dom.destroy()
-            except Exception as e:  # already gone between the check and the call
-                log.debug("destroy %s: %s", self.cfg.name, e)
-        if not self.runner.dry_run and self.dom is not None:
+        if not self.runner.dry_run:
+            if self.dom is None:  # a signal may land after createXML but before the store
+                try:
+                    self.dom = self.conn.lookupByName(self.cfg.name)
+                except Exception:
+                    self.dom = None
+            if self.running():
+                try:
+                    self.dom.destroy()
+                except Exception as e:  # already gone between the check and the call
+                    log.debug("destroy %s: %s", self.cfg.name, e)
             wait_tap_gone(self.cfg.tap)
         shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.dir.parent.rmdir()  # the run's directory, once its last VM is gone
+        except OSError:
+            pass
         for e in reversed(self._entries):
             self.manifest.remove(e)
         self._entries.clear()
@@ -220,15 +233,16 @@ def _kvm_openable() -> bool:
 def domain_type(conn, uri: str, image: Image, runner: Runner, manifest: Manifest,
                 progress: Callable[[str], None] = print, accel: str = "auto") -> str:
     """'kvm' if a probe guest boots to userspace with KVM before the deadline, else
-    'qemu' (TCG).  The answer is kept per host boot in the state directory."""
+    'qemu' (TCG).  The answer is kept for the host's boot in ACCEL_CACHE."""
     if accel in ("kvm", "tcg"):
         return "kvm" if accel == "kvm" else "qemu"
     if not _kvm_openable():
         return "qemu"
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    cache = STATE_DIR / f"accel-{boot_id}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())["domain_type"]
+    if ACCEL_CACHE.exists():
+        known = json.loads(ACCEL_CACHE.read_text())
+        if known.get("boot_id") == boot_id:
+            return known["domain_type"]
     progress(f"libvirt: /dev/kvm opens; trying a KVM guest ({PROBE_DEADLINE_S:.0f} s deadline)")
     cfg = VmConfig(f"{manifest.prefix}-probe", f"{manifest.prefix}p", "02:67:62:ff:00:01",
                    "gamebed.role=probe", memory_mib=96)
@@ -240,6 +254,5 @@ def domain_type(conn, uri: str, image: Image, runner: Runner, manifest: Manifest
         except (TimeoutError, RuntimeError) as e:
             progress(f"libvirt: KVM guest did not boot ({str(e).splitlines()[0]}); using TCG")
     if not runner.dry_run:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"domain_type": result}))
+        ACCEL_CACHE.write_text(json.dumps({"boot_id": boot_id, "domain_type": result}))
     return result

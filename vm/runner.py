@@ -18,7 +18,7 @@ from pathlib import Path
 
 from analysis.metrics import point_summary
 from fpsmodel.records import write_json
-from vm.netns import NetnsPoint
+from vm.backend import make_point
 from vm.resources import Manifest, new_prefix
 from vm.spec import ExperimentSpec
 from vm.sysutil import Runner, require_net_admin
@@ -74,13 +74,7 @@ def progress(msg: str) -> None:
 
 def run_point(spec: ExperimentSpec, guests: int, mode: str, point_dir: Path, runner: Runner,
               manifest: Manifest) -> dict:
-    if spec.backend == "libvirt":
-        from vm.vmpoint import LibvirtPoint
-
-        point_cm = LibvirtPoint(spec, guests, mode, point_dir, runner, manifest, progress)
-    else:
-        point_cm = NetnsPoint(spec, guests, mode, point_dir, runner, manifest)
-    with point_cm as point:
+    with make_point(spec, guests, mode, point_dir, runner, manifest, progress) as point:
         env = point.environment()
         write_json(point_dir / "point.json", {"mode": mode, "guests": guests,
                                               "spec": spec.to_dict(), "environment": env})

@@ -91,11 +91,18 @@ class LibvirtPoint(NetnsPoint):
 
     def _start_vms(self) -> None:
         s = self.spec
-        conn = connect(s.libvirt_uri, self.runner, self.progress)
-        self.stack.callback(conn.close)
-        self.image = _image(self.runner, self.progress)
-        self.domain_type = domain_type(conn, s.libvirt_uri, self.image, self.runner,
-                                       self.manifest, self.progress, s.accel)
+        if self.runner.dry_run:  # no daemon, no image build: show what would be started
+            conn, self.domain_type = None, {"kvm": "kvm"}.get(s.accel, "qemu")
+            d = image_mod.CACHE / "image-<digest>"
+            self.image = image_mod.Image(d, d / "vmlinuz", d / "initrd.gz", d / "base.qcow2",
+                                         "<release>", {})
+            self.runner.echo("gamebed image build   # (cached by input digest)")
+        else:
+            conn = connect(s.libvirt_uri, self.runner, self.progress)
+            self.stack.callback(conn.close)
+            self.image = _image(self.runner, self.progress)
+            self.domain_type = domain_type(conn, s.libvirt_uri, self.image, self.runner,
+                                           self.manifest, self.progress, s.accel)
         for g in self.guests:
             cfg = VmConfig(f"{self.manifest.prefix}-vm{g.index}", g.host_port, g.mac,
                            self._cmdline(g), s.vm_memory_mib, self.guest_cpus)

@@ -57,7 +57,7 @@ def test_join_handles_missing_and_duplicated_records():
                                 "verdict": ["ok", "ok", "ok"]}),
         "shim": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 3],
                               "host_ns": [130, 330]}),
-        "sync": pd.DataFrame({"guest": [0], "offset_ns": [10], "delay_ns": [40],
+        "sync": pd.DataFrame({"guest": [0], "t1": [50], "offset_ns": [10], "delay_ns": [40],
                               "chosen": [1]}),
     }
     j = add_delays(join_inputs(rec)).sort_values("seq")
@@ -82,10 +82,38 @@ def test_epoch_nanoseconds_keep_their_precision():
                                 "verdict": ["ok", "ok"]}),
         "shim": pd.DataFrame({"guest": [0, 0], "player": [0, 0], "seq": [1, 2],
                               "host_ns": [t0 + 2, t0 + 11]}),
-        "sync": pd.DataFrame({"guest": [0], "offset_ns": [0], "delay_ns": [0], "chosen": [1]}),
+        "sync": pd.DataFrame({"guest": [0], "t1": [t0], "offset_ns": [0], "delay_ns": [0],
+                              "chosen": [1]}),
     }
     j = add_delays(join_inputs(rec)).sort_values("seq")
     assert j["delay_ns"].tolist() == [3.0, 1.0]
     assert j["stamp_error_ns"].tolist() == [1.0, 0.0]
     from analysis.metrics import delay_stats
     assert delay_stats(j)["host_stamp_exact_fraction"] == 0.5
+
+
+def test_drifting_guest_clock_is_followed_between_the_two_syncs():
+    # guest clock 1000 ns ahead before the load and 3000 ns ahead 10 s later (200 ppb)
+    t0 = 1_763_000_000_000_000_000
+    sends = [t0 + 1_000_000_000, t0 + 5_000_000_000, t0 + 9_000_000_000]
+    true_off = [1200, 2000, 2800]
+    true_delay = 50_000
+    rec = {
+        "client": pd.DataFrame({"guest": 0, "player": 0, "seq": [0, 1, 2], "send_ns": sends}),
+        "server": pd.DataFrame({"guest": 0, "player": 0, "seq": [0, 1, 2],
+                                "kernel_ns": [s + true_delay + o for s, o in
+                                              zip(sends, true_off, strict=True)],
+                                "app_ns": 0, "verdict": "ok"}),
+        "shim": pd.DataFrame({"guest": 0, "player": 0, "seq": [0, 1, 2], "host_ns": sends}),
+        "sync": pd.DataFrame({"guest": [0, 0, 0], "t1": [t0, t0 + 10_000_000_000, t0 + 5],
+                              "offset_ns": [1000, 3000, 999_999], "delay_ns": [400, 600, 9],
+                              "chosen": [1, 1, 0], "phase": [0, 1, 0]}),
+    }
+    j = add_delays(join_inputs(rec)).sort_values("seq")
+    assert j["clock_offset_ns"].tolist() == true_off
+    assert j["delay_ns"].tolist() == [true_delay] * 3
+    assert j["clock_uncertainty_ns"].tolist() == [300.0] * 3  # the larger half round trip
+    # without the end sync: the start offset throughout
+    rec["sync"] = rec["sync"][rec["sync"]["phase"] == 0].drop(columns="phase")
+    j = add_delays(join_inputs(rec)).sort_values("seq")
+    assert j["clock_offset_ns"].tolist() == [1000] * 3
