@@ -103,6 +103,10 @@ def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | Non
     if sla is not None:
         ax.axhline(sla, color="red", linestyle="--", label=f"SLA {sla:g}{unit}")
     ax.set_xlabel("game-server guests on the host")
+    counts = sorted(df["guests"].unique())
+    if len(counts) <= 12:
+        ax.set_xticks(counts)  # guest counts are whole numbers: tick what was measured
+    ax.set_ylim(bottom=0)  # delays and loss ratios are never negative
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -126,6 +126,7 @@ class GameVm:
         self.overlay, self.results = self.dir / "overlay.qcow2", self.dir / "results.img"
         self.console = self.dir / "console.log"
         self.dom = None
+        self.keep_console: Path | None = None  # where the console log survives teardown
         self._entries: list[dict] = []
 
     def __enter__(self) -> GameVm:
@@ -203,6 +204,9 @@ class GameVm:
                 except Exception as e:  # already gone between the check and the call
                     log.debug("destroy %s: %s", self.cfg.name, e)
             wait_tap_gone(self.cfg.tap)
+            if self.keep_console and self.console.exists():
+                self.keep_console.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.console, self.keep_console)
         shutil.rmtree(self.dir, ignore_errors=True)
         try:
             self.dir.parent.rmdir()  # the run's directory, once its last VM is gone

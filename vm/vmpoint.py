@@ -26,7 +26,22 @@ from vm.spec import ExperimentSpec
 from vm.sysutil import Runner
 
 IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then ships its records
-READY_TIMEOUT_S = 90.0  # per point, plus 15 s per guest: TCG boots are slow
+READY_TIMEOUT_S = 120.0  # per point, plus 30 s per guest: concurrent TCG boots on one core
+
+
+QEMU_OVERHEAD_MIB = 80  # measured: a TCG guest's QEMU RSS ≈ memory + 32 MiB tb-cache + ~35
+
+
+def _check_memory(n: int, memory_mib: int) -> None:
+    """libvirt starts QEMU outside any cgroup limit of ours: refuse a point that cannot
+    fit in the host's available memory instead of letting the OOM killer choose."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    avail = int(info["MemAvailable"].split()[0]) // 1024
+    need = n * (memory_mib + QEMU_OVERHEAD_MIB)
+    if need > avail:
+        raise RuntimeError(f"{n} VMs of {memory_mib} MiB need about {need} MiB with QEMU's "
+                           f"overhead; {avail} MiB are available (lower --guests or "
+                           "--vm-memory)")
 
 
 _IMAGES: list[image_mod.Image] = []
@@ -63,10 +78,10 @@ class LibvirtPoint(NetnsPoint):
         try:
             self._build_network()
             self._start_vms()
+            self._wait_ready()  # before the stamper: it needs every VM's tap to exist
             if self.spec.stamper == "bpf":
                 self._attach_stamper()
             self._start_shim()
-            self._wait_ready()
         except BaseException:
             self.stack.close()
             raise
@@ -103,11 +118,13 @@ class LibvirtPoint(NetnsPoint):
             self.image = _image(self.runner, self.progress)
             self.domain_type = domain_type(conn, s.libvirt_uri, self.image, self.runner,
                                            self.manifest, self.progress, s.accel)
+        _check_memory(len(self.guests), s.vm_memory_mib)
         for g in self.guests:
             cfg = VmConfig(f"{self.manifest.prefix}-vm{g.index}", g.host_port, g.mac,
                            self._cmdline(g), s.vm_memory_mib, self.guest_cpus)
             vm = self.stack.enter_context(GameVm(cfg, self.image, conn, s.libvirt_uri,
                                                  self.domain_type, self.runner, self.manifest))
+            vm.keep_console = self.dir / f"guest{g.index}" / "console.log"
             self.vms.append(vm)
             # headroom for the trailer on the host side of the tap
             self.runner.run(["ip", "link", "set", g.host_port, "mtu", GUEST_MTU])
@@ -119,7 +136,7 @@ class LibvirtPoint(NetnsPoint):
     def _wait_ready(self) -> None:
         if self.runner.dry_run:
             return
-        timeout = READY_TIMEOUT_S + 15.0 * len(self.vms)
+        timeout = READY_TIMEOUT_S + 30.0 * len(self.vms)
         for vm in self.vms:
             vm.wait_console("GAMEBED-READY", timeout, "its game server")
         self.progress(f"      {len(self.vms)} VM(s) ({self.domain_type}) up")
@@ -136,7 +153,8 @@ class LibvirtPoint(NetnsPoint):
         env.update(backend="libvirt", shared_clock=False, domain_type=self.domain_type,
                    accel="kvm" if self.domain_type == "kvm" else "tcg",
                    libvirt_uri=self.spec.libvirt_uri, vm_memory_mib=self.spec.vm_memory_mib,
-                   guest_nic="patched virtio_net" if self.mode == "host" else "stock virtio_net",
+                   guest_nic="host mode: patched virtio_net (host_tstamp=1); "
+                             "guest mode: Debian's virtio_net",
                    image=(self.image.info.get("digest") if self.image else None),
                    guest_kernel=(self.image.release if self.image else None))
         return env
