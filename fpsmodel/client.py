@@ -206,7 +206,9 @@ class GameClient:
         p.last_tick = upd.tick
         echo = next((e for e in upd.echoes if e.player == p.pid), None)
         rtt = ""
-        if echo is not None and echo.last_seq != p.last_echo and echo.last_seq in p.sent_at:
+        # app_ns 0: the server has accepted no input of this player yet (the echo is empty)
+        if (echo is not None and echo.app_ns and echo.last_seq != p.last_echo
+                and echo.last_seq in p.sent_at):
             # round trip minus the server's hold time (both on the server's clock)
             rtt = (recv_ns - p.sent_at[echo.last_seq]) - (upd.server_send_ns - echo.app_ns)
             p.last_echo = echo.last_seq

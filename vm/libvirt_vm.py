@@ -89,6 +89,10 @@ def domain_xml(cfg: VmConfig, image: Image, overlay: Path, results: Path, consol
     tcg = "<tcg><tb-cache unit='MiB'>32</tb-cache></tcg>" if domain_type == "qemu" else ""
     cmdline = ("console=ttyS0 root=/dev/vda rw ipv6.disable=1 quiet panic=-1 "
                "modprobe.blacklist=virtio_net " + cfg.cmdline)
+    if domain_type == "qemu":
+        # TCG's TSC follows the host clock; without this, a starved guest's clocksource
+        # watchdog may switch it to a wrapping counter and lose time
+        cmdline += " tsc=reliable"
     return f"""<domain type='{domain_type}'>
   <name>{escape(cfg.name)}</name>
   <memory unit='MiB'>{cfg.memory_mib}</memory>

@@ -32,3 +32,26 @@ def test_cli_help_teaches(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "play" in out and "typical use" in out
+
+
+def test_empty_echo_gives_no_round_trip(tmp_path):
+    """Before the server took any input of a player, its echo is empty (seq 0, stamps 0):
+    no round trip may be computed from it, even if input 0 was sent."""
+    import csv
+    import time
+
+    from fpsmodel import wire
+    from fpsmodel.client import ClientConfig, GameClient, Target
+
+    c = GameClient(ClientConfig([Target(0, "127.0.0.1", 9)], players=1, out_dir=tmp_path))
+    p = c.players[0]
+    now = time.time_ns()
+    p.sent_at[0] = now - 1_000_000
+    empty = wire.StateUpdate(1, now, (wire.Echo(0, 0, 0, 0),), ())
+    c._record_update(p, empty, now)
+    real = wire.StateUpdate(2, now, (wire.Echo(0, 0, now - 600_000, now - 500_000),), ())
+    c._record_update(p, real, now + 100_000)
+    c.close()
+    rows = list(csv.DictReader((tmp_path / "client_updates.csv").open()))
+    assert rows[0]["rtt_ns"] == ""
+    assert int(rows[1]["rtt_ns"]) == (now + 100_000 - (now - 1_000_000)) - 500_000
