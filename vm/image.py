@@ -119,7 +119,8 @@ def _fill_root(stage: Path, release: str, kos: dict[str, Path]) -> None:
     shutil.copytree(ROOT / "fpsmodel", opt / "fpsmodel",
                     ignore=shutil.ignore_patterns("__pycache__"))
     (opt / "guest").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(GUEST / "tuntest.py", opt / "guest" / "tuntest.py")
+    for script in ("tuntest.py", "ptpsync.py"):
+        shutil.copy2(GUEST / script, opt / "guest" / script)
     shutil.copy2(GUEST / "gamebed-init", stage / "sbin" / "gamebed-init")
     os.chmod(stage / "sbin" / "gamebed-init", 0o755)
 

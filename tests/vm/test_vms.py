@@ -63,6 +63,8 @@ def test_patched_module_loads_in_the_guest(vm_run):
     assert "host-timestamp build" not in stock  # guest mode runs Debian's own driver
     console = (vm_run / "points" / "host-g002" / "guest0" / "console.log").read_text()
     assert "GAMEBED-NIC patched host_tstamp=Y" in console
+    # the clock step through ptp_kvm says what it did (here, under TCG: nothing to step)
+    assert "GAMEBED-CLOCK " in console
 
 
 def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
