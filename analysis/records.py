@@ -15,18 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from fpsmodel.records import (
-    CLIENT_INPUT_FIELDS,
-    CLIENT_INPUTS,
-    CLIENT_UPDATE_FIELDS,
-    CLIENT_UPDATES,
-    CLOCK_SYNC,
-    CLOCK_SYNC_FIELDS,
-    SERVER_INPUT_FIELDS,
-    SERVER_INPUTS,
-    SHIM_INPUT_FIELDS,
-    SHIM_INPUTS,
-)
+from fpsmodel import records as schema
 
 KEY = ["guest", "player", "seq"]
 _STR_COLS = {"verdict"}
@@ -81,14 +70,15 @@ def load_point(point_dir: Path, slim: bool = False) -> dict[str, pd.DataFrame]:
     """All records of one measurement point.  Server files may sit in guest subdirs.
     With `slim`, the per-input tables hold only JOIN_COLUMNS."""
     d = Path(point_dir)
-    servers = sorted(d.glob(f"**/{SERVER_INPUTS}"))
+    servers = sorted(d.glob(f"**/{schema.SERVER_INPUTS}"))
     cols = JOIN_COLUMNS if slim else {}
     return {
-        "server": _concat(servers, SERVER_INPUT_FIELDS, cols.get("server")),
-        "client": read_csv(d / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, cols.get("client")),
-        "updates": read_csv(d / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS),
-        "sync": read_csv(d / CLOCK_SYNC, CLOCK_SYNC_FIELDS),
-        "shim": read_csv(d / SHIM_INPUTS, SHIM_INPUT_FIELDS, cols.get("shim")),
+        "server": _concat(servers, schema.SERVER_INPUT_FIELDS, cols.get("server")),
+        "client": read_csv(d / schema.CLIENT_INPUTS, schema.CLIENT_INPUT_FIELDS,
+                           cols.get("client")),
+        "updates": read_csv(d / schema.CLIENT_UPDATES, schema.CLIENT_UPDATE_FIELDS),
+        "sync": read_csv(d / schema.CLOCK_SYNC, schema.CLOCK_SYNC_FIELDS),
+        "shim": read_csv(d / schema.SHIM_INPUTS, schema.SHIM_INPUT_FIELDS, cols.get("shim")),
     }
 
 

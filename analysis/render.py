@@ -56,11 +56,19 @@ def ratio_text(cap: dict) -> str:
     return f"{r:.2f}×{bound}"
 
 
+def _accel_html(env: dict) -> str:
+    why = env.get("accel_reason")
+    return f'<br>Accelerator: <span id="accel">{html.escape(why)}</span>' if why else ""
+
+
 def markdown(df, cap, sla, spec, env, paper) -> str:
     out = ["# gamebed capacity report", "",
            f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}",
-           "", "## Capacity", "", "| mode | capacity (guests) | first failing count |",
-           "|---|---|---|"]
+           ""]
+    if env.get("accel_reason"):
+        out += [f"**Accelerator**: {env['accel_reason']}", ""]
+    out += ["## Capacity", "", "| mode | capacity (guests) | first failing count |",
+            "|---|---|---|"]
     for m, c in sorted(cap.items()):
         out.append(f"| {m} stamps | {capacity_text(c)} | {c['first_failure'] or '–'} |")
     out += ["", f"Host/guest capacity ratio: {ratio_text(cap)}", "", "## Per point", "",
@@ -100,7 +108,8 @@ padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline
 margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></head><body>
 <h1>gamebed capacity report</h1>
 <p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}.
- Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.</p>
+ Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.
+{_accel_html(env)}</p>
 <h2>Capacity</h2><table id="capacity"><tr><th>mode</th><th>capacity (guests)</th>
 <th>first failing count</th></tr>{caps}</table>
 <p>Host/guest capacity ratio: {e(ratio_text(cap))}</p>

@@ -17,14 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.records import (  # noqa: E402
-    add_delays,
-    join_inputs,
-    load_json,
-    load_point,
-    update_jitter_us,
-)
-from analysis.stats import capacity, describe  # noqa: E402
+from analysis.point import analyze_point  # noqa: E402
+from analysis.records import load_json  # noqa: E402
+from analysis.stats import capacity  # noqa: E402
 
 PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
          ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),
@@ -32,40 +27,6 @@ PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM")
          ("Capacity at 1 ms mean delay, guest stamps", "30 VMs (+47% with host stamps)"),
          ("Mean timestamp error removed at 46 VMs", "3.1 ms")]
 STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
-
-
-def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
-    """One point's row for the tables, and its stamp errors (µs) for the CDF."""
-    meta = load_json(pdir / "point.json", {}) or {}
-    env = meta.get("environment", {})
-    rec = load_point(pdir, slim=True)
-    j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")))
-    updates = rec["updates"]
-    del rec  # the per-input tables are in `j` now; free them before the statistics
-    j = add_delays(j)
-    d = j[j["delivered"]]
-    delay = describe(d["delay_ns"].to_numpy() / 1e3)
-    err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
-    # the clock-sync uncertainty of the stamps used (0 for host-clock stamps)
-    unc = float(np.nan_to_num(d["stamp_uncertainty_ns"].max())) / 1e3 if len(d) else 0.0
-    rtt = updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
-    row = {"mode": meta.get("mode"), "guests": meta.get("guests"),
-           "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
-           "sent": len(j), "delivered": len(d), "lost": len(j) - len(d),
-           "loss_ratio": (len(j) - len(d)) / len(j) if len(j) else np.nan,
-           "clock_uncertainty_us": unc,
-           "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
-           "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
-           "update_jitter_us": update_jitter_us(updates)}
-    for name, s in (("delay", delay), ("stamp_error", err)):
-        for k in ("mean", "p50", "p95", "p99", "min", "max"):
-            row[f"{name}_{k}_us"] = s.get(k, np.nan)
-        lo, hi = s.get("mean_ci", (np.nan, np.nan))
-        extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar
-        row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
-        row[f"{name}_p95_ci_lo_us"], row[f"{name}_p95_ci_hi_us"] = s.get("p95_ci",
-                                                                         (np.nan, np.nan))
-    return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
 
 
 def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarray], dict]:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {total:,} inputs in {len(modes) * len(guests)} points "
               f"({size / 2**20:.0f} MiB of CSV) in {gen_s:.1f} s", file=sys.stderr)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vm.cli", "report", str(out)], check=True)
+        subprocess.run([sys.executable, "-m", "gamebed", "report", str(out)], check=True)
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         result = {"records": total, "points": len(modes) * len(guests),

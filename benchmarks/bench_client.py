@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fpsmodel.client import ClientConfig, GameClient, Target
-from vm.sysutil import Process, Runner, python_cmd, wait_for
+from gamebed.proc import Process, Runner, python_cmd, wait_for
 
 
 def main() -> None:

@@ -18,44 +18,39 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from hostside import bpf
-from vm.netns import CLIENT_IP, CLIENT_MAC, GUEST_MTU, guest_ip, guest_mac
-from vm.resources import Manifest, Netns, Veth, new_prefix
-from vm.sysutil import Process, Runner, python_cmd, require_net_admin, wait_for
+from gamebed.manifest import Manifest, new_prefix
+from gamebed.proc import Runner, in_netns, pinned, require_net_admin
+from gamebed.spec import ExperimentSpec
+from hostside.host import HostSide, ip_cmd
+from hostside.point import point_context
+from vm.netns import NetnsGuests
 
 PROG = str(Path(__file__).with_name("pathprog.py"))
-PORT = 27960
 
 
 class Topo:
-    def __init__(self, stack: ExitStack, runner: Runner, m: Manifest) -> None:
-        p = m.prefix
-        self.r, self.m = runner, m
-        self.h, self.c, self.g = f"{p}-host", f"{p}-client", f"{p}-g0"
-        self.up, self.cn, self.gp, self.gn = f"{p}u", f"{p}c", f"{p}g0", f"{p}e0"
-        for ns in (self.h, self.c, self.g):
-            stack.enter_context(Netns(ns, runner, m))
-        stack.enter_context(Veth((self.h, self.up), (self.c, self.cn), runner, m))
-        stack.enter_context(Veth((self.h, self.gp), (self.g, self.gn), runner, m, mtu=GUEST_MTU))
-        ip = lambda ns, *a: runner.run(["ip", "-n", ns, *a])  # noqa: E731
-        ip(self.c, "link", "set", self.cn, "address", CLIENT_MAC, "up")
-        ip(self.c, "addr", "add", f"{CLIENT_IP}/16", "dev", self.cn)
-        ip(self.g, "link", "set", self.gn, "address", guest_mac(0), "up")
-        ip(self.g, "addr", "add", f"{guest_ip(0)}/16", "dev", self.gn)
-        ip(self.c, "neigh", "replace", guest_ip(0), "lladdr", guest_mac(0), "dev", self.cn)
-        ip(self.g, "neigh", "replace", CLIENT_IP, "lladdr", CLIENT_MAC, "dev", self.gn)
-        for dev in (self.up, self.gp):
-            ip(self.h, "link", "set", dev, "up")
+    """The run's own topology (gamebed/topology.py), host side and one namespace guest."""
+
+    def __init__(self, stack: ExitStack, ctx) -> None:
+        self.ctx, self.r = ctx, ctx.runner
+        self.host = stack.enter_context(HostSide(ctx))
+        guests = NetnsGuests(ctx)
+        stack.callback(guests.stop)
+        self.g = ctx.topo.guests[0]
+        guests.build_guest_network(self.g)
+        cpus = ctx.placement.guest_cpus
+
+        def prog(ns: str, *args: object) -> list[str]:
+            return [*in_netns(ns), *pinned(cpus, [sys.executable, PROG, *map(str, args)])]
+
+        self.prog = prog
 
     def measure(self, rate: float, seconds: float) -> dict:
-        rx = subprocess.Popen(["ip", "netns", "exec", self.g, "taskset", "-c", "1",
-                               sys.executable, PROG, "recv", guest_ip(0), str(PORT),
-                               str(seconds + 1.5)],
+        t, ip = self.ctx.topo, self.g.nic.ip
+        rx = subprocess.Popen(self.prog(self.g.netns, "recv", ip, t.game_port, seconds + 1.5),
                               stdout=subprocess.PIPE, text=True)
         assert rx.stdout.readline().strip() == "ready"
-        tx = subprocess.run(["ip", "netns", "exec", self.c, "taskset", "-c", "1",
-                             sys.executable, PROG, "send", guest_ip(0), str(PORT), str(rate),
-                             str(seconds)],
+        tx = subprocess.run(self.prog(t.client_ns, "send", ip, t.game_port, rate, seconds),
                             capture_output=True, text=True, check=True)
         got = json.loads(rx.communicate()[0].strip().splitlines()[-1])
         sent = json.loads(tx.stdout)["sent"]
@@ -66,33 +61,25 @@ class Topo:
 
 @contextmanager
 def bridge(t: Topo):
-    t.r.run(["ip", "-n", t.h, "link", "add", "br0", "type", "bridge"])
-    for dev in (t.up, t.gp):
-        t.r.run(["ip", "-n", t.h, "link", "set", dev, "master", "br0"])
-    t.r.run(["ip", "-n", t.h, "link", "set", "br0", "up"])
+    h = t.ctx.topo.host_ns
+    t.r.run(ip_cmd(h, "link", "add", "br0", "type", "bridge"))
+    for dev in (t.ctx.topo.uplink, t.g.host_port):
+        t.r.run(ip_cmd(h, "link", "set", dev, "master", "br0"))
+    t.r.run(ip_cmd(h, "link", "set", "br0", "up"))
     try:
         yield
     finally:
-        t.r.run(["ip", "-n", t.h, "link", "del", "br0"])
+        t.r.run(ip_cmd(h, "link", "del", "br0"))
 
 
 @contextmanager
-def shim(t: Topo, stamper: str, tmp: Path):
-    ready = tmp / f"{stamper}.ready"
-    if stamper == "bpf":
-        bpf.write_guest_table(tmp, PORT, [(guest_ip(0), int(t.r.run(
-            ["ip", "netns", "exec", t.h, "cat", f"/sys/class/net/{t.gp}/ifindex"]).stdout))])
-        bpf.attach_ingress(t.r, t.h, t.up, bpf.build("stamper", t.r, tmp, tmp))
-    args = ["ip", "netns", "exec", t.h, "taskset", "-c", "0", *python_cmd(
-        "hostside.shim", "--uplink", t.up, "--guest", f"0,{t.gp},{guest_ip(0)},{guest_mac(0)}",
-        "--stamper", stamper, "--out", tmp / stamper, "--ready-file", ready)]
-    with Process(args, t.r, log_path=tmp / f"{stamper}.log"):
-        wait_for(ready.exists, 20, "shim")
-        try:
-            yield
-        finally:
-            if stamper == "bpf":
-                bpf.detach(t.r, t.h, t.up)
+def shim(t: Topo, stamper: str):
+    """The host side as a run has it: the shim alone, or the BPF stamper beside it."""
+    t.host.attach(stamper)
+    try:
+        yield
+    finally:
+        t.host.detach()
 
 
 def max_rate(t: Topo, rates: list[float], seconds: float) -> float:
@@ -113,14 +100,16 @@ def main() -> None:
     a = ap.parse_args()
     require_net_admin()
     tmp = Path(tempfile.mkdtemp(prefix="gb-bench-paths-"))
-    runner = Runner()
     m = Manifest(new_prefix())
+    # placement restricted: the forwarder on CPU 0, sender and receiver on the others
+    ctx = point_context(ExperimentSpec(guest_counts=(1,), modes=("guest",)), 1, "guest", tmp,
+                        Runner(), m, print, host_in_root_ns=False)
     results = {}
-    paths = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket", tmp),
-             "bpf stamper": lambda t: shim(t, "bpf", tmp)}
+    paths = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket"),
+             "bpf stamper": lambda t: shim(t, "bpf")}
     with ExitStack() as stack:
         stack.callback(m.close)  # the manifest file goes once its entries are gone
-        t = Topo(stack, runner, m)
+        t = Topo(stack, ctx)
         for name, ctx in paths.items():
             with ctx(t):
                 time.sleep(0.3)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from fpsmodel import wire
-from vm.sysutil import Process, Runner, python_cmd, wait_for
+from gamebed.proc import Process, Runner, python_cmd, wait_for
 
 
 def blast(sock: socket.socket, dgrams: list[bytes], rate: float, seconds: float) -> int:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from gamebed.spec import ExperimentSpec
 from vm.launch import destroy, launch
 
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         before = mem_used_mib()
         t0 = time.monotonic()
         try:
-            info = launch(n, memory_mib=a.memory)
+            info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend="libvirt",
+                                         vm_memory_mib=a.memory))
         except Exception as e:  # report the count that failed, then stop growing
             print(json.dumps({"vms": n, "ok": False, "error": str(e).splitlines()[0]}))
             destroy()

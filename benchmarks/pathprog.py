@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+from fpsmodel.wire import SO_TIMESTAMPNS
 
 
 def send(ip, port, rate, seconds):

@@ -15,11 +15,13 @@ from pathlib import Path
 from fpsmodel.client import ClientConfig, GameClient, parse_target
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
+from fpsmodel.wire import GAME_PORT
 
 
 def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=27960, help="UDP port; 0 picks a free one")
+    p.add_argument("--port", type=int, default=GAME_PORT,
+                   help="UDP port (default %(default)s); 0 picks a free one")
     p.add_argument("--session", type=int, default=1, help="game session id (keys the AEAD)")
     p.add_argument("--guest", type=int, default=0, help="guest number written in the records")
     p.add_argument("--max-players", type=int, default=64)

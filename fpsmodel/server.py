@@ -22,7 +22,7 @@ from fpsmodel import wire
 from fpsmodel.records import SERVER_INPUT_FIELDS, SERVER_INPUTS, RecordWriter, write_json
 
 # Python's socket module lacks these on some builds; values are Linux's (asm-generic).
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_TIMESTAMPNS = wire.SO_TIMESTAMPNS
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 SOF_RX_HW_RAW = 0x4 | 0x40  # SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE
 _TS = struct.Struct("qq")
@@ -33,7 +33,7 @@ SPEED = 320.0  # units/s at full stick, Quake's default run speed
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 27960
+    port: int = wire.GAME_PORT
     session: int = 1
     guest: int = 0
     max_players: int = 64

@@ -11,11 +11,16 @@ is unique per key because each message type uses its own sequence space.
 from __future__ import annotations
 
 import hashlib
+import socket
 import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+GAME_PORT = 27960  # the game's UDP port (Quake III's): every default in gamebed is this one
+# the socket option that returns a datagram's kernel receive stamp in ns (Linux value)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 MAGIC = 0xFB
 VERSION = 1
@@ -28,6 +33,11 @@ MSG_TYPES = (MSG_INPUT, MSG_UPDATE, MSG_SYNC_REQ, MSG_SYNC_RESP)
 
 HEADER = struct.Struct("!BBBBIQQ")  # magic, version, type, player, session, seq, time_ns
 HEADER_SIZE = HEADER.size  # 24
+# byte offsets of the header's fields: the host side reads them from raw frames, and the
+# BPF stamper's GB_HDR_* defines are checked against these (tests/unit/test_formats.py)
+HEADER_OFFSETS = {"magic": 0, "version": 1, "type": 2, "player": 3, "session": 4, "seq": 8,
+                  "time_ns": 16}
+assert struct.calcsize("!BBBBI") == HEADER_OFFSETS["seq"]
 TAG_SIZE = 16
 INPUT_BLOCK_SIZE = 256
 INPUT_PAYLOAD_SIZE = HEADER_SIZE + INPUT_BLOCK_SIZE + TAG_SIZE  # 296, the paper's size
@@ -66,6 +76,18 @@ class Header:
     def pack(self) -> bytes:
         return HEADER.pack(MAGIC, VERSION, self.msg_type, self.player, self.session,
                            self.seq, self.time_ns)
+
+
+def peek_header(payload: bytes | bytearray | memoryview) -> Header | None:
+    """The plaintext header of a UDP payload, or None if it is not a gamebed datagram
+    (too short, wrong magic or version).  Nothing is decrypted or authenticated: this is
+    for the host side, which only routes and logs."""
+    if len(payload) < HEADER_SIZE:
+        return None
+    magic, version, msg_type, player, session, seq, time_ns = HEADER.unpack_from(payload)
+    if magic != MAGIC or version != VERSION:
+        return None
+    return Header(msg_type, player, session, seq, time_ns)
 
 
 @dataclass(frozen=True)

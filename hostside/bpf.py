@@ -11,7 +11,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from vm.sysutil import Runner
+from gamebed.proc import Runner
 
 SRC = Path(__file__).resolve().parent.parent / "guest-driver" / "bpf"
 CACHE = Path(__file__).resolve().parent.parent / "build" / "bpf"

@@ -27,8 +27,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpsmodel import wire
 from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
-from fpsmodel.server import SO_TIMESTAMPNS
+from fpsmodel.wire import GAME_PORT, SO_TIMESTAMPNS
+from gamebed.spec import STAMPERS
 from hostside import trailer
 
 ETH_P_ALL = 0x0003
@@ -38,7 +40,35 @@ PACKET_OUTGOING = 4
 TP_STATUS_CSUMNOTREADY = 1 << 3
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
-GAME_HEADER_MIN = 24
+
+
+@dataclass(frozen=True)
+class GameFrame:
+    """A frame from the uplink that is game traffic for a known guest."""
+
+    guest: int
+    header: wire.Header | None  # None: not a gamebed datagram (kept, routed as game)
+
+    @property
+    def is_input(self) -> bool:
+        return self.header is not None and self.header.msg_type == wire.MSG_INPUT
+
+
+def classify(frame: bytes | bytearray, game_port: int, by_ip: dict[bytes, int]) -> GameFrame | None:
+    """The game frame for a guest, or None if the frame is not game traffic: IPv4, not a
+    fragment, UDP to the game port, to a guest's address.  Header fields come from
+    fpsmodel.wire, the format's one owner."""
+    if trailer.ip_total_length(frame) is None or frame[23] != trailer.IPPROTO_UDP:
+        return None
+    if int.from_bytes(frame[20:22], "big") & 0x3FFF:  # fragments are not game inputs
+        return None
+    if trailer.udp_dport(frame) != game_port:
+        return None
+    guest = by_ip.get(bytes(frame[30:34]))
+    if guest is None:
+        return None
+    payload = trailer.ETH_HLEN + (frame[14] & 0x0F) * 4 + 8
+    return GameFrame(guest, wire.peek_header(memoryview(frame)[payload:]))
 
 
 @dataclass(frozen=True)
@@ -95,16 +125,6 @@ class Shim:
     def stop(self, *_: object) -> None:
         self._stop = True
 
-    def game_guest(self, frame: bytes) -> int | None:
-        """The guest a game input is for, or None if the frame is not game traffic."""
-        if trailer.ip_total_length(frame) is None or frame[23] != trailer.IPPROTO_UDP:
-            return None
-        if int.from_bytes(frame[20:22], "big") & 0x3FFF:  # fragments are not game inputs
-            return None
-        if trailer.udp_dport(frame) != self.game_port:
-            return None
-        return self.by_ip.get(bytes(frame[30:34]))
-
     def _send(self, sock: socket.socket, frame: bytes | bytearray, what: str) -> None:
         try:
             sock.send(frame)
@@ -113,17 +133,13 @@ class Shim:
             self.counters[f"dropped_send_{e.errno}"] += 1
 
     def from_uplink(self, frame: bytes, stamp_ns: int, status: int) -> None:
-        guest = self.game_guest(frame)
-        if guest is not None:
-            l4 = trailer.ETH_HLEN + (frame[14] & 0x0F) * 4
-            payload = l4 + 8
-            # ground truth is kept for player inputs (type 1), not clock-sync requests
-            is_input = len(frame) >= payload + GAME_HEADER_MIN and frame[payload + 2] == 1
-            player = frame[payload + 3] if is_input else -1
-            seq = int.from_bytes(frame[payload + 8:payload + 16], "big") if is_input else -1
+        game = classify(frame, self.game_port, self.by_ip)
+        if game is not None:
+            guest, is_input, hdr = game.guest, game.is_input, game.header
+            # ground truth is kept for player inputs, not clock-sync requests
             if self.stamper == "bpf":  # the kernel stamper forwarded it already
                 if is_input:
-                    self.truth.write(guest, player, seq, stamp_ns, 0)
+                    self.truth.write(guest, hdr.player, hdr.seq, stamp_ns, 0)
                 self.counters["game_logged"] += 1
                 return
             if not is_input:  # clock sync: the guest must stamp it with its own clock
@@ -137,8 +153,7 @@ class Shim:
             if status & TP_STATUS_CSUMNOTREADY:
                 trailer.complete_udp_checksum(out)
             self._send(self.ports[guest], out, "forwarded_game")
-            if is_input:
-                self.truth.write(guest, player, seq, stamp_ns, time.time_ns())
+            self.truth.write(guest, hdr.player, hdr.seq, stamp_ns, time.time_ns())
             return
         dst = bytes(frame[0:6])
         if dst[0] & 1:  # broadcast / multicast: every guest
@@ -163,6 +178,9 @@ class Shim:
             try:
                 frame, anc, _fl, addr = sock.recvmsg(65535, 512)
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # a port going away (ENETDOWN) must not lose the log
+                self.counters[f"recv_error_{e.errno}"] += 1
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue  # our own sends, looped back to the packet socket
@@ -203,8 +221,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uplink", required=True, help="interface the clients' frames arrive on")
     p.add_argument("--guest", action="append", required=True, type=GuestPort.parse,
                    metavar="N,IFNAME,IP,MAC", help="a guest port; repeat per guest")
-    p.add_argument("--game-port", type=int, default=27960)
-    p.add_argument("--stamper", choices=("afpacket", "bpf"), default="afpacket",
+    p.add_argument("--game-port", type=int, default=GAME_PORT)
+    p.add_argument("--stamper", choices=STAMPERS, default="afpacket",
                    help="who appends trailers to game inputs: this process, or the tc "
                         "BPF stamper (then the shim only logs ground truth)")
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 0 or 0,2")

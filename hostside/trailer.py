@@ -1,6 +1,8 @@
 """The timestamp trailer (guest-driver/TRAILER.md) and frame helpers (no privileges).
 
-Pure functions on bytes, shared by the shim, the tests and the benchmarks.
+Pure functions on bytes, shared by the shim, the tests and the benchmarks.  This
+module owns the trailer's constants: guest-driver/bpf/trailer.h and both kernel
+patches are checked against it (tests/unit/test_formats.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import struct
 MAGIC = 0x47425453  # "GBTS"
 LEN = 16
 ETH_HLEN = 14
+ETH_DATA_LEN = 1500
+# the MTU of every host-side port that feeds a guest: a full-size datagram plus a trailer
+PORT_MTU = ETH_DATA_LEN + LEN
 ETH_P_IP = 0x0800
 IPPROTO_UDP = 17
 _TRAILER = struct.Struct("!IIQ")

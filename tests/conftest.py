@@ -9,12 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    """No test may lean on an accelerator decision cached in /run by an earlier run: the
+    session (and the gamebed processes it starts) gets a cache of its own."""
+    if "GAMEBED_ACCEL_CACHE" not in os.environ:
+        os.environ["GAMEBED_ACCEL_CACHE"] = str(
+            Path(tempfile.mkdtemp(prefix="gamebed-test-")) / "accel.json")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -25,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gamebed.proc import Runner
 from vm import kmod
-from vm.sysutil import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = Path(__file__).resolve().parent / "guest"
 CACHE = Path(os.environ.get("GAMEBED_CACHE", ROOT / "build" / "image"))
+# pure modules of the host side that guest programs import (stdlib only)
+GUEST_HOSTSIDE = [ROOT / "hostside" / "__init__.py", ROOT / "hostside" / "trailer.py"]
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-cryptography", "kmod", "iproute2", "procps")
@@ -59,7 +61,7 @@ def _digest(parts: list[bytes]) -> str:
 
 def _sources() -> list[Path]:
     """Files whose content defines the image (besides packages and kernel release)."""
-    files = sorted((ROOT / "fpsmodel").glob("*.py")) + sorted(GUEST.iterdir())
+    files = sorted((ROOT / "fpsmodel").glob("*.py")) + sorted(GUEST.iterdir()) + GUEST_HOSTSIDE
     return [*files, Path(__file__), kmod.MODULES["virtio_net"].patch, kmod.MODULES["tun"].patch]
 
 
@@ -118,6 +120,9 @@ def _fill_root(stage: Path, release: str, kos: dict[str, Path]) -> None:
     opt = stage / "opt" / "gamebed"
     shutil.copytree(ROOT / "fpsmodel", opt / "fpsmodel",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (opt / "hostside").mkdir(parents=True, exist_ok=True)
+    for f in GUEST_HOSTSIDE:  # the trailer's owner, for the guest's tap test
+        shutil.copy2(f, opt / "hostside" / f.name)
     (opt / "guest").mkdir(parents=True, exist_ok=True)
     for script in ("tuntest.py", "ptpsync.py"):
         shutil.copy2(GUEST / script, opt / "guest" / script)

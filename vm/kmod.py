@@ -22,7 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vm.sysutil import Runner
+from gamebed.proc import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "kmod"

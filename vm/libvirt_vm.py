@@ -5,12 +5,11 @@ of the gamebed image (vm/image.py) from a per-VM copy-on-write overlay, a
 virtio-net NIC on a tap that libvirt creates and deletes itself, a raw results
 disk the guest writes its records to as a tar stream before it powers off, and
 the serial console in a file.  Domain type `kvm` where a guest really boots with
-KVM (tried once per host boot), else `qemu` (TCG).
+KVM, else `qemu` (TCG): vm/accel.py decides, and never lets the probe fail a run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -19,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from gamebed.manifest import Manifest
+from gamebed.proc import Runner, log, wait_for
+from vm.accel import Accel, choose
 from vm.image import Image
-from vm.resources import Manifest
-from vm.sysutil import Runner, log, wait_for
 
 DEFAULT_URI = "qemu:///system"
 VM_DIR = Path(os.environ.get("GAMEBED_VM_DIR", "/var/lib/gamebed"))
 PROBE_DEADLINE_S = 25.0
-ACCEL_CACHE = Path("/run/gamebed-accel.json")  # per host boot (tmpfs), whatever the state dir
 LIBVIRT_HINT = ("libvirt-python is missing: run `bash scripts/setup.sh` (Debian: "
                 "libvirt-daemon-system libvirt-dev pkg-config; pip: libvirt-python)")
 
@@ -81,7 +80,10 @@ class VmConfig:
 
 def domain_xml(cfg: VmConfig, image: Image, overlay: Path, results: Path, console: Path,
                domain_type: str) -> str:
-    cpu = ("<cpu mode='host-passthrough'/>" if domain_type == "kvm"
+    # a nested host may refuse MSRs that host-passthrough exposes (measured: "failed to set
+    # MSR 0x10a", IA32_ARCH_CAPABILITIES, aborts QEMU): keep that one out
+    cpu = ("<cpu mode='host-passthrough' check='none'>"
+           "<feature policy='disable' name='arch-capabilities'/></cpu>" if domain_type == "kvm"
            else "<cpu mode='custom' match='exact'><model>qemu64</model></cpu>")
     pin = f" cpuset='{cfg.cpuset}'" if cfg.cpuset else ""
     tune = (f"<cputune><emulatorpin cpuset='{cfg.cpuset}'/></cputune>" if cfg.cpuset else "")
@@ -230,37 +232,17 @@ def wait_tap_gone(tap: str, timeout: float = 10.0) -> None:
 
 # -- accelerator ----------------------------------------------------------------------------
 
-def _kvm_openable() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
-        return True
-    except OSError:
-        return False
+def boot_probe(conn, uri: str, image: Image, runner: Runner, manifest: Manifest,
+               deadline_s: float = PROBE_DEADLINE_S) -> None:
+    """Boot a small KVM guest to user space; raises on any failure (vm/accel.py decides)."""
+    cfg = VmConfig(f"{manifest.prefix}-probe", f"{manifest.prefix}p", "02:67:62:ff:00:01",
+                   "gamebed.role=probe", memory_mib=96)
+    with GameVm(cfg, image, conn, uri, "kvm", runner, manifest) as vm:
+        vm.wait_console("GAMEBED-PROBE-OK", deadline_s, "the KVM probe guest")
 
 
 def domain_type(conn, uri: str, image: Image, runner: Runner, manifest: Manifest,
-                progress: Callable[[str], None] = print, accel: str = "auto") -> str:
-    """'kvm' if a probe guest boots to userspace with KVM before the deadline, else
-    'qemu' (TCG).  The answer is kept for the host's boot in ACCEL_CACHE."""
-    if accel in ("kvm", "tcg"):
-        return "kvm" if accel == "kvm" else "qemu"
-    if not _kvm_openable():
-        return "qemu"
-    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    if ACCEL_CACHE.exists():
-        known = json.loads(ACCEL_CACHE.read_text())
-        if known.get("boot_id") == boot_id:
-            return known["domain_type"]
-    progress(f"libvirt: /dev/kvm opens; trying a KVM guest ({PROBE_DEADLINE_S:.0f} s deadline)")
-    cfg = VmConfig(f"{manifest.prefix}-probe", f"{manifest.prefix}p", "02:67:62:ff:00:01",
-                   "gamebed.role=probe", memory_mib=96)
-    result = "qemu"
-    with GameVm(cfg, image, conn, uri, "kvm", runner, manifest) as vm:
-        try:
-            vm.wait_console("GAMEBED-PROBE-OK", PROBE_DEADLINE_S, "the KVM probe")
-            result = "kvm"
-        except (TimeoutError, RuntimeError) as e:
-            progress(f"libvirt: KVM guest did not boot ({str(e).splitlines()[0]}); using TCG")
-    if not runner.dry_run:
-        ACCEL_CACHE.write_text(json.dumps({"boot_id": boot_id, "domain_type": result}))
-    return result
+                progress: Callable[[str], None] = print, accel: str = "auto") -> Accel:
+    """KVM where a guest really boots with it, else TCG, with the reason (vm/accel.py)."""
+    return choose(accel, lambda: boot_probe(conn, uri, image, runner, manifest), progress,
+                  dry_run=runner.dry_run)

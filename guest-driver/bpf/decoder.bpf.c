@@ -2,26 +2,18 @@
 /* tc ingress decoder for a guest's NIC: moves the host's arrival stamp from the
  * trailer into skb->tstamp and trims the trailer, so an unmodified server's
  * SO_TIMESTAMP/SO_TIMESTAMPNS returns the host stamp. Anything else passes as is. */
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
 #include <linux/pkt_cls.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 #include "trailer.h"
 
 SEC("tc")
 int gb_decode(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
+	struct iphdr *ip = gb_ipv4(skb);
 	struct gb_trailer t;
 	__u32 tot;
 	__u64 ns;
 
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if (!ip)
 		return TC_ACT_OK;
 	tot = bpf_ntohs(ip->tot_len);
 	/* exactly one trailer right after the datagram, nothing else */

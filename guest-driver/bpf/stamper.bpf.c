@@ -7,22 +7,21 @@
  * stamp is taken here, at ingress. Other frames pass to the shim unchanged.
  *
  * The guest table is generated per run as guests.h:
- *   #define GB_GAME_PORT 27960
+ *   #define GB_GAME_PORT <the spec's game_port>
  *   #define GB_GUEST_TABLE X(0xc6120101, 7) X(0xc6120102, 9)   (IPv4 host order, ifindex)
  */
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
 #include <linux/in.h>
-#include <linux/ip.h>
 #include <linux/udp.h>
 #include <linux/pkt_cls.h>
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 #include "trailer.h"
 #include "guests.h"
 
-#define GB_GAME_MAGIC 0xFB /* fpsmodel/wire.py: magic, version, type, player, ... */
+/* The game header's owner is fpsmodel/wire.py (MAGIC, MSG_INPUT, HEADER_OFFSETS);
+ * tests/unit/test_formats.py checks these values against it. */
+#define GB_GAME_MAGIC 0xFB
 #define GB_MSG_INPUT 1
+#define GB_HDR_MAGIC_OFF 0
+#define GB_HDR_TYPE_OFF 2
 
 static __always_inline int guest_ifindex(__u32 daddr)
 {
@@ -35,17 +34,15 @@ static __always_inline int guest_ifindex(__u32 daddr)
 SEC("tc")
 int gb_stamp(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
+	struct iphdr *ip = gb_ipv4(skb);
 	struct udphdr *udp;
 	struct gb_trailer t;
 	__u8 *game;
 	__u32 tot, ihl;
 	int ifindex;
 
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if (!ip)
 		return TC_ACT_OK;
 	if (ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3FFF)))
 		return TC_ACT_OK;
@@ -62,11 +59,11 @@ int gb_stamp(struct __sk_buff *skb)
 	if (tot < sizeof(*ip) + sizeof(*udp) || GB_ETH_HLEN + tot > skb->len)
 		return TC_ACT_OK;
 	game = (void *)(udp + 1);
-	if ((void *)(game + 3) > end)
+	if ((void *)(game + GB_HDR_TYPE_OFF + 1) > end)
 		return TC_ACT_OK;
 	/* only player inputs carry the host stamp; other game messages (clock sync)
 	 * go to the guest as they are, so the guest stamps them with its own clock */
-	if (game[0] != GB_GAME_MAGIC || game[2] != GB_MSG_INPUT)
+	if (game[GB_HDR_MAGIC_OFF] != GB_GAME_MAGIC || game[GB_HDR_TYPE_OFF] != GB_MSG_INPUT)
 		return bpf_redirect(ifindex, 0);
 	t.magic = bpf_htonl(GB_TRAILER_MAGIC);
 	t.check = bpf_htonl(gb_trailer_check(tot));

@@ -3,6 +3,11 @@
 #define GAMEBED_TRAILER_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #define GB_TRAILER_MAGIC 0x47425453u /* "GBTS" */
 #define GB_TRAILER_LEN 16
@@ -17,6 +22,18 @@ struct gb_trailer {
 static __always_inline __u32 gb_trailer_check(__u32 tot_len)
 {
 	return (tot_len << 16) | (tot_len ^ 0xFFFFu);
+}
+
+/* The IPv4 header of the Ethernet frame in skb's linear data, or NULL when the frame
+ * is not IPv4 or too short for the header. */
+static __always_inline struct iphdr *gb_ipv4(struct __sk_buff *skb)
+{
+	struct ethhdr *eth = (void *)(long)skb->data;
+	struct iphdr *ip = (void *)(eth + 1);
+
+	if ((void *)(ip + 1) > (void *)(long)skb->data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return NULL;
+	return ip;
 }
 
 #endif

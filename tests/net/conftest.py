@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vm.resources import Manifest, Netns, Veth, new_prefix
-from vm.sysutil import Runner
+from gamebed.manifest import Manifest, new_prefix
+from gamebed.proc import Runner
+from gamebed.resources import Netns, Veth
 
 PROG = str(Path(__file__).with_name("nsprog.py"))
 

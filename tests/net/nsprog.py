@@ -12,7 +12,7 @@ import struct
 import sys
 import time
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+from fpsmodel.wire import SO_TIMESTAMPNS
 
 
 def recv(ip, port, seconds):

@@ -4,12 +4,13 @@ import time
 
 import pytest
 
+from fpsmodel.wire import GAME_PORT
+from gamebed.proc import Runner
 from hostside import bpf, trailer
-from vm.sysutil import Runner
 
 from .frames import udp_frame
 
-PORT = 27960
+PORT = GAME_PORT
 STAMP = 1_600_000_000_123_456_789  # 2020: far from "now", so a guest stamp can't match
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gamebed.cli import main
+from gamebed.resources import CGROUP_V1_CPU
 from tests.conftest import skip_unless_clang, skip_unless_netns
-from vm.cli import main
-from vm.resources import CGROUP_V1_CPU
 
 
 def snapshot(marker: str) -> dict:
@@ -76,7 +76,7 @@ def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, t
 def start_run(tmp_path, out):
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
     return subprocess.Popen(
-        [sys.executable, "-m", "vm.cli", "run", "--guests", "2", "--modes", "host",
+        [sys.executable, "-m", "gamebed", "run", "--guests", "2", "--modes", "host",
          "--duration", "60", "--cpu-cap", "0.5", "--out", str(out), "--no-report"],
         env=env, stderr=subprocess.PIPE, text=True)
 
@@ -118,7 +118,7 @@ def test_clean_removes_what_a_killed_run_left(netns_ok, tmp_path):
     manifests = list((tmp_path / "state").glob("*.json"))
     assert len(manifests) == 1
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "vm.cli", "clean"], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "gamebed", "clean"], env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "removed netns" in r.stdout and "killed process" in r.stdout

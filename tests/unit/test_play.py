@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vm.cli import main
+from gamebed.cli import main
 
 
 @pytest.mark.parametrize("dispatch", ["epoll", "poll", "select"])

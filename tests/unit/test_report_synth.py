@@ -6,7 +6,7 @@ import pytest
 
 from analysis.report import write_report
 from analysis.synth import write_run
-from vm.cli import main
+from gamebed.cli import main
 
 GUESTS = (1, 2, 4, 8, 16)
 N = 20_000

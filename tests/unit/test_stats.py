@@ -88,7 +88,7 @@ def test_epoch_nanoseconds_keep_their_precision():
     j = add_delays(join_inputs(rec)).sort_values("seq")
     assert j["delay_ns"].tolist() == [3.0, 1.0]
     assert j["stamp_error_ns"].tolist() == [1.0, 0.0]
-    from analysis.metrics import delay_stats
+    from analysis.point import delay_stats
     assert delay_stats(j)["host_stamp_exact_fraction"] == 0.5
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fpsmodel import wire
 from fpsmodel.server import GameServer, ServerConfig
-from vm.cli import main
+from gamebed.cli import main
 from vm.image import Image
 from vm.libvirt_vm import VmConfig, domain_xml
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from gamebed.cli import main
+from gamebed.proc import Runner
 from tests.conftest import skip_unless_kbuild, skip_unless_vm
-from vm.cli import main
-from vm.sysutil import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,15 +69,15 @@ def test_patched_module_loads_in_the_guest(vm_run):
 
 def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
     skip_unless_vm()
+    from gamebed.manifest import Manifest, new_prefix
     from vm import image
     from vm.libvirt_vm import GameVm, VmConfig, connect, domain_type
-    from vm.resources import Manifest, new_prefix
 
     runner = Runner()
     m = Manifest(new_prefix(), state_dir=tmp_path)
     conn = connect("qemu:///system", runner)
     img = image.build(runner)
-    kind = domain_type(conn, "qemu:///system", img, runner, m)
+    kind = domain_type(conn, "qemu:///system", img, runner, m).domain_type
     cfg = VmConfig(f"{m.prefix}-tun", f"{m.prefix}t0", "02:67:62:01:00:99", "gamebed.role=tuntest")
     with GameVm(cfg, img, conn, "qemu:///system", kind, runner, m) as vm:
         vm.wait_console("GAMEBED-DONE", 180, "the tun test")
@@ -109,13 +109,13 @@ def leftovers(prefix: str) -> dict:
 def test_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_vm()
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "vm.cli", "launch", "--count", "1"], env=env,
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--count", "1"], env=env,
                        capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["vms"][0]["answer"]["answered"] > 0
     assert leftovers(info["prefix"])["domains"] == [info["vms"][0]["name"]]
-    r = subprocess.run([sys.executable, "-m", "vm.cli", "launch", "--destroy"], env=env,
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert leftovers(info["prefix"]) == {"domains": [], "links": [], "files": [], "netns": []}
@@ -125,7 +125,7 @@ def test_launch_then_destroy_leaves_nothing(tmp_path):
 def test_sigint_during_launch_leaves_nothing(tmp_path):
     skip_unless_vm()
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    p = subprocess.Popen([sys.executable, "-m", "vm.cli", "launch", "--count", "2"], env=env,
+    p = subprocess.Popen([sys.executable, "-m", "gamebed", "launch", "--count", "2"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     state = tmp_path / "state"
     deadline = time.monotonic() + 120

@@ -1,9 +1,10 @@
 """Inside a guest (root): the patched tun.ko appends the gamebed trailer to tap frames.
 
-Loads /lib/gamebed/tun.ko with gb_trailer=1 gb_port=27960, opens a tap, sends UDP
+Loads /lib/gamebed/tun.ko with gb_trailer=1 gb_port=<the game port>, opens a tap, sends UDP
 datagrams out of it from a local socket and reads the frames back from the tap fd.
 Prints one JSON object: per case, the frame's layout and trailer fields.
-Python stdlib only (runs in the guest image).
+Runs in the guest image: the stdlib, fpsmodel.wire and hostside.trailer (the formats'
+owners, both in /opt/gamebed).  The tap's addresses never leave the guest.
 """
 
 import fcntl
@@ -15,10 +16,12 @@ import struct
 import subprocess
 import time
 
+from fpsmodel.wire import GAME_PORT
+from hostside.trailer import MAGIC, check_word
+
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
-MAGIC = 0x47425453
-PEER, PEER_MAC = "10.200.0.2", "02:00:00:00:00:02"
+PEER, PEER_MAC = "198.19.200.2", "02:00:00:00:00:02"
 PARAM = "/sys/module/tun/parameters/gb_trailer"
 
 
@@ -52,24 +55,24 @@ def exchange(fd: int, sock: socket.socket, port: int) -> dict:
                "udp_checksum_ok": udp_checksum_ok(frame[14:14 + tot]), "t0": t0, "t1": t1}
         if out["extra"] == 16:
             magic, check, stamp = struct.unpack("!IIQ", frame[14 + tot:])
-            out.update(magic_ok=magic == MAGIC, check_ok=check == (tot << 16 | (tot ^ 0xFFFF)),
+            out.update(magic_ok=magic == MAGIC, check_ok=check == check_word(tot),
                        stamp=stamp, stamp_in_window=t0 <= stamp <= t1)
         return out
     return {"port": port, "error": "no frame on the tap within 2 s"}
 
 
 def main() -> None:
-    sh("insmod", "/lib/gamebed/tun.ko", "gb_trailer=1", "gb_port=27960")
+    sh("insmod", "/lib/gamebed/tun.ko", "gb_trailer=1", f"gb_port={GAME_PORT}")
     fd = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", b"gbtap0", IFF_TAP | IFF_NO_PI))
     sh("ip", "link", "set", "gbtap0", "up")
-    sh("ip", "addr", "add", "10.200.0.1/24", "dev", "gbtap0")
+    sh("ip", "addr", "add", "198.19.200.1/24", "dev", "gbtap0")
     sh("ip", "neigh", "replace", PEER, "lladdr", PEER_MAC, "dev", "gbtap0", "nud", "permanent")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    result = {"game_port": exchange(fd, sock, 27960), "other_port": exchange(fd, sock, 9)}
+    result = {"game_port": exchange(fd, sock, GAME_PORT), "other_port": exchange(fd, sock, 9)}
     with open(PARAM, "w") as f:
         f.write("0")
-    result["disabled"] = exchange(fd, sock, 27960)
+    result["disabled"] = exchange(fd, sock, GAME_PORT)
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     result["dmesg"] = [line for line in dmesg.splitlines() if "gamebed" in line]
     print(json.dumps(result))

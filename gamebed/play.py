@@ -1,21 +1,23 @@
 """`gamebed play`: one server and one client on loopback, a smoke test of the game.
 
 No privileges: the server is a child process on 127.0.0.1, the client runs here.
+The summary comes from the analysis the command hands in (analysis.point.play_summary).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from analysis.metrics import play_summary
 from fpsmodel.client import ClientConfig, GameClient, Target
 from fpsmodel.records import write_json
-from vm.sysutil import Process, Runner, python_cmd, wait_for
+from gamebed.proc import Process, Runner, python_cmd, wait_for
 
 
-def play(players: int, duration: float, out: Path, dispatch: str = "epoll", seed: int = 1,
-         rate: float = 20.0, runner: Runner | None = None) -> dict:
+def play(players: int, duration: float, out: Path, summarize: Callable[[Path, dict, str], dict],
+         dispatch: str = "epoll", seed: int = 1, rate: float = 20.0,
+         runner: Runner | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner = runner or Runner()
@@ -32,6 +34,6 @@ def play(players: int, duration: float, out: Path, dispatch: str = "epoll", seed
                            duration=duration, rate_hz=rate, seed=seed, out_dir=out)
         client = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
         write_json(out / "client_summary.json", client)
-    summary = play_summary(out, client, dispatch)
+    summary = summarize(out, client, dispatch)
     write_json(out / "summary.json", summary)
     return summary

@@ -142,6 +142,16 @@ def require_net_admin() -> None:
             f"e.g. `sudo {Path(sys.argv[0]).name} ...`, or use --dry-run to see the commands.")
 
 
+def in_netns(ns: str) -> list[str]:
+    """Command prefix to run in network namespace `ns` ('' = the root namespace: none)."""
+    return ["ip", "netns", "exec", ns] if ns else []
+
+
+def pinned(cpus: str | None, args: list[str]) -> list[str]:
+    """Command prefix to pin to `cpus` (a taskset list; None = float freely)."""
+    return ["taskset", "-c", cpus, *args] if cpus else args
+
+
 def python_cmd(module: str, *args: object) -> list[str]:
     """Run one of our modules with this interpreter (works in a venv and in a netns)."""
     return [sys.executable, "-m", module, *map(str, args)]

@@ -1,7 +1,13 @@
 """The experiment spec: what to measure, frozen, apart from the testbed (no privileges).
 
 A spec comes from flags or a TOML file (keys = field names) and is written into
-every results directory, so a run can be repeated and a report explained.
+every results directory, so a run can be repeated and a report explained.  It is
+the single source of the allowed values and defaults: the CLI's choices and
+defaults, the shim's and `launch`'s options all come from here.
+
+One vocabulary for the timestamp mode: `host` (the server reads the host's
+arrival stamp) or `guest` (its own kernel's).  `stamp_driver()` is the one place
+that maps a mode to what each guest receive path does with it.
 """
 
 from __future__ import annotations
@@ -11,16 +17,39 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpsmodel.server import DISPATCH_MODES
+from fpsmodel.wire import GAME_PORT
+
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
 BACKENDS = ("netns", "libvirt")
 ACCELS = ("auto", "kvm", "tcg")
+CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
+           "accel": ACCELS, "dispatch": DISPATCH_MODES}
+MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
+
+
+@dataclass(frozen=True)
+class StampDriver:
+    """What a timestamp mode asks of the guest's receive path."""
+
+    decoder: bool  # namespace guests: the tc BPF decoder on the guest's NIC
+    virtio_net: str  # VM guests: "patched" (loaded with host_tstamp=1) or Debian's "stock"
+
+
+_DRIVERS = {"host": StampDriver(decoder=True, virtio_net="patched"),
+            "guest": StampDriver(decoder=False, virtio_net="stock")}
+
+
+def stamp_driver(mode: str) -> StampDriver:
+    """The one map from a timestamp mode to driver settings."""
+    return _DRIVERS[mode]
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    guests: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    guest_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     modes: tuple[str, ...] = MODES
     players: int = 4  # per guest
     duration: float = 10.0  # seconds of play per point
@@ -28,23 +57,22 @@ class ExperimentSpec:
     placement: str = "restricted"  # shim on CPU 0, guests and client on the others
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     stamper: str = "bpf"  # who appends trailers on the host (benchmarks/bench_paths.py)
-    backend: str = "netns"  # or "libvirt": real VMs (vm/vmpoint.py)
+    backend: str = "netns"  # or "libvirt": real VMs (vm/libvirt_backend.py)
     libvirt_uri: str = "qemu:///system"
-    accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg
+    accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg (vm/accel.py)
     vm_memory_mib: int = 160
     dispatch: str = "epoll"
-    game_port: int = 27960
+    game_port: int = GAME_PORT
     seed: int = 1
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.guests or any(g < 1 or g > 250 for g in self.guests):
-            problems.append("guests must be counts between 1 and 250")
+        if not self.guest_counts or any(not 1 <= g <= MAX_GUESTS for g in self.guest_counts):
+            problems.append(f"guest_counts must be counts between 1 and {MAX_GUESTS}")
         if not self.modes or set(self.modes) - set(MODES):
             problems.append(f"modes must be among {MODES}")
-        for name, allowed in (("placement", PLACEMENTS), ("stamper", STAMPERS),
-                              ("backend", BACKENDS), ("accel", ACCELS)):
-            if getattr(self, name) not in allowed:
+        for name, allowed in CHOICES.items():
+            if name != "modes" and getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {allowed}")
         if self.players < 1 or self.duration <= 0 or self.rate <= 0:
             problems.append("players, duration and rate must be positive")
@@ -54,6 +82,8 @@ class ExperimentSpec:
             problems.append("cpu_cap applies to the netns backend (libvirt VMs get 1 vCPU)")
         if self.cpu_cap is not None and not 0.01 <= self.cpu_cap <= 1.0:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
+        if not 1 <= self.game_port <= 65535:
+            problems.append("game_port must be a UDP port number")
         if problems:
             raise ValueError("bad experiment spec: " + "; ".join(problems))
 
@@ -69,7 +99,7 @@ class ExperimentSpec:
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentSpec:
         data = dict(data)
-        for key in ("guests", "modes"):
+        for key in ("guest_counts", "modes"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -81,5 +111,10 @@ class ExperimentSpec:
         return dataclasses.asdict(self)
 
     def points(self) -> list[tuple[int, str]]:
-        """(guests, mode) in run order: modes interleaved per count, so drift hits both."""
-        return [(g, m) for g in self.guests for m in self.modes]
+        """(n_guests, mode) in run order: modes interleaved per count, so drift hits both."""
+        return [(n, m) for n in self.guest_counts for m in self.modes]
+
+
+def default(name: str):
+    """A field's default, for help texts and CLI defaults."""
+    return next(f.default for f in dataclasses.fields(ExperimentSpec) if f.name == name)

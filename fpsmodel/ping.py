@@ -1,6 +1,6 @@
 """Ask game servers for the time: proves each answers, and gives its clock offset.
 
-`python -m vm.ping HOST:PORT ...` (run where the client runs: the client namespace)
+`python -m fpsmodel.ping HOST:PORT ...` (run where the client runs: the client namespace)
 prints one JSON object per server: samples answered, best offset (server − here) and
 round trip.  No privileges beyond reaching the servers.
 """

@@ -1,73 +1,44 @@
-"""Run manifest and the kernel objects a run creates, each a context manager (root).
+"""The kernel objects and processes a run creates, each a context manager (root).
 
-Every namespace, veth, cgroup and process a run creates is written to the run
-manifest *before* it is created, and struck off once it is gone.  Teardown, and
-`gamebed clean` after a killed run, remove exactly what a manifest lists:
-nothing is ever removed by name pattern.
+Each object is listed in the run manifest (gamebed/manifest.py) before it is
+created and struck off once it is gone.  The removal functions here serve both
+teardown and `gamebed clean` after a killed run.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from vm.sysutil import Runner, log
+from gamebed.manifest import Manifest
+from gamebed.proc import Process, Runner, in_netns, log
 
-STATE_DIR = Path(os.environ.get("GAMEBED_STATE_DIR", "/run/gamebed"))
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 
 
-def new_prefix() -> str:
-    """Per-run name prefix: short enough for 15-character interface names."""
-    return "gb" + secrets.token_hex(3)
+class ManagedProcess(Process):
+    """A Process that is listed in the run manifest while it lives."""
 
+    def __init__(self, args: Sequence[str], runner: Runner, manifest: Manifest, **kw) -> None:
+        super().__init__(args, runner, **kw)
+        self.manifest = manifest
+        self._entry: dict | None = None
 
-class Manifest:
-    """A JSON list of created objects, rewritten atomically on every change."""
+    def start(self) -> ManagedProcess:
+        super().start()
+        if self.pid:
+            self._entry = self.manifest.add(kind="process", pid=self.pid, name=self.name,
+                                            start_time=proc_start_time(self.pid))
+        return self
 
-    def __init__(self, prefix: str, state_dir: Path | None = None, dry_run: bool = False) -> None:
-        self.prefix = prefix
-        self.dry_run = dry_run
-        self.path = (state_dir or STATE_DIR) / f"{prefix}.json"
-        self.entries: list[dict] = []
-        if not dry_run:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._save()
-
-    @classmethod
-    def load(cls, path: Path) -> Manifest:
-        data = json.loads(Path(path).read_text())
-        m = cls.__new__(cls)
-        m.prefix, m.dry_run, m.path = data["prefix"], False, Path(path)
-        m.entries = data["entries"]
-        return m
-
-    def _save(self) -> None:
-        if self.dry_run:
-            return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"prefix": self.prefix, "entries": self.entries}, indent=1))
-        os.replace(tmp, self.path)
-
-    def add(self, **entry) -> dict:
-        self.entries.append(entry)
-        self._save()
-        return entry
-
-    def remove(self, entry: dict) -> None:
-        if entry in self.entries:
-            self.entries.remove(entry)
-            self._save()
-
-    def close(self) -> None:
-        """Drop the manifest file once nothing it lists remains."""
-        if not self.dry_run and not self.entries:
-            self.path.unlink(missing_ok=True)
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self._entry:
+            self.manifest.remove(self._entry)
 
 
 class Netns:
@@ -89,7 +60,7 @@ class Netns:
 
     def exec(self, *args: str) -> list[str]:
         """Argument prefix to run a command inside this namespace."""
-        return ["ip", "netns", "exec", self.name, *args]
+        return [*in_netns(self.name), *args]
 
 
 class Veth:

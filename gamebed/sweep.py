@@ -1,9 +1,12 @@
-"""`gamebed run`: the sweep over guest counts and timestamp modes (root).
+"""`gamebed run`: the sweep over guest counts and timestamp modes (root to run).
 
-For each (guests, mode) point it builds the topology, runs the clock sync and
-the game load, collects client, shim and server records into the point's
-directory, tears everything down and moves on.  summary.json is rewritten after
-every point, so an interrupted sweep keeps what it measured.
+For each (n_guests, mode) point it builds the point (host side + guests), runs
+the clock sync and the game load, collects client, shim and server records into
+the point's directory, tears everything down and moves on.  summary.json is
+rewritten after every point, so an interrupted sweep keeps what it measured.
+
+The sweep knows neither backends nor statistics: the CLI hands it a point
+factory (vm.make_point) and the per-point analysis (analysis.point.point_summary).
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from analysis.metrics import point_summary
 from fpsmodel.records import write_json
-from vm.backend import make_point
-from vm.resources import Manifest, new_prefix
-from vm.spec import ExperimentSpec
-from vm.sysutil import Runner, require_net_admin
+from gamebed.manifest import Manifest, new_prefix
+from gamebed.proc import Runner, require_net_admin
+from gamebed.spec import ExperimentSpec
+
+PointFactory = Callable[..., object]  # (spec, n_guests, mode, dir, runner, manifest, progress)
+Summarize = Callable[[Path], dict]
 
 
 def environment() -> dict:
@@ -72,19 +77,22 @@ def progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_point(spec: ExperimentSpec, guests: int, mode: str, point_dir: Path, runner: Runner,
+def run_point(make_point: PointFactory, summarize: Summarize, spec: ExperimentSpec,
+              n_guests: int, mode: str, point_dir: Path, runner: Runner,
               manifest: Manifest) -> dict:
-    with make_point(spec, guests, mode, point_dir, runner, manifest, progress) as point:
+    with make_point(spec, n_guests, mode, point_dir, runner, manifest, progress) as point:
         env = point.environment()
-        write_json(point_dir / "point.json", {"mode": mode, "guests": guests,
+        # point.json's "guests" is the count (docs/records.md)
+        write_json(point_dir / "point.json", {"mode": mode, "guests": n_guests,
                                               "spec": spec.to_dict(), "environment": env})
         point.run_load()
     if runner.dry_run:
-        return {"mode": mode, "guests": guests}
-    return {"mode": mode, "guests": guests, **point_summary(point_dir)}
+        return {"mode": mode, "guests": n_guests}
+    return {"mode": mode, "guests": n_guests, **summarize(point_dir)}
 
 
-def run_sweep(spec: ExperimentSpec, out: Path, dry_run: bool = False) -> dict:
+def run_sweep(spec: ExperimentSpec, out: Path, make_point: PointFactory, summarize: Summarize,
+              dry_run: bool = False) -> dict:
     if not dry_run:
         require_net_admin()
     runner = Runner(dry_run=dry_run)
@@ -96,11 +104,12 @@ def run_sweep(spec: ExperimentSpec, out: Path, dry_run: bool = False) -> dict:
     points = spec.points()
     t0 = time.monotonic()
     with signals_unwind(), _closing(manifest):
-        for k, (guests, mode) in enumerate(points, 1):
-            pdir = out / "points" / f"{mode}-g{guests:03d}"
-            progress(f"[{k}/{len(points)}] {mode} stamps, {guests} guest(s): building, "
+        for k, (n_guests, mode) in enumerate(points, 1):
+            pdir = out / "points" / f"{mode}-g{n_guests:03d}"
+            progress(f"[{k}/{len(points)}] {mode} stamps, {n_guests} guest(s): building, "
                      f"{spec.duration:.0f} s of play ...")
-            entry = run_point(spec, guests, mode, pdir, runner, manifest)
+            entry = run_point(make_point, summarize, spec, n_guests, mode, pdir, runner,
+                              manifest)
             entry["dir"] = str(pdir.relative_to(out))
             summary["points"].append(entry)
             if not dry_run:

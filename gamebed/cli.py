@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from fpsmodel.cli import add_client_args, add_server_args, run_client, run_server
-from fpsmodel.server import DISPATCH_MODES
+from gamebed import spec as spec_mod
+from gamebed.spec import CHOICES, MODES, ExperimentSpec, default
 
 EPILOG = """\
 typical use:
@@ -28,25 +29,36 @@ typical use:
 
 
 def cmd_play(a: argparse.Namespace) -> int:
-    from vm.play import play
+    from analysis.point import play_summary
+    from gamebed.play import play
 
-    s = play(a.players, a.duration, a.out, dispatch=a.dispatch, seed=a.seed, rate=a.rate)
+    s = play(a.players, a.duration, a.out, play_summary, dispatch=a.dispatch, seed=a.seed,
+             rate=a.rate)
     print(json.dumps(s, indent=2))
     print(f"records and summary in {a.out}", file=sys.stderr)
     return 0
 
 
-def cmd_run(a: argparse.Namespace) -> int:
-    from vm.runner import run_sweep
-    from vm.spec import ExperimentSpec
-
-    over = dict(guests=_ints(a.guests), modes=_strs(a.modes), players=a.players,
-                duration=a.duration, placement=a.placement, cpu_cap=a.cpu_cap,
-                stamper=a.stamper, seed=a.seed, dispatch=a.dispatch, backend=a.backend,
-                libvirt_uri=a.libvirt_uri, accel=a.accel, vm_memory_mib=a.vm_memory)
-    spec = (ExperimentSpec.from_toml(a.spec, **over) if a.spec
+def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
+    """The spec: defaults, then the TOML file (if any), then the flags given."""
+    over = dict(guest_counts=getattr(a, "guests", None), modes=getattr(a, "modes", None),
+                players=a.players, duration=getattr(a, "duration", None),
+                placement=a.placement, cpu_cap=getattr(a, "cpu_cap", None),
+                stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
+                backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
+                vm_memory_mib=a.vm_memory)
+    over.update(fixed)
+    return (ExperimentSpec.from_toml(a.spec, **over) if a.spec
             else ExperimentSpec().replace(**over))
-    summary = run_sweep(spec, a.out, dry_run=a.dry_run)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from analysis.point import point_summary
+    from gamebed.sweep import run_sweep
+    from vm import make_point
+
+    spec = spec_from_args(a)
+    summary = run_sweep(spec, a.out, make_point, point_summary, dry_run=a.dry_run)
     if a.dry_run:
         return 0
     if not a.no_report:
@@ -59,8 +71,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_image(a: argparse.Namespace) -> int:
+    from gamebed.proc import Runner
     from vm.image import build
-    from vm.sysutil import Runner
 
     img = build(Runner(), progress=lambda m: print(m, file=sys.stderr), force=a.force)
     print(json.dumps({"dir": str(img.dir), **img.info}, indent=2))
@@ -74,15 +86,16 @@ def cmd_launch(a: argparse.Namespace) -> int:
         for line in destroy():
             print(line)
         return 0
-    info = launch(a.count, nic=a.nic, uri=a.libvirt_uri, accel=a.accel,
-                  memory_mib=a.vm_memory, dry_run=a.dry_run)
+    spec = spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,))
+    info = launch(spec, dry_run=a.dry_run)
     print(json.dumps(info, indent=2))
     return 0
 
 
 def cmd_clean(a: argparse.Namespace) -> int:
-    from vm.resources import STATE_DIR, clean_manifest
-    from vm.sysutil import Runner, require_net_admin
+    from gamebed.manifest import STATE_DIR
+    from gamebed.proc import Runner, require_net_admin
+    from gamebed.resources import clean_manifest
 
     paths = a.manifest or sorted(STATE_DIR.glob("*.json"))
     if not paths:
@@ -112,41 +125,67 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    return tuple(int(x) for x in text.split(",")) if text else None
+def counts(text: str) -> tuple[int, ...]:
+    """--guests: comma-separated guest counts, each once."""
+    try:
+        vals = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated guest counts such as 1,2,4, not {text!r}") from None
+    if any(not 1 <= v <= spec_mod.MAX_GUESTS for v in vals):
+        raise argparse.ArgumentTypeError(f"each count must be 1..{spec_mod.MAX_GUESTS}")
+    return vals
 
 
-def _strs(text: str | None) -> tuple[str, ...] | None:
-    return tuple(text.split(",")) if text else None
+def modes(text: str) -> tuple[str, ...]:
+    vals = tuple(text.split(","))
+    if set(vals) - set(MODES):
+        raise argparse.ArgumentTypeError(f"modes are among {','.join(MODES)}, not {text!r}")
+    return vals
+
+
+def add_guest_args(p: argparse.ArgumentParser) -> None:
+    """The spec options that shape the guests: shared by `run` and `launch`."""
+    p.add_argument("--spec", type=Path, help="TOML experiment spec, keys = the field names "
+                                             "of gamebed/spec.py (flags override it)")
+    p.add_argument("--players", type=int, help=f"players per guest (default {default('players')})")
+    p.add_argument("--placement", choices=CHOICES["placement"],
+                   help=f"restricted (default {default('placement')}): shim on CPU 0, guests "
+                        "on the rest; dynamic: everyone floats")
+    p.add_argument("--stamper", choices=CHOICES["stamper"],
+                   help=f"who appends host stamps (default {default('stamper')}): the tc BPF "
+                        "stamper, or the AF_PACKET shim itself")
+    p.add_argument("--backend", choices=CHOICES["backend"],
+                   help=f"default {default('backend')}: netns: guests are network namespaces, "
+                        "fast; libvirt: real VMs (gamebed image, patched virtio_net in host "
+                        "mode)")
+    p.add_argument("--libvirt-uri", help=f"libvirt URI (default {default('libvirt_uri')}; "
+                                         "qemu+ssh://HOST/system for another host)")
+    p.add_argument("--accel", choices=CHOICES["accel"],
+                   help="VM accelerator; auto (default): KVM where a guest boots with it, else "
+                        "TCG (no /dev/kvm, a PVM-only /dev/kvm, or a probe guest that fails "
+                        "to start or boot); kvm forces it")
+    p.add_argument("--vm-memory", type=int, metavar="MIB",
+                   help=f"memory per VM (default {default('vm_memory_mib')})")
+    p.add_argument("--dispatch", choices=CHOICES["dispatch"],
+                   help=f"game server event dispatch (default {default('dispatch')})")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the privileged commands instead of running them")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="results directory")
-    p.add_argument("--spec", type=Path, help="TOML experiment spec (flags override it)")
-    p.add_argument("--guests", help="guest counts, e.g. 1,2,4,8,16,32 (the default)")
-    p.add_argument("--modes", help="timestamp modes: guest,host (default both)")
-    p.add_argument("--players", type=int, help="players per guest (default 4)")
-    p.add_argument("--duration", type=float, help="seconds of play per point (default 10)")
-    p.add_argument("--placement", choices=("restricted", "dynamic"),
-                   help="restricted (default): shim on CPU 0, guests on the rest; "
-                        "dynamic: everyone floats")
+    p.add_argument("--guests", type=counts,
+                   help="guest counts, e.g. 1,2,4 (default "
+                        f"{','.join(map(str, default('guest_counts')))})")
+    p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
+    p.add_argument("--duration", type=float,
+                   help=f"seconds of play per point (default {default('duration'):g})")
     p.add_argument("--cpu-cap", type=float, help="per-guest CPU share via cgroup cpu quota")
-    p.add_argument("--stamper", choices=("afpacket", "bpf"),
-                   help="who appends host stamps: the tc BPF stamper (default) or the "
-                        "AF_PACKET shim itself")
-    p.add_argument("--backend", choices=("netns", "libvirt"),
-                   help="netns (default): guests are network namespaces, fast; libvirt: "
-                        "real VMs (gamebed image, patched virtio_net in host mode)")
-    p.add_argument("--libvirt-uri", help="libvirt URI (default qemu:///system; "
-                                         "qemu+ssh://HOST/system for another host)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"),
-                   help="VM accelerator; auto (default) uses KVM where a guest boots with it")
-    p.add_argument("--vm-memory", type=int, metavar="MIB", help="memory per VM (default 160)")
-    p.add_argument("--dispatch", choices=DISPATCH_MODES, help="game server event dispatch")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help=f"seed of the input schedules (default "
+                                            f"{default('seed')})")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the privileged commands instead of running them")
+    add_guest_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--players", type=int, default=4)
     p.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("play-out"))
-    p.add_argument("--dispatch", choices=DISPATCH_MODES, default="epoll")
+    p.add_argument("--dispatch", choices=CHOICES["dispatch"], default=default("dispatch"))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rate", type=float, default=20.0, help="mean inputs/s per player")
     p.set_defaults(func=cmd_play)
@@ -196,15 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Boot N game-server VMs behind the host stamper and shim, "
                                    "wait until each server answers, print how to reach them. "
                                    "`launch --destroy` removes every launched VM and tap.")
-    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--count", type=int, default=1, help="how many game VMs")
+    p.add_argument("--mode", choices=MODES, default="host",
+                   help="timestamp mode of the guests' NIC driver (default %(default)s)")
     p.add_argument("--destroy", action="store_true", help="destroy what launch started")
-    p.add_argument("--nic", choices=("patched", "stock"), default="patched",
-                   help="guest NIC driver: patched virtio_net (host stamps) or stock")
-    p.add_argument("--libvirt-uri", default="qemu:///system")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--vm-memory", type=int, default=160, metavar="MIB")
-    p.add_argument("--dry-run", action="store_true")
-    p.set_defaults(func=cmd_launch)
+    add_guest_args(p)
+    p.set_defaults(func=cmd_launch, backend="libvirt")
 
     p = sub.add_parser("clean", help="remove what a killed run's manifest lists (root)")
     p.add_argument("manifest", nargs="*", type=Path,

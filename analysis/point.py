@@ -1,0 +1,163 @@
+"""The one per-point analysis: load, join, statistics (no privileges; reads only files).
+
+`analyze_point` turns one point directory's raw records (docs/records.md) into
+every figure of that point: the report's table row, the sweep's progress line
+and summary.json's entry (`point_summary`, a rounded selection of the same row)
+all come from it.  `play_summary` is `gamebed play`'s summary.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.records import (
+    add_delays,
+    interarrival_cv,
+    join_inputs,
+    load_json,
+    load_point,
+    update_jitter_us,
+    update_loss,
+    update_rates,
+)
+from analysis.stats import describe
+
+
+def _us(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x) / 1e3, 3)
+
+
+def _pct(s: pd.Series, q: float) -> float:
+    s = s.dropna()
+    return float(np.percentile(s.to_numpy(dtype="float64"), q)) if len(s) else float("nan")
+
+
+def _dropped(point_dir: Path) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for f in sorted(Path(point_dir).glob("**/server_summary.json")):
+        for k, v in (load_json(f) or {}).get("dropped", {}).items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def play_summary(point_dir: Path, client: dict, dispatch: str) -> dict:
+    """The fields `gamebed play` promises in summary.json."""
+    rec = load_point(point_dir)
+    srv, upd = rec["server"], rec["updates"]
+    ok = srv[srv["verdict"] == "ok"]
+    dur = (client["end_ns"] - client["start_ns"]) / 1e9
+    per_player = ok.groupby(["guest", "player"]).size() / dur
+    rtt = upd["rtt_ns"].dropna().astype("float64")
+    rates = update_rates(upd)
+    sync0 = next(iter(client.get("clock_sync", {}).values()), {})
+    return {
+        "inputs_sent": int(len(rec["client"])),
+        "inputs_received": int(len(ok)),
+        "inputs_lost": int(len(rec["client"]) - len(ok)),
+        "input_payload_sizes": sorted(int(x) for x in srv["size"].dropna().unique()),
+        "input_rate_per_player": round(float(per_player.mean()), 3) if len(ok) else 0.0,
+        "input_rate_each_player": [round(float(x), 3) for x in per_player],
+        "interarrival_cv": round(interarrival_cv(srv), 4),
+        "updates_per_second": round(float(rates.mean()), 3) if len(rates) else 0.0,
+        "update_jitter_us": _us(update_jitter_us(upd) * 1e3),
+        "update_loss_ratio": round(update_loss(upd), 6) if len(upd) else None,
+        "rtt_p50_us": _us(_pct(rtt, 50)),
+        "rtt_p99_us": _us(_pct(rtt, 99)),
+        "schedule_lateness_p50_us": _us(_pct(rec["client"]["lateness_ns"], 50)),
+        "schedule_lateness_p99_us": _us(_pct(rec["client"]["lateness_ns"], 99)),
+        "dropped": _dropped(point_dir),
+        "clock_offset_ns": sync0.get("offset_ns"),
+        "clock_uncertainty_ns": sync0.get("uncertainty_ns"),
+        "dispatch": dispatch,
+        "duration_s": round(dur, 3),
+    }
+
+
+def _mean(s: pd.Series) -> float:
+    return float(s.astype("float64").mean()) if len(s) else float("nan")
+
+
+def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict, np.ndarray]:
+    """Every figure of one point from its joined, delayed inputs (and its updates), and the
+    stamp errors (µs) for the CDF."""
+    d = j[j["delivered"]]
+    delay = describe(d["delay_ns"].to_numpy() / 1e3)
+    err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
+    # the clock-sync uncertainty of the stamps used (0 for host-clock stamps)
+    unc = float(np.nan_to_num(d["stamp_uncertainty_ns"].max())) / 1e3 if len(d) else 0.0
+    exact = d["stamp_error_ns"] == 0  # integer difference: NaN (no host stamp) ≠ 0
+    rtt = (updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
+           if updates is not None else np.array([]))
+    row = {"sent": len(j), "delivered": len(d), "lost": len(j) - len(d),
+           "loss_ratio": (len(j) - len(d)) / len(j) if len(j) else np.nan,
+           "clock_uncertainty_us": unc,
+           "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
+           "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
+           "update_jitter_us": update_jitter_us(updates) if updates is not None else np.nan,
+           "app_delay_mean_us": _mean(d["app_delay_ns"]) / 1e3,
+           "app_stamp_error_mean_us": _mean(d["app_stamp_error_ns"]) / 1e3,
+           "host_stamp_exact_fraction": float(exact.mean()) if len(d) else np.nan}
+    for name, s in (("delay", delay), ("stamp_error", err)):
+        for k in ("mean", "p50", "p95", "p99", "min", "max"):
+            row[f"{name}_{k}_us"] = s.get(k, np.nan)
+        lo, hi = s.get("mean_ci", (np.nan, np.nan))
+        extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar
+        row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
+        row[f"{name}_p95_ci_lo_us"], row[f"{name}_p95_ci_hi_us"] = s.get("p95_ci",
+                                                                         (np.nan, np.nan))
+    return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
+
+
+def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
+    """One point's row (mode, count, setup and every figure) and its stamp errors (µs)."""
+    meta = load_json(Path(pdir) / "point.json", {}) or {}
+    env = meta.get("environment", {})
+    rec = load_point(pdir, slim=True)
+    j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")))
+    updates = rec["updates"]
+    del rec  # the per-input tables are in `j` now; free them before the statistics
+    row, errors = figures(add_delays(j), updates)
+    return {"mode": meta.get("mode"), "guests": meta.get("guests"),
+            "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
+            **row, "dropped": _dropped(pdir)}, errors
+
+
+# summary.json's name for each figure of the row (docs/records.md)
+SUMMARY_FIELDS = {
+    "inputs_sent": "sent", "inputs_delivered": "delivered", "inputs_lost": "lost",
+    "delay_mean_us": "delay_mean_us", "delay_p50_us": "delay_p50_us",
+    "delay_p95_us": "delay_p95_us", "delay_p99_us": "delay_p99_us",
+    "app_delay_mean_us": "app_delay_mean_us", "stamp_error_mean_us": "stamp_error_mean_us",
+    "stamp_error_p95_us": "stamp_error_p95_us",
+    "app_stamp_error_mean_us": "app_stamp_error_mean_us",
+    "clock_uncertainty_us": "clock_uncertainty_us", "rtt_p50_us": "rtt_p50_us",
+    "rtt_p99_us": "rtt_p99_us", "update_jitter_us": "update_jitter_us",
+}
+
+
+def _round(v, digits: int):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return None
+    return round(float(v), digits) if isinstance(v, float) else int(v)
+
+
+def summary_entry(row: dict) -> dict:
+    """summary.json's fields, taken from a point's row (µs to 3 decimals, ratios to 6)."""
+    out = {k: _round(row.get(src), 3) for k, src in SUMMARY_FIELDS.items()}
+    out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
+    out["host_stamp_exact_fraction"] = _round(row.get("host_stamp_exact_fraction"), 6)
+    return out
+
+
+def delay_stats(j: pd.DataFrame) -> dict:
+    """summary.json's delay and stamp-error fields from a joined, delayed table."""
+    return summary_entry(figures(j)[0])
+
+
+def point_summary(point_dir: Path) -> dict:
+    """One (mode, guests) entry of a sweep's summary.json."""
+    row, _ = analyze_point(point_dir)
+    return {**summary_entry(row), "dropped": row["dropped"]}

@@ -1,0 +1,130 @@
+"""The host side of a measurement point, shared by every guest backend (root).
+
+    client ns ──veth── uplink (host ns, or the root ns for libvirt's taps)
+                       ├─ tc BPF stamper (--stamper bpf): inputs → trailer → guest port
+                       └─ AF_PACKET shim: ground truth, everything else both ways
+
+`HostSide` builds the client's namespace and link (on enter), attaches the
+stamper and starts the shim once the guests' ports exist (`attach()`), runs the
+game client for the spec's duration (`run_client()`).  `detach()` stops the shim
+and stamper, which must go before the guests' ports do; exit removes the rest.
+Names and addresses come from the point's Topology; everything is listed in the
+run manifest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from contextlib import ExitStack
+
+from gamebed.backend import PointContext
+from gamebed.proc import in_netns, pinned, python_cmd, wait_for
+from gamebed.resources import ManagedProcess, Netns, Veth
+from gamebed.topology import PREFIX_LEN
+from hostside import bpf
+
+
+def ip_cmd(ns: str, *args: object) -> list[str]:
+    """`ip` in namespace `ns` ('' = the root namespace)."""
+    return ["ip", *(["-n", ns] if ns else []), *map(str, args)]
+
+
+class HostSide:
+    def __init__(self, ctx: PointContext) -> None:
+        self.ctx = ctx
+        self.stack = ExitStack()  # the client's namespace and link
+        self.attached = ExitStack()  # stamper and shim, on the guests' ports
+
+    def __enter__(self) -> HostSide:
+        with ExitStack() as stack:  # on a failure half-way, what was built goes again
+            self._build(stack)
+            self.stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.attached.close()
+        self.stack.close()
+
+    def _build(self, stack: ExitStack) -> None:
+        c, t = self.ctx, self.ctx.topo
+        r, m, enter = c.runner, c.manifest, stack.enter_context
+        if t.host_ns:
+            enter(Netns(t.host_ns, r, m))
+        enter(Netns(t.client_ns, r, m))
+        enter(Veth((t.host_ns, t.uplink), (t.client_ns, t.client_nic), r, m))
+        r.run(ip_cmd(t.client_ns, "link", "set", t.client_nic, "address", t.client.mac, "up"))
+        r.run(ip_cmd(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
+                     t.client_nic))
+        r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
+        # static neighbours: the load starts at once, no ARP round in the measurement
+        for g in t.guests:
+            r.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr", g.nic.mac, "dev",
+                         t.client_nic, "nud", "permanent"))
+
+    def attach(self, stamper: str | None = None) -> None:
+        """Stamper and shim, once every guest's host-side port exists (`stamper`: the
+        spec's, unless a benchmark compares both)."""
+        stamper = stamper or self.ctx.spec.stamper
+        if stamper == "bpf":
+            self._attach_stamper()
+        self._start_shim(stamper)
+
+    def detach(self) -> None:
+        """Stop the shim (it writes its ground truth) and detach the stamper."""
+        self.attached.close()
+
+    def _attach_stamper(self) -> None:
+        c, t = self.ctx, self.ctx.topo
+        table = [(g.nic.ip, self._ifindex(g.host_port)) for g in t.guests]
+        inc = c.dir / "bpf"
+        bpf.write_guest_table(inc, t.game_port, table)
+        obj = bpf.build("stamper", c.runner, extra_include=inc, out_dir=inc)
+        bpf.attach_ingress(c.runner, t.host_ns, t.uplink, obj)
+        self.attached.callback(bpf.detach, c.runner, t.host_ns, t.uplink)
+
+    def _ifindex(self, dev: str) -> int:
+        if self.ctx.runner.dry_run:
+            return 0
+        out = self.ctx.runner.run([*in_netns(self.ctx.topo.host_ns), "cat",
+                                   f"/sys/class/net/{dev}/ifindex"])
+        return int(out.stdout)
+
+    def _start_shim(self, stamper: str) -> None:
+        c, t = self.ctx, self.ctx.topo
+        ready = c.dir / "shim.ready"
+        ready.unlink(missing_ok=True)
+        args = python_cmd("hostside.shim", "--uplink", t.uplink, "--game-port", t.game_port,
+                          "--stamper", stamper, "--out", c.dir, "--ready-file", ready)
+        for g in t.guests:
+            args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
+        cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
+        shim = self.attached.enter_context(ManagedProcess(
+            cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))
+        if not c.runner.dry_run:
+            wait_for(lambda: ready.exists() or not shim.alive(), 20, "the shim")
+            if not shim.alive():
+                raise RuntimeError(f"the shim exited; see {c.dir / 'shim.log'}")
+
+    def run_client(self, timeout_extra: float = 60.0) -> None:
+        """The client in its namespace for the spec's duration; raises if it fails."""
+        c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
+        args = python_cmd("fpsmodel", "client", "--players", s.players, "--duration",
+                          s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
+        for target in t.server_targets():
+            args += ["--server", target]
+        cmd = [*in_netns(t.client_ns), *pinned(c.placement.guest_cpus, args)]
+        log = c.dir / "client.log"
+        with ManagedProcess(cmd, c.runner, c.manifest, log_path=log, name="client") as client:
+            if c.runner.dry_run:
+                return
+            try:
+                rc = client.popen.wait(s.duration + timeout_extra)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"the client did not finish; see {log}") from None
+        if rc != 0:
+            raise RuntimeError(f"the client failed (exit {rc}); see {log}")
+
+    def environment(self) -> dict:
+        p = self.ctx.placement
+        return {"shim_cpus": p.host_cpus, "guest_cpus": p.guest_cpus, "placement": p.name,
+                "stamper": self.ctx.spec.stamper}

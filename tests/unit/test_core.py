@@ -1,0 +1,163 @@
+"""The core package without root: the run manifest, spec parsing, the topology value,
+the CLI's choices and argument errors, and the import rules between the parts."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gamebed import spec as spec_mod
+from gamebed.cli import build_parser, main
+from gamebed.manifest import Manifest
+from gamebed.spec import ExperimentSpec, stamp_driver
+from gamebed.topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- manifest -------------------------------------------------------------------------------
+
+def test_manifest_lists_before_and_strikes_after(tmp_path):
+    m = Manifest("gbtest01", state_dir=tmp_path)
+    a = m.add(kind="netns", name="gbtest01-a")
+    b = m.add(kind="veth", netns="gbtest01-a", name="gbtest01u")
+    on_disk = json.loads(m.path.read_text())
+    assert on_disk == {"prefix": "gbtest01", "entries": [a, b]}
+    m.remove(a)
+    assert Manifest.load(m.path).entries == [b]
+    m.close()
+    assert m.path.exists()  # still lists b: a later `gamebed clean` needs it
+    m.remove(b)
+    m.close()
+    assert not m.path.exists()
+
+
+def test_manifest_survives_a_crash_mid_write(tmp_path, monkeypatch):
+    m = Manifest("gbtest02", state_dir=tmp_path)
+    m.add(kind="netns", name="gbtest02-a")
+
+    def crash(*_a, **_k):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        m.add(kind="netns", name="gbtest02-b")
+    # the file on disk is the last complete version, never a half-written one
+    assert [e["name"] for e in Manifest.load(m.path).entries] == ["gbtest02-a"]
+
+
+def test_dry_run_manifest_writes_nothing(tmp_path):
+    m = Manifest("gbtest03", state_dir=tmp_path, dry_run=True)
+    m.add(kind="netns", name="x")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- spec -----------------------------------------------------------------------------------
+
+def test_spec_from_toml_and_overrides(tmp_path):
+    f = tmp_path / "exp.toml"
+    f.write_text('guest_counts = [1, 3]\nmodes = ["host"]\nplayers = 2\nbackend = "libvirt"\n')
+    s = ExperimentSpec.from_toml(f, players=5, seed=None)
+    assert s.guest_counts == (1, 3) and s.modes == ("host",) and s.players == 5
+    assert s.backend == "libvirt" and s.seed == 1
+    assert s.points() == [(1, "host"), (3, "host")]
+    assert ExperimentSpec.from_dict(s.to_dict()) == s
+
+
+def test_spec_refuses_unknown_keys_and_bad_values(tmp_path):
+    f = tmp_path / "exp.toml"
+    f.write_text("guests = [1]\n")
+    with pytest.raises(ValueError, match=r"unknown spec keys \['guests'\]"):
+        ExperimentSpec.from_toml(f)
+    for bad, word in ((dict(guest_counts=(0,)), "guest_counts"), (dict(modes=("both",)), "modes"),
+                      (dict(backend="xen"), "backend"), (dict(stamper="dpdk"), "stamper"),
+                      (dict(dispatch="kqueue"), "dispatch"), (dict(players=0), "players"),
+                      (dict(cpu_cap=2.0), "cpu_cap"), (dict(game_port=70000), "game_port")):
+        with pytest.raises(ValueError, match=word):
+            ExperimentSpec(**bad)
+
+
+def test_one_mode_vocabulary_maps_to_drivers():
+    assert stamp_driver("host").decoder and stamp_driver("host").virtio_net == "patched"
+    assert not stamp_driver("guest").decoder and stamp_driver("guest").virtio_net == "stock"
+    assert set(spec_mod.MODES) == set(spec_mod._DRIVERS)
+
+
+# -- topology -------------------------------------------------------------------------------
+
+def test_topology_names_fit_and_addresses_are_distinct():
+    t = Topology.build("gbabcdef", 250, 27960)
+    names = [t.uplink, t.client_nic] + [g.host_port for g in t.guests] + \
+            [g.nic_name for g in t.guests]
+    assert max(len(n) for n in names) <= 15  # IFNAMSIZ - 1
+    assert len({g.nic.ip for g in t.guests}) == len({g.nic.mac for g in t.guests}) == 250
+    assert t.client.ip not in {g.nic.ip for g in t.guests}
+    assert t.host_ns == "gbabcdef-host"
+    assert Topology.build("gbabcdef", 1, 27960, host_in_root_ns=True).host_ns == ""
+    assert t.server_targets()[:2] == ["198.18.1.1:27960", "198.18.1.2:27960"]
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+def _action(parser, cmd: str, dest: str):
+    sub = next(a for a in parser._actions if a.dest == "cmd").choices[cmd]
+    return next(a for a in sub._actions if a.dest == dest)
+
+
+def test_cli_choices_come_from_the_spec():
+    p = build_parser()
+    for dest, key in (("backend", "backend"), ("stamper", "stamper"),
+                      ("placement", "placement"), ("accel", "accel"), ("dispatch", "dispatch")):
+        assert tuple(_action(p, "run", dest).choices) == spec_mod.CHOICES[key]
+        assert tuple(_action(p, "launch", dest).choices) == spec_mod.CHOICES[key]
+    assert f"default {spec_mod.default('players')}" in _action(p, "run", "players").help
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["run", "--guests", "abc"], "--guests: expected comma-separated guest counts"),
+    (["run", "--guests", "0,2"], "--guests: each count must be 1..250"),
+    (["run", "--modes", "host,both"], "--modes: modes are among guest,host"),
+])
+def test_bad_arguments_get_one_clear_line(argv, msg, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--dry-run", "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# -- layering -------------------------------------------------------------------------------
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_layers_import_downwards_only():
+    for part in ("hostside", "fpsmodel", "analysis"):
+        for f in (ROOT / part).rglob("*.py"):
+            assert "vm" not in _imports(f), f"{f.relative_to(ROOT)} imports vm"
+    for f in (ROOT / "fpsmodel").rglob("*.py"):  # the guest image carries fpsmodel alone
+        assert not _imports(f) & {"gamebed", "hostside", "analysis"}, f
+    core = ROOT / "gamebed"
+    for f in core.glob("*.py"):
+        if f.name == "cli.py":
+            continue  # its lazy imports load the job asked for
+        assert not _imports(f) & {"vm", "hostside", "analysis"}, f"{f.name} imports upwards"
+
+
+def test_no_backend_class_inherits_from_another():
+    from vm.libvirt_backend import LibvirtGuests
+    from vm.netns import NetnsGuests
+
+    assert LibvirtGuests.__mro__[1:] == (object,) and NetnsGuests.__mro__[1:] == (object,)

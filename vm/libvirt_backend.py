@@ -1,0 +1,126 @@
+"""libvirt backend: N game VMs, each on a tap in the root namespace (root).
+
+    host (root ns): port i = tap i ── VM i: virtio_net → game server
+
+Real guests: each VM boots the gamebed image (vm/image.py) and runs the
+unmodified game server.  In `host` mode the guest loads the patched virtio_net
+(host_tstamp=1), which moves the trailer's stamp into skb->tstamp; in `guest`
+mode Debian's own driver, which ignores the trailer (gamebed/spec.py maps the
+mode).  A guest's server stops a few seconds after the load ends, writes its
+records to its results disk and powers off; they are unpacked into the point's
+guest<i>/ directory.  Guest clocks are their own (TCG has no kvm-clock): the
+client's clock-sync exchange measures each offset.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+from gamebed.backend import PointContext
+from gamebed.spec import stamp_driver
+from gamebed.topology import PREFIX_LEN, GuestAddr
+from hostside.trailer import PORT_MTU
+from vm import image as image_mod
+from vm.accel import Accel
+from vm.libvirt_vm import GameVm, VmConfig, connect, domain_type
+
+IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then ships its records
+READY_TIMEOUT_S = 120.0  # per point, plus 30 s per guest: concurrent TCG boots on one core
+QEMU_OVERHEAD_MIB = 80  # measured: a TCG guest's QEMU RSS ≈ memory + 32 MiB tb-cache + ~35
+
+
+def check_memory(n: int, memory_mib: int) -> None:
+    """libvirt starts QEMU outside any cgroup limit of ours: refuse a point that cannot
+    fit in the host's available memory instead of letting the OOM killer choose."""
+    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    avail = int(info["MemAvailable"].split()[0]) // 1024
+    need = n * (memory_mib + QEMU_OVERHEAD_MIB)
+    if need > avail:
+        raise RuntimeError(f"{n} VMs of {memory_mib} MiB need about {need} MiB with QEMU's "
+                           f"overhead; {avail} MiB are available (lower --guests or "
+                           "--vm-memory)")
+
+
+_IMAGES: list[image_mod.Image] = []
+
+
+def _image(runner, progress) -> image_mod.Image:
+    """The image, built once per process: every point of a run boots the same one, even
+    if a source changes mid-run (the next run rebuilds)."""
+    if not _IMAGES:
+        _IMAGES.append(image_mod.build(runner, progress))
+    return _IMAGES[0]
+
+
+class LibvirtGuests:
+    name = "libvirt"
+    host_in_root_ns = True  # libvirt creates each VM's tap in the root namespace
+
+    def __init__(self, ctx: PointContext, idle_exit: float = IDLE_EXIT_S) -> None:
+        self.ctx = ctx
+        self.idle_exit = idle_exit  # 0: servers run until their VM is destroyed
+        self.vms: list[GameVm] = []
+        self.accel: Accel | None = None
+        self.image: image_mod.Image | None = None
+        self.stack = ExitStack()
+
+    def _cmdline(self, g: GuestAddr) -> str:
+        t = self.ctx.topo
+        return (f"gamebed.role=server gamebed.nic={stamp_driver(self.ctx.mode).virtio_net} "
+                f"gamebed.guest={g.index} gamebed.ip={g.nic.ip}/{PREFIX_LEN} "
+                f"gamebed.peer={t.client.ip},{t.client.mac} gamebed.port={t.game_port} "
+                f"gamebed.idle_exit={self.idle_exit:g}")
+
+    def start(self) -> None:
+        c, s = self.ctx, self.ctx.spec
+        conn = None
+        if c.runner.dry_run:  # no daemon, no image build: show what would be started
+            d = image_mod.CACHE / "image-<digest>"
+            self.image = image_mod.Image(d, d / "vmlinuz", d / "initrd.gz", d / "base.qcow2",
+                                         "<release>", {})
+            c.runner.echo("gamebed image build   # (cached by input digest)")
+        else:
+            conn = connect(s.libvirt_uri, c.runner, c.progress)
+            self.stack.callback(conn.close)
+            self.image = _image(c.runner, c.progress)
+        self.accel = domain_type(conn, s.libvirt_uri, self.image, c.runner, c.manifest,
+                                 c.progress, s.accel)
+        c.progress(f"      accelerator: {self.accel.reason}")
+        check_memory(len(c.topo.guests), s.vm_memory_mib)
+        for g in c.topo.guests:
+            cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
+                           self._cmdline(g), s.vm_memory_mib, c.placement.guest_cpus)
+            vm = self.stack.enter_context(GameVm(cfg, self.image, conn, s.libvirt_uri,
+                                                 self.accel.domain_type, c.runner, c.manifest))
+            vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
+            self.vms.append(vm)
+            # headroom for the trailer on the host side of the tap
+            c.runner.run(["ip", "link", "set", g.host_port, "mtu", PORT_MTU])
+
+    def ready(self) -> None:
+        if self.ctx.runner.dry_run:
+            return
+        timeout = READY_TIMEOUT_S + 30.0 * len(self.vms)
+        for vm in self.vms:
+            vm.wait_console("GAMEBED-READY", timeout, "its game server")
+        self.ctx.progress(f"      {len(self.vms)} VM(s) ({self.accel.name}) up")
+
+    def collect(self) -> None:
+        for g, vm in zip(self.ctx.topo.guests, self.vms, strict=True):
+            vm.collect(self.ctx.dir / f"guest{g.index}",
+                       IDLE_EXIT_S + 60.0 + 5.0 * len(self.vms))
+
+    def stop(self) -> None:
+        self.stack.close()
+
+    def environment(self) -> dict:
+        s, a, img = self.ctx.spec, self.accel, self.image
+        return {"backend": self.name, "shared_clock": False,
+                "domain_type": a.domain_type if a else None, "accel": a.name if a else None,
+                "accel_reason": a.reason if a else None, "libvirt_uri": s.libvirt_uri,
+                "vm_memory_mib": s.vm_memory_mib,
+                "guest_nic": "host mode: patched virtio_net (host_tstamp=1); "
+                             "guest mode: Debian's virtio_net",
+                "image": img.info.get("digest") if img else None,
+                "guest_kernel": img.release if img else None}
