@@ -41,19 +41,19 @@ def _write(path: Path, cols: dict[str, np.ndarray]) -> None:
     pacsv.write_csv(pa.table(cols), path)
 
 
-def _keys(guests: int, players: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _keys(n_guests: int, players: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n inputs spread round-robin over guests × players, seq counting per player."""
     idx = np.arange(n, dtype=np.int64)
-    slot = idx % (guests * players)
-    return slot // players, slot % players, idx // (guests * players)
+    slot = idx % (n_guests * players)
+    return slot // players, slot % players, idx // (n_guests * players)
 
 
-def write_point(pdir: Path, mode: str, guests: int, n: int, delay_us: np.ndarray,
+def write_point(pdir: Path, mode: str, n_guests: int, n: int, delay_us: np.ndarray,
                 host_delay_us: np.ndarray, lost_mask: np.ndarray, players: int = 2,
                 env: dict | None = None) -> None:
     """One point's raw files.  `delay_us`, `host_delay_us`, `lost_mask` have length n."""
     pdir.mkdir(parents=True, exist_ok=True)
-    g, p, s = _keys(guests, players, n)
+    g, p, s = _keys(n_guests, players, n)
     send = T0 + np.arange(n, dtype=np.int64) * 50_000  # one input every 50 µs
     host = send + np.round(host_delay_us * 1e3).astype(np.int64)
     kernel = send + np.round(delay_us * 1e3).astype(np.int64)
@@ -76,11 +76,11 @@ def write_point(pdir: Path, mode: str, guests: int, n: int, delay_us: np.ndarray
         "echo_seq": ticks, "echo_kernel_ns": T0 + ticks, "echo_app_ns": T0 + ticks,
         "rtt_ns": np.full(100, 200_000, np.int64)})
     _write(pdir / CLOCK_SYNC, {
-        "guest": np.arange(guests, dtype=np.int64), "sample": np.zeros(guests, np.int64),
-        **{t: np.full(guests, T0, np.int64) for t in ("t1", "t2", "t3", "t4")},
-        "offset_ns": np.zeros(guests, np.int64), "delay_ns": np.full(guests, 2_000, np.int64),
-        "chosen": np.ones(guests, np.int64)})
-    meta = {"mode": mode, "guests": guests, "spec": {"name": "synthetic"},
+        "guest": np.arange(n_guests, dtype=np.int64), "sample": np.zeros(n_guests, np.int64),
+        **{t: np.full(n_guests, T0, np.int64) for t in ("t1", "t2", "t3", "t4")},
+        "offset_ns": np.zeros(n_guests, np.int64), "delay_ns": np.full(n_guests, 2_000, np.int64),
+        "chosen": np.ones(n_guests, np.int64)})
+    meta = {"mode": mode, "guests": n_guests, "spec": {"name": "synthetic"},
             "environment": {"backend": "synthetic", "placement": "restricted",
                             "shared_clock": True, **(env or {})}}
     (pdir / "point.json").write_text(json.dumps(meta))
@@ -90,7 +90,7 @@ Shape = Callable[[str, int, np.random.Generator, int], tuple[np.ndarray, np.ndar
 
 
 def write_run(out: Path, shape: Shape, modes: Sequence[str] = ("guest", "host"),
-              guests: Sequence[int] = (1, 2, 4, 8), inputs_per_point: int = 1000,
+              guest_counts: Sequence[int] = (1, 2, 4, 8), inputs_per_point: int = 1000,
               seed: int = 1, progress: Callable[[str], None] | None = None
               ) -> dict[tuple[str, int], PointTruth]:
     """A whole synthetic run.  `shape(mode, guests, rng, n)` returns (delay_us,
@@ -99,7 +99,7 @@ def write_run(out: Path, shape: Shape, modes: Sequence[str] = ("guest", "host"),
     rng = np.random.default_rng(seed)
     truth = {}
     for mode in modes:
-        for gcount in guests:
+        for gcount in guest_counts:
             n = inputs_per_point
             delay, host_delay, loss = shape(mode, gcount, rng, n)
             lost = np.zeros(n, bool)

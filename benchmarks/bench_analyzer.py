@@ -39,23 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="write the directory here and keep it")
     a = ap.parse_args(argv)
     modes = ("guest", "host") if a.points > 1 else ("host",)
-    guests = [2 ** i for i in range(max(1, a.points // len(modes)))]
-    per_point = a.records // (len(modes) * len(guests))
-    total = per_point * len(modes) * len(guests)
+    counts = [2 ** i for i in range(max(1, a.points // len(modes)))]
+    per_point = a.records // (len(modes) * len(counts))
+    total = per_point * len(modes) * len(counts)
     out = a.keep or Path(tempfile.mkdtemp(prefix="gamebed-bench-analyzer-"))
     try:
         t0 = time.perf_counter()
-        write_run(out, shape, modes=modes, guests=guests, inputs_per_point=per_point,
+        write_run(out, shape, modes=modes, guest_counts=counts, inputs_per_point=per_point,
                   progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
         gen_s = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-        print(f"generated {total:,} inputs in {len(modes) * len(guests)} points "
+        print(f"generated {total:,} inputs in {len(modes) * len(counts)} points "
               f"({size / 2**20:.0f} MiB of CSV) in {gen_s:.1f} s", file=sys.stderr)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "gamebed", "report", str(out)], check=True)
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        result = {"records": total, "points": len(modes) * len(guests),
+        result = {"records": total, "points": len(modes) * len(counts),
                   "csv_mib": round(size / 2**20), "report_s": round(wall, 2),
                   "records_per_s": round(total / wall), "peak_rss_gib": round(peak / 2**30, 3),
                   "target": "<= 30 s, <= 4 GiB",

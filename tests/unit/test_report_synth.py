@@ -25,7 +25,7 @@ def shape(mode, g, rng, n):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    truth = write_run(out, shape, guests=GUESTS, inputs_per_point=N, seed=7)
+    truth = write_run(out, shape, guest_counts=GUESTS, inputs_per_point=N, seed=7)
     return out, truth
 
 
