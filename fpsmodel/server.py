@@ -22,7 +22,6 @@ from fpsmodel import wire
 from fpsmodel.records import SERVER_INPUT_FIELDS, SERVER_INPUTS, RecordWriter, write_json
 
 # Python's socket module lacks these on some builds; values are Linux's (asm-generic).
-SO_TIMESTAMPNS = wire.SO_TIMESTAMPNS
 SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 SOF_RX_HW_RAW = 0x4 | 0x40  # SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE
 _TS = struct.Struct("qq")
@@ -108,7 +107,7 @@ def kernel_stamps(ancdata: list) -> tuple[int, int]:
     for level, kind, data in ancdata:
         if level != socket.SOL_SOCKET:
             continue
-        if kind == SO_TIMESTAMPNS and len(data) >= _TS.size:
+        if kind == wire.SO_TIMESTAMPNS and len(data) >= _TS.size:
             s, ns = _TS.unpack_from(data)
             sw = s * 1_000_000_000 + ns
         elif kind == SO_TIMESTAMPING and len(data) >= 3 * _TS.size:
@@ -120,7 +119,7 @@ def kernel_stamps(ancdata: list) -> tuple[int, int]:
 def open_game_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, wire.SO_TIMESTAMPNS, 1)
     try:  # raw hardware stamps where a NIC has them; harmless where it doesn't
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, SOF_RX_HW_RAW)
     except OSError:
