@@ -134,6 +134,8 @@ def counts(text: str) -> tuple[int, ...]:
             f"expected comma-separated guest counts such as 1,2,4, not {text!r}") from None
     if any(not 1 <= v <= spec_mod.MAX_GUESTS for v in vals):
         raise argparse.ArgumentTypeError(f"each count must be 1..{spec_mod.MAX_GUESTS}")
+    if len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"each count once, not {text!r}")
     return vals
 
 

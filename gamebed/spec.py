@@ -69,6 +69,9 @@ class ExperimentSpec:
         problems = []
         if not self.guest_counts or any(not 1 <= g <= MAX_GUESTS for g in self.guest_counts):
             problems.append(f"guest_counts must be counts between 1 and {MAX_GUESTS}")
+        if len(set(self.guest_counts)) != len(self.guest_counts):
+            problems.append("guest_counts must name each count once (a repeat would run the "
+                            "same point twice)")
         if not self.modes or set(self.modes) - set(MODES):
             problems.append(f"modes must be among {MODES}")
         for name, allowed in CHOICES.items():

@@ -76,7 +76,8 @@ def test_spec_refuses_unknown_keys_and_bad_values(tmp_path):
     for bad, word in ((dict(guest_counts=(0,)), "guest_counts"), (dict(modes=("both",)), "modes"),
                       (dict(backend="xen"), "backend"), (dict(stamper="dpdk"), "stamper"),
                       (dict(dispatch="kqueue"), "dispatch"), (dict(players=0), "players"),
-                      (dict(cpu_cap=2.0), "cpu_cap"), (dict(game_port=70000), "game_port")):
+                      (dict(cpu_cap=2.0), "cpu_cap"), (dict(game_port=70000), "game_port"),
+                      (dict(guest_counts=(2, 2)), "each count once")):
         with pytest.raises(ValueError, match=word):
             ExperimentSpec(**bad)
 
@@ -120,6 +121,7 @@ def test_cli_choices_come_from_the_spec():
 @pytest.mark.parametrize("argv,msg", [
     (["run", "--guests", "abc"], "--guests: expected comma-separated guest counts"),
     (["run", "--guests", "0,2"], "--guests: each count must be 1..250"),
+    (["run", "--guests", "2,2"], "--guests: each count once, not '2,2'"),
     (["run", "--modes", "host,both"], "--modes: modes are among guest,host"),
 ])
 def test_bad_arguments_get_one_clear_line(argv, msg, capsys, tmp_path):
