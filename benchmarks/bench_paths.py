@@ -19,9 +19,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner, in_netns, pinned, require_net_admin
+from gamebed.proc import Runner, in_netns, ip_cmd, pinned, require_net_admin
 from gamebed.spec import ExperimentSpec
-from hostside.host import HostSide, ip_cmd
+from hostside.host import HostSide
 from hostside.point import point_context
 from vm.netns import NetnsGuests
 

@@ -147,6 +147,11 @@ def in_netns(ns: str) -> list[str]:
     return ["ip", "netns", "exec", ns] if ns else []
 
 
+def ip_cmd(ns: str, *args: object) -> list[str]:
+    """`ip` in network namespace `ns` ('' = the root namespace)."""
+    return ["ip", *(["-n", ns] if ns else []), *map(str, args)]
+
+
 def pinned(cpus: str | None, args: list[str]) -> list[str]:
     """Command prefix to pin to `cpus` (a taskset list; None = float freely)."""
     return ["taskset", "-c", cpus, *args] if cpus else args

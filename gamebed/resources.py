@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gamebed.manifest import Manifest
-from gamebed.proc import Process, Runner, in_netns, log
+from gamebed.proc import Process, Runner, ip_cmd, log
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 
@@ -51,16 +51,12 @@ class Netns:
     def __enter__(self) -> Netns:
         self._entry = self.manifest.add(kind="netns", name=self.name)
         self.runner.run(["ip", "netns", "add", self.name])
-        self.runner.run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+        self.runner.run(ip_cmd(self.name, "link", "set", "lo", "up"))
         return self
 
     def __exit__(self, *exc: object) -> None:
         remove_netns(self.runner, self.name)
         self.manifest.remove(self._entry)
-
-    def exec(self, *args: str) -> list[str]:
-        """Argument prefix to run a command inside this namespace."""
-        return [*in_netns(self.name), *args]
 
 
 class Veth:
@@ -128,10 +124,9 @@ def remove_netns(runner: Runner, name: str) -> None:
 def remove_link(runner: Runner, netns: str, name: str) -> None:
     if netns and not runner.dry_run and not Path("/run/netns", netns).exists():
         return  # the namespace took its links with it
-    where = ["-n", netns] if netns else []
-    probe = runner.run(["ip", *where, "link", "show", name], check=False)
+    probe = runner.run(ip_cmd(netns, "link", "show", name), check=False)
     if probe.returncode == 0:
-        runner.run(["ip", *where, "link", "del", name], check=False)
+        runner.run(ip_cmd(netns, "link", "del", name), check=False)
 
 
 def remove_domain(runner: Runner, uri: str, name: str, tap: str | None) -> bool:

@@ -18,15 +18,10 @@ import subprocess
 from contextlib import ExitStack
 
 from gamebed.backend import PointContext
-from gamebed.proc import in_netns, pinned, python_cmd, wait_for
+from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN
 from hostside import bpf
-
-
-def ip_cmd(ns: str, *args: object) -> list[str]:
-    """`ip` in namespace `ns` ('' = the root namespace)."""
-    return ["ip", *(["-n", ns] if ns else []), *map(str, args)]
 
 
 class HostSide:

@@ -15,12 +15,11 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from gamebed.backend import PointContext
-from gamebed.proc import in_netns, pinned, python_cmd, wait_for
+from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
-from hostside.host import ip_cmd
 from hostside.trailer import PORT_MTU
 
 
