@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         up = time.monotonic() - t0
         time.sleep(5)  # let boot-time allocations settle before weighing
-        rss = qemu_rss_kib([v["name"] for v in info["vms"]])
+        rss = qemu_rss_kib([v["name"] for v in info["guests"]])
         used = mem_used_mib() - before
         destroy()
         print(json.dumps({"vms": n, "ok": True, "domain_type": info["domain_type"],

@@ -31,6 +31,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, help="seconds to run (default: until SIGTERM)")
     p.add_argument("--idle-exit", type=float, metavar="S",
                    help="stop S seconds after the last input, once inputs came (VM guests)")
+    p.add_argument("--work-us", type=float, default=0.0, metavar="US",
+                   help="simulated game logic: CPU microseconds per player per tick "
+                        "(default 0, as the paper's model server)")
     p.add_argument("--out", type=Path, help="directory for server_inputs.csv and summary")
     p.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
 
@@ -39,7 +42,7 @@ def run_server(a: argparse.Namespace) -> int:
     cfg = ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
                        max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
                        duration=a.duration, idle_exit=a.idle_exit,
-                       out_dir=a.out)
+                       out_dir=a.out, work_us=a.work_us)
     summary = serve(cfg, a.ready_file)
     print(json.dumps(summary, sort_keys=True), file=sys.stderr)
     return 0

@@ -42,6 +42,7 @@ class ServerConfig:
     idle_exit: float | None = None  # stop this long after the last input (once any came)
     out_dir: Path | None = None
     psk: bytes = wire.DEFAULT_PSK
+    work_us: float = 0.0  # simulated game logic: CPU µs per connected player per tick
 
 
 @dataclass
@@ -72,6 +73,40 @@ def apply_input(p: PlayerState, inp: wire.PlayerInput, t_ns: int) -> None:
     p.vel = [SPEED * (fwd * math.cos(yaw) - side * math.sin(yaw)),
              SPEED * (fwd * math.sin(yaw) + side * math.cos(yaw)), SPEED * up]
     p.yaw = inp.view[0] if math.isfinite(inp.view[0]) else p.yaw
+
+
+class GameLogic:
+    """Simulated game-logic CPU: a fixed amount of computation per player per tick.
+
+    The paper's model server did no game logic (work_us 0, the default).  The work is
+    a loop whose iteration count is calibrated once at start (the fastest of several
+    trial runs), so a tick costs the same CPU whether or not the server is preempted
+    in the middle of it: a busy guest's ticks take longer, as real game logic would.
+    """
+
+    def __init__(self, work_us: float) -> None:
+        self.work_us = work_us
+        self.per_us = self._calibrate() if work_us > 0 else 0.0
+        self.sink = 0
+
+    @staticmethod
+    def _spin(n: int) -> int:
+        x = 0
+        for i in range(n):
+            x ^= i * 2654435761 & 0xFFFF
+        return x
+
+    def _calibrate(self, n: int = 20000) -> float:
+        best = math.inf
+        for _ in range(5):
+            t0 = time.perf_counter_ns()
+            self._spin(n)
+            best = min(best, time.perf_counter_ns() - t0)
+        return n / max(best / 1000.0, 1e-3)
+
+    def run(self, players: int) -> None:
+        if self.work_us > 0 and players:
+            self.sink ^= self._spin(int(self.work_us * players * self.per_us))
 
 
 class Dispatcher:
@@ -144,6 +179,7 @@ class GameServer:
         self.ticks = self.updates_sent = self.sync_answered = 0
         self._pending: list[tuple[int, int, wire.PlayerInput]] = []
         self._stop = False
+        self.logic = GameLogic(cfg.work_us)
         self._rec: RecordWriter | None = None
         if cfg.out_dir:
             Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
@@ -228,6 +264,7 @@ class GameServer:
         self._pending.clear()
         for p in self.players.values():
             advance(p, t_ns)
+        self.logic.run(len(self.players))
         echoes = tuple(wire.Echo(pid, max(p.last_seq, 0), p.kernel_ns, p.app_ns)
                        for pid, p in sorted(self.players.items()))
         states = tuple(wire.EntityState(pid, 0, tuple(p.pos), tuple(p.vel), p.yaw)
@@ -274,6 +311,7 @@ class GameServer:
             "input_sizes": sorted(self.sizes), "ticks": self.ticks,
             "updates_sent": self.updates_sent, "sync_answered": self.sync_answered,
             "players": len(self.players), "elapsed_s": elapsed,
+            "work_us_per_player_tick": self.cfg.work_us,
         }
         if self._rec is not None:
             self._rec.close()

@@ -1,17 +1,23 @@
 """The one small interface every guest backend implements (no privileges).
 
-A measurement point is the host side (hostside/host.py: client, uplink, stamper,
-shim) plus N guests behind it.  A backend only realizes the guests, and each
-guest's host-side port, named by the point's `Topology`:
+A testbed for one guest count is the host side (hostside/host.py: client, uplink,
+stamper, shim) plus N guests behind it.  The guests are built once per count and
+each timestamp mode is measured on them in turn.  A backend only realizes the
+guests, and each guest's host-side port, named by the point's `Topology`:
 
-- `start()`: create the guests and their ports, start their game servers;
-- `ready()`: return once every server answers;
-- `collect()`: after the load, bring the guests' records into the point directory;
+- `start()`: create the guests and their ports (what does not depend on the mode);
+- `begin()`: set up `ctx.mode`'s receive path, start the game servers, return
+  once every server answers;
+- `collect()`: after the load, bring the guests' records into `ctx.dir`;
+- `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` made, whatever happened;
+- `cpu_usage()`: cumulative CPU counters per guest index (CpuCgroup.usage());
 - `environment()`: what a report must state about these guests.
 
-Backends (vm/): `netns` (network namespaces on the host kernel) and `libvirt`
-(VMs under QEMU/KVM or TCG).  No backend inherits from another.
+`ctx` is replaced before each mode's `begin()` (same topology, new mode and
+directory).  Backends (vm/): `netns` (network namespaces on the host kernel),
+`uml` (user-mode Linux kernels) and `libvirt` (VMs under QEMU/KVM or TCG).  No
+backend inherits from another.
 """
 
 from __future__ import annotations
@@ -44,13 +50,18 @@ class PointContext:
 class GuestBackend(Protocol):
     name: str
     host_in_root_ns: bool  # the guests' ports live in the root namespace (libvirt's taps)
+    ctx: PointContext
 
     def start(self) -> None: ...
 
-    def ready(self) -> None: ...
+    def begin(self) -> None: ...
 
     def collect(self) -> None: ...
 
+    def end(self) -> None: ...
+
     def stop(self) -> None: ...
+
+    def cpu_usage(self) -> dict[int, dict]: ...
 
     def environment(self) -> dict: ...

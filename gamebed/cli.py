@@ -44,6 +44,8 @@ def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
     over = dict(guest_counts=getattr(a, "guests", None), modes=getattr(a, "modes", None),
                 players=a.players, duration=getattr(a, "duration", None),
                 placement=a.placement, cpu_cap=getattr(a, "cpu_cap", None),
+                cpu_weight=getattr(a, "cpu_weight", None),
+                server_work_us=getattr(a, "server_work_us", None),
                 stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
                 backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
                 vm_memory_mib=a.vm_memory)
@@ -55,10 +57,12 @@ def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
 def cmd_run(a: argparse.Namespace) -> int:
     from analysis.point import point_summary
     from gamebed.sweep import run_sweep
-    from vm import make_point
+    from vm import make_testbed, resolve_backend
 
-    spec = spec_from_args(a)
-    summary = run_sweep(spec, a.out, make_point, point_summary, dry_run=a.dry_run)
+    spec, why = resolve_backend(spec_from_args(a))
+    print(f"backend: {spec.backend} ({why})", file=sys.stderr)
+    summary = run_sweep(spec, a.out, make_testbed, point_summary, dry_run=a.dry_run,
+                        backend_reason=why)
     if a.dry_run:
         return 0
     if not a.no_report:
@@ -86,7 +90,9 @@ def cmd_launch(a: argparse.Namespace) -> int:
         for line in destroy():
             print(line)
         return 0
-    spec = spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,))
+    from vm import resolve_backend
+
+    spec, _ = resolve_backend(spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,)))
     info = launch(spec, dry_run=a.dry_run)
     print(json.dumps(info, indent=2))
     return 0
@@ -158,9 +164,11 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
                    help=f"who appends host stamps (default {default('stamper')}): the tc BPF "
                         "stamper, or the AF_PACKET shim itself")
     p.add_argument("--backend", choices=CHOICES["backend"],
-                   help=f"default {default('backend')}: netns: guests are network namespaces, "
-                        "fast; libvirt: real VMs (gamebed image, patched virtio_net in host "
-                        "mode)")
+                   help=f"default {default('backend')}: uml where user-mode Linux runs, else "
+                        "netns. uml: each guest is its own Linux kernel in a host process "
+                        "that waits for its CPU like a Xen guest; netns: guests are network "
+                        "namespaces on the host kernel (no guest CPU to wait for); libvirt: "
+                        "QEMU VMs (gamebed image, patched virtio_net in host mode)")
     p.add_argument("--libvirt-uri", help=f"libvirt URI (default {default('libvirt_uri')}; "
                                          "qemu+ssh://HOST/system for another host)")
     p.add_argument("--accel", choices=CHOICES["accel"],
@@ -178,12 +186,19 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="results directory")
     p.add_argument("--guests", type=counts,
-                   help="guest counts, e.g. 1,2,4 (default "
-                        f"{','.join(map(str, default('guest_counts')))})")
+                   help="guest counts, e.g. 1,2,4 (default: the backend's, "
+                        + "; ".join(f"{b} {','.join(map(str, c))}"
+                                    for b, c in spec_mod.DEFAULT_COUNTS.items()) + ")")
     p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")
-    p.add_argument("--cpu-cap", type=float, help="per-guest CPU share via cgroup cpu quota")
+    p.add_argument("--cpu-cap", type=float, metavar="SHARE",
+                   help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
+    p.add_argument("--cpu-weight", type=int, metavar="W",
+                   help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
+    p.add_argument("--server-work-us", type=float, metavar="US",
+                   help="simulated game logic: CPU microseconds per player per tick "
+                        f"(default {default('server_work_us'):g}, as the paper's model server)")
     p.add_argument("--seed", type=int, help=f"seed of the input schedules (default "
                                             f"{default('seed')})")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
@@ -239,10 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`launch --destroy` removes every launched VM and tap.")
     p.add_argument("--count", type=int, default=1, help="how many game VMs")
     p.add_argument("--mode", choices=MODES, default="host",
-                   help="timestamp mode of the guests' NIC driver (default %(default)s)")
+                   help="timestamp mode of the guests' receive path (default %(default)s)")
     p.add_argument("--destroy", action="store_true", help="destroy what launch started")
     add_guest_args(p)
-    p.set_defaults(func=cmd_launch, backend="libvirt")
+    p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("clean", help="remove what a killed run's manifest lists (root)")
     p.add_argument("manifest", nargs="*", type=Path,

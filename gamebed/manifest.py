@@ -15,6 +15,8 @@ import secrets
 from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("GAMEBED_STATE_DIR", "/run/gamebed"))
+# guests' files (disks, overlays, consoles, results directories): listed as "dir" entries
+VM_DIR = Path(os.environ.get("GAMEBED_VM_DIR", "/var/lib/gamebed"))
 
 
 def new_prefix() -> str:

@@ -56,12 +56,18 @@ class Process:
     """A child process as a context manager: leaving the block always ends it."""
 
     def __init__(self, args: Sequence[str], runner: Runner, log_path: Path | None = None,
-                 name: str = "", term_timeout: float = 5.0) -> None:
+                 name: str = "", term_timeout: float = 5.0, stdin_pipe: bool = False,
+                 group: bool = False, cgroups: Sequence[Path] = ()) -> None:
+        """`stdin_pipe`: the child reads what `send()` writes; `group`: stop signals its
+        whole process group (a UML kernel's helper processes); `cgroups`: cgroup.procs
+        files the child joins before it executes, so every thread and child it ever
+        makes is accounted there."""
         self.args = [str(a) for a in args]
         self.runner = runner
         self.log_path = log_path
         self.name = name or Path(self.args[0]).name
         self.term_timeout = term_timeout
+        self.stdin_pipe, self.group, self.cgroups = stdin_pipe, group, list(cgroups)
         self.popen: subprocess.Popen | None = None
 
     @property
@@ -78,12 +84,30 @@ class Process:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             # own process group, so a terminal's ^C reaches only us and we stop it in order
-            self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
+                preexec_fn=self._join_cgroups if self.cgroups else None)
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
         return self
+
+    def _join_cgroups(self) -> None:  # in the child, before exec
+        for procs in self.cgroups:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+
+    def send(self, line: str) -> None:
+        """One line to the child's stdin (stdin_pipe); a dead child's pipe is ignored."""
+        if self.runner.dry_run:
+            self.runner.echo(f"# to {self.name}: {line}")
+            return
+        try:
+            self.popen.stdin.write(line.encode() + b"\n")
+            self.popen.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            log.warning("%s (pid %s) is gone; could not send %r", self.name, self.pid, line)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -94,13 +118,32 @@ class Process:
             return None
         if self.popen.poll() is None:
             try:
-                self.popen.send_signal(sig)
+                self._signal(sig)
                 self.popen.wait(self.term_timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s (pid %s) ignored SIGTERM; killing", self.name, self.popen.pid)
-                self.popen.kill()
+                self._signal(signal.SIGKILL)
                 self.popen.wait()
+        if self.group:  # helpers that outlive the leader go too
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.popen.stdin:
+            try:
+                self.popen.stdin.close()
+            except BrokenPipeError:
+                pass
         return self.popen.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.group:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+        else:
+            self.popen.send_signal(sig)
 
     def __enter__(self) -> Process:
         return self.start()

@@ -18,6 +18,7 @@ from gamebed.manifest import Manifest
 from gamebed.proc import Process, Runner, ip_cmd, log
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 
 
 class ManagedProcess(Process):
@@ -32,7 +33,8 @@ class ManagedProcess(Process):
         super().start()
         if self.pid:
             self._entry = self.manifest.add(kind="process", pid=self.pid, name=self.name,
-                                            start_time=proc_start_time(self.pid))
+                                            start_time=proc_start_time(self.pid),
+                                            group=self.group)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -83,35 +85,68 @@ class Veth:
 
 
 class CpuCgroup:
-    """A cgroup-v1 `cpu` group with a CFS quota: models a VM's share of a CPU."""
+    """A guest's cgroup-v1 groups: `cpu` (quota: a share of one CPU; shares: a relative
+    weight; throttling statistics) and `cpuacct` (the CPU time it used).  A guest's
+    processes join both (`procs_files`), so what it costs is on record even uncapped."""
 
-    def __init__(self, name: str, share: float, manifest: Manifest, runner: Runner,
+    def __init__(self, name: str, manifest: Manifest, runner: Runner,
+                 share: float | None = None, weight: int | None = None,
                  period_us: int = 100_000) -> None:
         self.path = CGROUP_V1_CPU / name
-        self.share, self.manifest, self.runner, self.period = share, manifest, runner, period_us
-        self._entry: dict | None = None
+        self.acct = CGROUP_V1_CPUACCT / name
+        self.share, self.weight, self.period = share, weight, period_us
+        self.manifest, self.runner = manifest, runner
+        self._entries: list[dict] = []
 
     def __enter__(self) -> CpuCgroup:
-        if not CGROUP_V1_CPU.is_dir():
-            raise FileNotFoundError(f"{CGROUP_V1_CPU} is not mounted: a per-guest CPU cap "
-                                    "needs the cgroup-v1 cpu controller")
-        self._entry = self.manifest.add(kind="cgroup", path=str(self.path))
-        if self.runner.dry_run:
-            self.runner.echo(f"mkdir {self.path}; echo {int(self.share * self.period)} > "
-                             f"{self.path}/cpu.cfs_quota_us")
-            return self
-        self.path.mkdir()
-        (self.path / "cpu.cfs_period_us").write_text(str(self.period))
-        (self.path / "cpu.cfs_quota_us").write_text(str(int(self.share * self.period)))
+        for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT):
+            if not root.is_dir():
+                raise FileNotFoundError(f"{root} is not mounted: gamebed puts each guest in "
+                                        "cgroup-v1 cpu and cpuacct groups (mount them)")
+        settings = {}
+        if self.share is not None:
+            settings["cpu.cfs_period_us"] = self.period
+            settings["cpu.cfs_quota_us"] = int(self.share * self.period)
+        if self.weight is not None:  # Xen's credit weight (default 256) → shares (1024)
+            settings["cpu.shares"] = self.weight * 4
+        for path in (self.path, self.acct):
+            self._entries.append(self.manifest.add(kind="cgroup", path=str(path)))
+            if self.runner.dry_run:
+                self.runner.echo(f"mkdir {path}")
+            else:
+                path.mkdir()
+        for key, value in settings.items():
+            if self.runner.dry_run:
+                self.runner.echo(f"echo {value} > {self.path / key}")
+            else:
+                (self.path / key).write_text(str(value))
         return self
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [self.path / "cgroup.procs", self.acct / "cgroup.procs"]
 
     def add_pid(self, pid: int) -> None:
         if not self.runner.dry_run:
-            (self.path / "cgroup.procs").write_text(str(pid))
+            for f in self.procs_files:
+                f.write_text(str(pid))
+
+    def usage(self) -> dict:
+        """Cumulative counters: CPU seconds (all, user, system), throttling."""
+        if self.runner.dry_run:
+            return {}
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        acct = dict(line.split() for line in (self.acct / "cpuacct.stat").read_text().splitlines())
+        hz = os.sysconf("SC_CLK_TCK")
+        return {"cpu_s": int((self.acct / "cpuacct.usage").read_text()) / 1e9,
+                "user_s": int(acct["user"]) / hz, "system_s": int(acct["system"]) / hz,
+                "throttled_s": int(stat["throttled_time"]) / 1e9,
+                "nr_throttled": int(stat["nr_throttled"]), "nr_periods": int(stat["nr_periods"])}
 
     def __exit__(self, *exc: object) -> None:
-        if remove_cgroup(self.path):  # else it stays listed for `gamebed clean`
-            self.manifest.remove(self._entry)
+        for entry in reversed(self._entries):
+            if remove_cgroup(Path(entry["path"])):  # else it stays listed for `gamebed clean`
+                self.manifest.remove(entry)
 
 
 # --- removal, shared by teardown and `gamebed clean` ---------------------------------------
@@ -140,7 +175,13 @@ def remove_domain(runner: Runner, uri: str, name: str, tap: str | None) -> bool:
 
 
 def remove_cgroup(path: Path) -> bool:
-    """rmdir, retried while the kernel still counts exiting tasks; False if it stays."""
+    """rmdir, retried while the kernel still counts exiting tasks; False if it stays.
+    Processes still in it are ours (it is listed in our manifest): they are killed."""
+    for pid in _cgroup_pids(path):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     for _ in range(100):
         try:
             path.rmdir()
@@ -153,6 +194,13 @@ def remove_cgroup(path: Path) -> bool:
     return False
 
 
+def _cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
 def proc_start_time(pid: int) -> int | None:
     """Start time in clock ticks (field 22 of /proc/PID/stat); tells a reused pid apart."""
     try:
@@ -162,12 +210,16 @@ def proc_start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def kill_process(pid: int, start_time: int | None) -> bool:
-    """Kill a listed process only if it is still the one we started."""
+def kill_process(pid: int, start_time: int | None, group: bool = False) -> bool:
+    """Kill a listed process (and its process group, for a UML kernel) only if it is
+    still the one we started."""
     if start_time is None or proc_start_time(pid) != start_time:
         return False
     try:
-        os.kill(pid, signal.SIGKILL)
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return False
     return True
@@ -180,7 +232,7 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
     for e in reversed(list(m.entries)):
         kind = e["kind"]
         if kind == "process":
-            if kill_process(e["pid"], e.get("start_time")):
+            if kill_process(e["pid"], e.get("start_time"), e.get("group", False)):
                 done.append(f"killed process {e['pid']} ({e.get('name', '')})")
         elif kind == "cgroup":
             if not remove_cgroup(Path(e["path"])):

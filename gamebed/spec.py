@@ -23,11 +23,15 @@ from fpsmodel.wire import GAME_PORT
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
-BACKENDS = ("netns", "libvirt")
+BACKENDS = ("auto", "netns", "uml", "libvirt")
 ACCELS = ("auto", "kvm", "tcg")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
            "accel": ACCELS, "dispatch": DISPATCH_MODES}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
+# each backend's default sweep: where its capacity lies on this machine kind (README)
+DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 8, 16, 24, 32, 40, 48),
+                  "libvirt": (1, 2, 4)}
+CAPPABLE = ("netns", "uml")  # backends whose guests run in cgroups of ours
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,17 @@ def stamp_driver(mode: str) -> StampDriver:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    guest_counts: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    guest_counts: tuple[int, ...] | None = None  # None: the backend's DEFAULT_COUNTS
     modes: tuple[str, ...] = MODES
     players: int = 4  # per guest
     duration: float = 10.0  # seconds of play per point
     rate: float = 20.0  # inputs/s per player (Poisson mean)
-    placement: str = "restricted"  # shim on CPU 0, guests and client on the others
+    placement: str = "restricted"  # host side (shim, client) on CPU 0, guests on the others
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
+    cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
+    server_work_us: float = 0.0  # simulated game logic: CPU µs per player per tick
     stamper: str = "bpf"  # who appends trailers on the host (benchmarks/bench_paths.py)
-    backend: str = "netns"  # or "libvirt": real VMs (vm/libvirt_backend.py)
+    backend: str = "auto"  # uml where it runs, else netns (vm/__init__.py resolve_backend)
     libvirt_uri: str = "qemu:///system"
     accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg (vm/accel.py)
     vm_memory_mib: int = 160
@@ -67,9 +73,10 @@ class ExperimentSpec:
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.guest_counts or any(not 1 <= g <= MAX_GUESTS for g in self.guest_counts):
+        counts = self.guest_counts if self.guest_counts is not None else (1,)
+        if not counts or any(not 1 <= g <= MAX_GUESTS for g in counts):
             problems.append(f"guest_counts must be counts between 1 and {MAX_GUESTS}")
-        if len(set(self.guest_counts)) != len(self.guest_counts):
+        if len(set(counts)) != len(counts):
             problems.append("guest_counts must name each count once (a repeat would run the "
                             "same point twice)")
         if not self.modes or set(self.modes) - set(MODES):
@@ -81,10 +88,15 @@ class ExperimentSpec:
             problems.append("players, duration and rate must be positive")
         if self.vm_memory_mib < 96:
             problems.append("vm_memory_mib below 96 does not boot reliably")
-        if self.backend == "libvirt" and self.cpu_cap is not None:
-            problems.append("cpu_cap applies to the netns backend (libvirt VMs get 1 vCPU)")
+        if self.backend == "libvirt" and (self.cpu_cap, self.cpu_weight) != (None, None):
+            problems.append(f"cpu_cap and cpu_weight apply to the {' and '.join(CAPPABLE)} "
+                            "backends (libvirt VMs get 1 vCPU under libvirtd's cgroups)")
         if self.cpu_cap is not None and not 0.01 <= self.cpu_cap <= 1.0:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
+        if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 65535:
+            problems.append("cpu_weight is a relative weight between 1 and 65535 (256 = 1x)")
+        if not 0 <= self.server_work_us <= 1e6:
+            problems.append("server_work_us is CPU microseconds per player per tick, 0..1e6")
         if not 1 <= self.game_port <= 65535:
             problems.append("game_port must be a UDP port number")
         if problems:
@@ -113,9 +125,19 @@ class ExperimentSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """The guest counts: the given ones, else the backend's default."""
+        if self.guest_counts is not None:
+            return self.guest_counts
+        if self.backend == "auto":
+            raise ValueError("the guest counts of backend 'auto' are known once it is "
+                             "resolved (vm.resolve_backend)")
+        return DEFAULT_COUNTS[self.backend]
+
     def points(self) -> list[tuple[int, str]]:
         """(n_guests, mode) in run order: modes interleaved per count, so drift hits both."""
-        return [(n, m) for n in self.guest_counts for m in self.modes]
+        return [(n, m) for n in self.counts for m in self.modes]
 
 
 def default(name: str):

@@ -28,18 +28,20 @@ def _need_clang() -> str:
 
 
 def build(name: str, runner: Runner, extra_include: Path | None = None,
-          out_dir: Path = CACHE) -> Path:
-    """Compile guest-driver/bpf/<name>.bpf.c; reuses the object if inputs are unchanged."""
+          out_dir: Path = CACHE, defines: tuple[str, ...] = ()) -> Path:
+    """Compile guest-driver/bpf/<name>.bpf.c (with -D`defines`); reuses the object if
+    inputs are unchanged."""
     src = SRC / f"{name}.bpf.c"
     inputs = [src, SRC / "trailer.h"]
     if extra_include:
         inputs.append(extra_include / "guests.h")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)
+                            + " ".join(defines).encode()).hexdigest()[:12]
     out_dir.mkdir(parents=True, exist_ok=True)
     obj = out_dir / f"{name}-{digest}.o"
     if obj.exists():
         return obj
-    args = [_need_clang(), *CFLAGS, f"-I{SRC}"]
+    args = [_need_clang(), *CFLAGS, f"-I{SRC}", *(f"-D{d}" for d in defines)]
     if extra_include:
         args.append(f"-I{extra_include}")
     runner.run([*args, "-c", str(src), "-o", str(obj)])

@@ -107,7 +107,9 @@ class HostSide:
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
         for target in t.server_targets():
             args += ["--server", target]
-        cmd = [*in_netns(t.client_ns), *pinned(c.placement.guest_cpus, args)]
+        # the client stands for players on other machines (the paper's did): it must not
+        # take the guests' CPUs, so it runs with the host side
+        cmd = [*in_netns(t.client_ns), *pinned(c.placement.host_cpus, args)]
         log = c.dir / "client.log"
         with ManagedProcess(cmd, c.runner, c.manifest, log_path=log, name="client") as client:
             if c.runner.dry_run:
@@ -121,5 +123,6 @@ class HostSide:
 
     def environment(self) -> dict:
         p = self.ctx.placement
-        return {"shim_cpus": p.host_cpus, "guest_cpus": p.guest_cpus, "placement": p.name,
+        return {"shim_cpus": p.host_cpus, "client_cpus": p.host_cpus,
+                "guest_cpus": p.guest_cpus, "placement": p.name,
                 "stamper": self.ctx.spec.stamper}

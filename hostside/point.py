@@ -1,19 +1,26 @@
-"""One measurement point: the shared host side plus a backend's guests (root).
+"""A testbed for one guest count: the shared host side plus a backend's guests (root).
 
 On enter: the host side's client link, then the backend's guests (and their
-ports), wait until every server answers, then the stamper and shim (they need
-every port to exist).  `run_load()` plays for the spec's duration and has the
-backend collect its guests' records.  On exit everything goes, in reverse order,
-whatever happened.  The backend is handed in (gamebed/backend.py), so this module
-knows no backend by name.
+ports), built once.  Each timestamp mode is then measured on the same guests
+(`mode()`): the backend sets up the mode's receive path and starts the servers,
+the stamper and shim attach (they need every port to exist), `run_load()` plays
+for the spec's duration, records CPU use (cpu.json) and has the backend collect
+the guests' records.  Leaving a mode detaches the host side and stops the
+servers; leaving the testbed removes everything, in reverse order, whatever
+happened.  The backend is handed in (gamebed/backend.py), so this module knows no
+backend by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from fpsmodel.records import write_json
+from gamebed import cpustat
 from gamebed.backend import GuestBackend, PointContext
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
@@ -24,36 +31,62 @@ from hostside.host import HostSide
 BackendFactory = Callable[[PointContext], GuestBackend]
 
 
-class MeasurementPoint:
+class Testbed:
     def __init__(self, ctx: PointContext, backend: BackendFactory) -> None:
         self.ctx = ctx
         self.host = HostSide(ctx)
         self.backend = backend(ctx)
         self.stack = ExitStack()
+        self.mode_stack = ExitStack()
 
     @property
     def topo(self) -> Topology:
         return self.ctx.topo
 
-    def __enter__(self) -> MeasurementPoint:
-        self.ctx.dir.mkdir(parents=True, exist_ok=True)
+    def __enter__(self) -> Testbed:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start()
-            self.backend.ready()
-            stack.callback(self.host.detach)  # the shim goes before the guests' ports
-            self.host.attach()
             self.stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.mode_stack.close()
         self.stack.close()
 
+    def enter_mode(self, mode: str, point_dir: Path) -> None:
+        """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim."""
+        self.mode_stack.close()
+        self.ctx = dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir))
+        self.host.ctx = self.backend.ctx = self.ctx
+        self.ctx.dir.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            stack.callback(self.backend.end)
+            self.backend.begin()
+            stack.callback(self.host.detach)  # the shim goes before the servers
+            self.host.attach()
+            self.mode_stack = stack.pop_all()
+
+    @contextmanager
+    def mode(self, mode: str, point_dir: Path) -> Iterator[Testbed]:
+        self.enter_mode(mode, point_dir)
+        try:
+            yield self
+        finally:
+            self.mode_stack.close()
+
     def run_load(self, timeout_extra: float = 60.0) -> None:
+        dry = self.ctx.runner.dry_run
+        if not dry:
+            cores0, guests0, t0 = cpustat.core_times(), self.backend.cpu_usage(), time.monotonic()
         self.host.run_client(timeout_extra)
-        if not self.ctx.runner.dry_run:
-            self.backend.collect()
+        if dry:
+            return
+        use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
+                             time.monotonic() - t0)
+        write_json(self.ctx.dir / "cpu.json", use)
+        self.backend.collect()
 
     def environment(self) -> dict:
         return {**self.host.environment(), **self.backend.environment()}

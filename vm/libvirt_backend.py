@@ -63,7 +63,9 @@ class LibvirtGuests:
         self.vms: list[GameVm] = []
         self.accel: Accel | None = None
         self.image: image_mod.Image | None = None
-        self.stack = ExitStack()
+        self.conn = None
+        self.stack = ExitStack()  # daemon connection: the count's
+        self.mode_stack = ExitStack()  # the VMs: one mode's (its driver is a boot choice)
 
     def _cmdline(self, g: GuestAddr) -> str:
         t = self.ctx.topo
@@ -73,6 +75,8 @@ class LibvirtGuests:
                 f"gamebed.idle_exit={self.idle_exit:g}")
 
     def start(self) -> None:
+        """The daemon, the image and the accelerator: VMs boot per mode (begin), since
+        the mode is the NIC driver their kernel loads at boot."""
         c, s = self.ctx, self.ctx.spec
         conn = None
         if c.runner.dry_run:  # no daemon, no image build: show what would be started
@@ -84,21 +88,28 @@ class LibvirtGuests:
             conn = connect(s.libvirt_uri, c.runner, c.progress)
             self.stack.callback(conn.close)
             self.image = _image(c.runner, c.progress)
+        self.conn = conn
         self.accel = domain_type(conn, s.libvirt_uri, self.image, c.runner, c.manifest,
                                  c.progress, s.accel)
         c.progress(f"      accelerator: {self.accel.reason}")
         check_memory(len(c.topo.guests), s.vm_memory_mib)
+
+    def begin(self) -> None:
+        c, s = self.ctx, self.ctx.spec
+        self.vms = []
         for g in c.topo.guests:
             cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
                            self._cmdline(g), s.vm_memory_mib, c.placement.guest_cpus)
-            vm = self.stack.enter_context(GameVm(cfg, self.image, conn, s.libvirt_uri,
-                                                 self.accel.domain_type, c.runner, c.manifest))
+            vm = self.mode_stack.enter_context(GameVm(cfg, self.image, self.conn,
+                                                      s.libvirt_uri, self.accel.domain_type,
+                                                      c.runner, c.manifest))
             vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
             self.vms.append(vm)
             # headroom for the trailer on the host side of the tap
             c.runner.run(["ip", "link", "set", g.host_port, "mtu", PORT_MTU])
+        self._ready()
 
-    def ready(self) -> None:
+    def _ready(self) -> None:
         if self.ctx.runner.dry_run:
             return
         timeout = READY_TIMEOUT_S + 30.0 * len(self.vms)
@@ -111,8 +122,15 @@ class LibvirtGuests:
             vm.collect(self.ctx.dir / f"guest{g.index}",
                        IDLE_EXIT_S + 60.0 + 5.0 * len(self.vms))
 
+    def end(self) -> None:
+        self.mode_stack.close()
+
     def stop(self) -> None:
+        self.mode_stack.close()
         self.stack.close()
+
+    def cpu_usage(self) -> dict[int, dict]:
+        return {}  # QEMU runs under libvirtd's cgroups, not ours
 
     def environment(self) -> dict:
         s, a, img = self.ctx.spec, self.accel, self.image
@@ -123,4 +141,7 @@ class LibvirtGuests:
                 "guest_nic": "host mode: patched virtio_net (host_tstamp=1); "
                              "guest mode: Debian's virtio_net",
                 "image": img.info.get("digest") if img else None,
-                "guest_kernel": img.release if img else None}
+                "guest_kernel": img.release if img else None,
+                "cost_model": "a guest is a QEMU process with one vCPU; under TCG every "
+                              "guest instruction is translated, so counts hold for TCG on "
+                              "this host only"}

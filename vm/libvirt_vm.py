@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from gamebed.manifest import Manifest
+from gamebed.manifest import VM_DIR, Manifest
 from gamebed.proc import Runner, log, wait_for
 from vm.accel import Accel, choose
 from vm.image import Image
 
 DEFAULT_URI = "qemu:///system"
-VM_DIR = Path(os.environ.get("GAMEBED_VM_DIR", "/var/lib/gamebed"))
 PROBE_DEADLINE_S = 25.0
 LIBVIRT_HINT = ("libvirt-python is missing: run `bash scripts/setup.sh` (Debian: "
                 "libvirt-daemon-system libvirt-dev pkg-config; pip: libvirt-python)")

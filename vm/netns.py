@@ -29,15 +29,21 @@ class NetnsGuests:
 
     def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
-        self.stack = ExitStack()
+        self.stack = ExitStack()  # namespaces, links, cgroups: the count's
+        self.mode_stack = ExitStack()  # decoders and servers: one mode's
+        self.cgroups: list[CpuCgroup] = []
+        self.servers: list = []
 
     def start(self) -> None:
-        for g in self.ctx.topo.guests:
+        c, s = self.ctx, self.ctx.spec
+        for g in c.topo.guests:
             self.build_guest_network(g)
-        self._start_servers()
+            self.cgroups.append(self.stack.enter_context(CpuCgroup(
+                f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
+                weight=s.cpu_weight)))
 
     def build_guest_network(self, g: GuestAddr) -> None:
-        """The guest's namespace, its link to the host side, its address (and decoder)."""
+        """The guest's namespace, its link to the host side, its address."""
         c, t = self.ctx, self.ctx.topo
         r, m, enter = c.runner, c.manifest, self.stack.enter_context
         enter(Netns(g.netns, r, m))
@@ -47,32 +53,35 @@ class NetnsGuests:
         r.run(ip_cmd(g.netns, "addr", "add", f"{g.nic.ip}/{PREFIX_LEN}", "dev", g.nic_name))
         r.run(ip_cmd(g.netns, "neigh", "replace", t.client.ip, "lladdr", t.client.mac, "dev",
                      g.nic_name, "nud", "permanent"))
+
+    def begin(self) -> None:
+        c = self.ctx
         if stamp_driver(c.mode).decoder:
-            bpf.attach_ingress(r, g.netns, g.nic_name, bpf.build("decoder", r))
+            obj = bpf.build("decoder", c.runner)
+            for g in c.topo.guests:
+                bpf.attach_ingress(c.runner, g.netns, g.nic_name, obj)
+                self.mode_stack.callback(bpf.detach, c.runner, g.netns, g.nic_name)
+        self._start_servers()
+        self._wait_ready()
 
     def _start_servers(self) -> None:
         c, s = self.ctx, self.ctx.spec
         self.servers = []
-        for g in c.topo.guests:
+        for g, cg in zip(c.topo.guests, self.cgroups, strict=True):
             gdir = c.dir / f"guest{g.index}"
             gdir.mkdir(parents=True, exist_ok=True)
             (gdir / "ready").unlink(missing_ok=True)
             args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
                               c.topo.game_port, "--guest", g.index, "--dispatch", s.dispatch,
-                              "--out", gdir, "--ready-file", gdir / "ready")
+                              "--work-us", s.server_work_us, "--out", gdir,
+                              "--ready-file", gdir / "ready")
             cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
-            cg = None
-            if s.cpu_cap:  # entered first so it is removed after its process
-                cg = self.stack.enter_context(CpuCgroup(
-                    f"{c.manifest.prefix}-g{g.index}", s.cpu_cap, c.manifest, c.runner))
-            proc = self.stack.enter_context(ManagedProcess(
+            proc = self.mode_stack.enter_context(ManagedProcess(
                 cmd, c.runner, c.manifest, log_path=gdir / "server.log",
-                name=f"server{g.index}"))
-            if cg is not None and proc.pid:
-                cg.add_pid(proc.pid)
+                name=f"server{g.index}", cgroups=[] if c.runner.dry_run else cg.procs_files))
             self.servers.append((gdir / "ready", proc))
 
-    def ready(self) -> None:
+    def _wait_ready(self) -> None:
         if self.ctx.runner.dry_run:
             return
         for ready, proc in self.servers:
@@ -81,10 +90,22 @@ class NetnsGuests:
                 raise RuntimeError(f"a game server exited; see {ready.parent / 'server.log'}")
 
     def collect(self) -> None:
-        """Servers write into the point directory themselves; they flush on stop."""
+        """Servers write into the point directory themselves; they flush on stop (end)."""
+
+    def end(self) -> None:
+        self.mode_stack.close()
 
     def stop(self) -> None:
+        self.mode_stack.close()
         self.stack.close()
 
+    def cpu_usage(self) -> dict[int, dict]:
+        return {i: cg.usage() for i, cg in enumerate(self.cgroups)}
+
     def environment(self) -> dict:
-        return {"backend": self.name, "shared_clock": True, "cpu_cap": self.ctx.spec.cpu_cap}
+        s = self.ctx.spec
+        return {"backend": self.name, "shared_clock": True, "cpu_cap": s.cpu_cap,
+                "cpu_weight": s.cpu_weight, "server_work_us": s.server_work_us,
+                "cost_model": "a guest is a namespace and one server process on the host "
+                              "kernel: no guest kernel, so its 'guest' stamp never waits "
+                              "for a guest CPU"}

@@ -41,7 +41,8 @@ def two_guest_run(tmp_path_factory):
     skip_unless_netns()
     skip_unless_clang()
     out = tmp_path_factory.mktemp("run") / "res"
-    assert main(["run", "--guests", "2", "--duration", "3", "--out", str(out)]) == 0
+    assert main(["run", "--backend", "netns", "--guests", "2", "--duration", "3", "--out",
+                 str(out)]) == 0
     return out
 
 
@@ -76,7 +77,8 @@ def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, t
 def start_run(tmp_path, out):
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
     return subprocess.Popen(
-        [sys.executable, "-m", "gamebed", "run", "--guests", "2", "--modes", "host",
+        [sys.executable, "-m", "gamebed", "run", "--backend", "netns", "--guests", "2",
+         "--modes", "host",
          "--duration", "60", "--cpu-cap", "0.5", "--out", str(out), "--no-report"],
         env=env, stderr=subprocess.PIPE, text=True)
 

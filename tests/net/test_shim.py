@@ -10,7 +10,7 @@ from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
-from vm import make_point
+from vm import make_testbed
 
 from .conftest import Pair
 from .frames import arp_request, udp_frame
@@ -25,11 +25,13 @@ def rows(path):
 
 @pytest.fixture
 def topo(netns_ok, tmp_path, request):
-    spec = ExperimentSpec(guest_counts=(1,), stamper=request.param, placement="dynamic")
+    spec = ExperimentSpec(guest_counts=(1,), modes=("host",), stamper=request.param,
+                          placement="dynamic", backend="netns")
     m = Manifest(new_prefix(), state_dir=tmp_path / "state")
-    point = make_point(spec, 1, "host", tmp_path / "point", Runner(), m, print)
-    yield point
-    point.stack.close()
+    bed = make_testbed(spec, 1, tmp_path / "work", Runner(), m, print)
+    yield bed
+    bed.mode_stack.close()
+    bed.stack.close()
     m.close()
     assert not m.path.exists()
 
@@ -37,7 +39,7 @@ def topo(netns_ok, tmp_path, request):
 @pytest.mark.parametrize("topo", ["afpacket", "bpf"], indirect=True)
 def test_forwarding_both_ways_forged_trailer_and_other_frames(topo):
     helper = Pair("unused")
-    with topo:
+    with topo, topo.mode("host", topo.ctx.dir.parent / "point"):
         t = topo.topo
         g = t.guests[0]
         game = wire.Codec(1).encode_input(0, 1, time.time_ns(), wire.PlayerInput())

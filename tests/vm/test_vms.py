@@ -109,12 +109,13 @@ def leftovers(prefix: str) -> dict:
 def test_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_vm()
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--count", "1"], env=env,
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--count", "1",
+                        "--backend", "libvirt"], env=env,
                        capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert info["vms"][0]["answer"]["answered"] > 0
-    assert leftovers(info["prefix"])["domains"] == [info["vms"][0]["name"]]
+    assert info["guests"][0]["answer"]["answered"] > 0
+    assert leftovers(info["prefix"])["domains"] == [info["guests"][0]["name"]]
     r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -125,7 +126,8 @@ def test_launch_then_destroy_leaves_nothing(tmp_path):
 def test_sigint_during_launch_leaves_nothing(tmp_path):
     skip_unless_vm()
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    p = subprocess.Popen([sys.executable, "-m", "gamebed", "launch", "--count", "2"], env=env,
+    p = subprocess.Popen([sys.executable, "-m", "gamebed", "launch", "--count", "2",
+                          "--backend", "libvirt"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     state = tmp_path / "state"
     deadline = time.monotonic() + 120

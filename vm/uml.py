@@ -1,0 +1,294 @@
+"""User-mode Linux backend: N game VMs, each a UML kernel in its own namespace (root).
+
+    host ns: port i ──veth── guest ns i: <nic> ══raw socket══ UML kernel i: vec0
+                                                              [tc BPF decoder] → game server
+
+A UML guest is a real, separate Linux kernel (Debian's user-mode-linux) that runs
+as an ordinary host process, the way a Xen guest runs on its vCPU: its kernel
+only runs when that process is scheduled, so its own receive stamp waits for its
+"vCPU".  All of a guest's host processes (the kernel and one per guest process)
+are pinned with the guests and sit in a cgroup of their own (CPU accounting, and
+the quota/weight when `--cpu-cap`/`--cpu-weight` are given).
+
+Each guest boots the shared read-only root disk (vm/uml_image.py) behind its own
+copy-on-write file, reaches the network through the vector driver's raw transport
+on its veth with a fixed MAC (a random one would leave the host's neighbour
+entries pointing at the previous boot), and writes results to its own host
+directory through hostfs.  A guest boots once per guest count; both timestamp
+modes run on it: the guest's agent (vm/guest/uml_agent.py) takes "run MODE"
+on its console, attaches the tc BPF decoder for host mode (none for guest mode)
+and starts the game server.  In host mode the decoder also logs the guest
+kernel's own stamp of each input beside the host's (pairs.csv).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from gamebed.backend import PointContext
+from gamebed.manifest import VM_DIR
+from gamebed.proc import in_netns, ip_cmd, pinned, wait_for
+from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
+from gamebed.topology import PREFIX_LEN, GuestAddr
+from hostside.trailer import PORT_MTU
+from vm import uml_image
+
+IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then writes its records
+BOOT_TIMEOUT_S = 60.0  # plus 5 s per guest: they boot concurrently on the guests' cores
+COST_MODEL = ("a guest is a user-mode Linux kernel: one host process for its kernel plus "
+              "one per guest process; guest system calls and page faults trap through "
+              "ptrace, so a guest costs more CPU per packet than a hardware-virtualised VM "
+              "and absolute counts hold for UML on this host only")
+CLOCK_NOTE = ("UML reads the host's CLOCK_MONOTONIC, so its clock does not drift from the "
+              "host's, but it sets its wall clock once at boot, off by up to a few ms; the "
+              "client's clock sync measures that offset before and after each load")
+
+_IMAGES: list[uml_image.UmlImage] = []
+
+
+def _image(runner, progress) -> uml_image.UmlImage:
+    """Built once per process: every count of a run boots the same disk."""
+    if not _IMAGES:
+        _IMAGES.append(uml_image.build(runner, progress))
+    return _IMAGES[0]
+
+
+class UmlGuests:
+    name = "uml"
+    host_in_root_ns = False
+
+    def __init__(self, ctx: PointContext, idle_exit: float = IDLE_EXIT_S) -> None:
+        self.ctx = ctx
+        self.idle_exit = idle_exit  # 0: servers run until the guest is destroyed
+        self.stack = ExitStack()
+        self.guests: list[ManagedProcess] = []
+        self.cgroups: list[CpuCgroup] = []
+        self.image: uml_image.UmlImage | None = None
+        self.work = VM_DIR / ctx.manifest.prefix / f"uml-g{len(ctx.topo.guests):03d}"
+        self.boot_s: float | None = None
+        self.memory: dict = {}
+        self.running_mode: str | None = None
+
+    # --- start: boot every guest once ---------------------------------------------------
+
+    def start(self) -> None:
+        c = self.ctx
+        if c.runner.dry_run:
+            d = uml_image.vm_image.CACHE / "uml-<digest>"
+            self.image = uml_image.UmlImage(d, d / "root.img", "<release>", {})
+            c.runner.echo("gamebed uml image build   # (cached by input digest)")
+        else:
+            self.image = _image(c.runner, c.progress)
+            entry = c.manifest.add(kind="dir", path=str(self.work))
+            self.work.mkdir(parents=True, exist_ok=True)
+            self.stack.callback(self._remove_work, entry)
+        avail0 = _mem_available_mib()
+        t0 = time.monotonic()
+        for g in c.topo.guests:
+            self._guest_network(g)
+            self._boot(g)
+        self.stack.callback(self._quit_all)  # runs first on the way out
+        if not c.runner.dry_run:
+            self._wait_agents()
+            self.boot_s = round(time.monotonic() - t0, 1)
+            self.memory = self._memory(avail0)
+            c.progress(f"      {len(self.guests)} UML guest(s) up in {self.boot_s} s "
+                       f"({self.memory.get('pss_mib_per_guest')} MiB each)")
+
+    def _remove_work(self, entry: dict) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self.work.parent.is_dir() and not any(self.work.parent.iterdir()):
+            self.work.parent.rmdir()
+        self.ctx.manifest.remove(entry)
+
+    def _guest_network(self, g: GuestAddr) -> None:
+        c, t = self.ctx, self.ctx.topo
+        r, m, enter = c.runner, c.manifest, self.stack.enter_context
+        enter(Netns(g.netns, r, m))
+        enter(Veth((t.host_ns, g.host_port), (g.netns, g.nic_name), r, m, mtu=PORT_MTU))
+        r.run(ip_cmd(t.host_ns, "link", "set", g.host_port, "up"))
+        r.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
+
+    def _cmdline(self, g: GuestAddr, gdir: Path) -> list[str]:
+        s, t = self.ctx.spec, self.ctx.topo
+        return [f"mem={s.vm_memory_mib}M", f"ubd0={gdir / 'cow'},{self.image.root}",
+                "root=/dev/ubda", "ro", "init=/sbin/gamebed-uml-init",
+                f"hostfs={gdir / 'results'}", "con=null", "con0=fd:0,fd:1", "quiet",
+                f"vec0:transport=raw,ifname={g.nic_name},mac={g.nic.mac}",
+                f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
+                f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
+                f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}"]
+
+    def _boot(self, g: GuestAddr) -> None:
+        c, s = self.ctx, self.ctx.spec
+        gdir = self.work / f"g{g.index}"
+        if not c.runner.dry_run:
+            (gdir / "results").mkdir(parents=True, exist_ok=True)
+        cg = self.stack.enter_context(CpuCgroup(
+            f"{c.manifest.prefix}-u{len(c.topo.guests)}g{g.index}", c.manifest, c.runner,
+            share=s.cpu_cap, weight=s.cpu_weight))
+        self.cgroups.append(cg)
+        binary = "linux.uml" if c.runner.dry_run else uml_image.uml_binary()
+        cmd = [*in_netns(g.netns),
+               *pinned(c.placement.guest_cpus, [binary, *self._cmdline(g, gdir)])]
+        proc = self.stack.enter_context(ManagedProcess(
+            cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{g.index}",
+            stdin_pipe=True, group=True, term_timeout=3.0,
+            cgroups=[] if c.runner.dry_run else cg.procs_files))
+        self.guests.append(proc)
+
+    def _quit_all(self) -> None:
+        """Ask every guest to power off (they do in parallel); each process's own exit
+        then kills whatever remains of it."""
+        live = [p for p in self.guests if p.alive()]
+        for p in live:
+            p.send("quit")
+        deadline = time.monotonic() + 5.0 + 0.1 * len(live)
+        for p in live:
+            while p.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def _console(self, i: int) -> str:
+        try:
+            return (self.work / f"g{i}" / "console.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _check_alive(self, i: int, what: str) -> None:
+        if not self.guests[i].alive():
+            raise RuntimeError(f"UML guest {i} stopped before {what}; console "
+                               f"{self.work / f'g{i}' / 'console.log'}:\n"
+                               f"{self._console(i)[-1500:]}")
+
+    def _wait_agents(self) -> None:
+        timeout = BOOT_TIMEOUT_S + 5.0 * len(self.guests)
+        pending = set(range(len(self.guests)))
+
+        def booted() -> bool:
+            for i in list(pending):
+                if "GAMEBED-AGENT" in self._console(i):
+                    pending.discard(i)
+                else:
+                    self._check_alive(i, "its agent started")
+            return not pending
+
+        wait_for(booted, timeout, f"{len(pending)} UML guest(s) to boot", interval=0.2)
+
+    def _memory(self, avail0: int | None) -> dict:
+        pss = [_pss_mib(cg) for cg in self.cgroups]
+        avail1 = _mem_available_mib()
+        used = avail0 - avail1 if avail0 is not None and avail1 is not None else None
+        return {"pss_mib_per_guest": round(sum(pss) / len(pss), 1) if pss else None,
+                "host_memory_used_mib": used}
+
+    # --- one mode: receive path and servers ----------------------------------------------
+
+    def _mode_dir(self, i: int) -> Path:
+        return self.work / f"g{i}" / "results" / self.ctx.mode
+
+    def begin(self) -> None:
+        c = self.ctx
+        for i, proc in enumerate(self.guests):
+            if not c.runner.dry_run:
+                shutil.rmtree(self._mode_dir(i), ignore_errors=True)
+            proc.send(f"run {c.mode} {self.idle_exit:g}")
+        self.running_mode = c.mode
+        if c.runner.dry_run:
+            return
+        pending = set(range(len(self.guests)))
+
+        def ready() -> bool:
+            for i in list(pending):
+                if (self._mode_dir(i) / "ready").exists():
+                    pending.discard(i)
+                else:
+                    self._check_alive(i, "its game server answered")
+            return not pending
+
+        wait_for(ready, 30.0 + 1.0 * len(self.guests), "the UML guests' game servers",
+                 interval=0.05)
+
+    def _wait_done(self, timeout: float) -> set[int]:
+        pending = {i for i in range(len(self.guests)) if not (self._mode_dir(i) / "done").exists()}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for i in list(pending):
+                if (self._mode_dir(i) / "done").exists():
+                    pending.discard(i)
+                else:
+                    self._check_alive(i, "its records were written")
+            time.sleep(0.1)
+        return pending
+
+    def collect(self) -> None:
+        """Wait for each server's records (it stops IDLE_EXIT_S after the load), then move
+        them into the point directory."""
+        n = len(self.guests)
+        late = self._wait_done(self.idle_exit + 20.0 + 0.5 * n)
+        for i in late:  # no input ever reached it (all lost): stop it now
+            self.guests[i].send("stop")
+        if self._wait_done(20.0 + 0.5 * n):
+            raise RuntimeError(f"UML guests {sorted(late)} did not write their records; see "
+                               f"their consoles under {self.work}")
+        self.running_mode = None
+        for g in self.ctx.topo.guests:
+            dest = self.ctx.dir / f"guest{g.index}"
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in self._mode_dir(g.index).iterdir():
+                if f.name not in ("ready", "done"):
+                    shutil.move(f, dest / f.name)
+            shutil.copy2(self.work / f"g{g.index}" / "console.log", dest / "console.log")
+
+    def end(self) -> None:
+        """After a failure mid-mode: stop the servers so the next mode can start."""
+        if self.running_mode is None or self.ctx.runner.dry_run:
+            return
+        for proc in self.guests:
+            proc.send("stop")
+        self._wait_done(10.0 + 0.2 * len(self.guests))
+        self.running_mode = None
+
+    def stop(self) -> None:
+        self.stack.close()
+
+    def cpu_usage(self) -> dict[int, dict]:
+        return {i: cg.usage() for i, cg in enumerate(self.cgroups)}
+
+    def environment(self) -> dict:
+        s, img = self.ctx.spec, self.image
+        return {"backend": self.name, "shared_clock": False, "clock": CLOCK_NOTE,
+                "cpu_cap": s.cpu_cap, "cpu_weight": s.cpu_weight,
+                "server_work_us": s.server_work_us, "vm_memory_mib": s.vm_memory_mib,
+                "guest_kernel": f"user-mode Linux {img.kernel_release}" if img else None,
+                "image": img.info.get("digest") if img else None,
+                "guest_nic": "vec0 (raw socket on a veth); host mode: tc BPF decoder on "
+                             "vec0, logging the guest kernel's own stamp too; guest mode: "
+                             "no decoder",
+                "boot_s": self.boot_s, **self.memory, "cost_model": COST_MODEL}
+
+
+def _mem_available_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _pss_mib(cg: CpuCgroup) -> float:
+    """Proportional set size of every process in a guest's cgroup: its memory, with the
+    pages its processes share counted once."""
+    total = 0
+    for pid in (cg.acct / "cgroup.procs").read_text().split():
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
