@@ -111,6 +111,60 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
     return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
 
 
+def paired(pdir: Path, j: pd.DataFrame) -> dict:
+    """Both stamps of the same inputs (host mode, UML guests: docs/records.md pairs.csv).
+
+    For each input whose host stamp the guest's decoder delivered, the decoder also
+    logged the guest kernel's own receive stamp, which it overwrote.  Moved to the
+    host's clock by the guest's measured offset, that stamp gives the guest-stamp
+    error and delay on exactly the load the host stamps saw."""
+    frames = []
+    for f in sorted(Path(pdir).glob("guest*/pairs.csv")):
+        df = pd.read_csv(f, dtype="int64")
+        if len(df):
+            frames.append(df.assign(guest=int(f.parent.name.removeprefix("guest"))))
+    if not frames:
+        return {}
+    pairs = pd.concat(frames, ignore_index=True).drop_duplicates(["guest", "host_ns"])
+    d = j[(j["delivered"] & (j["server_ns"] == j["host_ns"])).fillna(False)]
+    d = pd.DataFrame({"guest": d["guest"].astype("int64"),
+                      "host_ns": d["host_ns"].astype("int64"),
+                      "send_ns": d["send_ns"].astype("int64"),
+                      "offset": d["clock_offset_ns"].fillna(0).astype("int64")})
+    m = d.merge(pairs, on=["guest", "host_ns"], how="inner")
+    m = m[m["guest_kernel_ns"] > 0]  # 0: the guest kernel had taken no stamp
+    stamp = m["guest_kernel_ns"] - m["offset"]
+    err = describe(((stamp - m["host_ns"]).astype("float64") / 1e3).to_numpy())
+    delay = describe(((stamp - m["send_ns"]).astype("float64") / 1e3).to_numpy())
+    row = {"paired_n": len(m), "paired_coverage": len(m) / len(d) if len(d) else np.nan}
+    for k in ("mean", "p50", "p95", "p99"):
+        row[f"paired_stamp_error_{k}_us"] = err.get(k, np.nan)
+    for k in ("mean", "p95"):
+        row[f"paired_guest_delay_{k}_us"] = delay.get(k, np.nan)
+    return row
+
+
+def cpu_figures(pdir: Path, env: dict) -> dict:
+    """What the load cost (cpu.json): the guests' cores' busy share, the host side's
+    core, and the guests' CPU seconds and throttled time."""
+    use = load_json(Path(pdir) / "cpu.json")
+    if not use:
+        return {}
+    def busy(cpus) -> float:
+        vals = [use["cores"].get(f"cpu{c}", {}).get("busy_fraction") for c in cpus]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else np.nan
+    def cpus(key) -> list[int]:
+        text = env.get(key) or ""
+        return [int(x) for x in str(text).split(",") if x.strip().isdigit()]
+    guests = use.get("guests", {}).values()
+    return {"guest_cores_busy": busy(cpus("guest_cpus")),
+            "host_core_busy": busy(cpus("shim_cpus")),
+            "guest_cpu_s": float(sum(g.get("cpu_s", 0.0) for g in guests)),
+            "guest_throttled_s": float(sum(g.get("throttled_s", 0.0) for g in guests)),
+            "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values()))}
+
+
 def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     """One point's row (mode, count, setup and every figure) and its stamp errors (µs)."""
     meta = load_json(Path(pdir) / "point.json", {}) or {}
@@ -122,7 +176,8 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     row, errors = figures(add_delays(j), updates)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
-            **row, "dropped": _dropped(pdir)}, errors
+            **row, **paired(pdir, j), **cpu_figures(pdir, env),
+            "dropped": _dropped(pdir)}, errors
 
 
 # summary.json's name for each figure of the row (docs/records.md)
@@ -135,6 +190,9 @@ SUMMARY_FIELDS = {
     "app_stamp_error_mean_us": "app_stamp_error_mean_us",
     "clock_uncertainty_us": "clock_uncertainty_us", "rtt_p50_us": "rtt_p50_us",
     "rtt_p99_us": "rtt_p99_us", "update_jitter_us": "update_jitter_us",
+    "paired_stamp_error_mean_us": "paired_stamp_error_mean_us",
+    "paired_stamp_error_p95_us": "paired_stamp_error_p95_us",
+    "guest_cpu_s": "guest_cpu_s", "guest_throttled_s": "guest_throttled_s",
 }
 
 
@@ -149,6 +207,8 @@ def summary_entry(row: dict) -> dict:
     out = {k: _round(row.get(src), 3) for k, src in SUMMARY_FIELDS.items()}
     out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
     out["host_stamp_exact_fraction"] = _round(row.get("host_stamp_exact_fraction"), 6)
+    for k in ("guest_cores_busy", "host_core_busy", "paired_coverage"):
+        out[k] = _round(row.get(k), 4)
     return out
 
 

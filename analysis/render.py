@@ -18,6 +18,21 @@ COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost
         ("rtt_p50_us", "RTT p50 µs"), ("update_jitter_us", "update jitter µs")]
 
 
+# the second table: the host-mode points' paired guest stamps, and what each point cost
+COLS2 = [("mode", "mode"), ("guests", "guests"), ("paired_n", "paired inputs"),
+         ("paired_stamp_error_mean_us", "paired guest-stamp err mean µs"),
+         ("paired_stamp_error_p95_us", "paired err p95 µs"),
+         ("paired_guest_delay_mean_us", "paired guest delay mean µs"),
+         ("guest_cores_busy", "guest cores busy"), ("host_core_busy", "host core busy"),
+         ("guest_cpu_s", "guests' CPU s"), ("guest_throttled_s", "throttled s"),
+         ("softirq_s", "softirq s")]
+PAIRED_NOTE = ("Paired: in host mode the guests' decoder (UML backend) also logs the guest "
+               "kernel's own receive stamp of every input it re-stamps, so the guest-stamp "
+               "error is measured on exactly the inputs and load the host stamps saw, beside "
+               "the separate guest-mode points above. CPU: each core's busy share during the "
+               "load (the guests' cores and the host side's), the guests' CPU seconds and the "
+               "time their cgroups were throttled (cpu.json).")
+
 CAPTIONS = {"loss": "Inputs lost (never reached the server) per placement and mode",
             "mean_delay": "Mean delay with its 95% CI (clock uncertainty included)",
             "p95_delay": "95th-percentile delay with its distribution-free 95% CI",
@@ -35,6 +50,38 @@ def table_rows(df: pd.DataFrame) -> list[list[str]]:
                                   zip(df["delay_mean_ci_lo_us"], df["delay_mean_ci_hi_us"],
                                       strict=True)])
     return [[_fmt(r[c]) for c, _ in COLS] for _, r in df.iterrows()]
+
+
+def table2_rows(df: pd.DataFrame) -> list[list[str]]:
+    cols = [c for c, _ in COLS2]
+    df = df.reindex(columns=list(dict.fromkeys([*df.columns, *cols])))
+    def cell(c, v):
+        return str(int(v)) if c == "paired_n" and v == v else _fmt(v)
+    return [[cell(c, r[c]) for c in cols] for _, r in df.iterrows()]
+
+
+def setup_lines(env: dict, run: dict) -> list[str]:
+    """What a reader must know to weigh the numbers: backend and why, where the client
+    ran, what a guest costs, its clock, boot time and memory."""
+    out = []
+    if run.get("backend_reason"):
+        out.append(f"Backend: {env.get('backend', '?')} ({run['backend_reason']})")
+    if env.get("cost_model"):
+        out.append(f"Cost model: {env['cost_model']}")
+    out.append(f"CPUs: host side (shim, stamper, client) on {env.get('shim_cpus') or 'any'}, "
+               f"guests on {env.get('guest_cpus') or 'any'} ({env.get('placement', '?')} "
+               "placement); the client stands for players on other machines")
+    if env.get("clock"):
+        out.append(f"Guest clock: {env['clock']}")
+    boots = run.get("build_s") or {}
+    if boots:
+        out.append("Guests built and booted per count (s): "
+                   + ", ".join(f"{k}: {v}" for k, v in boots.items()))
+    if env.get("pss_mib_per_guest") is not None:
+        out.append(f"Memory per guest after boot (PSS of its processes, largest count): "
+                   f"{env['pss_mib_per_guest']} MiB; host memory used by the guests: "
+                   f"{env.get('host_memory_used_mib')} MiB")
+    return out
 
 
 def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
@@ -61,10 +108,11 @@ def _accel_html(env: dict) -> str:
     return f'<br>Accelerator: <span id="accel">{html.escape(why)}</span>' if why else ""
 
 
-def markdown(df, cap, sla, spec, env, paper) -> str:
+def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
     out = ["# gamebed capacity report", "",
            f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}",
            ""]
+    out += [f"- {line}" for line in setup_lines(env, run or {})] + [""]
     if env.get("accel_reason"):
         out += [f"**Accelerator**: {env['accel_reason']}", ""]
     out += ["## Capacity", "", "| mode | capacity (guests) | first failing count |",
@@ -80,6 +128,10 @@ def markdown(df, cap, sla, spec, env, paper) -> str:
             "its own clock, its stamps are moved to the host's by the measured offset, so a "
             "guest-stamp error carries that uncertainty too; a stamp cannot precede the host's "
             "arrival, so stamp err min bounds the offset's bias.", "",
+            "## Paired stamps and CPU", "",
+            "| " + " | ".join(h for _, h in COLS2) + " |", "|" + "---|" * len(COLS2)]
+    out += ["| " + " | ".join(r) + " |" for r in table2_rows(df)]
+    out += ["", PAIRED_NOTE, "",
             "## Spec and environment", "",
             f"- spec: `{spec}`", f"- environment: `{env}`", "",
             "## The paper's figures (a different machine: Xen, 2008; not comparable 1:1)", "",
@@ -88,8 +140,13 @@ def markdown(df, cap, sla, spec, env, paper) -> str:
     return "\n".join(out) + "\n"
 
 
-def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes]) -> str:
+def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes],
+              run: dict | None = None) -> str:
     e = html.escape
+    setup = "".join(f"<li>{e(line)}</li>" for line in setup_lines(env, run or {}))
+    head2 = "".join(f"<th>{e(h)}</th>" for _, h in COLS2)
+    body2 = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
+                    for r in table2_rows(md_df))
     caps = "".join(f"<tr><td>{e(m)} stamps</td><td><b>{e(capacity_text(c))}</b></td>"
                    f"<td>{c['first_failure'] or '–'}</td></tr>" for m, c in sorted(cap.items()))
     head = "".join(f"<th>{e(h)}</th>" for _, h in COLS)
@@ -110,6 +167,7 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 <p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}.
  Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.
 {_accel_html(env)}</p>
+<ul id="setup">{setup}</ul>
 <h2>Capacity</h2><table id="capacity"><tr><th>mode</th><th>capacity (guests)</th>
 <th>first failing count</th></tr>{caps}</table>
 <p>Host/guest capacity ratio: {e(ratio_text(cap))}</p>
@@ -120,6 +178,8 @@ server used − host arrival stamp. Mean CIs are widened by the clock-sync uncer
 0 where guests share the host's clock). Where a guest has its own clock, its stamps are moved
 to the host's by the measured offset, so a guest-stamp error carries that uncertainty too; a
 stamp cannot precede the host's arrival, so "stamp err min" bounds the offset's bias.</p>
+<h2>Paired stamps and CPU</h2><table id="paired"><tr>{head2}</tr>{body2}</table>
+<p class="note">{e(PAIRED_NOTE)}</p>
 <h2>The paper's figures</h2><p class="note">Different machine and hypervisor (Xen, 2008):
 context, not a comparison.</p><table>{ref}</table>
 <h2>Spec and environment</h2><table>{env_rows}</table></body></html>

@@ -35,7 +35,10 @@ def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarr
         row, err = analyze_point(pj.parent)
         rows.append(row)
         errors[(row["mode"], row["guests"])] = err
-        meta = meta or load_json(pj)
+        pmeta = load_json(pj)
+        # the largest count's environment: its boot time and memory are the telling ones
+        if not meta or pmeta.get("guests", 0) >= meta.get("guests", 0):
+            meta = pmeta
     if not rows:
         raise FileNotFoundError(f"{results}: no points/*/point.json; is this a gamebed run "
                                 "directory?")
@@ -121,8 +124,8 @@ def write_report(results: Path, sla_delay_ms: float = 1.0, sla_stat: str = "mean
     images = plots(df, errors, sla_delay_ms * 1000.0, sla_loss, sla_stat)
     paths = {"html": results / "report.html", "md": results / "report.md",
              "csv": results / "capacity.csv", "points": results / "points.csv"}
-    paths["md"].write_text(render.markdown(df, cap, sla, spec, env, PAPER))
-    paths["html"].write_text(render.html_page(df, cap, sla, spec, env, PAPER, images))
+    paths["md"].write_text(render.markdown(df, cap, sla, spec, env, PAPER, run))
+    paths["html"].write_text(render.html_page(df, cap, sla, spec, env, PAPER, images, run))
     render.capacity_frame(cap, sla).to_csv(paths["csv"], index=False)
     df.to_csv(paths["points"], index=False)
     return paths

@@ -1,11 +1,18 @@
 """VM scale benchmark: boot N game VMs at once, time them, weigh them, destroy them.
 
-For each N (default 1, 4, 8, 16): `launch` N VMs (libvirt backend, the gamebed
-image, patched virtio_net), i.e. boot them concurrently and wait until every game
-server answers a clock-sync request; then read each QEMU's resident memory from
-/proc and destroy everything.  Prints one JSON line per N: seconds to all-answering,
-QEMU RSS per VM (mean, max), host memory used, and the domain type (kvm/tcg).
-Root.  Usage: python benchmarks/bench_vms.py [--counts 1,4,8,16] [--memory 160]
+For each backend and N: `launch` N guests, i.e. boot them concurrently and wait
+until every game server answers a clock-sync request; then weigh them and destroy
+everything.  Prints one JSON line per (backend, N): seconds to all-answering,
+memory per guest and host memory used.
+
+- uml (default N = 1, 16, 48): user-mode Linux guests; per guest the RSS of its
+  kernel process and the PSS of all its processes (its guest processes share the
+  kernel's memory mapping: PSS counts each page once);
+- libvirt (default N = 1, 4, 8, 16): QEMU VMs (the gamebed image, patched
+  virtio_net), QEMU's RSS per VM, and the domain type (kvm/tcg).
+
+Root.  Usage: python benchmarks/bench_vms.py [--backends uml,libvirt]
+              [--uml-counts 1,16,48] [--counts 1,4,8,16] [--memory 160]
 """
 
 from __future__ import annotations
@@ -45,35 +52,61 @@ def mem_used_mib() -> float:
     return (kib("MemTotal") - kib("MemAvailable")) / 1024
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_one(backend: str, n: int, memory: int) -> dict:
+    before = mem_used_mib()
+    t0 = time.monotonic()
+    info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend=backend,
+                                 vm_memory_mib=memory))
+    up = time.monotonic() - t0
+    time.sleep(5)  # let boot-time allocations settle before weighing
+    out = {"backend": backend, "vms": n, "ok": True, "all_answering_s": round(up, 1),
+           "memory_mib_per_vm": memory}
+    if backend == "libvirt":
+        rss = qemu_rss_kib([v["name"] for v in info["guests"]])
+        out["domain_type"] = info["domain_type"]
+    else:
+        rss = [rss_kib(g["pid"]) for g in info["guests"]]
+        out["pss_mib_per_guest"] = info.get("pss_mib_per_guest")
+    out.update({"rss_mib_mean": round(sum(rss) / len(rss) / 1024, 1),
+                "rss_mib_max": round(max(rss) / 1024, 1),
+                "host_mem_used_mib": round(mem_used_mib() - before)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--counts", default="1,4,8,16")
+    ap.add_argument("--backends", default="uml,libvirt")
+    ap.add_argument("--uml-counts", default="1,16,48")
+    ap.add_argument("--counts", default="1,4,8,16", help="libvirt VM counts")
     ap.add_argument("--memory", type=int, default=160, help="MiB per VM")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
-        print("bench_vms: needs root (libvirt domains, taps)", file=sys.stderr)
+        print("bench_vms: needs root (namespaces, cgroups, libvirt domains, taps)",
+              file=sys.stderr)
         return 2
-    for n in (int(x) for x in a.counts.split(",")):
-        before = mem_used_mib()
-        t0 = time.monotonic()
-        try:
-            info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend="libvirt",
-                                         vm_memory_mib=a.memory))
-        except Exception as e:  # report the count that failed, then stop growing
-            print(json.dumps({"vms": n, "ok": False, "error": str(e).splitlines()[0]}))
-            destroy()
-            return 1
-        up = time.monotonic() - t0
-        time.sleep(5)  # let boot-time allocations settle before weighing
-        rss = qemu_rss_kib([v["name"] for v in info["guests"]])
-        used = mem_used_mib() - before
-        destroy()
-        print(json.dumps({"vms": n, "ok": True, "domain_type": info["domain_type"],
-                          "all_answering_s": round(up, 1), "memory_mib_per_vm": a.memory,
-                          "qemu_rss_mib_mean": round(sum(rss) / len(rss) / 1024, 1),
-                          "qemu_rss_mib_max": round(max(rss) / 1024, 1),
-                          "host_mem_used_mib": round(used)}), flush=True)
-    return 0
+    rc = 0
+    for backend in a.backends.split(","):
+        counts = a.uml_counts if backend == "uml" else a.counts
+        for n in (int(x) for x in counts.split(",")):
+            try:
+                row = bench_one(backend, n, a.memory)
+            except Exception as e:  # report the count that failed, then stop growing
+                row = {"backend": backend, "vms": n, "ok": False,
+                       "error": str(e).splitlines()[0]}
+                rc = 1
+            finally:
+                destroy()
+            print(json.dumps(row), flush=True)
+            if not row["ok"]:
+                break
+    return rc
 
 
 if __name__ == "__main__":

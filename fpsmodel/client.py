@@ -89,13 +89,19 @@ def make_input(p: Player) -> wire.PlayerInput:
 
 
 def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
-               timeout: float = 0.2) -> list[SyncSample]:
-    """Four-timestamp exchanges on a connected socket; lost replies are skipped."""
+               timeout: float = 0.2, give_up_after: int | None = None) -> list[SyncSample]:
+    """Four-timestamp exchanges on a connected socket; lost replies are skipped.  With
+    `give_up_after`, that many unanswered requests in a row end the exchange (a server
+    still working off a backlog after an overloading load would cost `timeout` per try)."""
     out: list[SyncSample] = []
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
+    misses = 0
     try:
         for seq in range(samples):
+            if give_up_after is not None and misses >= give_up_after:
+                break
+            misses += 1
             t1 = time.time_ns()
             sock.send(codec.encode_sync_req(pid, seq, t1))
             deadline = time.monotonic() + timeout
@@ -113,6 +119,7 @@ def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
                     rt1, t2, t3 = wire.decode_sync_resp(body)
                     if rt1 == t1:
                         out.append(SyncSample(t1, t2, t3, t4))
+                        misses = 0
                         break
             time.sleep(0.002)
     finally:
@@ -156,7 +163,8 @@ class GameClient:
         for p in self.players:
             first.setdefault(p.target.guest, p)
         for guest, p in first.items():
-            samples = clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples)
+            samples = clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples,
+                                 give_up_after=3 if phase else None)
             if not samples:
                 if phase:
                     continue

@@ -29,7 +29,7 @@ CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backen
            "accel": ACCELS, "dispatch": DISPATCH_MODES}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
-DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 8, 16, 24, 32, 40, 48),
+DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
                   "libvirt": (1, 2, 4)}
 CAPPABLE = ("netns", "uml")  # backends whose guests run in cgroups of ours
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup for gamebed on a fresh Debian machine of this kind:
 # system packages (clang for the BPF programs, iproute2 for namespaces and tc,
-# chromium for the report test, QEMU/libvirt and the Debian cloud kernel for VMs),
+# chromium for the report test, user-mode Linux, QEMU/libvirt and the Debian cloud
+# kernel for VMs),
 # then a virtualenv in .venv with gamebed and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ compgen -G "/boot/vmlinuz-*-cloud-amd64" >/dev/null || need_apt+=(linux-image-cl
 compgen -G "/usr/src/linux-headers-*-cloud-amd64" >/dev/null || need_apt+=(linux-headers-cloud-amd64)
 [ -e /usr/src/linux-source-6.1.tar.xz ] || need_apt+=(linux-source-6.1)
 command -v make >/dev/null || need_apt+=(make)
+# user-mode Linux guests (--backend uml, the default where it runs): Debian's UML kernel
+# with its module tree (sch_ingress, cls_bpf for the decoder)
+command -v linux.uml >/dev/null || need_apt+=(user-mode-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2

@@ -1,7 +1,8 @@
 """Shared test setup: markers by directory, and the only skip helpers.
 
 tests/unit needs nothing; tests/net needs root and network namespaces;
-tests/vm needs QEMU/libvirt.  Each skip says what is missing.
+tests/vm needs QEMU/libvirt, or user-mode Linux for the `uml` tests.  Each skip says
+what is missing.
 """
 
 from __future__ import annotations
@@ -88,6 +89,27 @@ def skip_unless_vm() -> None:
         pytest.skip(problem)
     skip_unless_netns()
     skip_unless_clang()
+
+
+def _uml_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create the UML guests' namespaces and cgroups"
+    from vm import uml_usable
+
+    ok, why = uml_usable()
+    return None if ok else f"{why}: run scripts/setup.sh (Debian's user-mode-linux)"
+
+
+def skip_unless_uml() -> None:
+    """User-mode Linux guests (Debian's user-mode-linux), plus namespaces and clang."""
+    problem = _uml_problem()
+    if problem:
+        pytest.skip(problem)
+    skip_unless_netns()
+    skip_unless_clang()
+    if not shutil.which("mmdebstrap") and not list((ROOT / "build" / "image").glob("rootfs-*")):
+        pytest.skip("needs mmdebstrap for the guests' root (or a cached one): run "
+                    "scripts/setup.sh")
 
 
 def skip_unless_kbuild() -> None:

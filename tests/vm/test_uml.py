@@ -1,0 +1,138 @@
+"""User-mode Linux guests: a two-guest run with both stamps, the paper's effect under a
+CPU cap, and SIGINT / launch --destroy leaving nothing behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis.point import analyze_point
+from gamebed.cli import main
+from tests.conftest import skip_unless_uml
+
+pytestmark = pytest.mark.uml
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def leftovers(prefix: str) -> dict:
+    """Everything of a run's prefix that could outlive it."""
+    from gamebed.manifest import VM_DIR
+    from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT
+
+    procs = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"linux.uml") and any(prefix.encode() in a for a in cmd):
+            procs.append(int(d.name))
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {"uml_processes": procs,
+            "netns": [n for n in netns.split() if n.startswith(prefix)],
+            "links": [n for n in os.listdir("/sys/class/net") if n.startswith(prefix)],
+            "cgroups": sorted(str(p) for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT)
+                              for p in root.glob(f"{prefix}*")),
+            "dirs": sorted(str(p) for p in VM_DIR.glob(f"{prefix}*"))}
+
+
+NOTHING = {"uml_processes": [], "netns": [], "links": [], "cgroups": [], "dirs": []}
+
+
+@pytest.fixture(scope="module")
+def uml_run(tmp_path_factory):
+    skip_unless_uml()
+    out = tmp_path_factory.mktemp("umlrun") / "res"
+    assert main(["run", "--backend", "uml", "--guests", "2", "--duration", "5",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_two_uml_guests_host_stamps_exact_guest_stamps_late(uml_run):
+    s = json.loads((uml_run / "summary.json").read_text())
+    assert s["backend"] == "uml"
+    pts = {(p["mode"], p["guests"]): p for p in s["points"]}
+    assert set(pts) == {("guest", 2), ("host", 2)}
+    host, guest = pts[("host", 2)], pts[("guest", 2)]
+    assert host["inputs_sent"] > 300 and host["inputs_lost"] == 0
+    assert host["host_stamp_exact_fraction"] == 1.0
+    assert guest["stamp_error_mean_us"] > 0 and guest["host_stamp_exact_fraction"] == 0.0
+    # both modes ran on the same booted guests: one build per count
+    assert list(s["build_s"]) == ["2"]
+    # paired stamps: the decoder logged the guest kernel's own stamp of every input
+    assert host["paired_coverage"] == 1.0 and host["paired_stamp_error_mean_us"] > 0
+    cpu = json.loads((uml_run / "points" / "host-g002" / "cpu.json").read_text())
+    assert set(cpu["guests"]) == {"0", "1"}
+    assert all(g["cpu_s"] > 0 for g in cpu["guests"].values())
+    env = json.loads((uml_run / "points" / "host-g002" / "point.json").read_text())
+    env = env["environment"]
+    assert env["backend"] == "uml" and env["shared_clock"] is False
+    assert env["client_cpus"] == env["shim_cpus"] != env["guest_cpus"]
+    assert leftovers(s["prefix"]) == NOTHING
+
+
+def test_capped_busy_guest_stamps_late_host_stamps_exact(tmp_path):
+    """The paper's effect, by a real guest kernel: one guest capped at 10% of a CPU with
+    game logic that wants more keeps its inputs waiting for its CPU."""
+    skip_unless_uml()
+    out = tmp_path / "capped"
+    assert main(["run", "--backend", "uml", "--guests", "1", "--duration", "10",
+                 "--cpu-cap", "0.1", "--server-work-us", "2000", "--out", str(out)]) == 0
+    guest, _ = analyze_point(out / "points" / "guest-g001")
+    host, _ = analyze_point(out / "points" / "host-g001")
+    assert guest["stamp_error_p50_us"] > 10_000, guest["stamp_error_p50_us"]
+    assert host["host_stamp_exact_fraction"] == 1.0
+    assert host["guest_throttled_s"] > 1.0
+
+
+def _wait_for_uml(state: Path, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for f in state.glob("*.json"):
+            entries = json.loads(f.read_text())["entries"]
+            if any(e["kind"] == "process" and e["name"].startswith("uml") for e in entries):
+                return f.stem
+        time.sleep(0.1)
+    return None
+
+
+def test_sigint_during_uml_run_leaves_nothing(tmp_path):
+    skip_unless_uml()
+    state = tmp_path / "state"
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(state))
+    p = subprocess.Popen([sys.executable, "-m", "gamebed", "run", "--backend", "uml",
+                          "--guests", "3", "--duration", "5", "--out", str(tmp_path / "o")],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=ROOT)
+    prefix = _wait_for_uml(state, 60)
+    assert prefix, "the run never started a UML guest"
+    time.sleep(1.0)  # mid-boot
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert leftovers(prefix) == NOTHING
+    assert not list(state.glob("*.json"))
+
+
+def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
+    skip_unless_uml()
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", "uml",
+                        "--count", "2"], env=env, capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["backend"] == "uml"
+    assert all(g["answer"]["answered"] > 0 for g in info["guests"])
+    time.sleep(2)  # the launching process is gone: the guests must keep serving
+    assert len(leftovers(info["prefix"])["uml_processes"]) >= 2
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert leftovers(info["prefix"]) == NOTHING
+    assert not list((tmp_path / "state").glob("gl*.json"))
