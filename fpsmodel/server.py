@@ -297,6 +297,9 @@ class GameServer:
                         seen, last_input = self.accepted, now
                     elif seen and self.cfg.idle_exit and now - last_input > self.cfg.idle_exit:
                         break  # the load is over: a VM guest then ships its records
+                    # a server that falls behind its ticks (game logic on a starved CPU)
+                    # still reads its socket between them, as a real one must
+                    self.drain()
                     continue
                 if disp.wait(min(next_tick, end) - now):
                     self.drain()
