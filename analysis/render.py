@@ -64,6 +64,9 @@ def setup_lines(env: dict, run: dict) -> list[str]:
     """What a reader must know to weigh the numbers: backend and why, where the client
     ran, what a guest costs, its clock, boot time and memory."""
     out = []
+    if run.get("ignored_points"):
+        out.append("Not in this run (summary.json does not list them), so not analysed: "
+                   + ", ".join(run["ignored_points"]))
     if run.get("backend_reason"):
         out.append(f"Backend: {env.get('backend', '?')} ({run['backend_reason']})")
     if env.get("cost_model"):

@@ -8,6 +8,7 @@ Writes DIR/report.html (self-contained), DIR/report.md and DIR/capacity.csv.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,9 +30,27 @@ PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM")
 STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
 
 
+def point_files(results: Path) -> tuple[list[Path], list[str]]:
+    """The point.json files of the points summary.json lists (all under points/ when it
+    lists none, as for a synthetic run), and the point directories it does not list."""
+    results = Path(results)
+    found = sorted(results.glob("points/*/point.json"))
+    listed = (load_json(results / "summary.json", {}) or {}).get("points")
+    if listed is None:
+        return found, []
+    want = [results / p["dir"] / "point.json" for p in listed if p.get("dir")]
+    keep = [pj for pj in want if pj.exists()]
+    others = sorted(str(pj.parent.relative_to(results)) for pj in found if pj not in want)
+    return keep, others
+
+
 def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarray], dict]:
     rows, errors, meta = [], {}, {}
-    for pj in sorted(Path(results).glob("points/*/point.json")):
+    files, others = point_files(results)
+    if others:
+        print(f"report: ignoring {len(others)} point directories that {results}/summary.json "
+              f"does not list (another run's?): {', '.join(others)}", file=sys.stderr)
+    for pj in files:
         row, err = analyze_point(pj.parent)
         rows.append(row)
         errors[(row["mode"], row["guests"])] = err
@@ -119,7 +138,8 @@ def write_report(results: Path, sla_delay_ms: float = 1.0, sla_stat: str = "mean
     sla = {"stat": sla_stat, "delay_ms": sla_delay_ms, "loss": sla_loss}
     cap = capacity(df, STAT_COL[sla_stat], sla_delay_ms * 1000.0, sla_loss)
     spec, env = meta.get("spec", {}), dict(meta.get("environment", {}))
-    run = load_json(results / "summary.json", {}) or {}
+    run = dict(load_json(results / "summary.json", {}) or {})
+    run["ignored_points"] = point_files(results)[1]
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
     images = plots(df, errors, sla_delay_ms * 1000.0, sla_loss, sla_stat)
     paths = {"html": results / "report.html", "md": results / "report.md",

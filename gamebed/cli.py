@@ -62,7 +62,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     spec, why = resolve_backend(spec_from_args(a))
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
     summary = run_sweep(spec, a.out, make_testbed, point_summary, dry_run=a.dry_run,
-                        backend_reason=why)
+                        backend_reason=why, resume=a.resume, overwrite=a.overwrite)
     if a.dry_run:
         return 0
     if not a.no_report:
@@ -184,7 +184,14 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("results"), help="results directory")
+    p.add_argument("--out", type=Path, default=Path("results"),
+                   help="results directory (default %(default)s); one holding an earlier "
+                        "run is refused unless --resume or --overwrite")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the points an earlier run in --out measured (same spec only) "
+                        "and measure the rest")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove an earlier run's points and reports from --out first")
     p.add_argument("--guests", type=counts,
                    help="guest counts, e.g. 1,2,4 (default: the backend's, "
                         + "; ".join(f"{b} {','.join(map(str, c))}"

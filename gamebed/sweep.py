@@ -12,6 +12,7 @@ factory (vm.make_testbed) and the per-point analysis (analysis.point.point_summa
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -86,11 +87,61 @@ def _point_line(entry: dict, t0: float) -> str:
             f"({time.monotonic() - t0:.0f} s)")
 
 
+RESULT_FILES = ("summary.json", "report.html", "report.md", "capacity.csv", "points.csv")
+
+
+def _plain(d: dict) -> dict:
+    return json.loads(json.dumps(d))  # tuples → lists, as read back from summary.json
+
+
+def prepare_out(out: Path, spec: ExperimentSpec, resume: bool = False,
+                overwrite: bool = False, dry_run: bool = False) -> dict | None:
+    """Check the results directory before anything is created.  An empty or new one is
+    used as is; one holding an earlier run is refused unless `overwrite` (its points
+    and reports are removed first) or `resume` (same spec: returns its summary, whose
+    points are kept and not measured again)."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    out = Path(out)
+    if not (out.is_dir() and any(out.iterdir())):
+        if resume:
+            raise ValueError(f"--resume: {out} holds no earlier run to resume")
+        return None
+    old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() \
+        else None
+    if overwrite:
+        for path in [out / "points", *(out / f for f in RESULT_FILES)]:
+            if dry_run:
+                if path.exists():
+                    progress(f"would remove {path}")
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return None
+    if not resume:
+        n = len(old["points"]) if old else "no summary.json, but files"
+        raise ValueError(f"{out} already holds results ({n} points of an earlier run); pass "
+                         "--overwrite to replace them, --resume to measure only the points it "
+                         "lacks (same spec), or another --out")
+    if old is None:
+        raise ValueError(f"--resume: {out} has no summary.json to resume from")
+    want, had = _plain(spec.to_dict()), old.get("spec", {})
+    differ = sorted(k for k in set(want) | set(had) if want.get(k) != had.get(k))
+    if differ:
+        raise ValueError(f"--resume: the spec differs from the run in {out} in "
+                         f"{', '.join(differ)}; resume with the same options, or --overwrite")
+    return old
+
+
 def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int, out: Path,
-                  runner: Runner, on_point: Callable[[dict], None], t0: float) -> None:
-    """Every mode on one count's testbed (its guests are built once)."""
-    for mode in spec.modes:
+                  runner: Runner, on_point: Callable[[dict], None], t0: float,
+                  modes: tuple[str, ...] | None = None) -> None:
+    """Every mode (or the given ones) on one count's testbed (its guests are built once)."""
+    for mode in modes or spec.modes:
         pdir = out / "points" / f"{mode}-g{n_guests:03d}"
+        if not runner.dry_run:
+            shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
         progress(f"      {mode} stamps: {spec.duration:g} s of play ...")
         with bed.mode(mode, pdir) as point:
             env = point.environment()
@@ -108,18 +159,25 @@ def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int
 
 
 def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
-              summarize: Summarize, dry_run: bool = False, backend_reason: str = "") -> dict:
+              summarize: Summarize, dry_run: bool = False, backend_reason: str = "",
+              resume: bool = False, overwrite: bool = False) -> dict:
     if not dry_run:
         require_net_admin()
     if spec.backend == "auto" or spec.guest_counts is None:
         raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
-    runner = Runner(dry_run=dry_run)
     out = Path(out)
+    old = prepare_out(out, spec, resume, overwrite, dry_run)
+    runner = Runner(dry_run=dry_run)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(new_prefix(), dry_run=dry_run)
     summary = {"spec": spec.to_dict(), "environment": environment(), "backend": spec.backend,
                "backend_reason": backend_reason, "prefix": manifest.prefix,
                "manifest": str(manifest.path), "points": [], "complete": False}
+    if old:
+        summary["points"] = list(old["points"])
+        summary["build_s"] = dict(old.get("build_s", {}))
+        summary["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
+    done = {(p["mode"], p["guests"]) for p in summary["points"]}
     t0 = time.monotonic()
 
     def on_point(entry: dict) -> None:
@@ -129,13 +187,18 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
 
     with signals_unwind(), _closing(manifest):
         for k, n_guests in enumerate(spec.counts, 1):
+            todo = tuple(m for m in spec.modes if (m, n_guests) not in done)
+            if not todo:
+                progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s): measured by the "
+                         "run resumed")
+                continue
             progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s) on {spec.backend}: "
                      f"building ...")
             work = out / "points" / f"work-g{n_guests:03d}"
             tb = time.monotonic()
             with make_testbed(spec, n_guests, work, runner, manifest, progress) as bed:
                 summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
-                measure_count(bed, summarize, spec, n_guests, out, runner, on_point, t0)
+                measure_count(bed, summarize, spec, n_guests, out, runner, on_point, t0, todo)
             if not dry_run:
                 shutil.rmtree(work, ignore_errors=True)
     summary["complete"] = True

@@ -42,9 +42,12 @@ COST_MODEL = ("a guest is a user-mode Linux kernel: one host process for its ker
               "one per guest process; guest system calls and page faults trap through "
               "ptrace, so a guest costs more CPU per packet than a hardware-virtualised VM "
               "and absolute counts hold for UML on this host only")
-CLOCK_NOTE = ("UML reads the host's CLOCK_MONOTONIC, so its clock does not drift from the "
-              "host's, but it sets its wall clock once at boot, off by up to a few ms; the "
-              "client's clock sync measures that offset before and after each load")
+CLOCK_NOTE = ("UML's clock source reads the host's CLOCK_MONOTONIC, so it does not drift "
+              "from the host's, but its wall clock is set once at boot and falls behind by "
+              "the timer ticks lost while the kernel waits for its CPU (ms alone, seconds "
+              "when dozens boot at once); a guest program cannot read the host's clock "
+              "(its clock_gettime traps into the guest kernel), so the client's clock sync "
+              "measures the offset before and after each load")
 
 _IMAGES: list[uml_image.UmlImage] = []
 

@@ -163,3 +163,48 @@ def test_no_backend_class_inherits_from_another():
     from vm.netns import NetnsGuests
 
     assert LibvirtGuests.__mro__[1:] == (object,) and NetnsGuests.__mro__[1:] == (object,)
+
+
+# -- results directories --------------------------------------------------------------------
+
+def test_results_directory_of_an_earlier_run_is_refused_resumed_or_overwritten(tmp_path):
+    from gamebed.sweep import prepare_out
+
+    spec = ExperimentSpec(backend="netns", guest_counts=(1, 2))
+    out = tmp_path / "res"
+    assert prepare_out(out, spec) is None  # new: fine, and nothing created
+    assert not out.exists()
+    (out / "points" / "host-g001").mkdir(parents=True)
+    summary = {"spec": json.loads(json.dumps(spec.to_dict())), "prefix": "gbold",
+               "points": [{"mode": "host", "guests": 1, "dir": "points/host-g001"}]}
+    (out / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="already holds results .1 points.*--overwrite"):
+        prepare_out(out, spec)
+    with pytest.raises(ValueError, match="differs .* in duration"):
+        prepare_out(out, spec.replace(duration=3.0), resume=True)
+    assert prepare_out(out, spec, resume=True)["points"][0]["guests"] == 1
+    with pytest.raises(ValueError, match="exclude"):
+        prepare_out(out, spec, resume=True, overwrite=True)
+    prepare_out(out, spec, overwrite=True, dry_run=True)  # a dry run removes nothing
+    assert (out / "summary.json").exists()
+    assert prepare_out(out, spec, overwrite=True) is None
+    assert not (out / "points").exists() and not (out / "summary.json").exists()
+
+
+def test_report_reads_only_the_points_summary_lists(tmp_path):
+    import numpy as np
+
+    from analysis.report import analyze, point_files
+    from analysis.synth import write_run
+
+    write_run(tmp_path, lambda m, g, r, n: (np.full(n, 50.0), np.full(n, 40.0), 0.0),
+              guest_counts=(1, 2), inputs_per_point=200)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary["points"] = [{"mode": m, "guests": 1, "dir": f"points/{m}-g001"}
+                         for m in ("guest", "host")]
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    files, others = point_files(tmp_path)
+    assert [f.parent.name for f in files] == ["guest-g001", "host-g001"]
+    assert others == ["points/guest-g002", "points/host-g002"]
+    df, _, _ = analyze(tmp_path)
+    assert sorted(df["guests"].unique()) == [1]
