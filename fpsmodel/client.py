@@ -89,19 +89,13 @@ def make_input(p: Player) -> wire.PlayerInput:
 
 
 def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
-               timeout: float = 0.2, give_up_after: int | None = None) -> list[SyncSample]:
-    """Four-timestamp exchanges on a connected socket; lost replies are skipped.  With
-    `give_up_after`, that many unanswered requests in a row end the exchange (a server
-    still working off a backlog after an overloading load would cost `timeout` per try)."""
+               timeout: float = 0.2) -> list[SyncSample]:
+    """Four-timestamp exchanges on a connected socket; lost replies are skipped."""
     out: list[SyncSample] = []
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
-    misses = 0
     try:
         for seq in range(samples):
-            if give_up_after is not None and misses >= give_up_after:
-                break
-            misses += 1
             t1 = time.time_ns()
             sock.send(codec.encode_sync_req(pid, seq, t1))
             deadline = time.monotonic() + timeout
@@ -119,11 +113,57 @@ def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
                     rt1, t2, t3 = wire.decode_sync_resp(body)
                     if rt1 == t1:
                         out.append(SyncSample(t1, t2, t3, t4))
-                        misses = 0
                         break
             time.sleep(0.002)
     finally:
         sel.unregister(sock)
+        sel.close()
+    return out
+
+
+def clock_sync_all(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samples: int,
+                   timeout: float = 0.2, give_up_after: int = 3) -> dict[int, list[SyncSample]]:
+    """The same exchange with every peer at once, a round per sample: after a load that
+    left dozens of servers working off backlogs, asking them one by one would take a
+    `timeout` per unanswered try.  A peer that misses `give_up_after` rounds in a row is
+    no longer asked."""
+    out: dict[int, list[SyncSample]] = {g: [] for g in peers}
+    misses = dict.fromkeys(peers, 0)
+    sel = selectors.DefaultSelector()
+    for g, (sock, _c, _p) in peers.items():
+        sel.register(sock, selectors.EVENT_READ, g)
+    try:
+        for seq in range(samples):
+            asked = {}
+            for g, (sock, codec, pid) in peers.items():
+                if misses[g] < give_up_after:
+                    asked[g] = time.time_ns()
+                    sock.send(codec.encode_sync_req(pid, seq, asked[g]))
+            if not asked:
+                break
+            deadline = time.monotonic() + timeout
+            while asked and (left := deadline - time.monotonic()) > 0:
+                for key, _ in sel.select(left):
+                    g = key.data
+                    try:
+                        data = key.fileobj.recv(2048)
+                    except OSError:
+                        continue
+                    t4 = time.time_ns()
+                    try:
+                        hdr, body = peers[g][1].open(data)
+                    except wire.WireError:
+                        continue
+                    if g in asked and hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
+                        rt1, t2, t3 = wire.decode_sync_resp(body)
+                        if rt1 == asked[g]:
+                            out[g].append(SyncSample(rt1, t2, t3, t4))
+                            misses[g] = 0
+                            del asked[g]
+            for g in asked:
+                misses[g] += 1
+            time.sleep(0.002)
+    finally:
         sel.close()
     return out
 
@@ -162,9 +202,14 @@ class GameClient:
         first = {}
         for p in self.players:
             first.setdefault(p.target.guest, p)
+        together = {}
+        if phase:  # after the load: every server at once, bounded (clock_sync_all)
+            together = clock_sync_all({g: (p.sock, p.codec, p.pid) for g, p in first.items()},
+                                      self.cfg.sync_samples)
         for guest, p in first.items():
-            samples = clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples,
-                                 give_up_after=3 if phase else None)
+            # before the load, one server at a time: the quietest exchange, the best offset
+            samples = (together[guest] if phase else
+                       clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples))
             if not samples:
                 if phase:
                     continue

@@ -211,7 +211,9 @@ class UmlGuests:
                     self._check_alive(i, "its game server answered")
             return not pending
 
-        wait_for(ready, 30.0 + 1.0 * len(self.guests), "the UML guests' game servers",
+        # a fork of the agent per guest, all on the guests' CPUs: seconds each when dozens
+        # share one core
+        wait_for(ready, 30.0 + 3.0 * len(self.guests), "the UML guests' game servers",
                  interval=0.05)
 
     def _wait_done(self, timeout: float) -> set[int]:

@@ -24,6 +24,12 @@ def test_play_through_cli(tmp_path, dispatch, capsys):
     assert s["clock_uncertainty_ns"] is not None and s["dropped"] == {}
     for f in ("server_inputs.csv", "client_inputs.csv", "client_updates.csv", "clock_sync.csv"):
         assert (out / f).stat().st_size > 50
+    # the sync after the load asks every server at once (clock_sync_all) and gets answers
+    import csv
+
+    with open(out / "clock_sync.csv") as f:
+        phases = [r["phase"] for r in csv.DictReader(f)]
+    assert phases.count("0") == 16 and phases.count("1") >= 8
 
 
 def test_cli_help_teaches(capsys):

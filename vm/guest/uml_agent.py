@@ -19,13 +19,18 @@ It reads one command per line from the console, a pipe from the host
 The configuration comes from the kernel command line (gamebed.* parameters).
 """
 
+import argparse
 import ctypes
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import traceback
+
+from fpsmodel.cli import add_server_args, run_server  # imported once, at boot
 
 RESULTS = "/mnt/results"
 DECODER = "/opt/gamebed/decoder.o"
@@ -111,14 +116,33 @@ def set_receive_path(mode: str) -> None:
                        check=True, capture_output=True)
 
 
+class Server:
+    """A forked game server, reaped by the agent's waiter thread only."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 class Agent:
     def __init__(self) -> None:
         self.cfg = cmdline()
-        self.server: subprocess.Popen | None = None
+        self.server: Server | None = None
         self.waiter: threading.Thread | None = None
 
     def run(self, mode: str, idle_exit: str) -> None:
-        if self.server and self.server.poll() is None:
+        if self.running():
             say("ERROR a server is running")
             return
         out = os.path.join(RESULTS, mode)
@@ -129,20 +153,35 @@ class Agent:
         except subprocess.CalledProcessError as e:
             say("ERROR decoder", (e.stderr or b"").decode(errors="replace").strip()[:300])
             return
-        args = [sys.executable, "-m", "fpsmodel", "server", "--host", c["ip"].split("/")[0],
-                "--port", c["port"], "--guest", c["guest"], "--dispatch", c["dispatch"],
-                "--work-us", c.get("work_us", "0"), "--out", out,
+        args = ["--host", c["ip"].split("/")[0], "--port", c["port"], "--guest", c["guest"],
+                "--dispatch", c["dispatch"], "--work-us", c.get("work_us", "0"), "--out", out,
                 "--ready-file", os.path.join(out, "ready")]
         if float(idle_exit) > 0:
             args += ["--idle-exit", idle_exit]
-        log = open(os.path.join(out, "server.log"), "wb")  # noqa: SIM115
-        self.server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        # a fork of this process, which imported the server at boot: with dozens of
+        # guests on one CPU a fresh interpreter per mode would take a minute to start
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                fd = os.open(os.path.join(out, "server.log"), os.O_WRONLY | os.O_CREAT, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                sys.stdin = open(os.devnull)  # noqa: SIM115 - the console stays the agent's
+                code = run_server(server_parser().parse_args(args))
+            except BaseException:  # noqa: BLE001 - the child must never return
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.server = Server(pid)
         self.waiter = threading.Thread(target=self.finish, args=(mode, out, self.server))
         self.waiter.start()
         say("STARTED", mode)
 
-    def finish(self, mode: str, out: str, server: subprocess.Popen) -> None:
+    def finish(self, mode: str, out: str, server: "Server") -> None:
         rc = server.wait()
         info = {"mode": mode, "server_rc": rc, "uptime_s": uptime()}
         if mode == "host":
@@ -159,11 +198,21 @@ class Agent:
             os.fsync(f.fileno())
         say("DONE", mode, rc)
 
+    def running(self) -> bool:
+        """A server runs until its waiter thread has reaped it and written `done`."""
+        return self.waiter is not None and self.waiter.is_alive()
+
     def stop(self) -> None:
-        if self.server and self.server.poll() is None:
+        if self.server and self.running():
             self.server.terminate()
         if self.waiter:
             self.waiter.join(30)
+
+
+def server_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fpsmodel server")
+    add_server_args(p)
+    return p
 
 
 def uptime() -> float:
