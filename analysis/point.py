@@ -170,7 +170,8 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     meta = load_json(Path(pdir) / "point.json", {}) or {}
     env = meta.get("environment", {})
     rec = load_point(pdir, slim=True)
-    j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")))
+    j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")),
+                    clock_drifts=bool(env.get("clock_drifts", True)))
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     row, errors = figures(add_delays(j), updates)

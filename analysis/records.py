@@ -122,17 +122,26 @@ def _lookup(want: np.ndarray, df: pd.DataFrame, cols: list[str]) -> dict[str, pd
     return out
 
 
-def _offsets(sync: pd.DataFrame, out: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+def _offsets(sync: pd.DataFrame, out: pd.DataFrame,
+             drifts: bool = True) -> tuple[pd.Series, np.ndarray]:
     """Each input's guest clock offset (server − client, Int64 ns) and its uncertainty.
 
     The chosen sample before the load (phase 0) gives the offset; where a chosen sample
     after the load (phase 1) exists too, the offset moves linearly between the two in
     client time, following a drifting guest clock.  Uncertainty: half the round trip
-    of the chosen samples (the larger of the two)."""
+    of the chosen samples (the larger of the two).  A guest clock that cannot drift
+    (`drifts` False: UML, whose clock source is the host's) has one offset: that of the
+    sample with the shortest round trip of both phases, and half that as uncertainty."""
     if "phase" not in sync.columns:
         sync = sync.assign(phase=0)
-    chosen = sync[(sync["chosen"] == 1).fillna(False).to_numpy(dtype=bool)]
     guests = out["guest"].to_numpy()
+    if not drifts:
+        ok = sync[sync["delay_ns"].notna().to_numpy(dtype=bool)]
+        best = ok.sort_values("delay_ns", kind="stable").drop_duplicates("guest")
+        best = best.set_index("guest")[["offset_ns", "delay_ns"]].astype("float64")
+        best = best.reindex(guests)
+        return _packed(best["offset_ns"].to_numpy(), best["delay_ns"].to_numpy().clip(min=0) / 2)
+    chosen = sync[(sync["chosen"] == 1).fillna(False).to_numpy(dtype=bool)]
 
     def at(phase: int) -> pd.DataFrame:
         c = chosen[(chosen["phase"] == phase).fillna(False).to_numpy(dtype=bool)]
@@ -151,13 +160,18 @@ def _offsets(sync: pd.DataFrame, out: pd.DataFrame) -> tuple[pd.Series, np.ndarr
                          0.0)
         off = off + slope * rel
     unc = np.fmax(a["delay_ns"].to_numpy(), b["delay_ns"].to_numpy()).clip(min=0) / 2
+    return _packed(off, unc)
+
+
+def _packed(off: np.ndarray, unc: np.ndarray) -> tuple[pd.Series, np.ndarray]:
     mask = ~np.isfinite(off)
     offset = pd.array(np.round(np.nan_to_num(off)).astype(np.int64), dtype="Int64")
     offset[mask] = pd.NA
     return pd.Series(offset), unc
 
 
-def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.DataFrame:
+def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
+                clock_drifts: bool = True) -> pd.DataFrame:
     """One row per input the client sent: its server and shim records where they exist.
 
     Duplicates (a retransmitted or replayed datagram) keep the first accepted record,
@@ -166,6 +180,8 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.
     clock_offset_ns and clock_uncertainty_ns of that guest.  With `shared_clock`
     (client and server read one kernel clock, as in the namespace backend) the
     offset is exactly 0 and the sync estimate is not applied: it would only add noise.
+    With `clock_drifts` False (point.json's `clock_drifts`) one offset per guest holds
+    for the whole point (see _offsets).
     Stamps stay nullable Int64: epoch ns (~1.7e18) in float64 would lose ~256 ns.
     """
     client = rec["client"]
@@ -181,7 +197,8 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False) -> pd.
                      **_lookup(want, rec["shim"], ["host_ns"]))
     out["delivered"] = out["kernel_ns"].notna()
     out = out.rename(columns={"kernel_ns": "server_ns"})
-    out["clock_offset_ns"], out["clock_uncertainty_ns"] = _offsets(rec["sync"], out)
+    out["clock_offset_ns"], out["clock_uncertainty_ns"] = _offsets(rec["sync"], out,
+                                                                   clock_drifts)
     if shared_clock:
         out["clock_offset_ns"] = pd.array(np.zeros(len(out), np.int64))
         out["clock_uncertainty_ns"] = 0.0

@@ -47,7 +47,8 @@ CLOCK_NOTE = ("UML's clock source reads the host's CLOCK_MONOTONIC, so it does n
               "the timer ticks lost while the kernel waits for its CPU (ms alone, seconds "
               "when dozens boot at once); a guest program cannot read the host's clock "
               "(its clock_gettime traps into the guest kernel), so the client's clock sync "
-              "measures the offset before and after each load")
+              "measures the offset before and after each load, and the analysis takes the "
+              "sample with the shortest round trip of the two")
 
 _IMAGES: list[uml_image.UmlImage] = []
 
@@ -264,7 +265,8 @@ class UmlGuests:
 
     def environment(self) -> dict:
         s, img = self.ctx.spec, self.image
-        return {"backend": self.name, "shared_clock": False, "clock": CLOCK_NOTE,
+        return {"backend": self.name, "shared_clock": False, "clock_drifts": False,
+                "clock": CLOCK_NOTE,
                 "cpu_cap": s.cpu_cap, "cpu_weight": s.cpu_weight,
                 "server_work_us": s.server_work_us, "vm_memory_mib": s.vm_memory_mib,
                 "guest_kernel": f"user-mode Linux {img.kernel_release}" if img else None,

@@ -29,7 +29,7 @@ def test_play_through_cli(tmp_path, dispatch, capsys):
 
     with open(out / "clock_sync.csv") as f:
         phases = [r["phase"] for r in csv.DictReader(f)]
-    assert phases.count("0") == 16 and phases.count("1") >= 8
+    assert phases.count("0") == 32 and phases.count("1") >= 16
 
 
 def test_cli_help_teaches(capsys):
