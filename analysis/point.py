@@ -23,7 +23,7 @@ from analysis.records import (
     update_loss,
     update_rates,
 )
-from analysis.stats import describe
+from analysis.stats import ccdf_points, describe
 
 
 def _us(x: float) -> float | None:
@@ -82,7 +82,8 @@ def _mean(s: pd.Series) -> float:
 
 def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict, np.ndarray]:
     """Every figure of one point from its joined, delayed inputs (and its updates), and the
-    stamp errors (µs) for the CDF."""
+    stamp errors (µs) for the CDF.  p99.9 is NaN where the point has fewer than
+    MIN_N_P999 delivered inputs (too few to say)."""
     d = j[j["delivered"]]
     delay = describe(d["delay_ns"].to_numpy() / 1e3)
     err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
@@ -101,8 +102,10 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
            "app_stamp_error_mean_us": _mean(d["app_stamp_error_ns"]) / 1e3,
            "host_stamp_exact_fraction": float(exact.mean()) if len(d) else np.nan}
     for name, s in (("delay", delay), ("stamp_error", err)):
-        for k in ("mean", "p50", "p95", "p99", "min", "max"):
+        for k in ("mean", "p50", "p95", "p99", "p999", "min", "max"):
             row[f"{name}_{k}_us"] = s.get(k, np.nan)
+        row[f"{name}_p99_ci_lo_us"], row[f"{name}_p99_ci_hi_us"] = s.get("p99_ci",
+                                                                         (np.nan, np.nan))
         lo, hi = s.get("mean_ci", (np.nan, np.nan))
         extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar
         row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
@@ -165,8 +168,9 @@ def cpu_figures(pdir: Path, env: dict) -> dict:
             "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values()))}
 
 
-def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
-    """One point's row (mode, count, setup and every figure) and its stamp errors (µs)."""
+def analyze_point(pdir: Path) -> tuple[dict, dict]:
+    """One point's row (mode, count, setup and every figure) and its distributions:
+    `stamp_error` (every delivered input's, µs) and `delay_ccdf` (x µs, P(delay > x))."""
     meta = load_json(Path(pdir) / "point.json", {}) or {}
     env = meta.get("environment", {})
     rec = load_point(pdir, slim=True)
@@ -175,10 +179,11 @@ def analyze_point(pdir: Path) -> tuple[dict, np.ndarray]:
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     row, errors = figures(add_delays(j), updates)
+    tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
             **row, **paired(pdir, j), **cpu_figures(pdir, env),
-            "dropped": _dropped(pdir)}, errors
+            "dropped": _dropped(pdir)}, {"stamp_error": errors, "delay_ccdf": tail}
 
 
 # summary.json's name for each figure of the row (docs/records.md)
@@ -186,6 +191,8 @@ SUMMARY_FIELDS = {
     "inputs_sent": "sent", "inputs_delivered": "delivered", "inputs_lost": "lost",
     "delay_mean_us": "delay_mean_us", "delay_p50_us": "delay_p50_us",
     "delay_p95_us": "delay_p95_us", "delay_p99_us": "delay_p99_us",
+    "delay_p999_us": "delay_p999_us", "delay_min_us": "delay_min_us",
+    "delay_max_us": "delay_max_us",
     "app_delay_mean_us": "app_delay_mean_us", "stamp_error_mean_us": "stamp_error_mean_us",
     "stamp_error_p95_us": "stamp_error_p95_us",
     "app_stamp_error_mean_us": "app_stamp_error_mean_us",

@@ -12,7 +12,8 @@ from analysis.stats import capacity_text
 COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost"),
         ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
         ("delay_mean_ci", "mean 95% CI µs"), ("delay_p95_us", "delay p95 µs"),
-        ("delay_p99_us", "p99 µs"), ("delay_max_us", "max µs"),
+        ("delay_p99_us", "p99 µs"), ("delay_p99_ci", "p99 95% CI µs"),
+        ("delay_p999_us", "p99.9 µs"), ("delay_min_us", "min µs"), ("delay_max_us", "max µs"),
         ("stamp_error_mean_us", "stamp err mean µs"), ("stamp_error_p95_us", "stamp err p95 µs"),
         ("stamp_error_min_us", "stamp err min µs"), ("clock_uncertainty_us", "clock ± µs"),
         ("rtt_p50_us", "RTT p50 µs"), ("update_jitter_us", "update jitter µs")]
@@ -36,7 +37,11 @@ PAIRED_NOTE = ("Paired: in host mode the guests' decoder (UML backend) also logs
 CAPTIONS = {"loss": "Inputs lost (never reached the server) per placement and mode",
             "mean_delay": "Mean delay with its 95% CI (clock uncertainty included)",
             "p95_delay": "95th-percentile delay with its distribution-free 95% CI",
-            "stamp_error_cdf": "Stamp error at the largest guest count: 0 = the host's stamp"}
+            "stamp_error_cdf": "Stamp error at the largest guest count: 0 = the host's stamp",
+            "delay_ccdf_guest": "Delay tail with guest stamps, per guest count (log-log)",
+            "delay_ccdf_host": "Delay tail with host stamps, per guest count (log-log)"}
+TAIL_NOTE = ("p99.9 is given where a point has at least 10,000 delivered inputs ('–': too "
+             "few to say); min and max are exact; the p99's CI is distribution-free.")
 
 
 def _fmt(v) -> str:
@@ -45,10 +50,14 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _ci(lo: pd.Series, hi: pd.Series) -> list[str]:
+    return [f"{a:.1f}–{b:.1f}" if a == a and b == b else "–"
+            for a, b in zip(lo, hi, strict=True)]
+
+
 def table_rows(df: pd.DataFrame) -> list[list[str]]:
-    df = df.assign(delay_mean_ci=[f"{lo:.1f}–{hi:.1f}" for lo, hi in
-                                  zip(df["delay_mean_ci_lo_us"], df["delay_mean_ci_hi_us"],
-                                      strict=True)])
+    df = df.assign(delay_mean_ci=_ci(df["delay_mean_ci_lo_us"], df["delay_mean_ci_hi_us"]),
+                   delay_p99_ci=_ci(df["delay_p99_ci_lo_us"], df["delay_p99_ci_hi_us"]))
     return [[_fmt(r[c]) for c, _ in COLS] for _, r in df.iterrows()]
 
 
@@ -130,7 +139,7 @@ def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
             "uncertainty (clock ±, 0 where guests share the host's clock). Where a guest has "
             "its own clock, its stamps are moved to the host's by the measured offset, so a "
             "guest-stamp error carries that uncertainty too; a stamp cannot precede the host's "
-            "arrival, so stamp err min bounds the offset's bias.", "",
+            "arrival, so stamp err min bounds the offset's bias. " + TAIL_NOTE, "",
             "## Paired stamps and CPU", "",
             "| " + " | ".join(h for _, h in COLS2) + " |", "|" + "---|" * len(COLS2)]
     out += ["| " + " | ".join(r) + " |" for r in table2_rows(df)]
@@ -180,7 +189,8 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 server used − host arrival stamp. Mean CIs are widened by the clock-sync uncertainty (clock ±;
 0 where guests share the host's clock). Where a guest has its own clock, its stamps are moved
 to the host's by the measured offset, so a guest-stamp error carries that uncertainty too; a
-stamp cannot precede the host's arrival, so "stamp err min" bounds the offset's bias.</p>
+stamp cannot precede the host's arrival, so "stamp err min" bounds the offset's bias.
+{e(TAIL_NOTE)}</p>
 <h2>Paired stamps and CPU</h2><table id="paired"><tr>{head2}</tr>{body2}</table>
 <p class="note">{e(PAIRED_NOTE)}</p>
 <h2>The paper's figures</h2><p class="note">Different machine and hypervisor (Xen, 2008):

@@ -97,9 +97,10 @@ def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | Non
     return _png(fig)
 
 
-def _cdf(errors: dict, guests: int) -> bytes:
+def _cdf(dists: dict, guests: int) -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for (mode, g), e in sorted(errors.items()):
+    for (mode, g), dist in sorted(dists.items()):
+        e = dist["stamp_error"]
         if g == guests and len(e):
             x = np.sort(e)
             ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=f"{mode} stamps")
@@ -108,6 +109,23 @@ def _cdf(errors: dict, guests: int) -> bytes:
     ax.set_title(f"Stamp error CDF at {guests} guests")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _png(fig)
+
+
+def _ccdf(dists: dict, mode: str) -> bytes:
+    """Delay tail per guest count for one mode: P(delay > x) on log axes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for (m, g), dist in sorted(dists.items(), key=lambda kv: kv[0][1]):
+        x, p = dist["delay_ccdf"]
+        if m == mode and len(x):
+            ax.step(np.maximum(x, 1e-3), p, where="post", label=f"{g} guests")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("delay, client send → server stamp (µs)")
+    ax.set_ylabel("fraction of inputs later than x")
+    ax.set_title(f"Delay tail, {mode} stamps (complementary CDF)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -125,6 +143,7 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
                             "p95 delay (µs)", sla_us if stat == "p95" else None,
                             ci=("delay_p95_ci_lo_us", "delay_p95_ci_hi_us")),
         "stamp_error_cdf": _cdf(errors, int(df["guests"].max())),
+        **{f"delay_ccdf_{m}": _ccdf(errors, m) for m in sorted(df["mode"].unique())},
     }
 
 

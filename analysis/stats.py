@@ -14,8 +14,12 @@ import pandas as pd
 Z95 = 1.959964
 
 
+MIN_N_P999 = 10_000  # below this a p99.9 rests on fewer than 10 values above it
+
+
 def describe(values: np.ndarray) -> dict:
-    """n, mean, p50, p95, p99, min, max, with 95% CIs for the mean and the p95."""
+    """n, mean, p50, p95, p99, p99.9 (NaN with fewer than MIN_N_P999 values: too few),
+    exact min and max, with 95% CIs for the mean, the p95 and the p99."""
     v = np.asarray(values, dtype="float64")
     v = v[np.isfinite(v)]
     n = len(v)
@@ -23,10 +27,11 @@ def describe(values: np.ndarray) -> dict:
         return {"n": 0}
     mean = float(v.mean())
     half = Z95 * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
-    p95_lo, p95_hi = quantile_ci(v, 0.95)
-    q = np.quantile(v, [0.5, 0.95, 0.99])
+    q = np.quantile(v, [0.5, 0.95, 0.99, 0.999])
     return {"n": n, "mean": mean, "mean_ci": (mean - half, mean + half), "p50": float(q[0]),
-            "p95": float(q[1]), "p95_ci": (p95_lo, p95_hi), "p99": float(q[2]),
+            "p95": float(q[1]), "p95_ci": quantile_ci(v, 0.95), "p99": float(q[2]),
+            "p99_ci": quantile_ci(v, 0.99),
+            "p999": float(q[3]) if n >= MIN_N_P999 else float("nan"),
             "min": float(v.min()), "max": float(v.max())}
 
 
@@ -67,3 +72,17 @@ def capacity_text(c: dict) -> str:
     if c["bounded"]:
         return f"≥ {c['capacity']} (every count measured met the SLA)"
     return f"{c['capacity']}"
+
+
+def ccdf_points(values: np.ndarray, floor: float = 1e-4, n: int = 120
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The complementary CDF, P(X > x), at `n` log-spaced exceedance levels from 1 down to
+    `floor` (or 1/len, if larger): a few hundred numbers however many values, with the
+    tail resolved for a log-scale plot.  Returns (x, P(X > x))."""
+    v = np.asarray(values, dtype="float64")
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.array([]), np.array([])
+    lowest = max(floor, 1.0 / len(v))
+    exceed = np.logspace(0, math.log10(lowest), n)
+    return np.quantile(v, 1.0 - exceed), exceed

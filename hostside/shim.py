@@ -10,7 +10,9 @@ back to the uplink.  Partial checksums (PACKET_AUXDATA: CSUMNOTREADY) are
 completed, since a frame sent on a packet socket must carry a full one.
 
 With `--stamper bpf` the tc stamper already forwards game inputs in the kernel;
-the shim then only logs ground truth for them and forwards everything else.
+the shim then only logs ground truth for them and forwards everything else,
+including the game frames the stamper leaves to it (IP options).  Every frame the
+shim forwards to a guest is cut to its IP total length first.
 """
 
 from __future__ import annotations
@@ -137,11 +139,12 @@ class Shim:
         if game is not None:
             guest, is_input, hdr = game.guest, game.is_input, game.header
             # ground truth is kept for player inputs, not clock-sync requests
-            if self.stamper == "bpf":  # the kernel stamper forwarded it already
-                if is_input:
+            if self.stamper == "bpf" and trailer.stamper_takes(frame, self.game_port):
+                if is_input:  # the kernel stamper forwarded it already
                     self.truth.write(guest, hdr.player, hdr.seq, stamp_ns, 0)
                 self.counters["game_logged"] += 1
                 return
+            # the shim's own: afpacket mode, or what the stamper leaves (IP options)
             if not is_input:  # clock sync: the guest must stamp it with its own clock
                 self._send(self.ports[guest], self._complete(frame, status), "forwarded_game")
                 return
@@ -158,7 +161,7 @@ class Shim:
         dst = bytes(frame[0:6])
         if dst[0] & 1:  # broadcast / multicast: every guest
             for sock in self.ports.values():
-                self._send(sock, frame, "forwarded_other")
+                self._send(sock, self._complete(frame, status), "forwarded_other")
         elif dst in self.by_mac:
             self._send(self.ports[self.by_mac[dst]], self._complete(frame, status),
                        "forwarded_other")
@@ -167,6 +170,9 @@ class Shim:
 
     @staticmethod
     def _complete(frame: bytes, status: int) -> bytes | bytearray:
+        """A frame fit to forward: cut to its IP total length (nothing a client appends
+        reaches a guest), its partial UDP checksum completed."""
+        frame = trailer.cut_to_ip_length(frame)
         if status & TP_STATUS_CSUMNOTREADY:
             buf = bytearray(frame)
             trailer.complete_udp_checksum(buf)

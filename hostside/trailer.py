@@ -41,6 +41,27 @@ def append(frame: bytes | bytearray, stamp_ns: int) -> bytearray:
     return out
 
 
+def cut_to_ip_length(frame: bytes | bytearray) -> bytes | bytearray:
+    """An IPv4 frame cut to its IP total length: whatever a client appended after the
+    datagram (a forged trailer) never reaches a guest.  Other frames, and IPv4 frames
+    shorter than their total length (the guest's kernel drops those), are unchanged."""
+    tot = ip_total_length(frame)
+    if tot is None or ETH_HLEN + tot >= len(frame):
+        return frame
+    return frame[:ETH_HLEN + tot]
+
+
+def stamper_takes(frame: bytes | bytearray, game_port: int) -> bool:
+    """Whether the tc BPF stamper (guest-driver/bpf/stamper.bpf.c) forwards this frame
+    itself, given it is game traffic to a known guest: an unfragmented IPv4/UDP datagram
+    without IP options, complete in the frame.  The shim handles all others."""
+    tot = ip_total_length(frame)
+    return (tot is not None and frame[14] & 0x0F == 5 and frame[23] == IPPROTO_UDP
+            and not int.from_bytes(frame[20:22], "big") & 0x3FFF
+            and 28 <= tot and ETH_HLEN + tot <= len(frame)
+            and udp_dport(frame) == game_port)
+
+
 def decode(frame: bytes | bytearray) -> tuple[bytes, int] | None:
     """The decoder's rule: (frame without trailer, stamp) or None to leave it alone."""
     tot = ip_total_length(frame)

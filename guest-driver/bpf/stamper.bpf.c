@@ -62,9 +62,13 @@ int gb_stamp(struct __sk_buff *skb)
 	if ((void *)(game + GB_HDR_TYPE_OFF + 1) > end)
 		return TC_ACT_OK;
 	/* only player inputs carry the host stamp; other game messages (clock sync)
-	 * go to the guest as they are, so the guest stamps them with its own clock */
-	if (game[GB_HDR_MAGIC_OFF] != GB_GAME_MAGIC || game[GB_HDR_TYPE_OFF] != GB_MSG_INPUT)
+	 * go to the guest without one, so the guest stamps them with its own clock, and
+	 * cut to the datagram, so no trailer a client appended can set that stamp */
+	if (game[GB_HDR_MAGIC_OFF] != GB_GAME_MAGIC || game[GB_HDR_TYPE_OFF] != GB_MSG_INPUT) {
+		if (skb->len > GB_ETH_HLEN + tot && bpf_skb_change_tail(skb, GB_ETH_HLEN + tot, 0))
+			return TC_ACT_SHOT;
 		return bpf_redirect(ifindex, 0);
+	}
 	t.magic = bpf_htonl(GB_TRAILER_MAGIC);
 	t.check = bpf_htonl(gb_trailer_check(tot));
 	t.stamp_ns = bpf_cpu_to_be64(skb->tstamp);

@@ -16,12 +16,14 @@ def mac(text: str) -> bytes:
 
 
 def udp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int,
-              payload: bytes, extra: bytes = b"") -> bytes:
-    """A frame with a correct IP checksum, UDP checksum 0 (none), and `extra` bytes
-    after the IP datagram (what a forging client would append)."""
+              payload: bytes, extra: bytes = b"", options: bytes = b"") -> bytes:
+    """A frame with a correct IP checksum, UDP checksum 0 (none), IP `options` (a
+    multiple of 4 bytes), and `extra` bytes after the IP datagram (what a forging
+    client would append)."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    hlen = 20 + len(options)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | hlen // 4, 0, hlen + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip)) + options
     ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
     return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + udp + extra
 

@@ -117,3 +117,33 @@ def test_drifting_guest_clock_is_followed_between_the_two_syncs():
     rec["sync"] = rec["sync"][rec["sync"]["phase"] == 0].drop(columns="phase")
     j = add_delays(join_inputs(rec)).sort_values("seq")
     assert j["clock_offset_ns"].tolist() == [1000] * 3
+
+
+def test_tails_p999_needs_ten_thousand_and_p99_has_a_ci():
+    import numpy as np
+
+    from analysis.stats import MIN_N_P999, describe
+
+    rng = np.random.default_rng(5)
+    small = describe(rng.exponential(100.0, MIN_N_P999 - 1))
+    assert small["p999"] != small["p999"]  # NaN: too few to say
+    big = rng.exponential(100.0, 200_000)
+    d = describe(big)
+    assert abs(d["p999"] - 100.0 * np.log(1000)) < 40  # exponential: −ln(0.001)·scale
+    lo, hi = d["p99_ci"]
+    assert lo < d["p99"] < hi and lo < 100.0 * np.log(100) < hi
+    assert d["min"] == big.min() and d["max"] == big.max()  # exact, not estimated
+
+
+def test_ccdf_points_follow_an_exponential_tail():
+    import numpy as np
+
+    from analysis.stats import ccdf_points
+
+    v = np.random.default_rng(6).exponential(50.0, 100_000)
+    x, p = ccdf_points(v)
+    assert len(x) == 120 and p[0] == 1.0 and abs(p[-1] - 1e-4) < 1e-9
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(p) < 0)
+    k = np.searchsorted(p[::-1], 0.01)  # P(X > x) = 0.01 at x = 50·ln 100
+    assert abs(x[::-1][k] - 50.0 * np.log(100)) < 25
+    assert ccdf_points(np.array([]))[0].size == 0
