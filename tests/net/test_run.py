@@ -60,7 +60,7 @@ def test_two_guest_run_through_cli(two_guest_run):
     assert pts["guest"]["host_stamp_exact_fraction"] < 0.01
     # the report came at the end, regenerated from raw records alone
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and 'id="capacity"' in page
+    assert page.count("data:image/png;base64,") == 6 and 'id="capacity"' in page
     assert (out / "capacity.csv").read_text().startswith("mode,capacity")
     assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
     assert "| host stamps | 0 |" in (out / "report.md").read_text()

@@ -83,7 +83,10 @@ def test_report_names_backend_and_paper(run_dir):
     write_report(out)
     page = (out / "report.html").read_text()
     assert "Backend: synthetic" in page and "Xen" in page and "44 VMs" in page
-    assert page.count("data:image/png;base64,") == 4
+    # loss, mean, p95, stamp-error CDF, and a delay CCDF per mode
+    assert page.count("data:image/png;base64,") == 6
+    assert 'alt="delay_ccdf_guest"' in page and 'alt="delay_ccdf_host"' in page
+    assert "p99.9 µs" in page and "p99 95% CI µs" in page
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):
