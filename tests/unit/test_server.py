@@ -105,3 +105,25 @@ def test_kernel_stamp_read_from_ancillary_data(tmp_path):
     kernel_ns, app_ns = int(f[4]), int(f[6])
     assert before <= kernel_ns <= app_ns
     assert f[-1] == "ok"
+
+
+def test_kernel_stamps_reads_software_and_raw_hardware_stamps():
+    """SO_TIMESTAMPNS gives the software stamp; SO_TIMESTAMPING's third timespec the raw
+    hardware one (hw_ns in server_inputs.csv); anything else is ignored."""
+    import socket
+    import struct
+
+    from fpsmodel import wire
+    from fpsmodel.server import SO_TIMESTAMPING, kernel_stamps
+
+    ts = struct.Struct("qq")
+    sw = ts.pack(1_700_000_000, 123_456_789)
+    hw = ts.pack(0, 0) + ts.pack(0, 0) + ts.pack(1_700_000_001, 5)
+    anc = [(socket.SOL_SOCKET, wire.SO_TIMESTAMPNS, sw),
+           (socket.SOL_SOCKET, SO_TIMESTAMPING, hw),
+           (socket.IPPROTO_IP, 1, b"\0" * 16)]
+    assert kernel_stamps(anc) == (1_700_000_000_123_456_789, 1_700_000_001_000_000_005)
+    assert kernel_stamps([(socket.SOL_SOCKET, wire.SO_TIMESTAMPNS, sw)]) == (
+        1_700_000_000_123_456_789, 0)
+    assert kernel_stamps([(socket.SOL_SOCKET, SO_TIMESTAMPING, hw[:16])]) == (0, 0)  # short
+    assert kernel_stamps([]) == (0, 0)
