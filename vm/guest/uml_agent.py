@@ -21,6 +21,7 @@ The configuration comes from the kernel command line (gamebed.* parameters).
 
 import argparse
 import ctypes
+import gc
 import json
 import os
 import signal
@@ -169,6 +170,11 @@ class Agent:
                 os.dup2(fd, 2)
                 os.close(fd)
                 sys.stdin = open(os.devnull)  # noqa: SIM115 - the console stays the agent's
+                # a fork shares the agent's pages until written, and Python writes every
+                # object it touches (reference counts): a collection touches them all
+                # now, so those copy-on-write faults (slow in UML) precede the ready file
+                # instead of stalling the guest kernel for tens of ms during the load
+                gc.collect()
                 code = run_server(server_parser().parse_args(args))
             except BaseException:  # noqa: BLE001 - the child must never return
                 traceback.print_exc()
