@@ -61,8 +61,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     spec, why = resolve_backend(spec_from_args(a))
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
+    from vm import backend_class
+
     summary = run_sweep(spec, a.out, make_testbed, point_summary, dry_run=a.dry_run,
-                        backend_reason=why, resume=a.resume, overwrite=a.overwrite)
+                        backend_reason=why, resume=a.resume, overwrite=a.overwrite,
+                        boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST)
     if a.dry_run:
         return 0
     if not a.no_report:

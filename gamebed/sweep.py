@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pathlib import Path
 from fpsmodel.records import write_json
 from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner, require_net_admin
+from gamebed.progress import Progress, say, status, sweep_work
 from gamebed.spec import ExperimentSpec
 
 TestbedFactory = Callable[..., object]  # (spec, n_guests, work_dir, runner, manifest, progress)
@@ -77,7 +77,7 @@ def _closing(manifest: Manifest):
 
 
 def progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    say(msg)
 
 
 def _point_line(entry: dict, t0: float) -> str:
@@ -143,6 +143,7 @@ def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int
         if not runner.dry_run:
             shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
         progress(f"      {mode} stamps: {spec.duration:g} s of play ...")
+        status(f"{n_guests} guests, {mode} stamps: playing")
         with bed.mode(mode, pdir) as point:
             env = point.environment()
             # point.json's "guests" is the count (docs/records.md)
@@ -160,7 +161,9 @@ def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int
 
 def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
               summarize: Summarize, dry_run: bool = False, backend_reason: str = "",
-              resume: bool = False, overwrite: bool = False) -> dict:
+              resume: bool = False, overwrite: bool = False,
+              boot_s_per_guest: float = 1.0) -> dict:
+    """The sweep; `boot_s_per_guest` only scales the progress bar's time estimate."""
     if not dry_run:
         require_net_admin()
     if spec.backend == "auto" or spec.guest_counts is None:
@@ -185,20 +188,32 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
         if not dry_run:
             write_json(out / "summary.json", summary)
 
-    with signals_unwind(), _closing(manifest):
+    work_s = sweep_work(spec.counts, spec.modes, spec.duration, boot_s_per_guest)
+    total = sum(b + len(spec.modes) * m for b, m in work_s.values())
+    with signals_unwind(), _closing(manifest), Progress(total, "sweep") as bar:
         for k, n_guests in enumerate(spec.counts, 1):
+            boot_s, point_s = work_s[n_guests]
             todo = tuple(m for m in spec.modes if (m, n_guests) not in done)
             if not todo:
                 progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s): measured by the "
                          "run resumed")
+                bar.advance(boot_s + len(spec.modes) * point_s)
                 continue
             progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s) on {spec.backend}: "
                      f"building ...")
+            status(f"[{k}/{len(spec.counts)}] {n_guests} guests: building")
             work = out / "points" / f"work-g{n_guests:03d}"
             tb = time.monotonic()
             with make_testbed(spec, n_guests, work, runner, manifest, progress) as bed:
                 summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
-                measure_count(bed, summarize, spec, n_guests, out, runner, on_point, t0, todo)
+                bar.advance(boot_s + (len(spec.modes) - len(todo)) * point_s)
+
+                def measured(entry: dict, _k=k, _n=n_guests, _p=point_s) -> None:
+                    on_point(entry)
+                    bar.advance(_p)
+                    status(f"[{_k}/{len(spec.counts)}] {_n} guests")
+
+                measure_count(bed, summarize, spec, n_guests, out, runner, measured, t0, todo)
             if not dry_run:
                 shutil.rmtree(work, ignore_errors=True)
     summary["complete"] = True

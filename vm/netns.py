@@ -24,6 +24,7 @@ from hostside.trailer import PORT_MTU
 
 
 class NetnsGuests:
+    BOOT_S_PER_GUEST = 0.2  # progress estimate only (namespaces and veths)
     name = "netns"
     host_in_root_ns = False
 

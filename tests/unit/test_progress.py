@@ -1,0 +1,37 @@
+"""Progress: plain lines when not on a terminal, a bar with an ETA on one."""
+
+import io
+
+from gamebed import progress
+from gamebed.progress import Progress, sweep_work
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_plain_lines_without_a_terminal():
+    out = io.StringIO()
+    with Progress(100, "sweep", stream=out) as p:
+        progress.say("[1/2] 1 guest(s): building ...")
+        progress.status("ignored without a bar")
+        p.advance(50)
+    assert out.getvalue() == "[1/2] 1 guest(s): building ...\n"
+
+
+def test_bar_with_eta_on_a_terminal():
+    out = Tty()
+    with Progress(100, "sweep", stream=out) as p:
+        progress.say("a line above the bar")
+        progress.status("3/16 UML guests booted")
+        p.advance(40)
+        shown = out.getvalue()
+    assert "a line above the bar" in shown
+    assert "3/16 UML guests booted" in shown and "40%" in shown
+    assert "<" in shown  # elapsed<remaining: the ETA
+
+
+def test_sweep_work_grows_with_the_count():
+    w = sweep_work((1, 48), ("guest", "host"), 10.0, 3.0)
+    assert w[48][0] > w[1][0] and w[48][1] > w[1][1]
