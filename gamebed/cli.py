@@ -21,6 +21,7 @@ typical use:
   gamebed play --players 4 --duration 10 --out /tmp/play    # game smoke test, no root
   sudo gamebed run --out results                              # the capacity sweep
   gamebed report results --sla-delay-ms 2                     # re-read a sweep, new SLA
+  gamebed report runA runB --out cmp                          # runs side by side
   sudo gamebed run --backend libvirt --guests 1,2 --duration 10   # the same on real VMs
   sudo gamebed image build                                    # the guest image (cached)
   sudo gamebed launch --count 4 && sudo gamebed launch --destroy  # standing game VMs
@@ -125,10 +126,16 @@ def cmd_shim(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    sla = dict(sla_delay_ms=a.sla_delay_ms, sla_stat=a.sla_stat, sla_loss=a.sla_loss)
+    if len(a.dir) > 1:
+        from analysis.compare import write_comparison
 
-    paths = write_report(a.dir, sla_delay_ms=a.sla_delay_ms, sla_stat=a.sla_stat,
-                         sla_loss=a.sla_loss)
+        paths = write_comparison(a.dir, a.out or Path("comparison"),
+                                 allow_load_difference=a.allow_load_difference, **sla)
+    else:
+        from analysis.report import write_report
+
+        paths = write_report(a.dir[0], **sla)
     print(paths["md"].read_text())
     print(f"report: {paths['html']}", file=sys.stderr)
     return 0
@@ -241,10 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="analyse a results directory (no root)",
+    p = sub.add_parser("report", help="analyse a results directory, or compare several "
+                                      "(no root)",
                        description="Recompute statistics, capacity and plots from raw "
-                                   "records only.")
-    p.add_argument("dir", type=Path)
+                                   "records only. With two or more directories: a comparison "
+                                   "(capacity per run and mode, delay per point with CIs, "
+                                   "differences to the first run) in --out.")
+    p.add_argument("dir", type=Path, nargs="+", help="results directories (of `gamebed run`)")
+    p.add_argument("--out", type=Path,
+                   help="where a comparison goes (default ./comparison)")
+    p.add_argument("--allow-load-difference", action="store_true",
+                   help="compare runs whose load (players, rate, duration, seed) differs")
     p.add_argument("--sla-delay-ms", type=float, default=1.0)
     p.add_argument("--sla-stat", choices=("mean", "p95", "p99"), default="mean")
     p.add_argument("--sla-loss", type=float, default=0.01)

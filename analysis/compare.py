@@ -1,0 +1,177 @@
+"""`gamebed report A B [...]`: several runs side by side (no privileges; reads only files).
+
+For runs that differ in how they were measured (backend, stamper, dispatch, ...) but
+not in the load they offered, it gives each run's capacity per mode, each point's
+delay with its CI, and the difference of every run to the first at the points they
+share, with a CI for that difference (normal approximation: the two means' CI
+half-widths combine in quadrature).  Runs whose load differs (players, rate,
+duration, seed) are refused unless asked, naming the field, since a difference in
+delay would then say nothing about the testbeds.
+Writes OUT/comparison.html, OUT/comparison.md and OUT/comparison.csv.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.report import STAT_COL, _png, analyze  # noqa: E402
+from analysis.stats import capacity, capacity_text  # noqa: E402
+
+LOAD_FIELDS = ("players", "rate", "duration", "seed")
+SETUP_FIELDS = ("backend", "stamper", "dispatch", "placement", "cpu_cap", "cpu_weight",
+                "server_work_us")
+
+
+def load_differences(specs: dict[str, dict]) -> list[str]:
+    """'field: run=value, ...' for each load field on which the runs disagree."""
+    out = []
+    for f in LOAD_FIELDS:
+        vals = {label: s.get(f) for label, s in specs.items()}
+        if len(set(map(str, vals.values()))) > 1:
+            out.append(f"{f}: " + ", ".join(f"{k}={v}" for k, v in vals.items()))
+    return out
+
+
+def _labels(dirs: list[Path]) -> list[str]:
+    names = [d.resolve().name for d in dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [str(d) for d in dirs]
+
+
+def compare(dirs: list[Path], sla_delay_ms: float = 1.0, sla_stat: str = "mean",
+            sla_loss: float = 0.01, allow_load_difference: bool = False) -> dict:
+    """Every run analysed, capacities, the joined point table and the differences."""
+    if len(dirs) < 2:
+        raise ValueError("a comparison needs two or more results directories")
+    runs, specs = {}, {}
+    for label, d in zip(_labels(dirs), dirs, strict=True):
+        df, _dists, meta = analyze(d)
+        runs[label], specs[label] = df.assign(run=label), meta.get("spec", {})
+    diff = load_differences(specs)
+    if diff and not allow_load_difference:
+        raise ValueError("the runs offered different loads (" + "; ".join(diff) + "): a "
+                         "delay difference would not be the testbeds'. Compare runs of the "
+                         "same load, or pass --allow-load-difference")
+    col = STAT_COL[sla_stat]
+    caps = {label: capacity(df, col, sla_delay_ms * 1000.0, sla_loss)
+            for label, df in runs.items()}
+    points = pd.concat(runs.values(), ignore_index=True)
+    return {"runs": runs, "specs": specs, "caps": caps, "points": points,
+            "differences": differences(points, list(runs)), "load_differences": diff,
+            "sla": {"stat": sla_stat, "delay_ms": sla_delay_ms, "loss": sla_loss}}
+
+
+def differences(points: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Mean delay of each run minus the first run's, at each (mode, guests) both have."""
+    base = points[points["run"] == labels[0]].set_index(["mode", "guests"])
+    rows = []
+    for label in labels[1:]:
+        other = points[points["run"] == label].set_index(["mode", "guests"])
+        for key in sorted(set(base.index) & set(other.index)):
+            a, b = base.loc[key], other.loc[key]
+            ha = (a["delay_mean_ci_hi_us"] - a["delay_mean_ci_lo_us"]) / 2
+            hb = (b["delay_mean_ci_hi_us"] - b["delay_mean_ci_lo_us"]) / 2
+            d = b["delay_mean_us"] - a["delay_mean_us"]
+            half = math.hypot(ha, hb)
+            rows.append({"run": label, "versus": labels[0], "mode": key[0], "guests": key[1],
+                         "delay_mean_diff_us": d, "diff_ci_lo_us": d - half,
+                         "diff_ci_hi_us": d + half,
+                         "significant": bool(abs(d) > half) if half == half else None,
+                         "loss_diff": b["loss_ratio"] - a["loss_ratio"]})
+    return pd.DataFrame(rows)
+
+
+def _plot(points: pd.DataFrame, sla_us: float) -> bytes:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for (run, mode), g in points.groupby(["run", "mode"]):
+        g = g.sort_values("guests")
+        ax.plot(g["guests"], g["delay_mean_us"], marker="o", label=f"{run}: {mode} stamps")
+    ax.axhline(sla_us, color="red", linestyle="--", label=f"SLA {sla_us:g} µs")
+    ax.set_xlabel("game-server guests on the host")
+    ax.set_ylabel("mean delay (µs)")
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_title("Mean delay per run and mode")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:.1f}"
+    return str(v)
+
+
+def tables(c: dict) -> dict[str, list[list[str]]]:
+    """The comparison's tables as rows of text (header first)."""
+    setup = [["run", *LOAD_FIELDS, *SETUP_FIELDS]]
+    for label, s in c["specs"].items():
+        setup.append([label, *(_fmt(s.get(f)) for f in (*LOAD_FIELDS, *SETUP_FIELDS))])
+    caps = [["run", "mode", "capacity (guests)", "first failing count"]]
+    for label, cap in c["caps"].items():
+        for m, v in sorted(cap.items()):
+            caps.append([label, m, capacity_text(v), _fmt(v["first_failure"] or "–")])
+    pts = [["run", "mode", "guests", "sent", "loss", "delay mean µs", "mean 95% CI µs",
+            "delay p95 µs", "stamp err mean µs"]]
+    for _, r in c["points"].sort_values(["mode", "guests", "run"]).iterrows():
+        pts.append([r["run"], r["mode"], str(r["guests"]), str(r["sent"]),
+                    f"{r['loss_ratio']:.4f}", _fmt(r["delay_mean_us"]),
+                    f"{r['delay_mean_ci_lo_us']:.1f}–{r['delay_mean_ci_hi_us']:.1f}",
+                    _fmt(r["delay_p95_us"]), _fmt(r["stamp_error_mean_us"])])
+    diffs = [["run", "minus", "mode", "guests", "Δ mean delay µs", "95% CI µs", "beyond CI",
+              "Δ loss"]]
+    for _, r in c["differences"].iterrows():
+        diffs.append([r["run"], r["versus"], r["mode"], str(r["guests"]),
+                      _fmt(r["delay_mean_diff_us"]),
+                      f"{r['diff_ci_lo_us']:.1f}–{r['diff_ci_hi_us']:.1f}",
+                      "yes" if r["significant"] else "no", f"{r['loss_diff']:+.4f}"])
+    return {"Setup and load": setup, "Capacity": caps, "Per point": pts,
+            "Differences to the first run": diffs}
+
+
+def write_comparison(dirs: list[Path], out: Path, **kw) -> dict[str, Path]:
+    c = compare([Path(d) for d in dirs], **kw)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sla = c["sla"]
+    head = (f"SLA: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}. "
+            "Δ = this run − the first; 'beyond CI' when the difference's 95% CI excludes 0.")
+    if c["load_differences"]:
+        head += " The loads differ (" + "; ".join(c["load_differences"]) + ")."
+    md = ["# gamebed comparison", "", head, ""]
+    e = html.escape
+    body = [f"<h1>gamebed comparison</h1><p>{e(head)}</p>"]
+    for title, rows in tables(c).items():
+        md += [f"## {title}", "", "| " + " | ".join(rows[0]) + " |",
+               "|" + "---|" * len(rows[0])]
+        md += ["| " + " | ".join(r) + " |" for r in rows[1:]] + [""]
+        ident = title.split()[0].lower()
+        body.append(f"<h2>{e(title)}</h2><table id=\"{ident}\"><tr>"
+                    + "".join(f"<th>{e(h)}</th>" for h in rows[0]) + "</tr>"
+                    + "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
+                              for r in rows[1:]) + "</table>")
+    png = base64.b64encode(_plot(c["points"], sla["delay_ms"] * 1000.0)).decode()
+    body.insert(1, f'<figure><img alt="mean_delay_by_run" src="data:image/png;base64,{png}">'
+                   "<figcaption>Mean delay per run and mode</figcaption></figure>")
+    paths = {"html": out / "comparison.html", "md": out / "comparison.md",
+             "csv": out / "comparison.csv"}
+    paths["md"].write_text("\n".join(md))
+    paths["html"].write_text(
+        '<!doctype html><html><head><meta charset="utf-8"><title>gamebed comparison</title>'
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid "
+        "#ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}img{max-width:700px}"
+        "</style></head><body>" + "".join(body) + "</body></html>\n")
+    c["points"].to_csv(paths["csv"], index=False)
+    return paths
+

@@ -1,0 +1,69 @@
+"""`gamebed report A B`: runs side by side, differences with CIs, loads that must match."""
+
+import json
+
+import pytest
+
+from analysis.compare import compare, write_comparison
+from analysis.synth import write_run
+from gamebed.cli import main
+
+GUESTS = (1, 2, 4)
+
+
+def _run(out, extra_guest_us: float):
+    def shape(mode, g, rng, n):
+        delay = rng.exponential(50.0 * g, n) + (extra_guest_us if mode == "guest" else 0.0)
+        host = delay.copy() if mode == "host" else delay * 0.2
+        return delay, host, 0.0
+    write_run(out, shape, guest_counts=GUESTS, inputs_per_point=5000, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cmp")
+    return _run(base / "epoll", 0.0), _run(base / "select", 400.0)
+
+
+def test_differences_find_what_was_built_in(two_runs):
+    c = compare(list(two_runs))
+    d = c["differences"].set_index(["mode", "guests"])
+    for g in GUESTS:  # guest mode: +400 µs built in, beyond the CI; host mode: nothing
+        assert 330 < d.loc[("guest", g), "delay_mean_diff_us"] < 470
+        assert d.loc[("guest", g), "significant"]
+        assert abs(d.loc[("host", g), "delay_mean_diff_us"]) < 30
+    assert set(c["caps"]) == {"epoll", "select"}
+
+
+def test_runs_of_different_load_are_refused_naming_the_field(two_runs, tmp_path):
+    other = _run(tmp_path / "seed9", 0.0)
+    for pj in other.glob("points/*/point.json"):
+        meta = json.loads(pj.read_text())
+        meta["spec"] = {"seed": 9}
+        pj.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="seed: epoll=None, seed9=9"):
+        compare([two_runs[0], other])
+    assert compare([two_runs[0], other], allow_load_difference=True)["load_differences"]
+
+
+def test_cli_writes_the_comparison(two_runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["report", *map(str, two_runs), "--out", str(out)]) == 0
+    md = (out / "comparison.md").read_text()
+    assert "## Differences to the first run" in md and "| select | epoll | guest |" in md
+    assert (out / "comparison.csv").stat().st_size > 100
+
+
+def test_comparison_renders_in_headless_chromium(chromium_ok, two_runs, tmp_path):
+    from tests.browser import open_report
+
+    paths = write_comparison(list(two_runs), tmp_path / "cmp")
+    facts = open_report(paths["html"], tmp_path / "cmp.png")
+    assert facts["title"] == "gamebed comparison"
+    assert [i["alt"] for i in facts["imgs"]] == ["mean_delay_by_run"]
+    img = facts["imgs"][0]
+    assert img["complete"] and img["w"] > 300 and img["shown_w"] > 0
+    assert len(facts["capacity_rows"]) == 4  # 2 runs × 2 modes
+    assert facts["fetched"] == []
+    assert (tmp_path / "cmp.png").stat().st_size > 20_000  # a page was drawn
