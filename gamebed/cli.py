@@ -47,6 +47,7 @@ def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
                 placement=a.placement, cpu_cap=getattr(a, "cpu_cap", None),
                 cpu_weight=getattr(a, "cpu_weight", None),
                 server_work_us=getattr(a, "server_work_us", None),
+                capture=getattr(a, "capture", None),
                 stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
                 backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
                 vm_memory_mib=a.vm_memory)
@@ -64,7 +65,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
     from vm import backend_class
 
-    summary = run_sweep(spec, a.out, make_testbed, point_summary, dry_run=a.dry_run,
+    summarize = point_summary
+    if spec.capture:
+        from analysis.pcap import write_pcapng
+
+        def summarize(pdir: Path) -> dict:
+            return {**point_summary(pdir), "capture": write_pcapng(pdir)}
+
+    summary = run_sweep(spec, a.out, make_testbed, summarize, dry_run=a.dry_run,
                         backend_reason=why, resume=a.resume, overwrite=a.overwrite,
                         boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST)
     if a.dry_run:
@@ -116,6 +124,14 @@ def cmd_clean(a: argparse.Namespace) -> int:
         for line in clean_manifest(Path(path), Runner()):
             print(line)
         print(f"cleaned {path}")
+    return 0
+
+
+def cmd_pcap(a: argparse.Namespace) -> int:
+    from analysis.pcap import write_pcapng
+
+    for d in a.point_dir:
+        print(json.dumps(write_pcapng(d)))
     return 0
 
 
@@ -219,6 +235,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"seed of the input schedules (default "
                                             f"{default('seed')})")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--capture", action="store_true", default=None,
+                   help="keep every uplink frame with its stamp; each point gets a "
+                        "capture.pcapng with per-input comments (Wireshark, tshark)")
     add_guest_args(p)
 
 
@@ -263,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sla-stat", choices=("mean", "p95", "p99"), default="mean")
     p.add_argument("--sla-loss", type=float, default=0.01)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("pcap", help="a captured point's uplink frames as pcapng (no root)",
+                       description="Write POINT_DIR/capture.pcapng from the uplink.cap of a "
+                                   "point run with --capture: every frame with its kernel "
+                                   "arrival stamp to the ns, player inputs commented with "
+                                   "guest, player, seq, server stamp, delay, stamp error.")
+    p.add_argument("point_dir", type=Path, nargs="+")
+    p.set_defaults(func=cmd_pcap)
 
     p = sub.add_parser("image", help="build the game guest image (root; cached)",
                        description="Debian bookworm root (mmdebstrap) + fpsmodel + the "

@@ -63,6 +63,7 @@ class ExperimentSpec:
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
     server_work_us: float = 0.0  # simulated game logic: CPU µs per player per tick
     stamper: str = "bpf"  # who appends trailers on the host (benchmarks/bench_paths.py)
+    capture: bool = False  # every uplink frame with its stamp → capture.pcapng per point
     backend: str = "auto"  # uml where it runs, else netns (vm/__init__.py resolve_backend)
     libvirt_uri: str = "qemu:///system"
     accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg (vm/accel.py)

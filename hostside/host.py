@@ -92,6 +92,8 @@ class HostSide:
                           "--stamper", stamper, "--out", c.dir, "--ready-file", ready)
         for g in t.guests:
             args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
+        if c.spec.capture:
+            args += ["--capture", c.dir / "uplink.cap"]
         cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
         shim = self.attached.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))

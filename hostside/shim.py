@@ -42,6 +42,7 @@ PACKET_OUTGOING = 4
 TP_STATUS_CSUMNOTREADY = 1 << 3
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
+CAPTURE_RECORD = struct.Struct("<QI")  # uplink.cap: stamp ns, frame length, then the frame
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def parse_anc(anc: list) -> tuple[int, int]:
 
 class Shim:
     def __init__(self, uplink: str, guests: list[GuestPort], game_port: int, out_dir: Path,
-                 stamper: str = "afpacket") -> None:
+                 stamper: str = "afpacket", capture: Path | None = None) -> None:
         self.game_port, self.stamper = game_port, stamper
         self.up = open_packet_socket(uplink, stamps=True)
         self.ports = {g.guest: open_packet_socket(g.ifname, stamps=False) for g in guests}
@@ -122,6 +123,9 @@ class Shim:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.truth = RecordWriter(self.out_dir / SHIM_INPUTS, SHIM_INPUT_FIELDS)
+        # every uplink frame with its kernel stamp (docs/records.md: uplink.cap), for the
+        # point's pcapng (analysis/pcap.py); one buffered write per frame
+        self.capture = open(capture, "wb", 1 << 20) if capture else None  # noqa: SIM115
         self._stop = False
 
     def stop(self, *_: object) -> None:
@@ -192,6 +196,8 @@ class Shim:
                 continue  # our own sends, looped back to the packet socket
             stamp_ns, status = parse_anc(anc)
             if from_uplink:
+                if self.capture is not None:
+                    self.capture.write(CAPTURE_RECORD.pack(stamp_ns, len(frame)) + frame)
                 self.from_uplink(frame, stamp_ns, status)
             else:
                 self._send(self.up, self._complete(frame, status), "forwarded_reply")
@@ -215,6 +221,8 @@ class Shim:
 
     def finish(self) -> dict:
         self.truth.close()
+        if self.capture is not None:
+            self.capture.close()
         for s in (self.up, *self.ports.values()):
             s.close()
         summary = {"stamper": self.stamper, "counters": dict(self.counters),
@@ -234,12 +242,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 0 or 0,2")
     p.add_argument("--out", type=Path, required=True, help="directory for shim_inputs.csv")
     p.add_argument("--ready-file", type=Path)
+    p.add_argument("--capture", type=Path,
+                   help="write every uplink frame with its kernel stamp here (uplink.cap)")
 
 
 def run(a: argparse.Namespace) -> int:
     if a.cpus:
         os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
-    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper)
+    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture)
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
     summary = shim.run(a.ready_file)

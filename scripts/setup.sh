@@ -17,6 +17,8 @@ command -v ethtool >/dev/null || need_apt+=(ethtool)
 # the report test opens report.html in a real headless browser
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+# captures (`gamebed run --capture`) are checked by opening them with tshark
+command -v tshark >/dev/null || need_apt+=(tshark)
 # real VMs (--backend libvirt, tests/vm): QEMU, libvirt, the guest image's tools, and
 # Debian's cloud kernel with its headers and source for the patched modules
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)

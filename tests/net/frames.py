@@ -32,3 +32,15 @@ def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
     body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac(src_mac),
                        socket.inet_aton(src_ip), b"\0" * 6, socket.inet_aton(target_ip))
     return b"\xff" * 6 + mac(src_mac) + b"\x08\x06" + body
+
+
+def icmp_echo(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, ident: int, ip_total: int,
+              extra: bytes = b"") -> bytes:
+    """An ICMP echo request whose IP datagram is `ip_total` bytes, plus `extra` after it."""
+    payload = bytes(range(256)) * ((ip_total - 28) // 256 + 1)
+    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload[:ip_total - 28]
+    icmp = icmp[:2] + struct.pack("!H", _ip_checksum(icmp + b"\0" * (len(icmp) % 2))) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_total, 1, 0, 64, 1, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
+    return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + icmp + extra

@@ -41,6 +41,9 @@ def leftovers(prefix: str) -> dict:
             "dirs": sorted(str(p) for p in VM_DIR.glob(f"{prefix}*"))}
 
 
+# measured (Debian's UML 6.1): the vector driver takes a 1514-byte frame plus the 16-byte
+# trailer although vec0's MTU is 1500, so even a full-size input could carry a host stamp
+FULL_SIZE_WITH_TRAILER_ARRIVES = True
 NOTHING = {"uml_processes": [], "netns": [], "links": [], "cgroups": [], "dirs": []}
 
 
@@ -136,3 +139,37 @@ def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert leftovers(info["prefix"]) == NOTHING
     assert not list((tmp_path / "state").glob("gl*.json"))
+
+
+def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
+    """vec0's MTU is 1500: what a trailer does to frames of 1000 and 1500 IP bytes (ICMP
+    echo requests sent on the guest's port, each with a valid trailer behind it)."""
+    skip_unless_uml()
+    from hostside import trailer
+    from tests.net.conftest import Pair
+    from tests.net.frames import icmp_echo
+
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", "uml",
+                        "--count", "1"], env=env, capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    try:
+        g, host_ns = info["guests"][0], info["prefix"] + "-host"
+        helper = Pair("unused")
+        frames = {}
+        for ident, size in ((1000, 1000), (1500, 1500)):
+            plain = icmp_echo("02:67:62:00:00:01", g["mac"], "198.18.0.1", g["ip"], ident, size)
+            frames[size] = bytes(trailer.append(plain, 1_700_000_000_000_000_000))
+        sniff = helper.start(host_ns, "sniff", g["port"], 3.0)
+        helper.run(host_ns, "send", g["port"], *(f.hex() for f in frames.values()))
+        replies = {int.from_bytes(f[38:40], "big") for f in
+                   (bytes.fromhex(x["frame"]) for x in helper.lines(sniff))
+                   if f[12:14] == b"\x08\x00" and f[23] == 1 and f[34] == 0}
+    finally:
+        subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    print("echo replies for IP sizes:", sorted(replies))
+    assert 1000 in replies  # a game-sized frame with its trailer gets through
+    assert (1500 in replies) is FULL_SIZE_WITH_TRAILER_ARRIVES
