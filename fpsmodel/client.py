@@ -308,6 +308,13 @@ class GameClient:
                 last_note = time.monotonic()
                 self.progress(f"client: {self.inputs_w.rows} inputs sent, "
                               f"{self.updates_w.rows} updates received")
+        # the schedule is the seed's, whatever the timing: an input due before the end
+        # that a late wake-up left unsent goes now (late, and its lateness is recorded),
+        # so two runs of one seed send the same inputs
+        while heap and heap[0][0] < end:
+            due, i = heapq.heappop(heap)
+            self._send(self.players[i], due)
+            heapq.heappush(heap, (due + next(self.players[i].gaps), i))
         self._linger(sel, 0.15)  # let the last updates and echoes arrive
         for key in list(sel.get_map().values()):
             sel.unregister(key.fileobj)  # the end sync reads these sockets itself

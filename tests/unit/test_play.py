@@ -61,3 +61,48 @@ def test_empty_echo_gives_no_round_trip(tmp_path):
     rows = list(csv.DictReader((tmp_path / "client_updates.csv").open()))
     assert rows[0]["rtt_ns"] == ""
     assert int(rows[1]["rtt_ns"]) == (now + 100_000 - (now - 1_000_000)) - 500_000
+
+
+def test_same_seed_same_inputs_however_late_the_client_wakes(tmp_path, monkeypatch):
+    """The set of inputs is the seed's schedule: a client whose clock leaps past the end
+    (a stall of the whole process) still sends every input due before the end, late, so
+    two runs of one seed send the same inputs."""
+    import csv
+    import threading
+    import time as real_time
+    import types
+
+    from fpsmodel import client as client_mod
+    from fpsmodel.server import GameServer, ServerConfig
+
+    leap = {"ns": 0}
+    fake = types.SimpleNamespace(**{k: getattr(real_time, k) for k in dir(real_time)
+                                    if not k.startswith("_")})
+    fake.time_ns = lambda: real_time.time_ns() + leap["ns"]
+    monkeypatch.setattr(client_mod, "time", fake)
+    real_send = client_mod.GameClient._send
+    sent = []
+    for k, stall_after in enumerate((None, 5)):
+        leap["ns"] = 0
+
+        def send(self, player, due, stall_after=stall_after):
+            real_send(self, player, due)
+            if stall_after is not None and self.inputs_w.rows == stall_after:
+                leap["ns"] = 3_000_000_000  # 3 s stall: past the 1 s end
+        monkeypatch.setattr(client_mod.GameClient, "_send", send)
+        srv = GameServer(ServerConfig(port=0))
+        t = threading.Thread(target=srv.run, daemon=True)
+        t.start()
+        cfg = client_mod.ClientConfig(targets=[client_mod.parse_target(
+            f"127.0.0.1:{srv.port}", 0)], players=2, duration=1.0, seed=11,
+            out_dir=tmp_path / f"c{k}", sync_samples=2)
+        cl = client_mod.GameClient(cfg)
+        try:
+            cl.run()
+        finally:
+            cl.close()
+            srv.stop()
+            t.join(5)
+        with open(tmp_path / f"c{k}" / "client_inputs.csv") as f:
+            sent.append(sorted((r["player"], int(r["seq"])) for r in csv.DictReader(f)))
+    assert len(sent[0]) > 20 and sent[0] == sent[1]
