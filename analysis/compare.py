@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.report import STAT_COL, _png, analyze  # noqa: E402
-from analysis.stats import capacity, capacity_text  # noqa: E402
+from analysis.capacity import capacity, capacity_text  # noqa: E402
+from analysis.report import _png, analyze, per_count, run_sla  # noqa: E402
 
 LOAD_FIELDS = ("players", "rate", "duration", "seed")
 SETUP_FIELDS = ("backend", "stamper", "dispatch", "placement", "cpu_cap", "cpu_weight",
@@ -48,8 +48,8 @@ def _labels(dirs: list[Path]) -> list[str]:
     return [str(d) for d in dirs]
 
 
-def compare(dirs: list[Path], sla_delay_ms: float = 1.0, sla_stat: str = "mean",
-            sla_loss: float = 0.01, allow_load_difference: bool = False) -> dict:
+def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str | None = None,
+            sla_loss: float | None = None, allow_load_difference: bool = False) -> dict:
     """Every run analysed, capacities, the joined point table and the differences."""
     if len(dirs) < 2:
         raise ValueError("a comparison needs two or more results directories")
@@ -62,13 +62,16 @@ def compare(dirs: list[Path], sla_delay_ms: float = 1.0, sla_stat: str = "mean",
         raise ValueError("the runs offered different loads (" + "; ".join(diff) + "): a "
                          "delay difference would not be the testbeds'. Compare runs of the "
                          "same load, or pass --allow-load-difference")
-    col = STAT_COL[sla_stat]
-    caps = {label: capacity(df, col, sla_delay_ms * 1000.0, sla_loss)
+    # the SLA terms not given are the first run's
+    sla = run_sla(next(iter(specs.values())), sla_delay_ms, sla_stat, sla_loss)
+    caps = {label: capacity(df, sla["stat"], sla["delay_ms"] * 1000.0, sla["loss"])
             for label, df in runs.items()}
-    points = pd.concat(runs.values(), ignore_index=True)
+    # repeated points: their median per count (the capacities above use every repeat)
+    points = pd.concat([per_count(df).assign(run=label) for label, df in runs.items()],
+                       ignore_index=True)
     return {"runs": runs, "specs": specs, "caps": caps, "points": points,
             "differences": differences(points, list(runs)), "load_differences": diff,
-            "sla": {"stat": sla_stat, "delay_ms": sla_delay_ms, "loss": sla_loss}}
+            "sla": sla}
 
 
 def differences(points: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

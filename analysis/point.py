@@ -201,6 +201,9 @@ SUMMARY_FIELDS = {
     "paired_stamp_error_mean_us": "paired_stamp_error_mean_us",
     "paired_stamp_error_p95_us": "paired_stamp_error_p95_us",
     "guest_cpu_s": "guest_cpu_s", "guest_throttled_s": "guest_throttled_s",
+    # the CIs a search judges a count by (analysis/capacity.py)
+    **{f"delay_{k}_ci_{e}_us": f"delay_{k}_ci_{e}_us" for k in ("mean", "p95", "p99")
+       for e in ("lo", "hi")},
 }
 
 

@@ -7,7 +7,7 @@ import html
 
 import pandas as pd
 
-from analysis.stats import capacity_text
+from analysis.capacity import capacity_text
 
 COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost"),
         ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
@@ -58,7 +58,14 @@ def _ci(lo: pd.Series, hi: pd.Series) -> list[str]:
 def table_rows(df: pd.DataFrame) -> list[list[str]]:
     df = df.assign(delay_mean_ci=_ci(df["delay_mean_ci_lo_us"], df["delay_mean_ci_hi_us"]),
                    delay_p99_ci=_ci(df["delay_p99_ci_lo_us"], df["delay_p99_ci_hi_us"]))
-    return [[_fmt(r[c]) for c, _ in COLS] for _, r in df.iterrows()]
+    return [[_fmt(r[c]) for c, _ in cols(df)] for _, r in df.iterrows()]
+
+
+def cols(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The per-point table's columns: with a repeat column where counts were repeated."""
+    if "repeat" in df and len(df) and df["repeat"].max() >= 1:
+        return [*COLS[:2], ("repeat", "repeat"), *COLS[2:]]
+    return COLS
 
 
 def table2_rows(df: pd.DataFrame) -> list[list[str]]:
@@ -97,22 +104,118 @@ def setup_lines(env: dict, run: dict) -> list[str]:
 
 
 def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
-    rows = [{"mode": m, "capacity": c["capacity"], "bounded_by_largest_count": c["bounded"],
+    rows = [{"mode": m, "capacity": c["capacity"], "capacity_hi": c.get("capacity_hi"),
+             "bounded_by_largest_count": c["bounded"],
              "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
+             "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
              "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"]}
             for m, c in sorted(cap.items())]
     return pd.DataFrame(rows)
 
 
 def ratio_text(cap: dict) -> str:
+    """Host/guest capacity: the ratio of the lower ends, and its range over the intervals."""
     h, g = cap.get("host"), cap.get("guest")
     if not h or not g:
         return "needs both modes"
     if g["capacity"] == 0:
         return "undefined (guest stamps meet the SLA at no measured count)"
     r = h["capacity"] / g["capacity"]
-    bound = " (lower bound: host capacity bounded by the largest count)" if h["bounded"] else ""
-    return f"{r:.2f}×{bound}"
+    text = f"{r:.2f}×"
+    g_hi, h_hi = g.get("capacity_hi"), h.get("capacity_hi")
+    if g_hi and g_hi > g["capacity"] or (h_hi and h_hi > h["capacity"]):
+        lo = h["capacity"] / (g_hi or g["capacity"])
+        hi = (h_hi or h["capacity"]) / g["capacity"]
+        text += f" (over the capacity intervals: {lo:.2f}–{hi:.2f}×)"
+    if h["bounded"]:
+        text += " (a lower bound: no measured count failed with host stamps)"
+    return text
+
+
+VERDICT_HEAD = ["tried", "guests", "mode", "points", "delay stat µs", "95% CI µs", "loss",
+                "loss 95% CI", "verdict", "why"]
+VERDICT_NOTE = ("A count passes when the SLA holds with 95% confidence, fails when it is "
+                "broken with 95% confidence, and is unsure otherwise (one point: the point's "
+                "CIs, Wilson's for the loss; repeated points: Student's t over the repeats). "
+                "Capacity is the largest count that passed below the first that failed; the "
+                "interval runs to the count before that failure (counts in between were not "
+                "measured or were unsure).")
+
+
+def verdict_rows(run: dict) -> list[list[str]]:
+    """Why each count passed or failed, in the order the run measured the counts."""
+    v = run.get("verdicts")
+    if v is None or not len(v):
+        return []
+    order: dict[int, int] = {}
+    for p in run.get("points", []):
+        order.setdefault(int(p["guests"]), len(order) + 1)
+    v = v.assign(tried=[order.get(int(n), 0) for n in v["guests"]])
+    rows = []
+    for _, r in v.sort_values(["tried", "guests", "mode"]).iterrows():
+        ci = (f"{r['ci_lo_us']:.1f}–{r['ci_hi_us']:.1f}" if r.get("k", 0) else "–")
+        lci = (f"{r['loss_ci_lo']:.4f}–{r['loss_ci_hi']:.4f}" if r.get("k", 0) else "–")
+        rows.append([str(r["tried"] or "–"), str(r["guests"]), r["mode"], str(r["k"]),
+                     _fmt(r.get("value_us", float("nan"))), ci,
+                     _fmt(r.get("loss", float("nan"))), lci, r["verdict"], r["reason"]])
+    return rows
+
+
+SPREAD_HEAD = ["mode", "guests", "repeats", "delay mean µs", "delay p95 µs", "loss",
+               "stamp err mean µs", "sent"]
+
+
+def _spread(x: pd.Series) -> str:
+    x = x.astype("float64").dropna()
+    if not len(x):
+        return "–"
+    digits = 4 if x.abs().max() < 1 else 1
+    return (f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f} "
+            f"({x.min():.{digits}f}–{x.max():.{digits}f})")
+
+
+def spread_rows(df: pd.DataFrame) -> list[list[str]]:
+    """Each figure's spread over a count's repeats: mean ± sd (min–max)."""
+    if "repeat" not in df or df["repeat"].max() < 1:
+        return []
+    rows = []
+    for (m, n), g in df.groupby(["mode", "guests"]):
+        rows.append([m, str(n), str(len(g)), _spread(g["delay_mean_us"]),
+                     _spread(g["delay_p95_us"]), _spread(g["loss_ratio"]),
+                     _spread(g["stamp_error_mean_us"]),
+                     f"{int(g['sent'].min())}–{int(g['sent'].max())}"])
+    return rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _html_table(tid: str, head: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    return (f'<table id="{tid}"><tr>' + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            + "</table>")
+
+
+def search_lines(run: dict) -> list[str]:
+    s = (run.get("spec") or {})
+    if not s.get("search_max"):
+        return []
+    tried = list(dict.fromkeys(int(p["guests"]) for p in run.get("points", [])))
+    return [f"Counts chosen by the search (--guests auto, up to {s['search_max']}, "
+            f"{s.get('repeats', 1)} point(s) per count and mode), in order: "
+            + ", ".join(map(str, tried))]
+
+
+def _spread_html(df: pd.DataFrame) -> str:
+    rows = spread_rows(df)
+    if not rows:
+        return ""
+    return ("<h2>Spread over repeats</h2>" + _html_table("spread", SPREAD_HEAD, rows)
+            + '<p class="note">Each figure over a count\'s repeated points: mean ± sd '
+            "(min–max).</p>")
 
 
 def _accel_html(env: dict) -> str:
@@ -131,8 +234,16 @@ def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
             "|---|---|---|"]
     for m, c in sorted(cap.items()):
         out.append(f"| {m} stamps | {capacity_text(c)} | {c['first_failure'] or '–'} |")
-    out += ["", f"Host/guest capacity ratio: {ratio_text(cap)}", "", "## Per point", "",
-            "| " + " | ".join(h for _, h in COLS) + " |", "|" + "---|" * len(COLS)]
+    out += ["", f"Host/guest capacity ratio: {ratio_text(cap)}", ""]
+    out += [f"- {line}" for line in search_lines(run or {})]
+    out += ["", "## Counts: why each passed or failed", "",
+            *_md_table(VERDICT_HEAD, verdict_rows(run or {})), "", VERDICT_NOTE, ""]
+    spread = spread_rows(df)
+    if spread:
+        out += ["## Spread over repeats", "", *_md_table(SPREAD_HEAD, spread), "",
+                "Each figure over a count's repeated points: mean ± sd (min–max).", ""]
+    out += ["## Per point", "",
+            "| " + " | ".join(h for _, h in cols(df)) + " |", "|" + "---|" * len(cols(df))]
     out += ["| " + " | ".join(r) + " |" for r in table_rows(df)]
     out += ["", "Delay = stamp the server used − client send time; stamp error = stamp the "
             "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
@@ -161,7 +272,7 @@ def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes],
                     for r in table2_rows(md_df))
     caps = "".join(f"<tr><td>{e(m)} stamps</td><td><b>{e(capacity_text(c))}</b></td>"
                    f"<td>{c['first_failure'] or '–'}</td></tr>" for m, c in sorted(cap.items()))
-    head = "".join(f"<th>{e(h)}</th>" for _, h in COLS)
+    head = "".join(f"<th>{e(h)}</th>" for _, h in cols(md_df))
     body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
                    for r in table_rows(md_df))
     imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,'
@@ -183,6 +294,11 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 <h2>Capacity</h2><table id="capacity"><tr><th>mode</th><th>capacity (guests)</th>
 <th>first failing count</th></tr>{caps}</table>
 <p>Host/guest capacity ratio: {e(ratio_text(cap))}</p>
+{"".join(f"<p>{e(x)}</p>" for x in search_lines(run or {}))}
+<h2>Counts: why each passed or failed</h2>
+{_html_table("verdicts", VERDICT_HEAD, verdict_rows(run or {}))}
+<p class="note">{e(VERDICT_NOTE)}</p>
+{_spread_html(md_df)}
 <h2>Plots</h2>{imgs}
 <h2>Per point</h2><table><tr>{head}</tr>{body}</table>
 <p class="note">Delay = stamp the server used − client send time; stamp error = stamp the

@@ -18,16 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.capacity import interval, verdicts  # noqa: E402
 from analysis.point import analyze_point  # noqa: E402
 from analysis.records import load_json  # noqa: E402
-from analysis.stats import capacity  # noqa: E402
 
 PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
          ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),
          ("Capacity at 1 ms mean delay, host stamps", "44 VMs"),
          ("Capacity at 1 ms mean delay, guest stamps", "30 VMs (+47% with host stamps)"),
          ("Mean timestamp error removed at 46 VMs", "3.1 ms")]
-STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
 
 
 def point_files(results: Path) -> tuple[list[Path], list[str]]:
@@ -52,16 +51,27 @@ def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarr
               f"does not list (another run's?): {', '.join(others)}", file=sys.stderr)
     for pj in files:
         row, err = analyze_point(pj.parent)
-        rows.append(row)
-        errors[(row["mode"], row["guests"])] = err
         pmeta = load_json(pj)
+        row["repeat"] = int(pmeta.get("repeat", 0))
+        rows.append(row)
+        key = (row["mode"], row["guests"])
+        if key in errors:  # a repeat: its stamp errors join the count's; the tail plot
+            errors[key]["stamp_error"] = np.concatenate(  # keeps the first repeat's
+                [errors[key]["stamp_error"], err["stamp_error"]])
+        else:
+            errors[key] = err
         # the largest count's environment: its boot time and memory are the telling ones
         if not meta or pmeta.get("guests", 0) >= meta.get("guests", 0):
             meta = pmeta
     if not rows:
         raise FileNotFoundError(f"{results}: no points/*/point.json; is this a gamebed run "
                                 "directory?")
-    return pd.DataFrame(rows).sort_values(["mode", "guests"]), errors, meta
+    return pd.DataFrame(rows).sort_values(["mode", "guests", "repeat"]), errors, meta
+
+
+def per_count(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (mode, guests): the median over repeats (the plots' points)."""
+    return df.groupby(["mode", "guests", "placement"], as_index=False).median(numeric_only=True)
 
 
 # -- plots ----------------------------------------------------------------------------------
@@ -131,6 +141,7 @@ def _ccdf(dists: dict, mode: str) -> bytes:
 
 def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
           stat: str) -> dict[str, bytes]:
+    df = per_count(df)
     df = df.assign(placement_mode=df["placement"] + ", " + df["mode"] + " stamps")
     return {
         "loss": _lines(df, "loss_ratio", "Input loss ratio vs guests (cf. paper Fig. 6.4)",
@@ -147,18 +158,32 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
     }
 
 
-def write_report(results: Path, sla_delay_ms: float = 1.0, sla_stat: str = "mean",
-                 sla_loss: float = 0.01) -> dict[str, Path]:
-    """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there."""
+def run_sla(spec: dict, sla_delay_ms: float | None = None, sla_stat: str | None = None,
+            sla_loss: float | None = None) -> dict:
+    """The SLA to judge by: the given terms, else the run's spec's, else the defaults."""
+    pick = [(sla_stat, "sla_stat", "mean"), (sla_delay_ms, "sla_delay_ms", 1.0),
+            (sla_loss, "sla_loss", 0.01)]
+    stat, delay, loss = (given if given is not None else spec.get(key, dflt)
+                         for given, key, dflt in pick)
+    return {"stat": stat, "delay_ms": float(delay), "loss": float(loss)}
+
+
+def write_report(results: Path, sla_delay_ms: float | None = None, sla_stat: str | None = None,
+                 sla_loss: float | None = None) -> dict[str, Path]:
+    """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there.
+    The SLA terms not given are the run's (its spec), else 1 ms mean delay and 1% loss."""
     from analysis import render
 
     results = Path(results)
     df, errors, meta = analyze(results)
-    sla = {"stat": sla_stat, "delay_ms": sla_delay_ms, "loss": sla_loss}
-    cap = capacity(df, STAT_COL[sla_stat], sla_delay_ms * 1000.0, sla_loss)
     spec, env = meta.get("spec", {}), dict(meta.get("environment", {}))
+    sla = run_sla(spec, sla_delay_ms, sla_stat, sla_loss)
+    sla_stat, sla_delay_ms, sla_loss = sla["stat"], sla["delay_ms"], sla["loss"]
+    judged = verdicts(df, sla_stat, sla_delay_ms * 1000.0, sla_loss)
+    cap = {m: interval(g) for m, g in judged.groupby("mode")}
     run = dict(load_json(results / "summary.json", {}) or {})
     run["ignored_points"] = point_files(results)[1]
+    run["verdicts"] = judged
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
     images = plots(df, errors, sla_delay_ms * 1000.0, sla_loss, sla_stat)
     paths = {"html": results / "report.html", "md": results / "report.md",

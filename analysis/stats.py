@@ -1,4 +1,4 @@
-"""Statistics and the capacity rule (no privileges; numpy, vectorised).
+"""Statistics (no privileges; numpy, vectorised); the capacity rule is analysis/capacity.py.
 
 Confidence intervals are analytic so they scale to millions of records:
 normal-theory for the mean, distribution-free order statistics for quantiles.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 Z95 = 1.959964
 
@@ -45,33 +44,6 @@ def quantile_ci(v: np.ndarray, q: float) -> tuple[float, float]:
     hi = int(min(n - 1, math.ceil(n * q + spread)))
     part = np.partition(v, (lo, hi))
     return float(part[lo]), float(part[hi])
-
-
-def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float) -> dict:
-    """Capacity per mode: the largest guest count meeting every SLA term where every
-    smaller measured count does too.  `points` columns: mode, guests, loss_ratio, and
-    the delay statistic `stat` in µs.  Returns {mode: {capacity, bounded, largest, ...}}."""
-    out = {}
-    for mode, df in points.groupby("mode"):
-        df = df.sort_values("guests")
-        ok = (df[stat] <= sla_delay_us) & (df["loss_ratio"] <= sla_loss)
-        ok &= df[stat].notna() & df["loss_ratio"].notna()
-        good = ok.cumprod().astype(bool)  # stays true only while every smaller count passed
-        cap = int(df["guests"][good].max()) if good.any() else 0
-        failed = df[~ok]
-        out[mode] = {
-            "capacity": cap,
-            "bounded": bool(good.all()),  # every count passed: capacity >= largest measured
-            "largest_measured": int(df["guests"].max()),
-            "first_failure": int(failed["guests"].iloc[0]) if len(failed) else None,
-        }
-    return out
-
-
-def capacity_text(c: dict) -> str:
-    if c["bounded"]:
-        return f"≥ {c['capacity']} (every count measured met the SLA)"
-    return f"{c['capacity']}"
 
 
 def ccdf_points(values: np.ndarray, floor: float = 1e-4, n: int = 120

@@ -50,7 +50,7 @@ def _keys(n_guests: int, players: int, n: int) -> tuple[np.ndarray, np.ndarray, 
 
 def write_point(pdir: Path, mode: str, n_guests: int, n: int, delay_us: np.ndarray,
                 host_delay_us: np.ndarray, lost_mask: np.ndarray, players: int = 2,
-                env: dict | None = None) -> None:
+                env: dict | None = None, repeat: int = 0) -> None:
     """One point's raw files.  `delay_us`, `host_delay_us`, `lost_mask` have length n."""
     pdir.mkdir(parents=True, exist_ok=True)
     g, p, s = _keys(n_guests, players, n)
@@ -80,7 +80,7 @@ def write_point(pdir: Path, mode: str, n_guests: int, n: int, delay_us: np.ndarr
         **{t: np.full(n_guests, T0, np.int64) for t in ("t1", "t2", "t3", "t4")},
         "offset_ns": np.zeros(n_guests, np.int64), "delay_ns": np.full(n_guests, 2_000, np.int64),
         "chosen": np.ones(n_guests, np.int64)})
-    meta = {"mode": mode, "guests": n_guests, "spec": {"name": "synthetic"},
+    meta = {"mode": mode, "guests": n_guests, "repeat": repeat, "spec": {"name": "synthetic"},
             "environment": {"backend": "synthetic", "placement": "restricted",
                             "shared_clock": True, **(env or {})}}
     (pdir / "point.json").write_text(json.dumps(meta))
@@ -91,25 +91,29 @@ Shape = Callable[[str, int, np.random.Generator, int], tuple[np.ndarray, np.ndar
 
 def write_run(out: Path, shape: Shape, modes: Sequence[str] = ("guest", "host"),
               guest_counts: Sequence[int] = (1, 2, 4, 8), inputs_per_point: int = 1000,
-              seed: int = 1, progress: Callable[[str], None] | None = None
-              ) -> dict[tuple[str, int], PointTruth]:
+              seed: int = 1, progress: Callable[[str], None] | None = None,
+              repeats: int = 1) -> dict[tuple[str, int], PointTruth]:
     """A whole synthetic run.  `shape(mode, guests, rng, n)` returns (delay_us,
     host_delay_us, loss_ratio) for that point; losses are the first ⌊n·ratio⌋ inputs
-    after a random shuffle.  Returns the truth per point for checking."""
+    after a random shuffle.  With `repeats` K each point is drawn K times (directories
+    as `--repeat`'s).  Returns the truth per point (repeat 0) for checking."""
     rng = np.random.default_rng(seed)
     truth = {}
     for mode in modes:
         for gcount in guest_counts:
-            n = inputs_per_point
-            delay, host_delay, loss = shape(mode, gcount, rng, n)
-            lost = np.zeros(n, bool)
-            lost[rng.permutation(n)[: int(n * loss)]] = True
-            write_point(out / "points" / f"{mode}-g{gcount:03d}", mode, gcount, n, delay,
-                        host_delay, lost)
-            truth[(mode, gcount)] = PointTruth(delay[~lost], host_delay[~lost],
-                                               int(lost.sum()))
-            if progress:
-                progress(f"wrote {mode}-g{gcount:03d} ({n} inputs)")
+            for r in range(repeats):
+                n = inputs_per_point
+                delay, host_delay, loss = shape(mode, gcount, rng, n)
+                lost = np.zeros(n, bool)
+                lost[rng.permutation(n)[: int(n * loss)]] = True
+                name = f"{mode}-g{gcount:03d}" + (f"-r{r}" if r else "")
+                write_point(out / "points" / name, mode, gcount, n, delay, host_delay, lost,
+                            repeat=r)
+                if r == 0:
+                    truth[(mode, gcount)] = PointTruth(delay[~lost], host_delay[~lost],
+                                                       int(lost.sum()))
+                if progress:
+                    progress(f"wrote {name} ({n} inputs)")
     (out / "summary.json").write_text(json.dumps({"spec": {"name": "synthetic"},
                                                   "environment": {"kernel": "synthetic"}}))
     return truth

@@ -42,7 +42,11 @@ def cmd_play(a: argparse.Namespace) -> int:
 
 def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
     """The spec: defaults, then the TOML file (if any), then the flags given."""
-    over = dict(guest_counts=getattr(a, "guests", None), modes=getattr(a, "modes", None),
+    guests = getattr(a, "guests", None)
+    over = dict(guest_counts=None if guests == "auto" else guests,
+                modes=getattr(a, "modes", None), repeats=getattr(a, "repeat", None),
+                sla_delay_ms=getattr(a, "sla_delay_ms", None),
+                sla_stat=getattr(a, "sla_stat", None), sla_loss=getattr(a, "sla_loss", None),
                 players=a.players, duration=getattr(a, "duration", None),
                 placement=a.placement, cpu_cap=getattr(a, "cpu_cap", None),
                 cpu_weight=getattr(a, "cpu_weight", None),
@@ -63,6 +67,11 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     spec, why = resolve_backend(spec_from_args(a))
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
+    if a.guests == "auto":  # the backend's largest default count bounds the search
+        top = a.max_guests or max(spec_mod.DEFAULT_COUNTS[spec.backend])
+        spec = spec.replace(search_max=top, repeats=a.repeat or 3)
+    elif a.max_guests is not None:
+        raise ValueError("--max-guests bounds a search: use it with --guests auto")
     from vm import backend_class
 
     summarize = point_summary
@@ -72,9 +81,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         def summarize(pdir: Path) -> dict:
             return {**point_summary(pdir), "capture": write_pcapng(pdir)}
 
+    search = None
+    if spec.searching:
+        from analysis.capacity import search_step
+
+        search = search_step(spec.sla_stat, spec.sla_delay_ms, spec.sla_loss, spec.search_max)
     summary = run_sweep(spec, a.out, make_testbed, summarize, dry_run=a.dry_run,
                         backend_reason=why, resume=a.resume, overwrite=a.overwrite,
-                        boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST)
+                        boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST,
+                        search=search)
     if a.dry_run:
         return 0
     if not a.no_report:
@@ -157,8 +172,10 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-def counts(text: str) -> tuple[int, ...]:
-    """--guests: comma-separated guest counts, each once."""
+def counts(text: str) -> tuple[int, ...] | str:
+    """--guests: comma-separated guest counts, each once; or `auto` (a search)."""
+    if text == "auto":
+        return text
     try:
         vals = tuple(int(x) for x in text.split(","))
     except ValueError:
@@ -221,7 +238,23 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guests", type=counts,
                    help="guest counts, e.g. 1,2,4 (default: the backend's, "
                         + "; ".join(f"{b} {','.join(map(str, c))}"
-                                    for b, c in spec_mod.DEFAULT_COUNTS.items()) + ")")
+                                    for b, c in spec_mod.DEFAULT_COUNTS.items()) + "); or "
+                        "auto: search each mode's capacity (double the count until a mode "
+                        "fails, then bisect to about 10%%), both modes at every count tried")
+    p.add_argument("--max-guests", type=int, metavar="N",
+                   help="--guests auto: the largest count to try (default: the largest of "
+                        "the backend's default counts)")
+    p.add_argument("--repeat", type=int, metavar="K",
+                   help="points per count and mode (default 1; 3 with --guests auto); the "
+                        "report judges a count on the CI over its repeats and shows each "
+                        "figure's spread; repeat r plays seed + r in both modes")
+    p.add_argument("--sla-delay-ms", type=float,
+                   help=f"SLA: delay limit (default {default('sla_delay_ms'):g} ms), for the "
+                        "search and the report")
+    p.add_argument("--sla-stat", choices=spec_mod.SLA_STATS,
+                   help=f"SLA: which delay statistic (default {default('sla_stat')})")
+    p.add_argument("--sla-loss", type=float,
+                   help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
     p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")
@@ -278,9 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where a comparison goes (default ./comparison)")
     p.add_argument("--allow-load-difference", action="store_true",
                    help="compare runs whose load (players, rate, duration, seed) differs")
-    p.add_argument("--sla-delay-ms", type=float, default=1.0)
-    p.add_argument("--sla-stat", choices=("mean", "p95", "p99"), default="mean")
-    p.add_argument("--sla-loss", type=float, default=0.01)
+    p.add_argument("--sla-delay-ms", type=float,
+                   help="delay limit in ms (default: the run's, from its spec; else 1)")
+    p.add_argument("--sla-stat", choices=spec_mod.SLA_STATS,
+                   help="delay statistic (default: the run's; else mean)")
+    p.add_argument("--sla-loss", type=float,
+                   help="largest loss ratio (default: the run's; else 0.01)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("pcap", help="a captured point's uplink frames as pcapng (no root)",

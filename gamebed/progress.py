@@ -36,6 +36,12 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
 
+    def grow(self, n: float) -> None:
+        """More work than estimated (a search chose another count)."""
+        if self.bar is not None:
+            self.bar.total += n
+            self.bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -25,8 +25,9 @@ PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
 BACKENDS = ("auto", "netns", "uml", "libvirt")
 ACCELS = ("auto", "kvm", "tcg")
+SLA_STATS = ("mean", "p95", "p99")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
-           "accel": ACCELS, "dispatch": DISPATCH_MODES}
+           "accel": ACCELS, "dispatch": DISPATCH_MODES, "sla_stat": SLA_STATS}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
 DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
@@ -54,6 +55,8 @@ def stamp_driver(mode: str) -> StampDriver:
 @dataclass(frozen=True)
 class ExperimentSpec:
     guest_counts: tuple[int, ...] | None = None  # None: the backend's DEFAULT_COUNTS
+    search_max: int | None = None  # --guests auto: search the capacity up to this count
+    repeats: int = 1  # points per (count, mode); repeat r plays seed + r in both modes
     modes: tuple[str, ...] = MODES
     players: int = 4  # per guest
     duration: float = 10.0  # seconds of play per point
@@ -71,6 +74,10 @@ class ExperimentSpec:
     dispatch: str = "epoll"
     game_port: int = GAME_PORT
     seed: int = 1
+    # the SLA the run is judged by (the search's, and the report's unless told otherwise)
+    sla_stat: str = "mean"
+    sla_delay_ms: float = 1.0
+    sla_loss: float = 0.01
 
     def __post_init__(self) -> None:
         problems = []
@@ -98,6 +105,14 @@ class ExperimentSpec:
             problems.append("cpu_weight is a relative weight between 1 and 65535 (256 = 1x)")
         if not 0 <= self.server_work_us <= 1e6:
             problems.append("server_work_us is CPU microseconds per player per tick, 0..1e6")
+        if self.search_max is not None and (self.guest_counts is not None
+                                            or not 1 <= self.search_max <= MAX_GUESTS):
+            problems.append(f"search_max (--guests auto) is a count between 1 and "
+                            f"{MAX_GUESTS}, and excludes guest_counts")
+        if not 1 <= self.repeats <= 100:
+            problems.append("repeats is a number of points per count and mode, 1..100")
+        if self.sla_delay_ms <= 0 or not 0 <= self.sla_loss < 1:
+            problems.append("sla_delay_ms must be positive and sla_loss a ratio in [0, 1)")
         if not 1 <= self.game_port <= 65535:
             problems.append("game_port must be a UDP port number")
         if problems:
@@ -127,10 +142,21 @@ class ExperimentSpec:
         return dataclasses.asdict(self)
 
     @property
+    def searching(self) -> bool:
+        """--guests auto: the counts are chosen as the run goes (analysis/capacity.py)."""
+        return self.search_max is not None
+
+    @property
     def counts(self) -> tuple[int, ...]:
-        """The guest counts: the given ones, else the backend's default."""
+        """The guest counts: the given ones, else the backend's default; for a search, the
+        counts its growth phase would measure (the rest depends on the results)."""
         if self.guest_counts is not None:
             return self.guest_counts
+        if self.search_max is not None:
+            grow = [1]
+            while grow[-1] < self.search_max:
+                grow.append(min(2 * grow[-1], self.search_max))
+            return tuple(grow)
         if self.backend == "auto":
             raise ValueError("the guest counts of backend 'auto' are known once it is "
                              "resolved (vm.resolve_backend)")

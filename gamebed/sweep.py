@@ -1,13 +1,15 @@
 """`gamebed run`: the sweep over guest counts and timestamp modes (root to run).
 
 For each guest count it builds the testbed once (host side + guests), then for
-each timestamp mode runs the clock sync and the game load on those same guests
-and collects client, shim and server records into the point's directory; then
-it tears the testbed down and moves on.  summary.json is rewritten after every
-point, so an interrupted sweep keeps what it measured.
+each repeat and timestamp mode runs the clock sync and the game load on those
+same guests and collects client, shim and server records into the point's
+directory; then it tears the testbed down and moves on.  summary.json is
+rewritten after every point, so an interrupted sweep keeps what it measured.
 
-The sweep knows neither backends nor statistics: the CLI hands it a testbed
-factory (vm.make_testbed) and the per-point analysis (analysis.point.point_summary).
+The counts are the spec's list, or, for `--guests auto`, chosen one at a time by
+a search from the points so far.  The sweep knows neither backends nor statistics:
+the CLI hands it a testbed factory (vm.make_testbed), the per-point analysis
+(analysis.point.point_summary) and the search (analysis.capacity.search_step).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gamebed.spec import ExperimentSpec
 
 TestbedFactory = Callable[..., object]  # (spec, n_guests, work_dir, runner, manifest, progress)
 Summarize = Callable[[Path], dict]
+Search = Callable[[list[dict], set[int]], "int | None"]  # (points so far, counts tried)
 
 
 def environment() -> dict:
@@ -81,9 +84,10 @@ def progress(msg: str) -> None:
 
 
 def _point_line(entry: dict, t0: float) -> str:
-    return (f"      sent {entry['inputs_sent']}, lost {entry['inputs_lost']}, delay mean "
-            f"{entry['delay_mean_us']} us p95 {entry['delay_p95_us']} us, stamp error mean "
-            f"{entry['stamp_error_mean_us']} us, exact {entry['host_stamp_exact_fraction']} "
+    e = entry.get
+    return (f"      sent {e('inputs_sent')}, lost {e('inputs_lost')}, delay mean "
+            f"{e('delay_mean_us')} us p95 {e('delay_p95_us')} us, stamp error mean "
+            f"{e('stamp_error_mean_us')} us, exact {e('host_stamp_exact_fraction')} "
             f"({time.monotonic() - t0:.0f} s)")
 
 
@@ -134,23 +138,36 @@ def prepare_out(out: Path, spec: ExperimentSpec, resume: bool = False,
     return old
 
 
+def point_name(mode: str, n_guests: int, repeat: int = 0) -> str:
+    """A point's directory under points/: guest-g008, and guest-g008-r1 for repeat 1."""
+    return f"{mode}-g{n_guests:03d}" + (f"-r{repeat}" if repeat else "")
+
+
+def count_points(spec: ExperimentSpec) -> list[tuple[int, str]]:
+    """(repeat, mode) of one count, in run order: the modes alternate within a repeat."""
+    return [(r, m) for r in range(spec.repeats) for m in spec.modes]
+
+
 def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int, out: Path,
                   runner: Runner, on_point: Callable[[dict], None], t0: float,
-                  modes: tuple[str, ...] | None = None) -> None:
-    """Every mode (or the given ones) on one count's testbed (its guests are built once)."""
-    for mode in modes or spec.modes:
-        pdir = out / "points" / f"{mode}-g{n_guests:03d}"
+                  todo: list[tuple[int, str]] | None = None) -> None:
+    """Every (repeat, mode) point (or the given ones) on one count's testbed (its guests
+    are built once)."""
+    for repeat, mode in todo if todo is not None else count_points(spec):
+        pdir = out / "points" / point_name(mode, n_guests, repeat)
         if not runner.dry_run:
             shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
-        progress(f"      {mode} stamps: {spec.duration:g} s of play ...")
-        status(f"{n_guests} guests, {mode} stamps: playing")
-        with bed.mode(mode, pdir) as point:
+        again = f" (repeat {repeat})" if repeat else ""
+        progress(f"      {mode} stamps{again}: {spec.duration:g} s of play ...")
+        status(f"{n_guests} guests, {mode} stamps{again}: playing")
+        with bed.mode(mode, pdir, repeat) as point:
             env = point.environment()
             # point.json's "guests" is the count (docs/records.md)
             write_json(pdir / "point.json", {"mode": mode, "guests": n_guests,
+                                             "repeat": repeat, "seed": spec.seed + repeat,
                                              "spec": spec.to_dict(), "environment": env})
             point.run_load()
-        entry = {"mode": mode, "guests": n_guests}
+        entry = {"mode": mode, "guests": n_guests, "repeat": repeat}
         if not runner.dry_run:
             entry.update(summarize(pdir))
         entry["dir"] = str(pdir.relative_to(out))
@@ -159,15 +176,34 @@ def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int
             progress(_point_line(entry, t0))
 
 
+def next_count(spec: ExperimentSpec, points: list[dict], search: Search | None = None
+               ) -> int | None:
+    """The next guest count to measure: a count the run began but did not finish, else
+    the next of spec.counts, or for a search (--guests auto) `search`'s choice from the
+    points so far; None when the sweep is done."""
+    done = {(p["guests"], p.get("repeat", 0), p["mode"]) for p in points}
+    started = list(dict.fromkeys(p["guests"] for p in points))
+    for n in started:
+        if any((n, r, m) not in done for r, m in count_points(spec)):
+            return n
+    if not spec.searching or search is None:  # dry run: the growth phase's counts
+        return next((n for n in spec.counts if n not in started), None)
+    return search(points, set(started))
+
+
 def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
               summarize: Summarize, dry_run: bool = False, backend_reason: str = "",
               resume: bool = False, overwrite: bool = False,
-              boot_s_per_guest: float = 1.0) -> dict:
-    """The sweep; `boot_s_per_guest` only scales the progress bar's time estimate."""
-    if not dry_run:
+              boot_s_per_guest: float = 1.0, check_privileges: bool = True,
+              search: Search | None = None) -> dict:
+    """The sweep; `boot_s_per_guest` only scales the progress bar's time estimate.
+    A searching spec (--guests auto) needs `search`, which picks each next count."""
+    if not dry_run and check_privileges:
         require_net_admin()
-    if spec.backend == "auto" or spec.guest_counts is None:
+    if spec.backend == "auto" or (spec.guest_counts is None and not spec.searching):
         raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
+    if spec.searching and search is None and not dry_run:
+        raise ValueError("a searching spec (--guests auto) needs a search function")
     out = Path(out)
     old = prepare_out(out, spec, resume, overwrite, dry_run)
     runner = Runner(dry_run=dry_run)
@@ -180,7 +216,6 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
         summary["points"] = list(old["points"])
         summary["build_s"] = dict(old.get("build_s", {}))
         summary["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
-    done = {(p["mode"], p["guests"]) for p in summary["points"]}
     t0 = time.monotonic()
 
     def on_point(entry: dict) -> None:
@@ -188,36 +223,53 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
         if not dry_run:
             write_json(out / "summary.json", summary)
 
+    per_count = len(count_points(spec))
     work_s = sweep_work(spec.counts, spec.modes, spec.duration, boot_s_per_guest)
-    total = sum(b + len(spec.modes) * m for b, m in work_s.values())
+    total = sum(b + per_count * m for b, m in work_s.values())
     with signals_unwind(), _closing(manifest), Progress(total, "sweep") as bar:
-        for k, n_guests in enumerate(spec.counts, 1):
-            boot_s, point_s = work_s[n_guests]
-            todo = tuple(m for m in spec.modes if (m, n_guests) not in done)
-            if not todo:
-                progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s): measured by the "
-                         "run resumed")
-                bar.advance(boot_s + len(spec.modes) * point_s)
-                continue
-            progress(f"[{k}/{len(spec.counts)}] {n_guests} guest(s) on {spec.backend}: "
-                     f"building ...")
-            status(f"[{k}/{len(spec.counts)}] {n_guests} guests: building")
-            work = out / "points" / f"work-g{n_guests:03d}"
-            tb = time.monotonic()
-            with make_testbed(spec, n_guests, work, runner, manifest, progress) as bed:
-                summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
-                bar.advance(boot_s + (len(spec.modes) - len(todo)) * point_s)
-
-                def measured(entry: dict, _k=k, _n=n_guests, _p=point_s) -> None:
-                    on_point(entry)
-                    bar.advance(_p)
-                    status(f"[{_k}/{len(spec.counts)}] {_n} guests")
-
-                measure_count(bed, summarize, spec, n_guests, out, runner, measured, t0, todo)
-            if not dry_run:
-                shutil.rmtree(work, ignore_errors=True)
+        for n, (b, m) in work_s.items():  # what a resumed run measured is done
+            kept = sum(p["guests"] == n for p in summary["points"])
+            bar.advance((b if kept == per_count else 0) + kept * m)
+        k = 0
+        while (n_guests := next_count(spec, summary["points"],
+                                      None if dry_run else search)) is not None:
+            k += 1
+            if n_guests not in work_s:  # a count the estimate did not foresee (search)
+                work_s.update(sweep_work((n_guests,), spec.modes, spec.duration,
+                                         boot_s_per_guest))
+                bar.grow(work_s[n_guests][0] + per_count * work_s[n_guests][1])
+            _one_count(spec, n_guests, k, out, make_testbed, summarize, runner, manifest,
+                       summary, on_point, bar, work_s[n_guests], t0)
     summary["complete"] = True
     summary["elapsed_s"] = round(time.monotonic() - t0, 1)
     if not dry_run:
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _one_count(spec: ExperimentSpec, n_guests: int, k: int, out: Path,
+               make_testbed: TestbedFactory, summarize: Summarize, runner: Runner,
+               manifest: Manifest, summary: dict, on_point: Callable[[dict], None], bar,
+               work: tuple[float, float], t0: float) -> None:
+    """Build one count's testbed and measure the points of it the summary lacks."""
+    boot_s, point_s = work
+    done = {(p.get("repeat", 0), p["mode"]) for p in summary["points"]
+            if p["guests"] == n_guests}
+    todo = [rm for rm in count_points(spec) if rm not in done]
+    of = "" if spec.searching else f"/{len(spec.counts)}"
+    progress(f"[{k}{of}] {n_guests} guest(s) on {spec.backend}: building ...")
+    status(f"[{k}{of}] {n_guests} guests: building")
+    work_dir = out / "points" / f"work-g{n_guests:03d}"
+    tb = time.monotonic()
+    with make_testbed(spec, n_guests, work_dir, runner, manifest, progress) as bed:
+        summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
+        bar.advance(boot_s)
+
+        def measured(entry: dict) -> None:
+            on_point(entry)
+            bar.advance(point_s)
+            status(f"[{k}{of}] {n_guests} guests")
+
+        measure_count(bed, summarize, spec, n_guests, out, runner, measured, t0, todo)
+    if not runner.dry_run:
+        shutil.rmtree(work_dir, ignore_errors=True)

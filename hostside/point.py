@@ -34,6 +34,7 @@ BackendFactory = Callable[[PointContext], GuestBackend]
 class Testbed:
     def __init__(self, ctx: PointContext, backend: BackendFactory) -> None:
         self.ctx = ctx
+        self.spec = ctx.spec  # the run's; a repeat plays its own seed (enter_mode)
         self.host = HostSide(ctx)
         self.backend = backend(ctx)
         self.stack = ExitStack()
@@ -55,10 +56,12 @@ class Testbed:
         self.mode_stack.close()
         self.stack.close()
 
-    def enter_mode(self, mode: str, point_dir: Path) -> None:
-        """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim."""
+    def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0) -> None:
+        """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
+        Repeat r of a point plays the schedules of seed + r (in every mode alike)."""
         self.mode_stack.close()
-        self.ctx = dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir))
+        spec = dataclasses.replace(self.spec, seed=self.spec.seed + repeat)
+        self.ctx = dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec)
         self.host.ctx = self.backend.ctx = self.ctx
         self.ctx.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
@@ -69,8 +72,8 @@ class Testbed:
             self.mode_stack = stack.pop_all()
 
     @contextmanager
-    def mode(self, mode: str, point_dir: Path) -> Iterator[Testbed]:
-        self.enter_mode(mode, point_dir)
+    def mode(self, mode: str, point_dir: Path, repeat: int = 0) -> Iterator[Testbed]:
+        self.enter_mode(mode, point_dir, repeat)
         try:
             yield self
         finally:

@@ -72,10 +72,12 @@ def test_sla_variants_through_the_cli(run_dir, argv, expected):
     assert main(["report", str(out), *argv]) == 0
     assert caps(out) == expected
     md = (out / "report.md").read_text()
+    cap = expected["host"][0]
     if expected["host"][1]:
-        assert f"| host stamps | ≥ {expected['host'][0]} " in md
-    else:
-        assert f"| host stamps | {expected['host'][0]} |" in md
+        assert f"| host stamps | ≥ {cap} " in md
+    else:  # an interval up to the count before the first failure (the next measured)
+        nxt = {1: 2, 2: 4, 4: 8, 8: 16}[cap]
+        assert f"| host stamps | {cap}–{nxt - 1} |" in md
 
 
 def test_report_names_backend_and_paper(run_dir):
@@ -101,3 +103,27 @@ def test_report_renders_in_headless_chromium(chromium_ok, run_dir, tmp_path):
     write_report(out)
     facts = check_in_browser(out / "report.html", tmp_path / "report.png")
     assert any("≥ 16" in r for r in facts["capacity_rows"])  # host bounded, as built
+
+
+def test_repeated_points_are_judged_together_and_their_spread_shown(tmp_path):
+    """Three repeats per point whose mean delay wanders ±15% from repeat to repeat: the
+    per-count verdict uses all three (Student's t), the report shows their spread."""
+    def wobbly(mode, g, rng, n):
+        scale = BASE_US[mode] * g * rng.uniform(0.85, 1.15)
+        return rng.exponential(scale, n), rng.exponential(scale, n) * 0.2, 0.0
+    write_run(tmp_path, wobbly, guest_counts=(1, 4, 10, 16), inputs_per_point=5000,
+              seed=3, repeats=3)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Spread over repeats" in md and "| guest | 10 | 3 |" in md
+    pts = pd.read_csv(tmp_path / "points.csv")
+    assert sorted(pts["repeat"].unique()) == [0, 1, 2] and len(pts) == 2 * 4 * 3
+    c = pd.read_csv(tmp_path / "capacity.csv", dtype={"unsure_counts": str}).set_index("mode")
+    # guest 100·g µs: 4 passes (400 µs), 16 fails (1600 µs); 10 (1000 µs ± 15%) is
+    # unsure, so the capacity is the interval 4–15
+    assert c.loc["guest", "capacity"] == 4 and c.loc["guest", "capacity_hi"] == 15
+    assert str(c.loc["guest", "unsure_counts"]) == "10"
+    row = next(line for line in md.splitlines() if line.startswith("| – | 10 | guest | 3 |"))
+    assert "| unsure | delay CI straddles the SLA (t interval over 3 repeats) |" in row
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="verdicts"' in page and 'id="spread"' in page and "4–15" in page

@@ -1,0 +1,176 @@
+"""Capacity under an SLA, with its uncertainty, and the search for it (no privileges).
+
+A guest count *passes* for a mode when the SLA holds with 95% confidence, *fails*
+when it is broken with 95% confidence, and is *unsure* otherwise:
+
+- one point per count: the point's own 95% CIs (the delay statistic's, analytic, in
+  analysis/stats.py; the loss ratio's, Wilson's interval on lost/sent);
+- K repeated points per count (`--repeat K`): Student's t interval of the K values of
+  the statistic and of the loss ratio, so run-to-run noise is in the interval.
+
+Capacity is an interval [lo, hi]: lo is the largest count that passed below the
+first failing count, hi the first failing count − 1 (counts in between were not
+measured or were unsure); with no failing count it is "≥ lo".
+
+`next_count` is the search of `gamebed run --guests auto`: double the count until
+a mode fails (or the maximum is reached), then bisect each mode's interval until it
+is narrower than about 10% (`resolution`).  Every count is measured in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959964
+# Student's t, two-sided 95%, by degrees of freedom (1..30); the normal beyond
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
+
+
+def t975(df: int) -> float:
+    return _T975[df - 1] if 1 <= df <= len(_T975) else Z95
+
+
+def wilson(lost: float, sent: float) -> tuple[float, float]:
+    """95% Wilson interval of a loss ratio lost/sent."""
+    if not sent or not np.isfinite(sent):
+        return (float("nan"), float("nan"))
+    p, n, z2 = lost / sent, sent, Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _t_interval(v: np.ndarray) -> tuple[float, float, float]:
+    mean = float(v.mean())
+    half = t975(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return mean, mean - half, mean + half
+
+
+def _judge(g: pd.DataFrame, col: str, sla_us: float, sla_loss: float) -> dict:
+    """One (mode, count): the statistic and the loss ratio with their CIs, and the verdict."""
+    g = g.dropna(subset=[col, "loss_ratio"])
+    if g.empty:
+        return {"k": 0, "verdict": "fail", "reason": "no delivered inputs"}
+    if len(g) == 1:
+        r = g.iloc[0]
+        value, lo, hi = r[col], r.get(f"{col[:-3]}_ci_lo_us", r[col]), \
+            r.get(f"{col[:-3]}_ci_hi_us", r[col])
+        loss = float(r["loss_ratio"])
+        loss_lo, loss_hi = (wilson(float(r["lost"]), float(r["sent"])) if "sent" in r
+                            else (loss, loss))
+        how = "the point's 95% CI"
+    else:
+        value, lo, hi = _t_interval(g[col].to_numpy(dtype="float64"))
+        loss, loss_lo, loss_hi = _t_interval(g["loss_ratio"].to_numpy(dtype="float64"))
+        loss_lo, loss_hi = max(0.0, loss_lo), min(1.0, loss_hi)
+        how = f"t interval over {len(g)} repeats"
+    lo = value if not np.isfinite(lo) else lo
+    hi = value if not np.isfinite(hi) else hi
+    d_ok, d_bad = hi <= sla_us, lo > sla_us
+    l_ok, l_bad = loss_hi <= sla_loss, loss_lo > sla_loss
+    if d_bad or l_bad:
+        verdict = "fail"
+        why = " and ".join(s for s, b in ((f"delay CI above {sla_us:g} µs", d_bad),
+                                          (f"loss CI above {sla_loss:g}", l_bad)) if b)
+    elif d_ok and l_ok:
+        verdict, why = "pass", "delay and loss CIs within the SLA"
+    else:
+        verdict = "unsure"
+        why = " and ".join(s for s, b in (("delay CI straddles the SLA", not d_ok),
+                                          ("loss CI straddles the SLA", not l_ok)) if b)
+    return {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
+            "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
+            "loss_ci_hi": float(loss_hi), "verdict": verdict, "reason": f"{why} ({how})"}
+
+
+def verdicts(points: pd.DataFrame, stat: str, sla_delay_us: float,
+             sla_loss: float) -> pd.DataFrame:
+    """One row per (mode, guests): k, the statistic and its CI, loss and its CI, verdict
+    (pass, fail, unsure) and the reason.  `points` has one row per measured point with
+    mode, guests, sent, lost, loss_ratio, the statistic column and its _ci_lo/_ci_hi."""
+    col = STAT_COL[stat]
+    rows = [{"mode": m, "guests": int(n), **_judge(g, col, sla_delay_us, sla_loss)}
+            for (m, n), g in points.groupby(["mode", "guests"])]
+    return pd.DataFrame(rows).sort_values(["mode", "guests"]).reset_index(drop=True)
+
+
+def interval(v: pd.DataFrame) -> dict:
+    """Capacity of one mode from its verdict rows: {capacity (lo), capacity_hi (None:
+    unbounded), bounded, first_failure, largest_measured, unsure, passed_above_failure}."""
+    v = v.sort_values("guests")
+    fails = v[v["verdict"] == "fail"]["guests"]
+    first_fail = int(fails.min()) if len(fails) else None
+    below = v if first_fail is None else v[v["guests"] < first_fail]
+    passed = below[below["verdict"] == "pass"]["guests"]
+    lo = int(passed.max()) if len(passed) else 0
+    above = v[(v["verdict"] == "pass") & (v["guests"] > (first_fail or 10**9))]
+    return {"capacity": lo, "capacity_hi": None if first_fail is None else first_fail - 1,
+            "bounded": first_fail is None,  # no count failed: capacity ≥ lo
+            "first_failure": first_fail, "largest_measured": int(v["guests"].max()),
+            "unsure": [int(n) for n in below[below["verdict"] == "unsure"]["guests"]],
+            "passed_above_failure": [int(n) for n in above["guests"]]}
+
+
+def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float) -> dict:
+    """Capacity per mode: {mode: interval(...)} (see the module's docstring); `stat` is
+    mean, p95 or p99."""
+    v = verdicts(points, stat, sla_delay_us, sla_loss)
+    return {m: interval(g) for m, g in v.groupby("mode")}
+
+
+def capacity_text(c: dict) -> str:
+    if c["bounded"]:
+        if c["capacity"] == 0:
+            return "unknown: no count measured passed or failed with confidence"
+        return f"≥ {c['capacity']} (no measured count failed)"
+    if c["capacity_hi"] is None or c["capacity_hi"] <= c["capacity"]:
+        return f"{c['capacity']}"
+    return f"{c['capacity']}–{c['capacity_hi']}"
+
+
+def resolution(lo: int) -> int:
+    """How narrow the search makes a capacity interval: about 10% of the count."""
+    return max(1, math.ceil(0.1 * lo))
+
+
+def next_count(v: pd.DataFrame, tried: set[int], maximum: int) -> int | None:
+    """The search's next guest count from the verdicts so far (rows as `verdicts`), or
+    None when every mode's capacity is known to `resolution` (or the maximum passed)."""
+    if not tried:
+        return 1
+    caps = {m: interval(g) for m, g in v.groupby("mode")}
+    top = max(tried)
+    if any(c["first_failure"] is None for c in caps.values()) and top < maximum:
+        return min(2 * top, maximum)  # grow: some mode has not failed yet
+    best, width = None, 0.0
+    for c in caps.values():
+        lo, fail = c["capacity"], c["first_failure"]
+        if fail is None or fail - lo <= resolution(lo):
+            continue
+        free = [n for n in range(lo + 1, fail) if n not in tried]
+        if not free:
+            continue  # every count between is measured (unsure): the interval stays
+        mid = (lo + fail) / 2
+        pick = min(free, key=lambda n: (abs(n - mid), n))
+        rel = (fail - lo) / max(lo, 1)
+        if rel > width:
+            best, width = pick, rel
+    return best
+
+
+def search_step(sla_stat: str, sla_delay_ms: float, sla_loss: float, maximum: int):
+    """The search as the sweep calls it: (summary.json's points so far, counts tried) →
+    the next count or None (gamebed/sweep.py)."""
+    def step(points: list[dict], tried: set[int]) -> int | None:
+        frame = pd.DataFrame(points).rename(columns={"inputs_sent": "sent",
+                                                     "inputs_lost": "lost"})
+        judged = (verdicts(frame, sla_stat, sla_delay_ms * 1000.0, sla_loss) if len(frame)
+                  else frame)
+        return next_count(judged, tried, maximum)
+    return step
