@@ -7,6 +7,7 @@ and unprivileged jobs never load privileged code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -65,13 +66,14 @@ def cmd_run(a: argparse.Namespace) -> int:
     from gamebed.sweep import run_sweep
     from vm import make_testbed, resolve_backend
 
+    if a.max_guests is not None and a.guests != "auto":
+        raise ValueError("--max-guests bounds a search: use it with --guests auto")
     spec, why = resolve_backend(spec_from_args(a))
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
     if a.guests == "auto":  # the backend's largest default count bounds the search
         top = a.max_guests or max(spec_mod.DEFAULT_COUNTS[spec.backend])
-        spec = spec.replace(search_max=top, repeats=a.repeat or 3)
-    elif a.max_guests is not None:
-        raise ValueError("--max-guests bounds a search: use it with --guests auto")
+        spec = dataclasses.replace(spec, guest_counts=None, search_max=top,
+                                   repeats=a.repeat or 3)
     from vm import backend_class
 
     summarize = point_summary

@@ -80,5 +80,7 @@ def resolve_backend(spec: ExperimentSpec) -> tuple[ExperimentSpec, str]:
         backend = "uml" if ok else "netns"
         why = (f"auto: {detail}" if ok else
                f"auto: namespaces, because {detail} (scripts/setup.sh installs it)")
+    if spec.searching:  # a search chooses its counts as it goes
+        return spec.replace(backend=backend), why
     counts = spec.guest_counts or DEFAULT_COUNTS[backend]
     return spec.replace(backend=backend, guest_counts=counts), why
