@@ -182,8 +182,19 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
-            **row, **paired(pdir, j), **cpu_figures(pdir, env),
+            **row, **paired(pdir, j), **cpu_figures(pdir, env), **host_side_counts(pdir),
             "dropped": _dropped(pdir)}, {"stamp_error": errors, "delay_ccdf": tail}
+
+
+def host_side_counts(pdir: Path) -> dict:
+    """From shim_summary.json: inputs that left the host with a zero stamp (receive
+    stamps were off) and ground-truth records the stamper's full ring dropped; both
+    must be 0 (docs/records.md)."""
+    shim = load_json(Path(pdir) / "shim_summary.json", {}) or {}
+    if not shim:
+        return {}
+    return {"zero_stamp_inputs": int(shim.get("zero_stamp_inputs", 0)),
+            "ring_drops": int(shim.get("ring_drops", 0))}
 
 
 # summary.json's name for each figure of the row (docs/records.md)
@@ -201,6 +212,7 @@ SUMMARY_FIELDS = {
     "paired_stamp_error_mean_us": "paired_stamp_error_mean_us",
     "paired_stamp_error_p95_us": "paired_stamp_error_p95_us",
     "guest_cpu_s": "guest_cpu_s", "guest_throttled_s": "guest_throttled_s",
+    "zero_stamp_inputs": "zero_stamp_inputs", "ring_drops": "ring_drops",
     # the CIs a search judges a count by (analysis/capacity.py)
     **{f"delay_{k}_ci_{e}_us": f"delay_{k}_ci_{e}_us" for k in ("mean", "p95", "p99")
        for e in ("lo", "hi")},

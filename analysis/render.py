@@ -26,13 +26,16 @@ COLS2 = [("mode", "mode"), ("guests", "guests"), ("paired_n", "paired inputs"),
          ("paired_guest_delay_mean_us", "paired guest delay mean µs"),
          ("guest_cores_busy", "guest cores busy"), ("host_core_busy", "host core busy"),
          ("guest_cpu_s", "guests' CPU s"), ("guest_throttled_s", "throttled s"),
-         ("softirq_s", "softirq s")]
+         ("softirq_s", "softirq s"), ("zero_stamp_inputs", "inputs sent on with stamp 0"),
+         ("ring_drops", "truth records dropped")]
 PAIRED_NOTE = ("Paired: in host mode the guests' decoder (UML backend) also logs the guest "
                "kernel's own receive stamp of every input it re-stamps, so the guest-stamp "
                "error is measured on exactly the inputs and load the host stamps saw, beside "
                "the separate guest-mode points above. CPU: each core's busy share during the "
                "load (the guests' cores and the host side's), the guests' CPU seconds and the "
-               "time their cgroups were throttled (cpu.json).")
+               "time their cgroups were throttled (cpu.json). Host side: inputs that left "
+               "with a zero stamp (receive stamps off: host mode would silently be guest "
+               "mode) and ground-truth records the stamper's ring dropped; both must be 0.")
 
 CAPTIONS = {"loss": "Inputs lost (never reached the server) per placement and mode",
             "mean_delay": "Mean delay with its 95% CI (clock uncertainty included)",
@@ -72,7 +75,8 @@ def table2_rows(df: pd.DataFrame) -> list[list[str]]:
     cols = [c for c, _ in COLS2]
     df = df.reindex(columns=list(dict.fromkeys([*df.columns, *cols])))
     def cell(c, v):
-        return str(int(v)) if c == "paired_n" and v == v else _fmt(v)
+        ints = ("paired_n", "zero_stamp_inputs", "ring_drops")
+        return str(int(v)) if c in ints and v == v else _fmt(v)
     return [[cell(c, r[c]) for c in cols] for _, r in df.iterrows()]
 
 

@@ -87,7 +87,8 @@ def _point_line(entry: dict, t0: float) -> str:
     e = entry.get
     return (f"      sent {e('inputs_sent')}, lost {e('inputs_lost')}, delay mean "
             f"{e('delay_mean_us')} us p95 {e('delay_p95_us')} us, stamp error mean "
-            f"{e('stamp_error_mean_us')} us, exact {e('host_stamp_exact_fraction')} "
+            f"{e('stamp_error_mean_us')} us, exact {e('host_stamp_exact_fraction')}, "
+            f"zero stamps {e('zero_stamp_inputs')}, ring drops {e('ring_drops')} "
             f"({time.monotonic() - t0:.0f} s)")
 
 

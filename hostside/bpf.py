@@ -72,6 +72,21 @@ def attach_ingress(runner: Runner, netns: str, dev: str, obj: Path, section: str
                 "1", "bpf", "direct-action", "object-file", str(obj), "section", section])
 
 
+def ingress_prog_id(runner: Runner, netns: str, dev: str) -> int | None:
+    """The id of the BPF program attached at `dev`'s ingress (None in a dry run)."""
+    import json
+
+    ns = ["ip", "netns", "exec", netns] if netns else []
+    out = runner.run([*ns, "tc", "-j", "filter", "show", "dev", dev, "ingress"]).stdout
+    if runner.dry_run:
+        return None
+    for f in json.loads(out or "[]"):
+        prog = f.get("options", {}).get("prog", {})
+        if "id" in prog:
+            return int(prog["id"])
+    raise RuntimeError(f"no BPF program attached at {dev} ingress (tc filter show)")
+
+
 def detach(runner: Runner, netns: str, dev: str) -> None:
     ns = ["ip", "netns", "exec", netns] if netns else []
     runner.run([*ns, "tc", "qdisc", "del", "dev", dev, "clsact"], check=False)

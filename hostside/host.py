@@ -56,19 +56,19 @@ class HostSide:
             r.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr", g.nic.mac, "dev",
                          t.client_nic, "nud", "permanent"))
 
-    def attach(self, stamper: str | None = None) -> None:
+    def attach(self, stamper: str | None = None, truth: str = "ring") -> None:
         """Stamper and shim, once every guest's host-side port exists (`stamper`: the
-        spec's, unless a benchmark compares both)."""
+        spec's, unless a benchmark compares both; `truth`: where the shim takes the BPF
+        stamper's ground truth, its ring buffer or, to compare, its packet socket)."""
         stamper = stamper or self.ctx.spec.stamper
-        if stamper == "bpf":
-            self._attach_stamper()
-        self._start_shim(stamper)
+        prog_id = self._attach_stamper() if stamper == "bpf" else None
+        self._start_shim(stamper, None if truth == "packet" else prog_id)
 
     def detach(self) -> None:
         """Stop the shim (it writes its ground truth) and detach the stamper."""
         self.attached.close()
 
-    def _attach_stamper(self) -> None:
+    def _attach_stamper(self) -> int | None:
         c, t = self.ctx, self.ctx.topo
         table = [(g.nic.ip, self._ifindex(g.host_port)) for g in t.guests]
         inc = c.dir / "bpf"
@@ -76,6 +76,7 @@ class HostSide:
         obj = bpf.build("stamper", c.runner, extra_include=inc, out_dir=inc)
         bpf.attach_ingress(c.runner, t.host_ns, t.uplink, obj)
         self.attached.callback(bpf.detach, c.runner, t.host_ns, t.uplink)
+        return bpf.ingress_prog_id(c.runner, t.host_ns, t.uplink)
 
     def _ifindex(self, dev: str) -> int:
         if self.ctx.runner.dry_run:
@@ -84,12 +85,14 @@ class HostSide:
                                    f"/sys/class/net/{dev}/ifindex"])
         return int(out.stdout)
 
-    def _start_shim(self, stamper: str) -> None:
+    def _start_shim(self, stamper: str, prog_id: int | None) -> None:
         c, t = self.ctx, self.ctx.topo
         ready = c.dir / "shim.ready"
         ready.unlink(missing_ok=True)
         args = python_cmd("hostside.shim", "--uplink", t.uplink, "--game-port", t.game_port,
                           "--stamper", stamper, "--out", c.dir, "--ready-file", ready)
+        if prog_id is not None:
+            args += ["--truth-prog-id", prog_id]
         for g in t.guests:
             args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
         if c.spec.capture:

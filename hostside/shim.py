@@ -10,9 +10,20 @@ back to the uplink.  Partial checksums (PACKET_AUXDATA: CSUMNOTREADY) are
 completed, since a frame sent on a packet socket must carry a full one.
 
 With `--stamper bpf` the tc stamper already forwards game inputs in the kernel;
-the shim then only logs ground truth for them and forwards everything else,
-including the game frames the stamper leaves to it (IP options).  Every frame the
-shim forwards to a guest is cut to its IP total length first.
+the shim forwards everything else, including the game frames the stamper leaves
+to it (IP options).  Ground truth for the stamper's inputs comes from its ring
+buffer (`--truth-prog-id`, hostside/ringbuf.py), read in batches, and a classic
+socket filter keeps those inputs off the uplink socket (the filter runs before
+the kernel copies a frame to it), so no input wakes this process; without a
+program id (or with `--capture`, which needs every frame) the socket sees every
+input and the shim logs them itself.  Every frame the shim forwards to a guest is
+cut to its IP total length first.
+
+Receive stamps exist only while some socket asks for them (a global kernel
+switch): the shim holds an idle SO_TIMESTAMPNS socket for the whole run, so the
+switch never depends on which sockets a mode opens, and counts inputs that left
+with a zero stamp (which the decoders would ignore: host mode silently becoming
+guest mode); the summary must show 0.
 """
 
 from __future__ import annotations
@@ -88,6 +99,46 @@ class GuestPort:
         return cls(int(g), ifname, ip, mac.lower())
 
 
+SO_ATTACH_FILTER = 26
+# classic BPF opcodes (linux/filter.h)
+_LDH, _LDB, _LDW, _LDLEN, _AND, _ADD, _TAX = 0x28, 0x30, 0x20, 0x80, 0x54, 0x04, 0x07
+_JEQ, _JSET, _JGE, _JGEX, _JA, _RET = 0x15, 0x45, 0x35, 0x3D, 0x05, 0x06
+
+
+def input_filter_program(game_port: int, guest_ips: list[bytes]) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program that refuses the frames the tc stamper forwards as player
+    inputs (stamper.bpf.c's rule: unfragmented IPv4/UDP without options to the game
+    port of a guest, complete, game magic, input type, a full header) and accepts all
+    others.  (code, jt, jf, k) tuples; "A" below marks a jump to the accept trampoline."""
+    a = "A"
+    checks = [(_LDH, 0, 0, 12), (_JEQ, 0, a, 0x0800), (_LDB, 0, 0, 23),
+              (_JEQ, 0, a, trailer.IPPROTO_UDP), (_LDH, 0, 0, 20), (_JSET, a, 0, 0x3FFF),
+              (_LDB, 0, 0, 14), (_AND, 0, 0, 0x0F), (_JEQ, 0, a, 5),
+              (_LDH, 0, 0, 16), (_JGE, 0, a, 28), (_ADD, 0, 0, trailer.ETH_HLEN), (_TAX, 0, 0, 0),
+              (_LDLEN, 0, 0, 0), (_JGEX, 0, a, 0),  # the datagram is all in the frame
+              (_JGE, 0, a, 42 + 16),  # room for the game header's seq
+              (_LDH, 0, 0, 36), (_JEQ, 0, a, game_port), (_LDB, 0, 0, 42),
+              (_JEQ, 0, a, wire.MAGIC), (_LDB, 0, 0, 44), (_JEQ, 0, a, wire.MSG_INPUT)]
+    n = len(checks)  # the trampoline: checks[n] jumps over "accept" at n + 1
+    prog = [(c, (n + 1 - i - 1) if jt == a else jt, (n + 1 - i - 1) if jf == a else jf, k)
+            for i, (c, jt, jf, k) in enumerate(checks)]
+    prog += [(_JA, 0, 0, 1), (_RET, 0, 0, 0x40000), (_LDW, 0, 0, 30)]
+    m = len(guest_ips)
+    for i, ip in enumerate(guest_ips):  # jt → drop, after the last compare and "accept"
+        prog.append((_JEQ, m - i, 0, int.from_bytes(ip, "big")))
+    prog += [(_RET, 0, 0, 0x40000), (_RET, 0, 0, 0)]
+    return prog
+
+
+def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
+    import ctypes
+
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies it
+
+
 def open_packet_socket(ifname: str, stamps: bool) -> socket.socket:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -113,9 +164,21 @@ def parse_anc(anc: list) -> tuple[int, int]:
 
 class Shim:
     def __init__(self, uplink: str, guests: list[GuestPort], game_port: int, out_dir: Path,
-                 stamper: str = "afpacket", capture: Path | None = None) -> None:
+                 stamper: str = "afpacket", capture: Path | None = None,
+                 truth_prog_id: int | None = None) -> None:
         self.game_port, self.stamper = game_port, stamper
+        # held for the run: receive stamps stay on whatever else opens or closes
+        self.stamp_switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.stamp_switch.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.up = open_packet_socket(uplink, stamps=True)
+        self.ring = None
+        if stamper == "bpf" and truth_prog_id is not None:
+            from hostside.ringbuf import TruthRing
+
+            self.ring = TruthRing(truth_prog_id)
+            if capture is None:  # a capture keeps every frame, inputs included
+                attach_filter(self.up, input_filter_program(
+                    game_port, [socket.inet_aton(g.ip) for g in guests]))
         self.ports = {g.guest: open_packet_socket(g.ifname, stamps=False) for g in guests}
         self.by_ip = {socket.inet_aton(g.ip): g.guest for g in guests}
         self.by_mac = {bytes.fromhex(g.mac.replace(":", "")): g.guest for g in guests}
@@ -144,7 +207,7 @@ class Shim:
             guest, is_input, hdr = game.guest, game.is_input, game.header
             # ground truth is kept for player inputs, not clock-sync requests
             if self.stamper == "bpf" and trailer.stamper_takes(frame, self.game_port):
-                if is_input:  # the kernel stamper forwarded it already
+                if is_input and self.ring is None:  # the kernel stamper forwarded it
                     self.truth.write(guest, hdr.player, hdr.seq, stamp_ns, 0)
                 self.counters["game_logged"] += 1
                 return
@@ -159,6 +222,8 @@ class Shim:
                 return
             if status & TP_STATUS_CSUMNOTREADY:
                 trailer.complete_udp_checksum(out)
+            if not stamp_ns:
+                self.counters["zero_stamp_inputs"] += 1
             self._send(self.ports[guest], out, "forwarded_game")
             self.truth.write(guest, hdr.player, hdr.seq, stamp_ns, time.time_ns())
             return
@@ -210,23 +275,46 @@ class Shim:
             ep.register(fd, select.EPOLLIN)
         if ready_file:
             ready_file.write_text(f"{os.getpid()}\n")
+        last = time.monotonic()
         try:
             while not self._stop:
-                for fd, _ in ep.poll(0.2):
+                for fd, _ in ep.poll(0.05 if self.ring else 0.2):
                     sock, up = socks[fd]
                     self.drain(sock, up)
+                if self.ring is not None and time.monotonic() - last >= 0.02:
+                    last = time.monotonic()
+                    self.drain_ring()
         finally:
             ep.close()
         return self.finish()
 
+    def drain_ring(self) -> None:
+        """The stamper's records since the last batch → shim_inputs.csv."""
+        for stamp_ns, seq, daddr, player in self.ring.read():
+            guest = self.by_ip.get(daddr)
+            if guest is None:
+                self.counters["ring_unknown_guest"] += 1
+                continue
+            self.truth.write(guest, player, seq, stamp_ns, 0)
+
     def finish(self) -> dict:
+        stamper_stats = {}
+        if self.ring is not None:
+            self.drain_ring()
+            stamper_stats = self.ring.stats()
+            self.ring.close()
         self.truth.close()
+        self.stamp_switch.close()
         if self.capture is not None:
             self.capture.close()
         for s in (self.up, *self.ports.values()):
             s.close()
+        zero = self.counters.get("zero_stamp_inputs", 0) + stamper_stats.get("zero_stamp", 0)
         summary = {"stamper": self.stamper, "counters": dict(self.counters),
-                   "ground_truth_rows": self.truth.rows}
+                   "ground_truth_rows": self.truth.rows,
+                   "truth_source": "ring buffer" if stamper_stats else "packet socket",
+                   "stamper_counters": stamper_stats, "zero_stamp_inputs": zero,
+                   "ring_drops": stamper_stats.get("ring_drops", 0)}
         write_json(self.out_dir / "shim_summary.json", summary)
         return summary
 
@@ -244,12 +332,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--capture", type=Path,
                    help="write every uplink frame with its kernel stamp here (uplink.cap)")
+    p.add_argument("--truth-prog-id", type=int, metavar="ID",
+                   help="--stamper bpf: the attached stamper's program id; ground truth "
+                        "comes from its ring buffer and its inputs skip this process")
 
 
 def run(a: argparse.Namespace) -> int:
     if a.cpus:
         os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
-    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture)
+    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture, a.truth_prog_id)
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
     summary = shim.run(a.ready_file)

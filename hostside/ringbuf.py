@@ -1,0 +1,133 @@
+"""The BPF stamper's ground truth, read from its ring buffer in batches (root: bpf(2)).
+
+The stamper (guest-driver/bpf/stamper.bpf.c) writes one record per stamped input
+into the ring buffer `gb_truth` and counts into the array `gb_stats`.  This module
+finds both maps through the attached program's id (as `tc -j filter show` prints
+it), maps the ring buffer (consumer page read-write, producer page and data
+read-only, the data mapped twice by the kernel so a record never wraps) and reads
+every committed record since the last read: no system call and no copy per
+frame, and no wake-up, since the stamper writes with BPF_RB_NO_WAKEUP.
+
+Ring layout (kernel/bpf/ringbuf.c): page 0 holds consumer_pos, page 1
+producer_pos, data follows; each record has an 8-byte header (u32 length with the
+BUSY bit 31 and DISCARD bit 30, u32 page offset) and is padded to 8 bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import struct
+
+NR_BPF = 321  # x86_64
+BPF_MAP_LOOKUP_ELEM, BPF_PROG_GET_FD_BY_ID, BPF_MAP_GET_FD_BY_ID = 1, 13, 14
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_MAP_TYPE_RINGBUF = 27
+RINGBUF_BUSY, RINGBUF_DISCARD = 1 << 31, 1 << 30
+RECORD = struct.Struct("<QQ4sB3x")  # stamp_ns, seq, daddr (network order), player
+STATS = ("inputs", "zero_stamp", "ring_drops")  # gb_stats keys 0.. (stamper.bpf.c)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _bpf(cmd: int, attr: bytes) -> tuple[int, bytes]:
+    buf = ctypes.create_string_buffer(attr, 128)
+    r = _libc.syscall(NR_BPF, cmd, buf, 128)
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
+    return r, buf.raw
+
+
+def _info(fd: int, size: int, fill: bytes = b"") -> bytes:
+    info = ctypes.create_string_buffer(fill.ljust(size, b"\0"), size)
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("IIQ", fd, size, ctypes.addressof(info)))
+    return info.raw
+
+
+def prog_maps(prog_id: int) -> dict[str, tuple[int, int, int]]:
+    """{map name: (fd, type, max_entries)} of the maps the program with this id uses."""
+    pfd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack("III", prog_id, 0, 0))
+    try:
+        ids = (ctypes.c_uint32 * 64)()
+        # struct bpf_prog_info: nr_map_ids at 52, map_ids (u64 pointer) at 56
+        fill = bytes(52) + struct.pack("<IQ", 64, ctypes.addressof(ids))
+        raw = _info(pfd, 256, fill)
+        n = min(struct.unpack_from("I", raw, 52)[0], 64)
+    finally:
+        os.close(pfd)
+    maps = {}
+    for map_id in ids[:n]:
+        fd, _ = _bpf(BPF_MAP_GET_FD_BY_ID, struct.pack("III", map_id, 0, 0))
+        # struct bpf_map_info: type 0, id 4, key_size 8, value_size 12, max_entries 16,
+        # map_flags 20, name[16] 24
+        raw = _info(fd, 88)
+        name = raw[24:40].split(b"\0", 1)[0].decode()
+        maps[name] = (fd, struct.unpack_from("I", raw, 0)[0],
+                      struct.unpack_from("I", raw, 16)[0])
+    return maps
+
+
+class TruthRing:
+    """The stamper's records and counters; a context manager that closes its maps."""
+
+    def __init__(self, prog_id: int) -> None:
+        self.maps = prog_maps(prog_id)
+        try:
+            fd, kind, size = self.maps["gb_truth"]
+            if kind != BPF_MAP_TYPE_RINGBUF:
+                raise ValueError(f"program {prog_id}'s gb_truth is not a ring buffer")
+            self.stats_fd = self.maps["gb_stats"][0]
+        except (KeyError, ValueError) as e:
+            self.close()
+            raise RuntimeError(f"BPF program {prog_id} is not gamebed's stamper with a "
+                               f"truth ring ({e})") from None
+        page = mmap.PAGESIZE
+        self.mask = size - 1
+        self.cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
+                              offset=page)
+        self.data = memoryview(self.prod)[page:]
+        self.page = page
+
+    def read(self) -> list[tuple[int, int, bytes, int]]:
+        """(stamp_ns, seq, daddr, player) of every record committed since the last read;
+        their space goes back to the kernel at once."""
+        cons = start = struct.unpack_from("<Q", self.cons, 0)[0]
+        prod = struct.unpack_from("<Q", self.prod, 0)[0]
+        out = []
+        while cons < prod:
+            head = struct.unpack_from("<I", self.data, cons & self.mask)[0]
+            if head & RINGBUF_BUSY:
+                break  # reserved, not yet committed: the next read takes it
+            length = head & ~(RINGBUF_BUSY | RINGBUF_DISCARD)
+            if not head & RINGBUF_DISCARD and length == RECORD.size:
+                out.append(RECORD.unpack_from(self.data, (cons & self.mask) + 8))
+            cons += (length + 8 + 7) & ~7
+        if cons != start:
+            struct.pack_into("<Q", self.cons, 0, cons)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        out = {}
+        for key, name in enumerate(STATS):
+            k, v = ctypes.c_uint32(key), ctypes.c_uint64(0)
+            _bpf(BPF_MAP_LOOKUP_ELEM, struct.pack("I4xQQ", self.stats_fd, ctypes.addressof(k),
+                                                  ctypes.addressof(v)))
+            out[name] = v.value
+        return out
+
+    def close(self) -> None:
+        for attr in ("data", "prod", "cons"):
+            obj = self.__dict__.pop(attr, None)
+            if obj is not None:
+                obj.release() if isinstance(obj, memoryview) else obj.close()
+        for fd, _kind, _size in self.maps.values():
+            os.close(fd)
+        self.maps = {}
+
+    def __enter__(self) -> TruthRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
