@@ -63,7 +63,8 @@ def test_two_guest_run_through_cli(two_guest_run):
     assert page.count("data:image/png;base64,") == 6 and 'id="capacity"' in page
     assert (out / "capacity.csv").read_text().startswith("mode,capacity")
     assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
-    assert "| host stamps | 0 |" in (out / "report.md").read_text()
+    # 2 guests fail: capacity 0, and 1 guest was not measured, so the interval is 0–1
+    assert "| host stamps | 0–1 |" in (out / "report.md").read_text()
 
 
 def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, tmp_path):
