@@ -29,6 +29,7 @@ from pathlib import Path
 from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner, in_netns, ip_cmd, pinned, require_net_admin
 from gamebed.spec import ExperimentSpec
+from gamebed.sweep import signals_unwind
 from hostside.host import HostSide
 from hostside.point import point_context
 from vm.netns import NetnsGuests
@@ -92,8 +93,8 @@ def shim(t: Topo, stamper: str, truth: str = "ring"):
 
 
 PATHS = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket"),
-         "bpf, packet log": lambda t: shim(t, "bpf", "packet"),
-         "bpf, ring log": lambda t: shim(t, "bpf", "ring")}
+         "bpf+packet-log": lambda t: shim(t, "bpf", "packet"),
+         "bpf+ring-log": lambda t: shim(t, "bpf", "ring")}
 
 
 def ladder(top: float) -> list[float]:
@@ -107,9 +108,10 @@ def ladder(top: float) -> list[float]:
 def rate_limits(t: Topo, rates: list[float], seconds: float) -> tuple[dict, str]:
     """Each path's highest rate with < 0.1% loss; the bridge goes first and sets how far
     the ladder goes (the first rate it loses at, or where the sender falls short)."""
-    best, note, stop = {}, "", rates[-1]
+    best, note, stop = {n: 0.0 for n in PATHS}, "", rates[-1] if rates else 0.0
     for name, path in PATHS.items():
-        best[name] = 0.0
+        if not rates:
+            break
         with path(t):
             time.sleep(0.3)
             for rate in rates:
@@ -128,7 +130,7 @@ def rate_limits(t: Topo, rates: list[float], seconds: float) -> tuple[dict, str]
                         stop = rate
                     break
                 best[name] = rate
-    if not note and stop == rates[-1] and best["bridge"] == rates[-1]:
+    if rates and not note and stop == rates[-1] and best.get("bridge") == rates[-1]:
         note = "the bridge lost nothing up to the ladder's top: raise --max-rate"
     return best, note
 
@@ -176,14 +178,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--max-rate", type=float, default=600_000,
                     help="the ladder's top (it stops earlier where the bridge loses)")
+    ap.add_argument("--paths", default=",".join(PATHS),
+                    help="which paths, comma-separated (default all; the bridge is needed "
+                         "for the ratios)")
     a = ap.parse_args()
+    for name in set(PATHS) - set(a.paths.split(",")):
+        del PATHS[name]
     require_net_admin()
     tmp = Path(tempfile.mkdtemp(prefix="gb-bench-paths-"))
     m = Manifest(new_prefix())
     # placement restricted: the forwarder on CPU 0, sender and receiver on the others
     ctx = point_context(ExperimentSpec(guest_counts=(1,), modes=("guest",)), 1, "guest", tmp,
                         Runner(), m, print, host_in_root_ns=False)
-    with ExitStack() as stack:
+    with signals_unwind(), ExitStack() as stack:  # SIGTERM tears down like ^C
         stack.callback(m.close)  # the manifest file goes once its entries are gone
         t = Topo(stack, ctx)
         figs = latency_rounds(t, a.repeats, a.seconds)

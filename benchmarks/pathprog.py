@@ -1,6 +1,8 @@
 """Sender and receiver for bench_paths.py, run inside namespaces.
 
-  send DST_IP PORT RATE SECONDS   296-byte UDP datagrams: seq u64, send time u64, padding
+  send DST_IP PORT RATE SECONDS   296-byte UDP datagrams shaped as player inputs (the game
+                                  header: magic, type input, seq, send time; padding), so
+                                  the BPF stamper stamps and logs them as it would a game's
   recv IP PORT SECONDS            prints JSON: received count and delay percentiles (us),
                                   delay = SO_TIMESTAMPNS (guest kernel) - send time
 """
@@ -14,6 +16,7 @@ import time
 
 import numpy as np
 
+from fpsmodel import wire
 from fpsmodel.wire import SO_TIMESTAMPNS
 
 
@@ -21,13 +24,14 @@ def send(ip, port, rate, seconds):
     rate, seconds = float(rate), float(seconds)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((ip, int(port)))
-    pad = bytes(296 - 16)
+    pad = bytes(wire.INPUT_PAYLOAD_SIZE - wire.HEADER_SIZE)
     n = int(rate * seconds)
     start = time.perf_counter()
     batch = max(1, int(rate / 5000))
     for i in range(0, n, batch):
         for k in range(i, min(i + batch, n)):
-            s.send(struct.pack("!QQ", k, time.time_ns()) + pad)
+            s.send(wire.HEADER.pack(wire.MAGIC, wire.VERSION, wire.MSG_INPUT, 0, 0, k,
+                                    time.time_ns()) + pad)
         due = start + (i + batch) / rate
         left = due - time.perf_counter()
         if left > 0.0001:
@@ -50,7 +54,7 @@ def recv(ip, port, seconds):
         for lvl, kind, d in anc:
             if lvl == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 sec, nsec = struct.unpack("qq", d[:16])
-                delays.append(sec * 10**9 + nsec - struct.unpack_from("!QQ", data)[1])
+                delays.append(sec * 10**9 + nsec - wire.HEADER.unpack_from(data)[6])
     d = np.array(delays, dtype=float) / 1e3
     out = {"received": len(delays)}
     if len(d):

@@ -50,6 +50,7 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
+PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20
 TP_STATUS_CSUMNOTREADY = 1 << 3
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
@@ -143,6 +144,10 @@ def open_packet_socket(ifname: str, stamps: bool) -> socket.socket:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    # frames leaving the device (the stamper's redirects into a guest port, our own
+    # sends) are not copied to this socket: without this, every input the stamper
+    # forwards would still wake this process once, through the guest port's socket
+    s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     if stamps:  # also what makes the kernel stamp skbs at all (netstamp_needed)
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((ifname, 0))
