@@ -129,7 +129,7 @@ def rate_limits(t: Topo, rates: list[float], seconds: float) -> tuple[dict, str]
                     if name == "bridge":
                         stop = rate
                     break
-                best[name] = rate
+                best[name] = min(rate, round(offered, -2))  # what was really offered
     if rates and not note and stop == rates[-1] and best.get("bridge") == rates[-1]:
         note = "the bridge lost nothing up to the ladder's top: raise --max-rate"
     return best, note

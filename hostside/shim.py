@@ -112,12 +112,13 @@ def input_filter_program(game_port: int, guest_ips: list[bytes]) -> list[tuple[i
     port of a guest, complete, game magic, input type, a full header) and accepts all
     others.  (code, jt, jf, k) tuples; "A" below marks a jump to the accept trampoline."""
     a = "A"
-    checks = [(_LDH, 0, 0, 12), (_JEQ, 0, a, 0x0800), (_LDB, 0, 0, 23),
+    # short frames first: a load past the end would make the kernel drop the frame
+    checks = [(_LDLEN, 0, 0, 0), (_JGE, 0, a, 42 + 16),  # room for the game header's seq
+              (_LDH, 0, 0, 12), (_JEQ, 0, a, 0x0800), (_LDB, 0, 0, 23),
               (_JEQ, 0, a, trailer.IPPROTO_UDP), (_LDH, 0, 0, 20), (_JSET, a, 0, 0x3FFF),
               (_LDB, 0, 0, 14), (_AND, 0, 0, 0x0F), (_JEQ, 0, a, 5),
               (_LDH, 0, 0, 16), (_JGE, 0, a, 28), (_ADD, 0, 0, trailer.ETH_HLEN), (_TAX, 0, 0, 0),
               (_LDLEN, 0, 0, 0), (_JGEX, 0, a, 0),  # the datagram is all in the frame
-              (_JGE, 0, a, 42 + 16),  # room for the game header's seq
               (_LDH, 0, 0, 36), (_JEQ, 0, a, game_port), (_LDB, 0, 0, 42),
               (_JEQ, 0, a, wire.MAGIC), (_LDB, 0, 0, 44), (_JEQ, 0, a, wire.MSG_INPUT)]
     n = len(checks)  # the trampoline: checks[n] jumps over "accept" at n + 1
