@@ -9,7 +9,9 @@ delay client send → guest kernel stamp (SO_TIMESTAMPNS in the guest, no decode
 at 1 kpps and 10 kpps, p50 and p99, each the median of --repeats runs (the paths
 take turns within a repeat, so drift hits all alike); and each path's highest
 offered rate with < 0.1% loss, on a ladder of rates raised until the bridge itself
-loses (or the sender cannot offer more: then the table says so).  Ratios are to
+loses (or the sender cannot offer more: then the table says so); the ladder's
+sender and receiver are blast.c (sendmmsg/recvmmsg, built with clang), since a
+Python sender offers less than the paths carry.  Ratios are to
 the bridge.  Placement: the forwarder on CPU 0, sender and receiver on CPU 1.
 Usage: sudo .venv/bin/python benchmarks/bench_paths.py [--repeats 5]
 """
@@ -35,6 +37,24 @@ from hostside.point import point_context
 from vm.netns import NetnsGuests
 
 PROG = str(Path(__file__).with_name("pathprog.py"))
+BLAST_SRC = Path(__file__).with_name("blast.c")
+
+
+def build_blast() -> str:
+    """The C load generator for the rate ladder (clang, cached by its source's digest)."""
+    import hashlib
+    import shutil
+
+    digest = hashlib.sha256(BLAST_SRC.read_bytes()).hexdigest()[:12]
+    out = Path(__file__).resolve().parent.parent / "build" / "bench" / f"blast-{digest}"
+    if not out.exists():
+        clang = shutil.which("clang") or shutil.which("cc")
+        if not clang:
+            raise SystemExit("bench_paths: clang is needed for the load generator "
+                             "(scripts/setup.sh installs it)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Runner().run([clang, "-O2", "-Wall", "-o", str(out), str(BLAST_SRC)])
+    return str(out)
 
 
 class Topo:
@@ -53,6 +73,21 @@ class Topo:
             return [*in_netns(ns), *pinned(cpus, [sys.executable, PROG, *map(str, args)])]
 
         self.prog = prog
+
+    def measure_rate(self, blast: str, rate: float, seconds: float) -> dict:
+        """Loss at one offered rate, with the C sender and receiver (sendmmsg/recvmmsg)."""
+        t, ip = self.ctx.topo, self.g.nic.ip
+        cpus = self.ctx.placement.guest_cpus
+        rx = subprocess.Popen([*in_netns(self.g.netns), *pinned(cpus, [
+            blast, "recv", ip, t.game_port, seconds + 1.5])], stdout=subprocess.PIPE, text=True)
+        assert rx.stdout.readline().strip() == "ready"
+        tx = subprocess.run([*in_netns(t.client_ns), *pinned(cpus, [
+            blast, "send", ip, t.game_port, rate, seconds])], capture_output=True, text=True,
+            check=True)
+        got = json.loads(rx.communicate()[0].strip().splitlines()[-1])
+        got.update(json.loads(tx.stdout))
+        got["loss"] = 1 - got["received"] / got["sent"]
+        return got
 
     def measure(self, rate: float, seconds: float) -> dict:
         t, ip = self.ctx.topo, self.g.nic.ip
@@ -105,7 +140,7 @@ def ladder(top: float) -> list[float]:
     return rates
 
 
-def rate_limits(t: Topo, rates: list[float], seconds: float) -> tuple[dict, str]:
+def rate_limits(t: Topo, rates: list[float], seconds: float, blast: str) -> tuple[dict, str]:
     """Each path's highest rate with < 0.1% loss; the bridge goes first and sets how far
     the ladder goes (the first rate it loses at, or where the sender falls short)."""
     best, note, stop = {n: 0.0 for n in PATHS}, "", rates[-1] if rates else 0.0
@@ -117,7 +152,7 @@ def rate_limits(t: Topo, rates: list[float], seconds: float) -> tuple[dict, str]
             for rate in rates:
                 if rate > stop:
                     break
-                res = t.measure(rate, seconds)
+                res = t.measure_rate(blast, rate, seconds)
                 offered = res["sent"] / res["elapsed"]
                 print(f"      {name}: {rate:8.0f} pps asked, {offered:8.0f} offered: loss "
                       f"{100 * res['loss']:.3f}%", flush=True)
@@ -176,7 +211,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="per latency measurement")
     ap.add_argument("--rate-seconds", type=float, default=2.0, help="per rate step")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--max-rate", type=float, default=600_000,
+    ap.add_argument("--max-rate", type=float, default=2_000_000,
                     help="the ladder's top (it stops earlier where the bridge loses)")
     ap.add_argument("--paths", default=",".join(PATHS),
                     help="which paths, comma-separated (default all; the bridge is needed "
@@ -185,6 +220,7 @@ def main() -> None:
     for name in set(PATHS) - set(a.paths.split(",")):
         del PATHS[name]
     require_net_admin()
+    blast = build_blast()
     tmp = Path(tempfile.mkdtemp(prefix="gb-bench-paths-"))
     m = Manifest(new_prefix())
     # placement restricted: the forwarder on CPU 0, sender and receiver on the others
@@ -194,7 +230,7 @@ def main() -> None:
         stack.callback(m.close)  # the manifest file goes once its entries are gone
         t = Topo(stack, ctx)
         figs = latency_rounds(t, a.repeats, a.seconds)
-        best, note = rate_limits(t, ladder(a.max_rate), a.rate_seconds)
+        best, note = rate_limits(t, ladder(a.max_rate), a.rate_seconds, blast)
     table(figs, best, note, a.repeats)
 
 
