@@ -78,12 +78,14 @@ class Topo:
         """Loss at one offered rate, with the C sender and receiver (sendmmsg/recvmmsg)."""
         t, ip = self.ctx.topo, self.g.nic.ip
         cpus = self.ctx.placement.guest_cpus
-        rx = subprocess.Popen([*in_netns(self.g.netns), *pinned(cpus, [
-            blast, "recv", ip, t.game_port, seconds + 1.5])], stdout=subprocess.PIPE, text=True)
+        def cmd(ns: str, *args: object) -> list[str]:
+            return [*in_netns(ns), *pinned(cpus, [blast, *map(str, args)])]
+
+        rx = subprocess.Popen(cmd(self.g.netns, "recv", ip, t.game_port, seconds + 1.5),
+                              stdout=subprocess.PIPE, text=True)
         assert rx.stdout.readline().strip() == "ready"
-        tx = subprocess.run([*in_netns(t.client_ns), *pinned(cpus, [
-            blast, "send", ip, t.game_port, rate, seconds])], capture_output=True, text=True,
-            check=True)
+        tx = subprocess.run(cmd(t.client_ns, "send", ip, t.game_port, rate, seconds),
+                            capture_output=True, text=True, check=True)
         got = json.loads(rx.communicate()[0].strip().splitlines()[-1])
         got.update(json.loads(tx.stdout))
         got["loss"] = 1 - got["received"] / got["sent"]
