@@ -122,14 +122,20 @@ def test_sigint_during_uml_run_leaves_nothing(tmp_path):
     assert not list(state.glob("*.json"))
 
 
-def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
-    skip_unless_uml()
+def launch_uml(tmp_path: Path, count: int) -> tuple[dict, dict]:
+    """`gamebed launch --backend uml --count N` with its own state directory: (its JSON
+    answer, the environment to destroy it with)."""
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
     r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", "uml",
-                        "--count", "2"], env=env, capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
+                        "--count", str(count)], env=env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    return json.loads(r.stdout), env
+
+
+def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
+    skip_unless_uml()
+    info, env = launch_uml(tmp_path, 2)
     assert info["backend"] == "uml"
     assert all(g["answer"]["answered"] > 0 for g in info["guests"])
     time.sleep(2)  # the launching process is gone: the guests must keep serving
@@ -149,12 +155,7 @@ def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
     from tests.net.conftest import Pair
     from tests.net.frames import icmp_echo
 
-    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", "uml",
-                        "--count", "1"], env=env, capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    info, env = launch_uml(tmp_path, 1)
     try:
         g, host_ns = info["guests"][0], info["prefix"] + "-host"
         helper = Pair("unused")
