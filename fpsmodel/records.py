@@ -8,6 +8,7 @@ All times are CLOCK_REALTIME nanoseconds since the epoch.  No privileges.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 from pathlib import Path
@@ -55,8 +56,42 @@ class RecordWriter:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomic JSON write: a reader never sees half a file."""
+    """Atomic, durable JSON write: a reader never sees half a file, and after a crash
+    (of the process or the machine) the file is the old one or the new one, whole."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    sync_dir(path.parent)
+
+
+def sync_dir(path: str | os.PathLike) -> None:
+    """Make a directory's entries (new and renamed files) durable, where the file system
+    can (some, such as a guest's hostfs, refuse fsync on a directory: nothing to do)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_tree(path: str | os.PathLike) -> int:
+    """fsync every file and directory under `path` (a finished point's records, before
+    the next point starts); returns how many files were synced."""
+    n = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            n += 1
+        sync_dir(root)
+    return n

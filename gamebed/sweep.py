@@ -24,7 +24,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from fpsmodel.records import write_json
+from fpsmodel.records import sync_tree, write_json
 from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner, require_net_admin
 from gamebed.progress import Progress, say, status, sweep_work
@@ -170,6 +170,7 @@ def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int
             point.run_load()
         entry = {"mode": mode, "guests": n_guests, "repeat": repeat}
         if not runner.dry_run:
+            sync_tree(pdir)  # the point's raw files are on disk before it is listed
             entry.update(summarize(pdir))
         entry["dir"] = str(pdir.relative_to(out))
         on_point(entry)

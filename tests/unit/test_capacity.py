@@ -1,6 +1,7 @@
 """The capacity rule with confidence, and the capacity search (--guests auto), on data
 with known answers; the sweep driven by the search on a stand-in testbed."""
 
+import os
 from contextlib import contextmanager
 
 import pandas as pd
@@ -171,7 +172,12 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     from gamebed.sweep import run_sweep
 
     monkeypatch.setattr(manifest, "STATE_DIR", tmp_path / "state")
-    log = []
+    log, synced, real_fsync = [], [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
 
     def summarize(pdir):
         import json
@@ -192,6 +198,10 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
         assert sorted(e[0] + str(e[2]) for e in log if e[0] != "build" and e[1] == n) == \
             ["guest0", "guest1", "host0", "host1"]
     assert len(s["points"]) == 4 * len(builds) and s["complete"]
+    # every point's files were synced before the point was listed (none were written
+    # here but point.json), and summary.json was synced at each rewrite
+    assert synced.count("point.json") == len(s["points"])
+    assert synced.count("summary.json.tmp") >= len(s["points"])
     assert (tmp_path / "out" / "points" / "guest-g008-r1" / "point.json").exists()
     df = pd.DataFrame(s["points"]).rename(columns={"inputs_sent": "sent",
                                                    "inputs_lost": "lost"})
