@@ -122,7 +122,8 @@ def input_filter_program(game_port: int, guest_ips: list[bytes]) -> list[tuple[i
               (_LDH, 0, 0, 36), (_JEQ, 0, a, game_port), (_LDB, 0, 0, 42),
               (_JEQ, 0, a, wire.MAGIC), (_LDB, 0, 0, 44), (_JEQ, 0, a, wire.MSG_INPUT)]
     n = len(checks)  # the trampoline: checks[n] jumps over "accept" at n + 1
-    prog = [(c, (n + 1 - i - 1) if jt == a else jt, (n + 1 - i - 1) if jf == a else jf, k)
+    # a jump from instruction i lands at i + 1 + offset: "accept" is n - i ahead
+    prog = [(c, n - i if jt == a else jt, n - i if jf == a else jf, k)
             for i, (c, jt, jf, k) in enumerate(checks)]
     prog += [(_JA, 0, 0, 1), (_RET, 0, 0, 0x40000), (_LDW, 0, 0, 30)]
     m = len(guest_ips)
