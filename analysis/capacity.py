@@ -62,7 +62,8 @@ def _judge(g: pd.DataFrame, col: str, sla_us: float, sla_loss: float) -> dict:
         value, lo, hi = r[col], r.get(f"{col[:-3]}_ci_lo_us", r[col]), \
             r.get(f"{col[:-3]}_ci_hi_us", r[col])
         loss = float(r["loss_ratio"])
-        loss_lo, loss_hi = (wilson(float(r["lost"]), float(r["sent"])) if "sent" in r
+        load_lost = float(r["lost"]) - float(r.get("lost_fault", 0) or 0)  # not a fault's
+        loss_lo, loss_hi = (wilson(load_lost, float(r["sent"])) if "sent" in r
                             else (loss, loss))
         how = "the point's 95% CI"
     else:

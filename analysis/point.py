@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.availability import fault_figures
 from analysis.records import (
     add_delays,
     interarrival_cv,
@@ -179,6 +180,9 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     row, errors = figures(add_delays(j), updates)
+    row.update(fault_figures(pdir, j, updates))
+    if row["sent"]:  # the SLA's loss is load's: a fault's losses are counted apart
+        row["loss_ratio"] = (row["lost"] - row["lost_fault"]) / row["sent"]
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
@@ -229,6 +233,13 @@ def summary_entry(row: dict) -> dict:
     """summary.json's fields, taken from a point's row (µs to 3 decimals, ratios to 6)."""
     out = {k: _round(row.get(src), 3) for k, src in SUMMARY_FIELDS.items()}
     out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
+    out["availability"] = _round(row.get("availability"), 6)
+    out["inputs_lost_fault"] = _round(row.get("lost_fault"), 0)
+    if row.get("faults"):  # only points of a --fault run carry these
+        for k in ("faults", "availability_by_guest", "availability_others_min",
+                  "fault_error"):
+            if k in row:
+                out[k] = row[k]
     out["host_stamp_exact_fraction"] = _round(row.get("host_stamp_exact_fraction"), 6)
     for k in ("guest_cores_busy", "host_core_busy", "paired_coverage"):
         out[k] = _round(row.get(k), 4)

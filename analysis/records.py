@@ -36,6 +36,21 @@ def _empty(fields: tuple[str, ...]) -> pd.DataFrame:
 OPTIONAL = {"phase"}  # columns added later; older record files lack them
 
 
+def _whole_rows(path: Path):
+    """The file, less a last row that a killed writer left cut short (no final newline:
+    a fault's SIGKILL can land mid-write); the rows before it are whole."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return path
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return path
+        f.seek(0)
+        data = f.read()
+    return pa.BufferReader(data[:data.rfind(b"\n") + 1])
+
+
 def read_csv(path: Path, fields: tuple[str, ...],
              columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One record file (only `columns` of it, if given); a missing file reads as an empty
@@ -50,7 +65,7 @@ def read_csv(path: Path, fields: tuple[str, ...],
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)} (see docs/records.md)")
     types = {f: (pa.string() if f in _STR_COLS else pa.int64()) for f in want}
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+    table = pacsv.read_csv(_whole_rows(path), convert_options=pacsv.ConvertOptions(
         column_types=types, include_columns=list(want)))
     # self_destruct frees each Arrow column as it is converted: half the peak memory
     return table.to_pandas(self_destruct=True, split_blocks=True,

@@ -191,6 +191,38 @@ def spread_rows(df: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+FAULT_HEAD = ["mode", "guests", "repeat", "fault", "faulted guest's availability",
+              "others' lowest", "point's availability", "lost to the fault", "lost to load",
+              "answered again after s", "availability per guest"]
+FAULT_NOTE = ("Availability = (inputs sent − inputs no server recorded) / inputs sent "
+              "(MVMDP's). Lost to the fault: the faulted guest's inputs sent from one server "
+              "tick before the kill until it answered again (or the end); every other lost "
+              "input is load's, and only load's losses count against the SLA. Answered "
+              "again: from the kill to the first state update the players got from the "
+              "guest's new server (– where it was not restarted).")
+
+
+def fault_rows(df: pd.DataFrame) -> list[list[str]]:
+    """One row per fault per point, for runs with --fault."""
+    if "faults" not in df:
+        return []
+    rows = []
+    for _, r in df.sort_values(["guests", "repeat", "mode"]).iterrows():
+        faults = r["faults"] if isinstance(r["faults"], list) else []
+        per = r.get("availability_by_guest")
+        per_text = ", ".join(f"{g}: {a:.4f}" for g, a in per.items()) \
+            if isinstance(per, dict) else "–"
+        for f in faults:
+            back = f.get("answered_again_s")
+            rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
+                         f["fault"] + ("" if f.get("carried_out", True) else " (not due)"),
+                         _fmt(f.get("availability")), _fmt(r.get("availability_others_min")),
+                         _fmt(r.get("availability")), str(f.get("lost_fault", 0)),
+                         str(int(r["lost"]) - int(r.get("lost_fault", 0))),
+                         "–" if back is None else f"{back:.3f}", per_text])
+    return rows
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -222,6 +254,14 @@ def _spread_html(df: pd.DataFrame) -> str:
             "(min–max).</p>")
 
 
+def _faults_html(df: pd.DataFrame) -> str:
+    rows = fault_rows(df)
+    if not rows:
+        return ""
+    return ("<h2>Faults and availability</h2>" + _html_table("faults", FAULT_HEAD, rows)
+            + f'<p class="note">{html.escape(FAULT_NOTE)}</p>')
+
+
 def _accel_html(env: dict) -> str:
     why = env.get("accel_reason")
     return f'<br>Accelerator: <span id="accel">{html.escape(why)}</span>' if why else ""
@@ -246,6 +286,10 @@ def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
     if spread:
         out += ["## Spread over repeats", "", *_md_table(SPREAD_HEAD, spread), "",
                 "Each figure over a count's repeated points: mean ± sd (min–max).", ""]
+    faults = fault_rows(df)
+    if faults:
+        out += ["## Faults and availability", "", *_md_table(FAULT_HEAD, faults), "",
+                FAULT_NOTE, ""]
     out += ["## Per point", "",
             "| " + " | ".join(h for _, h in cols(df)) + " |", "|" + "---|" * len(cols(df))]
     out += ["| " + " | ".join(r) + " |" for r in table_rows(df)]
@@ -303,6 +347,7 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 {_html_table("verdicts", VERDICT_HEAD, verdict_rows(run or {}))}
 <p class="note">{e(VERDICT_NOTE)}</p>
 {_spread_html(md_df)}
+{_faults_html(md_df)}
 <h2>Plots</h2>{imgs}
 <h2>Per point</h2><table><tr>{head}</tr>{body}</table>
 <p class="note">Delay = stamp the server used − client send time; stamp error = stamp the

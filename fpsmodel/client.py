@@ -50,6 +50,7 @@ class ClientConfig:
     out_dir: Path = Path(".")
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     psk: bytes = wire.DEFAULT_PSK
+    started_file: Path | None = None  # gets the load's start (ns) when the load starts
 
 
 @dataclass
@@ -282,6 +283,8 @@ class GameClient:
             sel.register(p.sock, selectors.EVENT_READ, i)
         start = time.time_ns()
         end = start + int(self.cfg.duration * 1e9)
+        if self.cfg.started_file is not None:  # what a fault schedule times itself by
+            Path(self.cfg.started_file).write_text(f"{start}\n")
         heap = [(start + next(p.gaps), i) for i, p in enumerate(self.players)]
         heapq.heapify(heap)
         last_note = time.monotonic()

@@ -35,7 +35,7 @@ class RecordWriter:
     def __init__(self, path: str | os.PathLike, fields: tuple[str, ...]) -> None:
         self.path = Path(path)
         self.fields = fields
-        self.rows = 0
+        self.rows = self._flushed = 0
         self._fh = open(self.path, "w", newline="", buffering=1 << 16)  # noqa: SIM115
         self._w = csv.writer(self._fh)
         self._w.writerow(fields)
@@ -43,6 +43,12 @@ class RecordWriter:
     def write(self, *row: Any) -> None:
         self._w.writerow(row)
         self.rows += 1
+
+    def flush(self) -> None:
+        """Hand what is buffered to the kernel: a process killed later loses none of it."""
+        if self.rows != self._flushed:
+            self._fh.flush()
+            self._flushed = self.rows
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -276,6 +276,8 @@ class GameServer:
             self._send(self.codec.encode_update(pid, upd), p.addr)
             self.updates_sent += 1
         self.ticks += 1
+        if self._rec is not None:
+            self._rec.flush()  # a crash (--fault) loses at most one tick of records
 
     def run(self) -> dict:
         disp = Dispatcher(self.cfg.dispatch, self.sock.fileno())

@@ -12,7 +12,10 @@ guests, and each guest's host-side port, named by the point's `Topology`:
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` made, whatever happened;
 - `cpu_usage()`: cumulative CPU counters per guest index (CpuCgroup.usage());
-- `environment()`: what a report must state about these guests.
+- `environment()`: what a report must state about these guests;
+- `fault(f)` / `recover(f)`: break guest f.guest during the load (gamebed/fault.py:
+  SIGKILL of its server or of the whole guest) and, where the backend can, bring
+  it back; called from the fault schedule's thread while the client plays.
 
 `ctx` is replaced before each mode's `begin()` (same topology, new mode and
 directory).  Backends (vm/): `netns` (network namespaces on the host kernel),
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gamebed.fault import Fault
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
@@ -65,3 +69,7 @@ class GuestBackend(Protocol):
     def cpu_usage(self) -> dict[int, dict]: ...
 
     def environment(self) -> dict: ...
+
+    def fault(self, f: Fault) -> None: ...
+
+    def recover(self, f: Fault) -> None: ...

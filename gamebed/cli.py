@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fpsmodel.cli import add_client_args, add_server_args, run_client, run_server
 from gamebed import spec as spec_mod
+from gamebed.fault import Fault
 from gamebed.spec import CHOICES, MODES, ExperimentSpec, default
 
 EPILOG = """\
@@ -53,6 +54,7 @@ def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
                 cpu_weight=getattr(a, "cpu_weight", None),
                 server_work_us=getattr(a, "server_work_us", None),
                 capture=getattr(a, "capture", None),
+                faults=tuple(a.fault) if getattr(a, "fault", None) else None,
                 stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
                 backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
                 vm_memory_mib=a.vm_memory)
@@ -273,7 +275,22 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capture", action="store_true", default=None,
                    help="keep every uplink frame with its stamp; each point gets a "
                         "capture.pcapng with per-input comments (Wireshark, tshark)")
+    p.add_argument("--fault", action="append", type=fault_arg, metavar="KIND:GUEST@S[+R]",
+                   help="break a guest during every point's load: server:1@4 kills guest "
+                        "1's game server 4 s in (SIGKILL), +R starts a new one R s later; "
+                        "guest:0@3 kills the whole guest (uml: its kernel's process). "
+                        "Repeatable, one per guest. The report gives availability per guest "
+                        "(inputs the server got / inputs sent), the inputs lost to the fault "
+                        "apart from those lost to load, and the time until it answered again")
     add_guest_args(p)
+
+
+def fault_arg(text: str) -> str:
+    """--fault: checked for form here, against the backend and counts in the spec."""
+    try:
+        return Fault.parse(text).text()
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(e).split(': ', 1)[1]}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

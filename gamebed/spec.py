@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fpsmodel.server import DISPATCH_MODES
 from fpsmodel.wire import GAME_PORT
+from gamebed.fault import check_faults
 
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
@@ -78,6 +79,8 @@ class ExperimentSpec:
     sla_stat: str = "mean"
     sla_delay_ms: float = 1.0
     sla_loss: float = 0.01
+    # guest faults during every point's load, e.g. "server:0@4+2" (gamebed/fault.py)
+    faults: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -115,8 +118,20 @@ class ExperimentSpec:
             problems.append("sla_delay_ms must be positive and sla_loss a ratio in [0, 1)")
         if not 1 <= self.game_port <= 65535:
             problems.append("game_port must be a UDP port number")
+        problems += self._fault_problems(counts)
         if problems:
             raise ValueError("bad experiment spec: " + "; ".join(problems))
+
+    def _fault_problems(self, counts: tuple[int, ...]) -> list[str]:
+        if not self.faults:
+            return []
+        # every backend's default counts and a search's growth begin at 1 guest
+        backend = "" if self.backend == "auto" else self.backend  # checked once resolved
+        try:
+            check_faults(self.faults, backend, self.duration, min(counts))
+        except ValueError as e:
+            return [str(e)]
+        return []
 
     @classmethod
     def from_toml(cls, path: Path, **overrides) -> ExperimentSpec:
@@ -130,7 +145,7 @@ class ExperimentSpec:
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentSpec:
         data = dict(data)
-        for key in ("guest_counts", "modes"):
+        for key in ("guest_counts", "modes", "faults"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import subprocess
 from contextlib import ExitStack
+from pathlib import Path
 
 from gamebed.backend import PointContext
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
@@ -105,11 +106,15 @@ class HostSide:
             if not shim.alive():
                 raise RuntimeError(f"the shim exited; see {c.dir / 'shim.log'}")
 
-    def run_client(self, timeout_extra: float = 60.0) -> None:
-        """The client in its namespace for the spec's duration; raises if it fails."""
+    def run_client(self, timeout_extra: float = 60.0, started_file: Path | None = None
+                   ) -> None:
+        """The client in its namespace for the spec's duration; raises if it fails.
+        `started_file` gets the load's start time when the load starts."""
         c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
         args = python_cmd("fpsmodel", "client", "--players", s.players, "--duration",
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
+        if started_file is not None:
+            args += ["--started-file", started_file]
         for target in t.server_targets():
             args += ["--server", target]
         # the client stands for players on other machines (the paper's did): it must not

@@ -22,6 +22,7 @@ from pathlib import Path
 from fpsmodel.records import write_json
 from gamebed import cpustat
 from gamebed.backend import GuestBackend, PointContext
+from gamebed.fault import FaultSchedule, parse_faults
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
@@ -83,13 +84,29 @@ class Testbed:
         dry = self.ctx.runner.dry_run
         if not dry:
             cores0, guests0, t0 = cpustat.core_times(), self.backend.cpu_usage(), time.monotonic()
-        self.host.run_client(timeout_extra)
+        self._play(timeout_extra)
         if dry:
             return
         use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
                              time.monotonic() - t0)
         write_json(self.ctx.dir / "cpu.json", use)
         self.backend.collect()
+
+    def _play(self, timeout_extra: float) -> None:
+        """The client's load, with the spec's faults carried out on time meanwhile."""
+        faults = parse_faults(self.spec.faults)
+        if not faults or self.ctx.runner.dry_run:
+            for f in faults:
+                self.ctx.runner.echo(f"# fault {f.text()}: {self.backend.name} guest {f.guest}")
+            self.host.run_client(timeout_extra)
+            return
+        started = self.ctx.dir / "load.started"
+        started.unlink(missing_ok=True)
+        with FaultSchedule(faults, started, self.ctx.dir, self.backend.fault,
+                           self.backend.recover):
+            self.host.run_client(timeout_extra, started_file=started)
+        self.ctx.progress("      faults: " + ", ".join(f.text() for f in faults)
+                          + " carried out (faults.json)")
 
     def environment(self) -> dict:
         return {**self.host.environment(), **self.backend.environment()}

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from gamebed.backend import PointContext
+from gamebed.fault import WHY_NOT, Fault
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside.trailer import PORT_MTU
@@ -129,6 +130,11 @@ class LibvirtGuests:
     def stop(self) -> None:
         self.mode_stack.close()
         self.stack.close()
+
+    def fault(self, f: Fault) -> None:
+        raise RuntimeError(f"--fault on libvirt: {WHY_NOT['libvirt']}")
+
+    recover = fault
 
     def cpu_usage(self) -> dict[int, dict]:
         return {}  # QEMU runs under libvirtd's cgroups, not ours

@@ -12,9 +12,12 @@ manifest.
 
 from __future__ import annotations
 
+import signal
 from contextlib import ExitStack
+from pathlib import Path
 
 from gamebed.backend import PointContext
+from gamebed.fault import Fault
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
 from gamebed.spec import stamp_driver
@@ -66,21 +69,38 @@ class NetnsGuests:
         self._wait_ready()
 
     def _start_servers(self) -> None:
-        c, s = self.ctx, self.ctx.spec
-        self.servers = []
-        for g, cg in zip(c.topo.guests, self.cgroups, strict=True):
-            gdir = c.dir / f"guest{g.index}"
-            gdir.mkdir(parents=True, exist_ok=True)
-            (gdir / "ready").unlink(missing_ok=True)
-            args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
-                              c.topo.game_port, "--guest", g.index, "--dispatch", s.dispatch,
-                              "--work-us", s.server_work_us, "--out", gdir,
-                              "--ready-file", gdir / "ready")
-            cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
-            proc = self.mode_stack.enter_context(ManagedProcess(
-                cmd, c.runner, c.manifest, log_path=gdir / "server.log",
-                name=f"server{g.index}", cgroups=[] if c.runner.dry_run else cg.procs_files))
-            self.servers.append((gdir / "ready", proc))
+        self.servers = [self._start_server(g.index, self.ctx.dir / f"guest{g.index}")
+                        for g in self.ctx.topo.guests]
+
+    def _start_server(self, i: int, gdir: Path) -> tuple[Path, ManagedProcess]:
+        """Guest i's game server, writing its records into gdir."""
+        c, s, g, cg = self.ctx, self.ctx.spec, self.ctx.topo.guests[i], self.cgroups[i]
+        gdir.mkdir(parents=True, exist_ok=True)
+        (gdir / "ready").unlink(missing_ok=True)
+        args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
+                          c.topo.game_port, "--guest", g.index, "--dispatch", s.dispatch,
+                          "--work-us", s.server_work_us, "--out", gdir,
+                          "--ready-file", gdir / "ready")
+        cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
+        proc = self.mode_stack.enter_context(ManagedProcess(
+            cmd, c.runner, c.manifest, log_path=gdir / "server.log",
+            name=f"server{g.index}", cgroups=[] if c.runner.dry_run else cg.procs_files))
+        return gdir / "ready", proc
+
+    def fault(self, f: Fault) -> None:
+        """A namespace guest is its server: either kind kills it (SIGKILL, a crash: what
+        it had not flushed is lost with it, as with a real one)."""
+        self.servers[f.guest][1].stop(signal.SIGKILL)
+
+    def recover(self, f: Fault) -> None:
+        """A new server for the guest, with its records apart (guestN/restart/), ready
+        when this returns."""
+        gdir = self.ctx.dir / f"guest{f.guest}" / "restart"
+        self.servers[f.guest] = self._start_server(f.guest, gdir)
+        ready, proc = self.servers[f.guest]
+        wait_for(lambda: ready.exists() or not proc.alive(), 30, "the restarted game server")
+        if not proc.alive():
+            raise RuntimeError(f"the restarted game server exited; see {gdir / 'server.log'}")
 
     def _wait_ready(self) -> None:
         if self.ctx.runner.dry_run:

@@ -24,11 +24,13 @@ kernel's own stamp of each input beside the host's (pairs.csv).
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from gamebed.backend import PointContext
+from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
 from gamebed.proc import in_netns, ip_cmd, pinned, wait_for
 from gamebed.progress import status
@@ -77,6 +79,7 @@ class UmlGuests:
         self.boot_s: float | None = None
         self.memory: dict = {}
         self.running_mode: str | None = None
+        self.killed: set[int] = set()  # guests a fault killed: they boot again in begin()
 
     # --- start: boot every guest once ---------------------------------------------------
 
@@ -128,15 +131,20 @@ class UmlGuests:
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
                 f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}"]
 
-    def _boot(self, g: GuestAddr) -> None:
+    def _boot(self, g: GuestAddr, again: bool = False) -> None:
+        """Boot guest g; `again`: after a fault killed it, in its own cgroup and slot."""
         c, s = self.ctx, self.ctx.spec
         gdir = self.work / f"g{g.index}"
         if not c.runner.dry_run:
             (gdir / "results").mkdir(parents=True, exist_ok=True)
-        cg = self.stack.enter_context(CpuCgroup(
-            f"{c.manifest.prefix}-u{len(c.topo.guests)}g{g.index}", c.manifest, c.runner,
-            share=s.cpu_cap, weight=s.cpu_weight))
-        self.cgroups.append(cg)
+            (gdir / "console.log").unlink(missing_ok=True)  # the last boot's is collected
+        if again:
+            cg = self.cgroups[g.index]
+        else:
+            cg = self.stack.enter_context(CpuCgroup(
+                f"{c.manifest.prefix}-u{len(c.topo.guests)}g{g.index}", c.manifest, c.runner,
+                share=s.cpu_cap, weight=s.cpu_weight))
+            self.cgroups.append(cg)
         binary = "linux.uml" if c.runner.dry_run else uml_image.uml_binary()
         cmd = [*in_netns(g.netns),
                *pinned(c.placement.guest_cpus, [binary, *self._cmdline(g, gdir)])]
@@ -144,7 +152,29 @@ class UmlGuests:
             cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{g.index}",
             stdin_pipe=True, group=True, term_timeout=3.0,
             cgroups=[] if c.runner.dry_run else cg.procs_files))
-        self.guests.append(proc)
+        if again:
+            self.guests[g.index] = proc
+        else:
+            self.guests.append(proc)
+
+    def fault(self, f: Fault) -> None:
+        """`guest`: the UML kernel's process and its helpers die (SIGKILL).  What its
+        server had flushed to hostfs stays and is collected; it boots again before the
+        next mode (begin)."""
+        self.killed.add(f.guest)
+        self.guests[f.guest].stop(signal.SIGKILL)
+
+    def recover(self, f: Fault) -> None:
+        raise RuntimeError("a UML guest killed by a fault is not restarted during the load "
+                           "(gamebed/fault.py BACKEND_FAULTS)")
+
+    def _reboot_killed(self) -> None:
+        for i in sorted(self.killed):
+            self.ctx.progress(f"      booting UML guest {i} again (a fault killed it)")
+            self._boot(self.ctx.topo.guests[i], again=True)
+        if self.killed and not self.ctx.runner.dry_run:
+            self._wait_agents()
+        self.killed.clear()
 
     def _quit_all(self) -> None:
         """Ask every guest to power off (they do in parallel); each process's own exit
@@ -198,6 +228,7 @@ class UmlGuests:
 
     def begin(self) -> None:
         c = self.ctx
+        self._reboot_killed()
         for i, proc in enumerate(self.guests):
             if not c.runner.dry_run:
                 shutil.rmtree(self._mode_dir(i), ignore_errors=True)
@@ -221,7 +252,8 @@ class UmlGuests:
                  interval=0.05)
 
     def _wait_done(self, timeout: float) -> set[int]:
-        pending = {i for i in range(len(self.guests)) if not (self._mode_dir(i) / "done").exists()}
+        pending = {i for i in range(len(self.guests))
+                   if i not in self.killed and not (self._mode_dir(i) / "done").exists()}
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for i in list(pending):
@@ -255,8 +287,9 @@ class UmlGuests:
         """After a failure mid-mode: stop the servers so the next mode can start."""
         if self.running_mode is None or self.ctx.runner.dry_run:
             return
-        for proc in self.guests:
-            proc.send("stop")
+        for i, proc in enumerate(self.guests):
+            if i not in self.killed:
+                proc.send("stop")
         self._wait_done(10.0 + 0.2 * len(self.guests))
         self.running_mode = None
 

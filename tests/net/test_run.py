@@ -128,3 +128,29 @@ def test_clean_removes_what_a_killed_run_left(netns_ok, tmp_path):
     time.sleep(0.3)
     assert snapshot(str(out)) == before
     assert not manifests[0].exists()
+
+
+def test_faulted_guest_loses_availability_the_others_keep_it(netns_ok, tmp_path):
+    """Guest 1's server is killed 1.5 s in and back 1 s later; guest 2's is killed 2 s in
+    for good; guest 0 is left alone.  Nothing is leaked, and the report says so."""
+    skip_unless_clang()
+    out = tmp_path / "res"
+    before = snapshot(str(out))
+    assert main(["run", "--backend", "netns", "--guests", "3", "--modes", "host",
+                 "--duration", "4", "--fault", "server:1@1.5+1", "--fault", "server:2@2",
+                 "--out", str(out)]) == 0
+    assert snapshot(str(out)) == before
+    p = json.loads((out / "summary.json").read_text())["points"][0]
+    per = p["availability_by_guest"]
+    assert per["0"] == 1.0
+    assert 0.5 < per["1"] < 0.9  # down about 1.1 s of 4
+    assert 0.3 < per["2"] < 0.65  # down the last 2 s (and the records of the last tick)
+    assert p["availability"] < 1.0 and p["availability_others_min"] == 1.0
+    f = {x["guest"]: x for x in p["faults"]}
+    assert 1.0 <= f[1]["answered_again_s"] < 2.0 and f[2]["answered_again_s"] is None
+    assert p["inputs_lost_fault"] == f[1]["lost_fault"] + f[2]["lost_fault"] == p["inputs_lost"]
+    assert p["loss_ratio"] == 0.0  # the SLA's loss is load's
+    assert p["host_stamp_exact_fraction"] == 1.0  # the restarted server got host stamps too
+    assert (out / "points" / "host-g003" / "guest1" / "restart" / "server_inputs.csv").exists()
+    md = (out / "report.md").read_text()
+    assert "## Faults and availability" in md and "server:2@2" in md

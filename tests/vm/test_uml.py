@@ -174,3 +174,24 @@ def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
     print("echo replies for IP sizes:", sorted(replies))
     assert 1000 in replies  # a game-sized frame with its trailer gets through
     assert (1500 in replies) is FULL_SIZE_WITH_TRAILER_ARRIVES
+
+
+def test_killed_uml_guest_keeps_its_records_and_boots_again_for_the_next_mode(tmp_path):
+    """`guest:1@2` kills guest 1's UML kernel (SIGKILL) 2 s into each mode's load: the
+    records its server flushed before are kept, the other guest keeps availability 1.0,
+    and the guest boots again so the second mode runs on it too."""
+    skip_unless_uml()
+    out = tmp_path / "res"
+    assert main(["run", "--backend", "uml", "--guests", "2", "--duration", "5",
+                 "--fault", "guest:1@2", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert {p["mode"] for p in s["points"]} == {"guest", "host"}
+    for p in s["points"]:
+        per = p["availability_by_guest"]
+        assert per["0"] == 1.0, p
+        assert 0.2 < per["1"] < 0.5, p  # up for the first 2 s of 5
+        assert p["faults"][0]["answered_again_s"] is None
+        assert p["inputs_lost_fault"] == p["inputs_lost"] > 0
+    host = next(p for p in s["points"] if p["mode"] == "host")
+    assert host["host_stamp_exact_fraction"] == 1.0
+    assert leftovers(s["prefix"]) == NOTHING

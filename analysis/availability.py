@@ -1,0 +1,87 @@
+"""Availability and what a `--fault` cost, from a point's raw files (no privileges).
+
+Availability is MVMDP's (seed 000): (total − failed) / total requests, a request
+being a player input and a failure an input no server recorded.  Per guest and per
+point.  A fault (faults.json, docs/records.md) splits a faulted guest's lost inputs:
+
+- lost to the fault: inputs sent from one server tick before the kill (what the
+  killed server had read but not yet flushed dies with it) until the guest answered
+  again, or until the end if it never did;
+- lost to load: every other lost input, of every guest.
+
+"Answered again" is the first state update the client received from that guest
+after its new server started (the old one is dead by then, so no update of it can
+still be on its way); the time until then is counted from the kill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.records import load_json
+
+FAULTS_FILE = "faults.json"  # gamebed/fault.py writes it
+FLUSH_SLACK_NS = 50_000_000  # the server flushes its records once per 20 Hz tick
+
+
+def by_guest(j: pd.DataFrame) -> pd.DataFrame:
+    """sent, delivered, lost and availability per guest."""
+    g = j.groupby("guest")["delivered"].agg(["size", "sum"])
+    out = pd.DataFrame({"sent": g["size"].astype(int), "delivered": g["sum"].astype(int)})
+    out["lost"] = out["sent"] - out["delivered"]
+    out["availability"] = out["delivered"] / out["sent"]
+    return out
+
+
+def _answered(updates: pd.DataFrame, guest: int, after_ns: int | None) -> int | None:
+    if after_ns is None or updates.empty:
+        return None
+    recv = updates.loc[(updates["guest"] == guest).fillna(False).to_numpy(bool), "recv_ns"]
+    later = recv[(recv > after_ns).fillna(False).to_numpy(bool)]
+    return int(later.min()) if len(later) else None
+
+
+def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
+    """The availability figures of a point: always per guest; with faults.json also the
+    faults' losses, apart from load's, and each fault's time until answered again.
+    `lost_fault` is 0 and `faults` empty in a point without faults."""
+    per = by_guest(j)
+    sent = int(per["sent"].sum())
+    row = {"availability": float(per["delivered"].sum() / sent) if sent else np.nan,
+           "availability_by_guest": {str(int(g)): round(float(a), 6)
+                                     for g, a in per["availability"].items()},
+           "lost_fault": 0, "faults": []}
+    rec = load_json(Path(pdir) / FAULTS_FILE, {}) or {}
+    if not rec.get("faults"):
+        return row
+    lost = ~j["delivered"].to_numpy(bool)
+    send = j["send_ns"].to_numpy(dtype="float64", na_value=np.nan)
+    guests = j["guest"].to_numpy()
+    for f in rec["faults"]:
+        g, t0 = int(f["guest"]), f.get("fault_ns")
+        back = _answered(updates, g, f.get("restarted_ns"))
+        if t0 is None:  # the load ended before the fault was due
+            row["faults"].append({**_fault_row(f, per, g), "carried_out": False})
+            continue
+        end = back if back is not None else np.inf
+        in_window = (guests == g) & (send >= t0 - FLUSH_SLACK_NS) & (send < end)
+        n = int((lost & in_window).sum())
+        row["lost_fault"] += n
+        row["faults"].append({**_fault_row(f, per, g), "carried_out": True, "lost_fault": n,
+                              "answered_again_s": None if back is None
+                              else round((back - t0) / 1e9, 3)})
+    others = [a for k, a in row["availability_by_guest"].items()
+              if int(k) not in {f["guest"] for f in rec["faults"]}]
+    row["availability_others_min"] = min(others) if others else None
+    if rec.get("error"):
+        row["fault_error"] = rec["error"]
+    return row
+
+
+def _fault_row(f: dict, per: pd.DataFrame, g: int) -> dict:
+    a = per["availability"].get(g, np.nan)
+    return {"fault": f["fault"], "guest": g,
+            "availability": None if not np.isfinite(a) else round(float(a), 6)}
