@@ -30,6 +30,7 @@ class HostSide:
         self.ctx = ctx
         self.stack = ExitStack()  # the client's namespace and link
         self.attached = ExitStack()  # stamper and shim, on the guests' ports
+        self.shim: ManagedProcess | None = None
 
     def __enter__(self) -> HostSide:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
@@ -99,7 +100,7 @@ class HostSide:
         if c.spec.capture:
             args += ["--capture", c.dir / "uplink.cap"]
         cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
-        shim = self.attached.enter_context(ManagedProcess(
+        self.shim = shim = self.attached.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))
         if not c.runner.dry_run:
             wait_for(lambda: ready.exists() or not shim.alive(), 20, "the shim")

@@ -52,6 +52,8 @@ PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20
 TP_STATUS_CSUMNOTREADY = 1 << 3
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
 CAPTURE_RECORD = struct.Struct("<QI")  # uplink.cap: stamp ns, frame length, then the frame
@@ -157,16 +159,21 @@ def open_packet_socket(ifname: str, stamps: bool) -> socket.socket:
     return s
 
 
-def parse_anc(anc: list) -> tuple[int, int]:
-    """(stamp ns, tp_status) from recvmsg ancillary data."""
+def parse_anc(anc: list) -> tuple[int, int, bytes]:
+    """(stamp ns, tp_status, the VLAN tag the kernel took off the frame or b"") from
+    recvmsg ancillary data."""
     ns = status = 0
+    tag = b""
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TS.size:
             sec, nsec = _TS.unpack_from(data)
             ns = sec * 1_000_000_000 + nsec
         elif level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
-            status = _AUX.unpack_from(data)[0]
-    return ns, status
+            status, _l, _s, _m, _n, tci, tpid = _AUX.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID:
+                tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                tag = struct.pack("!HH", tpid, tci)
+    return ns, status, tag
 
 
 class Shim:
@@ -266,7 +273,9 @@ class Shim:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue  # our own sends, looped back to the packet socket
-            stamp_ns, status = parse_anc(anc)
+            stamp_ns, status, tag = parse_anc(anc)
+            if tag:  # the kernel took the tag off (rx offload): put it back, as sent
+                frame = frame[:12] + tag + frame[12:]
             if from_uplink:
                 if self.capture is not None:
                     self.capture.write(CAPTURE_RECORD.pack(stamp_ns, len(frame)) + frame)

@@ -25,12 +25,16 @@ static __always_inline __u32 gb_trailer_check(__u32 tot_len)
 }
 
 /* The IPv4 header of the Ethernet frame in skb's linear data, or NULL when the frame
- * is not IPv4 or too short for the header. */
+ * is not IPv4 or too short for the header.  A frame that came VLAN-tagged is not
+ * IPv4 here although the kernel took its tag off (rx offload) before tc: neither
+ * stamper nor decoder may take its bytes for a plain datagram and its trailer. */
 static __always_inline struct iphdr *gb_ipv4(struct __sk_buff *skb)
 {
 	struct ethhdr *eth = (void *)(long)skb->data;
 	struct iphdr *ip = (void *)(eth + 1);
 
+	if (skb->vlan_present)
+		return NULL;
 	if ((void *)(ip + 1) > (void *)(long)skb->data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return NULL;
 	return ip;
