@@ -17,9 +17,15 @@ of ARP.  `Kind.deliver` says whether the frame must reach its guest byte for byt
 
 from __future__ import annotations
 
+import csv
+import json
 import random
+import struct
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from scapy.layers.inet import IP, UDP, IPOption
 from scapy.layers.inet6 import IPv6
@@ -202,3 +208,81 @@ def addressed(h: Hostile, t: Target) -> bool:
         return True
     return (trailer.ip_total_length(f) is not None and len(f) >= 34
             and f[30:34] == bytes(map(int, t.ip.split("."))))
+
+
+def write_frames(path, frames) -> None:
+    """Frames as nsprog.py's sendfile reads them: u32 length (little-endian), frame."""
+    with open(path, "wb") as f:
+        for fr in frames:
+            f.write(struct.pack("<I", len(fr)) + fr)
+
+
+def read_frames(path) -> list[bytes]:
+    data, i, out = path.read_bytes(), 0, []
+    while i < len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        out.append(data[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def _rows(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def vlan_input_keys(hostile) -> set[tuple[str, str, str]]:
+    """(guest, player, seq) of the VLAN-tagged inputs: one with VLAN 0 (a priority tag)
+    reaches its server with the guest's own stamp, never through a stamper."""
+    out = set()
+    for h in hostile:
+        if h.kind.startswith("VLAN"):
+            hdr = wire.HEADER.unpack_from(h.frame, 14 + 4 + 20 + 8)
+            out.add((str(h.guest), str(hdr[3]), str(hdr[5])))
+    return out
+
+
+LIVENESS_PLAYER = 63  # the valid input sent after the storm: player 63, seq 1
+NSPROG = Path(__file__).with_name("net") / "nsprog.py"
+
+
+def send_frames(netns: str, nic: str, frames: list[bytes], path: Path, pps: float) -> dict:
+    """Send raw frames from a namespace at `pps` (nsprog.py sendfile); its report."""
+    write_frames(path, frames)
+    r = subprocess.run(["ip", "netns", "exec", netns, sys.executable, str(NSPROG), "sendfile",
+                        nic, str(path), str(pps)], capture_output=True, text=True,
+                       timeout=len(frames) / pps + 60, check=True)
+    return json.loads(r.stdout)
+
+
+def liveness_frames(targets: list[Target], client_mac: str, client_ip: str,
+                    game_port: int = wire.GAME_PORT) -> list[bytes]:
+    """One valid input to every target, from a player the storm never used."""
+    codec = wire.Codec(1)
+    return [bytes(Ether(src=client_mac, dst=t.mac) / IP(src=client_ip, dst=t.ip)
+                  / UDP(sport=6000, dport=game_port)
+                  / codec.encode_input(LIVENESS_PLAYER, 1, time.time_ns(), wire.PlayerInput()))
+            for t in targets]
+
+
+def check_server_records(point, guests: list[int], hostile) -> int:
+    """No server record carries a forged stamp; every accepted input's stamp is one the
+    host logged for it (VLAN inputs aside); the input sent after the storm reached every
+    guest.  Returns how many inputs the servers accepted."""
+    truth: dict[tuple, set[int]] = {}  # replays: one key, several arrivals
+    for r in _rows(point / "shim_inputs.csv"):
+        truth.setdefault((r["guest"], r["player"], r["seq"]), set()).add(int(r["host_ns"]))
+    accepted, vlan = 0, vlan_input_keys(hostile)
+    for g in guests:
+        for r in _rows(point / f"guest{g}" / "server_inputs.csv"):
+            stamp = int(r["kernel_ns"])
+            assert stamp not in FORGED_RANGE, f"a client's stamp reached server {g}: {r}"
+            if r["verdict"] == "ok":
+                accepted += 1
+                key = (r["guest"], r["player"], r["seq"])
+                assert stamp in truth.get(key, ()) or key in vlan, r
+    ok = {(r["guest"], r["player"], r["seq"]) for g in guests
+          for r in _rows(point / f"guest{g}" / "server_inputs.csv") if r["verdict"] == "ok"}
+    last = {(str(g), str(LIVENESS_PLAYER), "1") for g in guests}
+    assert last <= ok & set(truth), "the input sent after the storm was not delivered"
+    return accepted

@@ -12,8 +12,6 @@ Seeded and reproducible (tests/hostile.py, scapy).  What must hold:
 - non-game traffic (UDP to other ports, ARP) arrives byte for byte.
 """
 
-import csv
-import struct
 import subprocess
 import sys
 import time
@@ -21,39 +19,27 @@ from collections import Counter
 
 import pytest
 
-from fpsmodel import wire
 from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
 from hostside import trailer
-from tests.hostile import FORGED_RANGE, HostileFrames, Target, addressed
+from tests.hostile import (
+    FORGED_RANGE,
+    HostileFrames,
+    Target,
+    addressed,
+    check_server_records,
+    liveness_frames,
+    read_frames,
+    send_frames,
+)
 from vm import make_testbed
 
-from .conftest import PROG, Pair
+from .conftest import PROG
 
 SEED = 20261124
 PPS = 6000
-
-
-def write_frames(path, frames) -> None:
-    with open(path, "wb") as f:
-        for fr in frames:
-            f.write(struct.pack("<I", len(fr)) + fr)
-
-
-def read_frames(path) -> list[bytes]:
-    data, i, out = path.read_bytes(), 0, []
-    while i < len(data):
-        (n,) = struct.unpack_from("<I", data, i)
-        out.append(data[i + 4:i + 4 + n])
-        i += 4 + n
-    return out
-
-
-def rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -81,33 +67,22 @@ def _send_through(bed, tmp_path, hostile) -> tuple[dict[int, list[bytes]], list[
     input per guest (liveness).  Returns what each guest saw, and the targets."""
     t = bed.topo
     targets = [Target(g.index, g.nic.mac, g.nic.ip) for g in t.guests]
-    write_frames(tmp_path / "frames.bin", [h.frame for h in hostile])
     seconds = len(hostile) / PPS + 4
     sniffers = {g.index: _sniff(g.netns, g.nic_name, seconds, tmp_path / f"seen{g.index}")
                 for g in t.guests}
-    r = subprocess.run(["ip", "netns", "exec", t.client_ns, sys.executable, PROG, "sendfile",
-                        t.client_nic, str(tmp_path / "frames.bin"), str(PPS)],
-                       capture_output=True, text=True, timeout=seconds + 60, check=True)
-    print("sender:", r.stdout.strip())
+    print("sender:", send_frames(t.client_ns, t.client_nic, [h.frame for h in hostile],
+                                 tmp_path / "frames.bin", PPS))
     for p in sniffers.values():
         p.communicate(timeout=seconds + 30)
-    return {i: read_frames(tmp_path / f"seen{i}") for i in sniffers}, targets
-
-
-def _liveness(bed) -> None:
-    """A valid input to every guest after the storm: each must be delivered (checked in
-    the records), and the shim and servers must still be running."""
-    helper, t = Pair("unused"), bed.topo
-    codec = wire.Codec(1)
-    from .frames import udp_frame
-    frames = [udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 6000, wire.GAME_PORT,
-                        codec.encode_input(63, 1, time.time_ns(), wire.PlayerInput())).hex()
-              for g in t.guests]
-    helper.run(t.client_ns, "send", t.client_nic, *frames)
+    send_frames(t.client_ns, t.client_nic, liveness_frames(targets, CLIENT_MAC, CLIENT_IP,
+                                                           t.game_port),
+                tmp_path / "live.bin", 100)
     time.sleep(0.5)
+    # nothing crashed: the shim and every server still run
     assert bed.host.shim is not None and bed.host.shim.alive(), "the shim died"
     for ready, proc in bed.backend.servers:
         assert proc.alive(), f"a game server died ({ready.parent})"
+    return {i: read_frames(tmp_path / f"seen{i}") for i in sniffers}, targets
 
 
 def _client_kernel_icmp(f: bytes) -> bool:
@@ -137,35 +112,6 @@ def _check_guest_frames(hostile, seen, targets) -> None:
                             f"did not arrive byte for byte"
 
 
-def _vlan_input_keys(hostile) -> set[tuple[str, str, str]]:
-    """(guest, player, seq) of the VLAN-tagged inputs: one with VLAN 0 (a priority tag)
-    reaches its server with the guest's own stamp, never through a stamper."""
-    out = set()
-    for h in hostile:
-        if h.kind.startswith("VLAN"):
-            hdr = wire.HEADER.unpack_from(h.frame, 14 + 4 + 20 + 8)
-            out.add((str(h.guest), str(hdr[3]), str(hdr[5])))
-    return out
-
-
-def _check_servers(point, targets, hostile) -> int:
-    truth: dict[tuple, set[int]] = {}  # replays: one key, several arrivals
-    for r in rows(point / "shim_inputs.csv"):
-        truth.setdefault((r["guest"], r["player"], r["seq"]), set()).add(int(r["host_ns"]))
-    accepted, vlan = 0, _vlan_input_keys(hostile)
-    for t in targets:
-        for r in rows(point / f"guest{t.index}" / "server_inputs.csv"):
-            stamp = int(r["kernel_ns"])
-            assert stamp not in FORGED_RANGE, f"a client's stamp reached server {t.index}: {r}"
-            if r["verdict"] == "ok":
-                accepted += 1
-                key = (r["guest"], r["player"], r["seq"])
-                assert stamp in truth.get(key, ()) or key in vlan, r
-    last = {(str(t.index), "63", "1") for t in targets}
-    assert last <= set(truth), "the input sent after the storm was not delivered"
-    return accepted
-
-
 @pytest.mark.parametrize("bed,n", [("bpf", 100_000), ("afpacket", 20_000)],
                          indirect=["bed"])
 def test_hostile_frames_through_host_side_and_decoders(bed, tmp_path, n):
@@ -178,9 +124,8 @@ def test_hostile_frames_through_host_side_and_decoders(bed, tmp_path, n):
         kinds = Counter(h.kind for h in hostile)
         assert len(kinds) >= 17, kinds  # every kind is in the stream
         seen, targets = _send_through(bed, tmp_path, hostile)
-        _liveness(bed)
     _check_guest_frames(hostile, seen, targets)
-    accepted = _check_servers(point, targets, hostile)
+    accepted = check_server_records(point, [t.index for t in targets], hostile)
     assert accepted > 1000  # the valid inputs among them were played
     print(f"{n} frames, {len(kinds)} kinds; guests saw "
           f"{ {i: len(v) for i, v in seen.items()} }; servers accepted {accepted}")
