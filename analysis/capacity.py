@@ -30,6 +30,16 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
+# what the SLA judges: the whole path (client send → stamp the server used), or with
+# players on a WAN (--wan) the host's share only: from the host's arrival stamp (the
+# stamp error) and the loss after it (analysis/point.py path_split)
+SHARES = {"client": ("delay", "loss_ratio", "lost", "sent"),
+          "host": ("stamp_error", "host_loss_ratio", "inputs_lost_host", "inputs_host_logged")}
+
+
+def sla_share(spec: dict) -> str:
+    """The share of the path a run's SLA judges: the host's with --wan."""
+    return "host" if spec.get("wan") else "client"
 
 
 def t975(df: int) -> float:
@@ -91,13 +101,21 @@ def _judge(g: pd.DataFrame, col: str, sla_us: float, sla_loss: float) -> dict:
 
 
 def verdicts(points: pd.DataFrame, stat: str, sla_delay_us: float,
-             sla_loss: float) -> pd.DataFrame:
+             sla_loss: float, share: str = "client") -> pd.DataFrame:
     """One row per (mode, guests): k, the statistic and its CI, loss and its CI, verdict
     (pass, fail, unsure) and the reason.  `points` has one row per measured point with
-    mode, guests, sent, lost, loss_ratio, the statistic column and its _ci_lo/_ci_hi."""
-    col = STAT_COL[stat]
+    mode, guests, sent, lost, loss_ratio, the statistic column and its _ci_lo/_ci_hi
+    (for share "host": the stamp error's, host_loss_ratio and the host's counts)."""
+    name, loss_col, lost_col, sent_col = SHARES[share]
+    col = f"{name}_{stat}_us"
+    p = points
+    if share == "host":  # the judge reads the loss under its usual names
+        p = points.drop(columns=[c for c in ("loss_ratio", "lost", "sent") if c in points])
+        p = p.rename(columns={loss_col: "loss_ratio", lost_col: "lost", sent_col: "sent",
+                              "lost_host": "lost", "host_logged": "sent"})
+        p = p.loc[:, ~p.columns.duplicated()]
     rows = [{"mode": m, "guests": int(n), **_judge(g, col, sla_delay_us, sla_loss)}
-            for (m, n), g in points.groupby(["mode", "guests"])]
+            for (m, n), g in p.groupby(["mode", "guests"])]
     return pd.DataFrame(rows).sort_values(["mode", "guests"]).reset_index(drop=True)
 
 
@@ -165,13 +183,14 @@ def next_count(v: pd.DataFrame, tried: set[int], maximum: int) -> int | None:
     return best
 
 
-def search_step(sla_stat: str, sla_delay_ms: float, sla_loss: float, maximum: int):
+def search_step(sla_stat: str, sla_delay_ms: float, sla_loss: float, maximum: int,
+                share: str = "client"):
     """The search as the sweep calls it: (summary.json's points so far, counts tried) →
     the next count or None (gamebed/sweep.py)."""
     def step(points: list[dict], tried: set[int]) -> int | None:
         frame = pd.DataFrame(points).rename(columns={"inputs_sent": "sent",
                                                      "inputs_lost": "lost"})
-        judged = (verdicts(frame, sla_stat, sla_delay_ms * 1000.0, sla_loss) if len(frame)
-                  else frame)
+        judged = (verdicts(frame, sla_stat, sla_delay_ms * 1000.0, sla_loss, share)
+                  if len(frame) else frame)
         return next_count(judged, tried, maximum)
     return step

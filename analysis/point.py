@@ -112,7 +112,27 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
         row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
         row[f"{name}_p95_ci_lo_us"], row[f"{name}_p95_ci_hi_us"] = s.get("p95_ci",
                                                                          (np.nan, np.nan))
+    row.update(path_split(j))
     return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
+
+
+def path_split(j: pd.DataFrame) -> dict:
+    """Each input's path split at the host's arrival stamp (what --wan needs): the
+    network's share (host stamp − client send; inputs the host never saw are the
+    network's loss) and the host's (after the stamp: inputs the host saw that no server
+    accepted; reordered ones, refused as stale, apart).  NaN without a host side."""
+    if "host_ns" not in j or not j["host_ns"].notna().any():
+        return {}
+    seen = j["host_ns"].notna().to_numpy(bool)
+    net = describe((j.loc[seen, "host_ns"] - j.loc[seen, "send_ns"]).astype("float64")
+                   .to_numpy() / 1e3)
+    gone = ~j["delivered"].to_numpy(bool)
+    stale = j["stale"].to_numpy(bool) if "stale" in j else np.zeros(len(j), bool)
+    out = {"host_logged": int(seen.sum()), "lost_network": int((~seen).sum()),
+           "lost_host": int((seen & gone & ~stale).sum()), "reordered": int(stale.sum())}
+    for k in ("mean", "p50", "p95", "p99"):
+        out[f"net_delay_{k}_us"] = net.get(k, np.nan)
+    return out
 
 
 def paired(pdir: Path, j: pd.DataFrame) -> dict:
@@ -183,6 +203,8 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     row.update(fault_figures(pdir, j, updates))
     if row["sent"]:  # the SLA's loss is load's: a fault's losses are counted apart
         row["loss_ratio"] = (row["lost"] - row["lost_fault"]) / row["sent"]
+    if row.get("host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
+        row["host_loss_ratio"] = max(0, row["lost_host"] - row["lost_fault"]) / row["host_logged"]
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
@@ -217,9 +239,14 @@ SUMMARY_FIELDS = {
     "paired_stamp_error_p95_us": "paired_stamp_error_p95_us",
     "guest_cpu_s": "guest_cpu_s", "guest_throttled_s": "guest_throttled_s",
     "zero_stamp_inputs": "zero_stamp_inputs", "ring_drops": "ring_drops",
+    # the path split at the host stamp (--wan): the network's share and the host's
+    "inputs_host_logged": "host_logged", "inputs_lost_network": "lost_network",
+    "inputs_lost_host": "lost_host", "inputs_reordered": "reordered",
+    **{f"net_delay_{k}_us": f"net_delay_{k}_us" for k in ("mean", "p50", "p95", "p99")},
     # the CIs a search judges a count by (analysis/capacity.py)
-    **{f"delay_{k}_ci_{e}_us": f"delay_{k}_ci_{e}_us" for k in ("mean", "p95", "p99")
-       for e in ("lo", "hi")},
+    **{f"{n}_{k}_ci_{e}_us": f"{n}_{k}_ci_{e}_us" for n in ("delay", "stamp_error")
+       for k in ("mean", "p95", "p99") for e in ("lo", "hi")},
+    "stamp_error_p99_us": "stamp_error_p99_us",
 }
 
 
@@ -234,6 +261,7 @@ def summary_entry(row: dict) -> dict:
     out = {k: _round(row.get(src), 3) for k, src in SUMMARY_FIELDS.items()}
     out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
     out["availability"] = _round(row.get("availability"), 6)
+    out["host_loss_ratio"] = _round(row.get("host_loss_ratio"), 6)
     out["inputs_lost_fault"] = _round(row.get("lost_fault"), 0)
     if row.get("faults"):  # only points of a --fault run carry these
         for k in ("faults", "availability_by_guest", "availability_others_min",

@@ -191,6 +191,7 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
 
     Duplicates (a retransmitted or replayed datagram) keep the first accepted record,
     so a join never multiplies rows.  Columns: guest, player, seq, send_ns, delivered,
+    stale (not delivered: the server refused it as older than one it had),
     server_ns (stamp the server used), app_ns, host_ns (shim stamp, NA without shim),
     clock_offset_ns and clock_uncertainty_ns of that guest.  With `shared_clock`
     (client and server read one kernel clock, as in the namespace backend) the
@@ -208,9 +209,13 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
     out["send_ns"] = pd.Series(client["send_ns"].array[crows])
     srv = rec["server"]
     ok = srv[(srv["verdict"] == "ok").fillna(False).to_numpy(dtype=bool)]
+    stale = srv[(srv["verdict"] == "stale").fillna(False).to_numpy(dtype=bool)]
     out = out.assign(**_lookup(want, ok, ["kernel_ns", "app_ns"]),
                      **_lookup(want, rec["shim"], ["host_ns"]))
     out["delivered"] = out["kernel_ns"].notna()
+    # arrived after a later input of its player (reordered on the way): the server's
+    # "stale" verdict; counted apart from loss (analysis/point.py figures)
+    out["stale"] = ~out["delivered"] & _lookup(want, stale, ["kernel_ns"])["kernel_ns"].notna()
     out = out.rename(columns={"kernel_ns": "server_ns"})
     out["clock_offset_ns"], out["clock_uncertainty_ns"] = _offsets(rec["sync"], out,
                                                                    clock_drifts)

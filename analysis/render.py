@@ -223,6 +223,42 @@ def fault_rows(df: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+SHARE_TEXT = {"host": ", on the host's share of the path (from the host's arrival stamp: "
+                      "players on a WAN)"}
+WAN_HEAD = ["mode", "guests", "repeat", "network delay mean µs", "network p95 µs",
+            "lost on the network", "host share mean µs", "host share p95 µs",
+            "lost after the host stamp", "reordered (stale)"]
+WAN_NOTE = ("With --wan the host's arrival stamp splits each input's path: before it the "
+            "network's (netem: delay, jitter, loss), after it the host's. Network delay = "
+            "host stamp − client send; host share = stamp the server used − host stamp. "
+            "Inputs reordered by jitter (the server refuses them as stale) are counted "
+            "apart from loss. Capacity judges the host's share only.")
+
+
+def wan_rows(df: pd.DataFrame) -> list[list[str]]:
+    if "net_delay_mean_us" not in df:
+        return []
+    rows = []
+    def n(r, k):
+        v = r.get(k)
+        return "–" if v is None or v != v else str(int(v))
+
+    for _, r in df.sort_values(["mode", "guests", "repeat"]).iterrows():
+        rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
+                     _fmt(r["net_delay_mean_us"]), _fmt(r["net_delay_p95_us"]),
+                     n(r, "lost_network"), _fmt(r["stamp_error_mean_us"]),
+                     _fmt(r["stamp_error_p95_us"]), n(r, "lost_host"), n(r, "reordered")])
+    return rows
+
+
+def _wan_html(df: pd.DataFrame, spec: dict) -> str:
+    if not spec.get("wan"):
+        return ""
+    return (f"<h2>Network and host (--wan {html.escape(spec['wan'])})</h2>"
+            + _html_table("wan", WAN_HEAD, wan_rows(df))
+            + f'<p class="note">{html.escape(WAN_NOTE)}</p>')
+
+
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -269,7 +305,8 @@ def _accel_html(env: dict) -> str:
 
 def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
     out = ["# gamebed capacity report", "",
-           f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}",
+           f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}"
+           + SHARE_TEXT.get(sla.get("share", "client"), ""),
            ""]
     out += [f"- {line}" for line in setup_lines(env, run or {})] + [""]
     if env.get("accel_reason"):
@@ -286,6 +323,9 @@ def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
     if spread:
         out += ["## Spread over repeats", "", *_md_table(SPREAD_HEAD, spread), "",
                 "Each figure over a count's repeated points: mean ± sd (min–max).", ""]
+    if spec.get("wan"):
+        out += [f"## Network and host (--wan {spec['wan']})", "",
+                *_md_table(WAN_HEAD, wan_rows(df)), "", WAN_NOTE, ""]
     faults = fault_rows(df)
     if faults:
         out += ["## Faults and availability", "", *_md_table(FAULT_HEAD, faults), "",
@@ -335,7 +375,8 @@ table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px s
 padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline-block;
 margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></head><body>
 <h1>gamebed capacity report</h1>
-<p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}.
+<p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}
+{e(SHARE_TEXT.get(sla.get("share", "client"), ""))}.
  Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.
 {_accel_html(env)}</p>
 <ul id="setup">{setup}</ul>
@@ -348,6 +389,7 @@ margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></h
 <p class="note">{e(VERDICT_NOTE)}</p>
 {_spread_html(md_df)}
 {_faults_html(md_df)}
+{_wan_html(md_df, spec)}
 <h2>Plots</h2>{imgs}
 <h2>Per point</h2><table><tr>{head}</tr>{body}</table>
 <p class="note">Delay = stamp the server used − client send time; stamp error = stamp the

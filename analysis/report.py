@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.capacity import interval, verdicts  # noqa: E402
+from analysis.capacity import interval, sla_share, verdicts  # noqa: E402
 from analysis.point import analyze_point  # noqa: E402
 from analysis.records import load_json  # noqa: E402
 
@@ -179,7 +179,8 @@ def write_report(results: Path, sla_delay_ms: float | None = None, sla_stat: str
     spec, env = meta.get("spec", {}), dict(meta.get("environment", {}))
     sla = run_sla(spec, sla_delay_ms, sla_stat, sla_loss)
     sla_stat, sla_delay_ms, sla_loss = sla["stat"], sla["delay_ms"], sla["loss"]
-    judged = verdicts(df, sla_stat, sla_delay_ms * 1000.0, sla_loss)
+    sla["share"] = sla_share(spec)
+    judged = verdicts(df, sla_stat, sla_delay_ms * 1000.0, sla_loss, sla["share"])
     cap = {m: interval(g) for m, g in judged.groupby("mode")}
     run = dict(load_json(results / "summary.json", {}) or {})
     run["ignored_points"] = point_files(results)[1]

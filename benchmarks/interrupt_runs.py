@@ -59,7 +59,7 @@ def _processes() -> list[str]:
         except OSError:
             continue
         if any(m in cmd for m in PROC_MARKS) and b"interrupt_runs" not in cmd:
-            out.append(cmd.replace(b"\0", b" ").decode(errors="replace")[:120])
+            out.append(cmd.replace(b"\0", b" ").decode(errors="replace")[:400])
     return sorted(out)
 
 
@@ -119,12 +119,14 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
     cmd = [sys.executable, "-m", "gamebed", "run", "--backend", backend, "--guests", "1,2",
            "--duration", "2", "--out", str(out), "--no-report"]
     t0 = time.monotonic()
+    manifests0 = set(STATE_DIR.glob("*.json"))
+    prefixes: set[str] = set()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(delay)
-        finished_first = True
-    except subprocess.TimeoutExpired:
-        finished_first = False
+    while proc.poll() is None and time.monotonic() - t0 < delay:
+        prefixes |= {p.stem for p in set(STATE_DIR.glob("*.json")) - manifests0}
+        time.sleep(0.05)
+    finished_first = proc.poll() is not None
+    if not finished_first:
         proc.send_signal(SIGNALS[sig])
     _, err = proc.communicate(timeout=300)
     rec = {"backend": backend, "signal": sig, "delay_s": round(delay, 2),
@@ -135,7 +137,13 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
                            text=True, timeout=300)
         rec["clean_rc"] = c.returncode
     time.sleep(0.5)
-    rec["left"] = diff(before, snapshot())
+    left = diff(before, snapshot())
+    # processes: only this run's (its results directory or its prefix in the command
+    # line), so other work on the machine is not taken for a leftover
+    marks = [str(out), *prefixes]
+    procs = [p for p in left.pop("processes", []) if any(m in p for m in marks)]
+    rec["left"] = {**left, **({"processes": procs} if procs else {})}
+    rec["prefixes"] = sorted(prefixes)
     rec["points"], rec["points_problem"] = points_intact(out)
     if proc.returncode not in (0, 130, -9) and not rec["left"]:
         rec["stderr_tail"] = err[-300:]

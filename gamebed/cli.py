@@ -55,6 +55,7 @@ def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
                 server_work_us=getattr(a, "server_work_us", None),
                 capture=getattr(a, "capture", None),
                 faults=tuple(a.fault) if getattr(a, "fault", None) else None,
+                wan=getattr(a, "wan", None),
                 stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
                 backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
                 vm_memory_mib=a.vm_memory)
@@ -87,9 +88,10 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     search = None
     if spec.searching:
-        from analysis.capacity import search_step
+        from analysis.capacity import search_step, sla_share
 
-        search = search_step(spec.sla_stat, spec.sla_delay_ms, spec.sla_loss, spec.search_max)
+        search = search_step(spec.sla_stat, spec.sla_delay_ms, spec.sla_loss, spec.search_max,
+                             sla_share(spec.to_dict()))
     summary = run_sweep(spec, a.out, make_testbed, summarize, dry_run=a.dry_run,
                         backend_reason=why, resume=a.resume, overwrite=a.overwrite,
                         boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST,
@@ -282,6 +284,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "Repeatable, one per guest. The report gives availability per guest "
                         "(inputs the server got / inputs sent), the inputs lost to the fault "
                         "apart from those lost to load, and the time until it answered again")
+    p.add_argument("--wan", metavar="NETEM",
+                   help="players on a real network: netem on the client's side, both ways, "
+                        'e.g. "delay 30ms 5ms loss 0.5%%" (clock sync is exempt). The report '
+                        "splits each input's path at the host stamp (network / host), and "
+                        "capacity judges the host's share only")
     add_guest_args(p)
 
 

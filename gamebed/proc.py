@@ -7,6 +7,7 @@ running them, so `--dry-run` shows exactly the privileged commands.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -14,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("gamebed")
@@ -203,3 +205,41 @@ def pinned(cpus: str | None, args: list[str]) -> list[str]:
 def python_cmd(module: str, *args: object) -> list[str]:
     """Run one of our modules with this interpreter (works in a venv and in a netns)."""
     return [sys.executable, "-m", module, *map(str, args)]
+
+
+# -- signals during teardown ------------------------------------------------------------
+# A ^C (or SIGTERM) raises KeyboardInterrupt wherever the main thread is.  Landing in the
+# middle of a teardown step (a process stopped but still listed, a namespace removed but
+# still listed) would leave the run manifest naming things that are gone, or worse the
+# reverse.  Such steps run shielded: a signal that arrives meanwhile is raised when the
+# outermost shielded step ends (gamebed/sweep.py signals_unwind hands it to interrupt()).
+_SHIELD: dict = {"depth": 0, "pending": None}
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    _SHIELD["depth"] += 1
+    try:
+        yield
+    finally:
+        _SHIELD["depth"] -= 1
+    if _SHIELD["depth"] == 0 and _SHIELD["pending"] is not None:  # no exception in flight
+        exc, _SHIELD["pending"] = _SHIELD["pending"], None
+        raise exc
+
+
+def shielding(method):
+    """Decorator: the method runs shielded()."""
+    @functools.wraps(method)
+    def wrapper(*args, **kw):
+        with shielded():
+            return method(*args, **kw)
+    return wrapper
+
+
+def interrupt(exc: BaseException) -> None:
+    """For a signal handler: raise `exc` now, or when the shielded step under way ends."""
+    if _SHIELD["depth"]:
+        _SHIELD["pending"] = exc
+        return
+    raise exc

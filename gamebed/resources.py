@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gamebed.manifest import Manifest
-from gamebed.proc import Process, Runner, ip_cmd, log
+from gamebed.proc import Process, Runner, ip_cmd, log, shielding
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
@@ -29,6 +29,7 @@ class ManagedProcess(Process):
         self.manifest = manifest
         self._entry: dict | None = None
 
+    @shielding  # started and listed, or neither
     def start(self) -> ManagedProcess:
         super().start()
         if self.pid:
@@ -37,6 +38,7 @@ class ManagedProcess(Process):
                                             group=self.group)
         return self
 
+    @shielding  # stopped and struck off, or neither
     def __exit__(self, *exc: object) -> None:
         self.stop()
         if self._entry:
@@ -50,12 +52,14 @@ class Netns:
         self.name, self.runner, self.manifest = name, runner, manifest
         self._entry: dict | None = None
 
+    @shielding
     def __enter__(self) -> Netns:
         self._entry = self.manifest.add(kind="netns", name=self.name)
         self.runner.run(["ip", "netns", "add", self.name])
         self.runner.run(ip_cmd(self.name, "link", "set", "lo", "up"))
         return self
 
+    @shielding
     def __exit__(self, *exc: object) -> None:
         remove_netns(self.runner, self.name)
         self.manifest.remove(self._entry)
@@ -71,6 +75,7 @@ class Veth:
         self.runner, self.manifest, self.mtu = runner, manifest, mtu
         self._entry: dict | None = None
 
+    @shielding
     def __enter__(self) -> Veth:
         self._entry = self.manifest.add(kind="veth", netns=self.ns_a, name=self.name_a)
         where_a = ["netns", self.ns_a] if self.ns_a else []
@@ -79,6 +84,7 @@ class Veth:
                          "mtu", self.mtu])
         return self
 
+    @shielding
     def __exit__(self, *exc: object) -> None:
         remove_link(self.runner, self.ns_a, self.name_a)
         self.manifest.remove(self._entry)
@@ -98,6 +104,7 @@ class CpuCgroup:
         self.manifest, self.runner = manifest, runner
         self._entries: list[dict] = []
 
+    @shielding
     def __enter__(self) -> CpuCgroup:
         for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT):
             if not root.is_dir():
@@ -143,6 +150,7 @@ class CpuCgroup:
                 "throttled_s": int(stat["throttled_time"]) / 1e9,
                 "nr_throttled": int(stat["nr_throttled"]), "nr_periods": int(stat["nr_periods"])}
 
+    @shielding
     def __exit__(self, *exc: object) -> None:
         for entry in reversed(self._entries):
             if remove_cgroup(Path(entry["path"])):  # else it stays listed for `gamebed clean`

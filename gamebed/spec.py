@@ -20,6 +20,7 @@ from pathlib import Path
 from fpsmodel.server import DISPATCH_MODES
 from fpsmodel.wire import GAME_PORT
 from gamebed.fault import check_faults
+from gamebed.wan import netem_args
 
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
@@ -81,6 +82,9 @@ class ExperimentSpec:
     sla_loss: float = 0.01
     # guest faults during every point's load, e.g. "server:0@4+2" (gamebed/fault.py)
     faults: tuple[str, ...] = ()
+    # players on a WAN: netem arguments for the client's side, e.g. "delay 30ms 5ms"
+    # (gamebed/wan.py); capacity then judges the host's share only
+    wan: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -119,6 +123,11 @@ class ExperimentSpec:
         if not 1 <= self.game_port <= 65535:
             problems.append("game_port must be a UDP port number")
         problems += self._fault_problems(counts)
+        if self.wan is not None:
+            try:
+                netem_args(self.wan)
+            except ValueError as e:
+                problems.append(str(e))
         if problems:
             raise ValueError("bad experiment spec: " + "; ".join(problems))
 

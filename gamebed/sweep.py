@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fpsmodel.records import sync_tree, write_json
 from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner, require_net_admin
+from gamebed.proc import Runner, interrupt, require_net_admin
 from gamebed.progress import Progress, say, status, sweep_work
 from gamebed.spec import ExperimentSpec
 
@@ -60,7 +60,8 @@ def signals_unwind():
         if state["hit"]:
             return
         state["hit"] = True
-        raise KeyboardInterrupt(f"signal {signum}")
+        # raised here, or once a teardown step under way has ended (gamebed/proc.py)
+        interrupt(KeyboardInterrupt(f"signal {signum}"))
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

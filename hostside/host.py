@@ -18,6 +18,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from gamebed import wan
 from gamebed.backend import PointContext
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import ManagedProcess, Netns, Veth
@@ -53,6 +54,11 @@ class HostSide:
         r.run(ip_cmd(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
                      t.client_nic))
         r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
+        if c.spec.wan:  # the players' network, both ways (clock sync exempt: gamebed/wan.py)
+            netem = wan.netem_args(c.spec.wan)
+            for cmd in (wan.client_side(t.client_ns, t.client_nic, netem)
+                        + wan.host_side(t.host_ns, t.uplink, netem)):
+                r.run(cmd)
         # static neighbours: the load starts at once, no ARP round in the measurement
         for g in t.guests:
             r.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr", g.nic.mac, "dev",

@@ -19,7 +19,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from gamebed.manifest import VM_DIR, Manifest
-from gamebed.proc import Runner, log, wait_for
+from gamebed.proc import Runner, log, shielding, wait_for
 from vm.accel import Accel, choose
 from vm.image import Image
 
@@ -196,6 +196,7 @@ class GameVm:
         self.runner.run(["tar", "-xf", self.results, "-C", dest])
         shutil.copy2(self.console, dest / "console.log")
 
+    @shielding  # destroyed and struck off, or neither
     def __exit__(self, *exc: object) -> None:
         if not self.runner.dry_run:
             if self.dom is None:  # a signal may land after createXML but before the store

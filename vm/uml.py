@@ -32,7 +32,7 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
-from gamebed.proc import in_netns, ip_cmd, pinned, wait_for
+from gamebed.proc import in_netns, ip_cmd, pinned, shielding, wait_for
 from gamebed.progress import status
 from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
@@ -107,6 +107,7 @@ class UmlGuests:
             c.progress(f"      {len(self.guests)} UML guest(s) up in {self.boot_s} s "
                        f"({self.memory.get('pss_mib_per_guest')} MiB each)")
 
+    @shielding
     def _remove_work(self, entry: dict) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         if self.work.parent.is_dir() and not any(self.work.parent.iterdir()):

@@ -208,3 +208,20 @@ def test_report_reads_only_the_points_summary_lists(tmp_path):
     assert others == ["points/guest-g002", "points/host-g002"]
     df, _, _ = analyze(tmp_path)
     assert sorted(df["guests"].unique()) == [1]
+
+
+def test_a_signal_during_a_shielded_teardown_step_is_raised_when_it_ends():
+    from gamebed.proc import interrupt, shielded
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with shielded():
+            with shielded():
+                interrupt(KeyboardInterrupt("signal 2"))  # what the handler does
+                done.append("inner step finished")
+            done.append("outer step finished")
+    assert done == ["inner step finished", "outer step finished"]
+    with pytest.raises(KeyboardInterrupt):  # outside a shielded step: at once
+        interrupt(KeyboardInterrupt("signal 15"))
+    with shielded():  # nothing pending is left over from before
+        pass
