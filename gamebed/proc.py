@@ -237,6 +237,21 @@ def shielding(method):
     return wrapper
 
 
+def shielding_enter(method):
+    """Decorator for __enter__: runs shielded, and whatever is raised on the way out of
+    it (a signal held back until the step ended, or a failure half-way) undoes what it
+    acquired, since a with-statement calls no __exit__ for a failed __enter__."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            with shielded():
+                return method(self, *args, **kw)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+    return wrapper
+
+
 def interrupt(exc: BaseException) -> None:
     """For a signal handler: raise `exc` now, or when the shielded step under way ends."""
     if _SHIELD["depth"]:

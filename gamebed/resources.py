@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gamebed.manifest import Manifest
-from gamebed.proc import Process, Runner, ip_cmd, log, shielding
+from gamebed.proc import Process, Runner, ip_cmd, log, shielding, shielding_enter
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
@@ -38,6 +38,10 @@ class ManagedProcess(Process):
                                             group=self.group)
         return self
 
+    @shielding_enter  # started and listed and handed to the with-statement, or undone
+    def __enter__(self) -> ManagedProcess:
+        return self.start()
+
     @shielding  # stopped and struck off, or neither
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -52,7 +56,7 @@ class Netns:
         self.name, self.runner, self.manifest = name, runner, manifest
         self._entry: dict | None = None
 
-    @shielding
+    @shielding_enter
     def __enter__(self) -> Netns:
         self._entry = self.manifest.add(kind="netns", name=self.name)
         self.runner.run(["ip", "netns", "add", self.name])
@@ -75,7 +79,7 @@ class Veth:
         self.runner, self.manifest, self.mtu = runner, manifest, mtu
         self._entry: dict | None = None
 
-    @shielding
+    @shielding_enter
     def __enter__(self) -> Veth:
         self._entry = self.manifest.add(kind="veth", netns=self.ns_a, name=self.name_a)
         where_a = ["netns", self.ns_a] if self.ns_a else []
@@ -104,7 +108,7 @@ class CpuCgroup:
         self.manifest, self.runner = manifest, runner
         self._entries: list[dict] = []
 
-    @shielding
+    @shielding_enter
     def __enter__(self) -> CpuCgroup:
         for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT):
             if not root.is_dir():

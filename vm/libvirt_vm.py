@@ -19,7 +19,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from gamebed.manifest import VM_DIR, Manifest
-from gamebed.proc import Runner, log, shielding, wait_for
+from gamebed.proc import Runner, log, shielding, shielding_enter, wait_for
 from vm.accel import Accel, choose
 from vm.image import Image
 
@@ -134,6 +134,7 @@ class GameVm:
         self.keep_console: Path | None = None  # where the console log survives teardown
         self._entries: list[dict] = []
 
+    @shielding_enter  # listed, created and handed over, or undone
     def __enter__(self) -> GameVm:
         m = self.manifest
         self._entries.append(m.add(kind="dir", path=str(self.dir)))
@@ -154,11 +155,7 @@ class GameVm:
         xml = domain_xml(self.cfg, self.image, self.overlay, self.results, self.console,
                          self.domain_type)
         (self.dir / "domain.xml").write_text(xml)
-        try:
-            self.dom = self.conn.createXML(xml, 0)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        self.dom = self.conn.createXML(xml, 0)
         return self
 
     def running(self) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
-from gamebed.proc import in_netns, ip_cmd, pinned, shielding, wait_for
+from gamebed.proc import in_netns, ip_cmd, pinned, shielded, shielding, wait_for
 from gamebed.progress import status
 from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
@@ -91,9 +91,10 @@ class UmlGuests:
             c.runner.echo("gamebed uml image build   # (cached by input digest)")
         else:
             self.image = _image(c.runner, c.progress)
-            entry = c.manifest.add(kind="dir", path=str(self.work))
-            self.work.mkdir(parents=True, exist_ok=True)
-            self.stack.callback(self._remove_work, entry)
+            with shielded():  # listed and due for removal, or neither
+                entry = c.manifest.add(kind="dir", path=str(self.work))
+                self.work.mkdir(parents=True, exist_ok=True)
+                self.stack.callback(self._remove_work, entry)
         avail0 = _mem_available_mib()
         t0 = time.monotonic()
         for g in c.topo.guests:
