@@ -6,7 +6,9 @@ signal at a seeded random moment within the run's usual length, wait for the exi
 (after SIGKILL: `gamebed clean`, as a user would), then compare with what was there
 before: network namespaces, links, cgroups (cpu, cpuacct), UML/QEMU/game processes,
 libvirt domains, files under the state directories (/run/gamebed, /var/lib/gamebed)
-and the sysctls a testbed might touch.  Then the points the run finished before the
+and the sysctls a testbed might touch.  Only what carries the run's prefix (seen in
+the state directory while it ran) or its results directory counts, so other work on
+the machine meanwhile is not taken for a leftover.  Then the points the run finished before the
 signal must be intact and reportable: every point summary.json lists has its
 point.json, and `gamebed report` rebuilds a report from them.
 
@@ -137,12 +139,12 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
                            text=True, timeout=300)
         rec["clean_rc"] = c.returncode
     time.sleep(0.5)
-    left = diff(before, snapshot())
-    # processes: only this run's (its results directory or its prefix in the command
-    # line), so other work on the machine is not taken for a leftover
+    # only this run's: its prefix (every name it gives carries it) or, for processes,
+    # its results directory; so other work on the machine is not taken for a leftover
     marks = [str(out), *prefixes]
-    procs = [p for p in left.pop("processes", []) if any(m in p for m in marks)]
-    rec["left"] = {**left, **({"processes": procs} if procs else {})}
+    left = {k: [x for x in v if k == "sysctls" or any(m in x for m in marks)]
+            for k, v in diff(before, snapshot()).items()}
+    rec["left"] = {k: v for k, v in left.items() if v}
     rec["prefixes"] = sorted(prefixes)
     rec["points"], rec["points_problem"] = points_intact(out)
     if proc.returncode not in (0, 130, -9) and not rec["left"]:
