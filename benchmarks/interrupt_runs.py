@@ -6,9 +6,10 @@ signal at a seeded random moment within the run's usual length, wait for the exi
 (after SIGKILL: `gamebed clean`, as a user would), then compare with what was there
 before: network namespaces, links, cgroups (cpu, cpuacct), UML/QEMU/game processes,
 libvirt domains, files under the state directories (/run/gamebed, /var/lib/gamebed)
-and the sysctls a testbed might touch.  Only what carries the run's prefix (seen in
-the state directory while it ran) or its results directory counts, so other work on
-the machine meanwhile is not taken for a leftover.  Then the points the run finished before the
+and the sysctls a testbed might touch.  Each run has a state directory of its own
+(GAMEBED_STATE_DIR), so its manifests name its prefix; only what carries that prefix
+or the run's results directory counts, so other work on the machine meanwhile is not
+taken for a leftover.  Then the points the run finished before the
 signal must be intact and reportable: every point summary.json lists has its
 point.json, and `gamebed report` rebuilds a report from them.
 
@@ -121,11 +122,15 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
     cmd = [sys.executable, "-m", "gamebed", "run", "--backend", backend, "--guests", "1,2",
            "--duration", "2", "--out", str(out), "--no-report"]
     t0 = time.monotonic()
-    manifests0 = set(STATE_DIR.glob("*.json"))
+    # a state directory of the run's own: its manifests name its prefix, and nothing
+    # else's (work going on meanwhile) is taken for this run's
+    state = out.parent / f"{out.name}.state"
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(state))
     prefixes: set[str] = set()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
     while proc.poll() is None and time.monotonic() - t0 < delay:
-        prefixes |= {p.stem for p in set(STATE_DIR.glob("*.json")) - manifests0}
+        prefixes |= {p.stem for p in state.glob("*.json")}
         time.sleep(0.05)
     finished_first = proc.poll() is not None
     if not finished_first:
@@ -136,7 +141,7 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
            "exit_s": round(time.monotonic() - t0 - delay, 1)}
     if sig == "SIGKILL" and not finished_first:
         c = subprocess.run([sys.executable, "-m", "gamebed", "clean"], capture_output=True,
-                           text=True, timeout=300)
+                           text=True, timeout=300, env=env)
         rec["clean_rc"] = c.returncode
     time.sleep(0.5)
     # only this run's: its prefix (every name it gives carries it) or, for processes,
@@ -144,6 +149,7 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
     marks = [str(out), *prefixes]
     left = {k: [x for x in v if k == "sysctls" or any(m in x for m in marks)]
             for k, v in diff(before, snapshot()).items()}
+    left["state_files"] = [*left.get("state_files", []), *map(str, state.glob("*"))]
     rec["left"] = {k: v for k, v in left.items() if v}
     rec["prefixes"] = sorted(prefixes)
     rec["points"], rec["points_problem"] = points_intact(out)
