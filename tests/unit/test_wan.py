@@ -66,3 +66,25 @@ def test_a_slow_lossy_wan_does_not_shrink_the_hosts_capacity():
     slow_host = verdicts(_points(5000.0, 35_000.0), "mean", 1000.0, 0.01, share="host")
     assert slow_host["verdict"][0] == "fail"  # the host's own delay still counts
     assert sla_share({"wan": "delay 30ms"}) == "host" and sla_share({}) == "client"
+
+
+def test_client_emulator_delays_jitters_thins_and_paces():
+    from fpsmodel.wan import WanLink, WanModel
+
+    m = WanModel.parse(["delay", "20ms", "5ms", "loss", "10%", "rate", "1mbit"])
+    assert (m.delay_ns, m.jitter_ns, m.loss, m.rate_bps) == (20e6, 5e6, 0.1, 1e6)
+    link = WanLink(m, seed=3)
+    for i in range(1000):
+        link.put(i * 5_000_000, i, 125)  # 125 bytes: 1 ms on a 1 Mbit/s link
+    out = link.due(10**12)
+    assert link.dropped + link.passed == 1000 and 60 < link.dropped < 140
+    delays = [t - i * 5_000_000 for t, i in out]
+    assert all(16e6 <= d <= 26e6 for d in delays)  # 1 ms on the wire + 20 ± 5 ms
+    order = [i for _, i in out]
+    assert order != sorted(order)  # the jitter reorders (datagrams 5 ms apart, ± 5 ms)
+    again = WanLink(m, seed=3)
+    for i in range(1000):
+        again.put(i * 5_000_000, i, 125)
+    assert again.due(10**12) == out  # seeded: the same WAN every time
+    with pytest.raises(ValueError, match="needs the kernel's netem"):
+        WanModel.parse(["delay", "20ms", "distribution", "normal"])
