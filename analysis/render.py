@@ -112,7 +112,8 @@ def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
              "bounded_by_largest_count": c["bounded"],
              "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
              "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
-             "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"]}
+             "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"],
+             "sla_share": sla.get("share", "client")}
             for m, c in sorted(cap.items())]
     return pd.DataFrame(rows)
 

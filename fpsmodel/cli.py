@@ -57,6 +57,8 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the input schedules")
     p.add_argument("--out", type=Path, required=True, help="directory for the client records")
     p.add_argument("--guest-base", type=int, default=0, help="guest number of the first server")
+    p.add_argument("--wan", metavar="NETEM",
+                   help='emulate a WAN here: "delay D [J] loss P%% rate R" (fpsmodel/wan.py)')
     p.add_argument("--started-file", type=Path,
                    help="write the load's start (CLOCK_REALTIME ns) here when it starts")
 
@@ -64,7 +66,8 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
 def run_client(a: argparse.Namespace) -> int:
     targets = [parse_target(s, a.guest_base + i) for i, s in enumerate(a.server)]
     cfg = ClientConfig(targets=targets, players=a.players, duration=a.duration, rate_hz=a.rate,
-                       seed=a.seed, out_dir=a.out, started_file=a.started_file)
+                       seed=a.seed, out_dir=a.out, started_file=a.started_file,
+                       wan=a.wan.split() if a.wan else None)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

@@ -28,6 +28,7 @@ from fpsmodel.records import (
     RecordWriter,
 )
 from fpsmodel.timing import SyncSample, best_sample, player_rng, poisson_gaps_ns
+from fpsmodel.wan import WanLink, WanModel
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ClientConfig:
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     psk: bytes = wire.DEFAULT_PSK
     started_file: Path | None = None  # gets the load's start (ns) when the load starts
+    wan: list[str] | None = None  # netem arguments: the WAN emulated here (fpsmodel/wan.py)
 
 
 @dataclass
@@ -190,6 +192,11 @@ class GameClient:
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
         self.sync: dict[int, dict] = {}
         self.errors = 0
+        self.wan_up = self.wan_down = None
+        if cfg.wan:  # own seeds: the inputs sent are the same with and without a WAN
+            model = WanModel.parse(cfg.wan)
+            self.wan_up = WanLink(model, cfg.seed * 7919 + 1)
+            self.wan_down = WanLink(model, cfg.seed * 7919 + 2)
 
     def close(self) -> None:
         for w in (self.inputs_w, self.updates_w, self.sync_w):
@@ -227,14 +234,37 @@ class GameClient:
     def _send(self, p: Player, sched_ns: int) -> None:
         now = time.time_ns()
         data = p.codec.encode_input(p.pid, p.seq, now, make_input(p))
-        try:
-            p.sock.send(data)
-        except OSError:
-            self.errors += 1  # recorded as sent: the server side shows it as lost
+        if self.wan_up is not None:  # leaves once the WAN lets it (_release)
+            self.wan_up.put(now, (p, data), len(data) + 42)
+        else:
+            self._put_on_wire(p, data)
         self.inputs_w.write(p.target.guest, p.pid, p.seq, sched_ns, now, now - sched_ns)
         p.sent_at[p.seq] = now
         p.sent_at.pop(p.seq - 256, None)
         p.seq += 1
+
+    def _put_on_wire(self, p: Player, data: bytes) -> None:
+        try:
+            p.sock.send(data)
+        except OSError:
+            self.errors += 1  # recorded as sent: the server side shows it as lost
+
+    def _release(self) -> None:
+        """What the emulated WAN lets through by now: inputs onto the wire, updates in."""
+        if self.wan_up is None:
+            return
+        now = time.time_ns()
+        for _t, (p, data) in self.wan_up.due(now):
+            self._put_on_wire(p, data)
+        for t, (p, data) in self.wan_down.due(now):
+            self._on_datagram(p, data, t)
+
+    def _wan_next_s(self) -> float | None:
+        """Seconds until the WAN next has something to let through."""
+        if self.wan_up is None:
+            return None
+        due = [t for t in (self.wan_up.next_ns(), self.wan_down.next_ns()) if t is not None]
+        return max(0.0, (min(due) - time.time_ns()) / 1e9) if due else None
 
     def _receive(self, p: Player) -> None:
         while True:
@@ -246,15 +276,21 @@ class GameClient:
                 self.errors += 1
                 return
             recv_ns = time.time_ns()
-            try:
-                hdr, body = p.codec.open(data)
-                if hdr.msg_type != wire.MSG_UPDATE:
-                    continue
-                upd = wire.StateUpdate.unpack(body)
-            except wire.WireError:
-                self.errors += 1
+            if self.wan_down is not None:  # counts as received once the WAN delivers it
+                self.wan_down.put(recv_ns, (p, data), len(data) + 42)
                 continue
-            self._record_update(p, upd, recv_ns)
+            self._on_datagram(p, data, recv_ns)
+
+    def _on_datagram(self, p: Player, data: bytes, recv_ns: int) -> None:
+        try:
+            hdr, body = p.codec.open(data)
+            if hdr.msg_type != wire.MSG_UPDATE:
+                return
+            upd = wire.StateUpdate.unpack(body)
+        except wire.WireError:
+            self.errors += 1
+            return
+        self._record_update(p, upd, recv_ns)
 
     def _record_update(self, p: Player, upd: wire.StateUpdate, recv_ns: int) -> None:
         p.last_tick = upd.tick
@@ -293,6 +329,9 @@ class GameClient:
             if now >= end:
                 break
             wait = (min(heap[0][0], end) - now) / 1e9
+            wan = self._wan_next_s()
+            if wan is not None:
+                wait = min(wait, wan)
             # epoll rounds timeouts up to whole ms: sleep the last ms precisely instead
             if wait > 0.002:
                 events = sel.select(wait - 0.001)
@@ -302,6 +341,7 @@ class GameClient:
                 events = sel.select(0)
             for key, _ in events:
                 self._receive(self.players[key.data])
+            self._release()
             now = time.time_ns()
             while heap and heap[0][0] <= now and heap[0][0] < end:
                 due, i = heapq.heappop(heap)
@@ -318,20 +358,26 @@ class GameClient:
             due, i = heapq.heappop(heap)
             self._send(self.players[i], due)
             heapq.heappush(heap, (due + next(self.players[i].gaps), i))
-        self._linger(sel, 0.15)  # let the last updates and echoes arrive
+        # let the last updates and echoes arrive (and what the WAN still holds cross it)
+        self._linger(sel, 0.15 + (self.wan_up.m.span_ns / 1e9 if self.wan_up else 0.0))
         for key in list(sel.get_map().values()):
             sel.unregister(key.fileobj)  # the end sync reads these sockets itself
         self.sync_clocks(phase=1)
         sel.close()
         return {"inputs_sent": self.inputs_w.rows, "updates_received": self.updates_w.rows,
                 "start_ns": start, "end_ns": end, "errors": self.errors,
+                "wan": None if self.wan_up is None else {
+                    "args": " ".join(self.cfg.wan), "inputs_dropped": self.wan_up.dropped,
+                    "updates_dropped": self.wan_down.dropped},
                 "clock_sync": {str(k): v for k, v in self.sync.items()}}
 
     def _linger(self, sel: selectors.BaseSelector, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            for key, _ in sel.select(left):
+            wan = self._wan_next_s()
+            for key, _ in sel.select(left if wan is None else min(left, wan)):
                 self._receive(self.players[key.data])
+            self._release()
 
 
 def parse_target(text: str, guest: int) -> Target:

@@ -9,7 +9,11 @@ sync must not cross the emulated WAN (an asymmetric delay would bias every offse
 so each direction's qdisc is a two-band prio whose band 1:1 (no netem) takes the
 clock-sync messages, picked by a u32 match on the game header's message type, and
 band 1:2 (netem) everything else.  The qdiscs live and die with their links, which
-the run manifest lists.  Parsing needs no privileges; the commands need root.
+the run manifest lists.  A kernel without prio or netem (this project's 6.18 host:
+CONFIG_NET_SCH_NETEM unset) is found by trying; the client then emulates the WAN
+itself (fpsmodel/wan.py: delay, jitter, loss, rate; clock sync exempt), and the
+point's environment says which (`wan_via`).  Parsing needs no privileges; the
+commands need root.
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ def wan_commands(netns: str, dev: str, netem: list[str], sync_type: int) -> list
          "u32", "match", "u8", str(sync_type), "0xff", "at", str(MSG_TYPE_AT),
          "flowid", "1:1"],
     ]
+
+
+def remove_root(netns: str, dev: str) -> list[str]:
+    """Undo a half-made WAN on `dev` (its root qdisc goes, with what hangs under it)."""
+    return [*in_netns(netns), "tc", "qdisc", "del", "dev", dev, "root"]
 
 
 def client_side(netns: str, dev: str, netem: list[str]) -> list[list[str]]:

@@ -18,6 +18,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from fpsmodel.wan import WanModel
 from gamebed import wan
 from gamebed.backend import PointContext
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
@@ -32,6 +33,7 @@ class HostSide:
         self.stack = ExitStack()  # the client's namespace and link
         self.attached = ExitStack()  # stamper and shim, on the guests' ports
         self.shim: ManagedProcess | None = None
+        self.wan_via: str | None = None  # --wan: "netem" or the client's emulator
 
     def __enter__(self) -> HostSide:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
@@ -54,15 +56,28 @@ class HostSide:
         r.run(ip_cmd(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
                      t.client_nic))
         r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
-        if c.spec.wan:  # the players' network, both ways (clock sync exempt: gamebed/wan.py)
-            netem = wan.netem_args(c.spec.wan)
-            for cmd in (wan.client_side(t.client_ns, t.client_nic, netem)
-                        + wan.host_side(t.host_ns, t.uplink, netem)):
-                r.run(cmd)
+        if c.spec.wan:
+            self.wan_via = self._apply_wan()
         # static neighbours: the load starts at once, no ARP round in the measurement
         for g in t.guests:
             r.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr", g.nic.mac, "dev",
                          t.client_nic, "nud", "permanent"))
+
+    def _apply_wan(self) -> str:
+        """The players' network, both ways, clock sync exempt: the kernel's netem where
+        it has one (tried on the client's NIC), else the client's own emulator."""
+        c, t, r = self.ctx, self.ctx.topo, self.ctx.runner
+        netem = wan.netem_args(c.spec.wan)
+        up = wan.client_side(t.client_ns, t.client_nic, netem)
+        if not all(r.run(cmd, check=False).returncode == 0 for cmd in up[:2]):
+            r.run(wan.remove_root(t.client_ns, t.client_nic), check=False)
+            WanModel.parse(netem)  # what the emulator cannot do is refused here, clearly
+            c.progress("      --wan: this kernel has no prio/netem qdisc; the client "
+                       "emulates the WAN (fpsmodel/wan.py)")
+            return "client emulator (no netem in this kernel)"
+        for cmd in up[2:] + wan.host_side(t.host_ns, t.uplink, netem):
+            r.run(cmd)
+        return "netem"
 
     def attach(self, stamper: str | None = None, truth: str = "ring") -> None:
         """Stamper and shim, once every guest's host-side port exists (`stamper`: the
@@ -122,6 +137,8 @@ class HostSide:
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
         if started_file is not None:
             args += ["--started-file", started_file]
+        if self.wan_via and self.wan_via != "netem":
+            args += ["--wan", s.wan]
         for target in t.server_targets():
             args += ["--server", target]
         # the client stands for players on other machines (the paper's did): it must not
@@ -142,4 +159,5 @@ class HostSide:
         p = self.ctx.placement
         return {"shim_cpus": p.host_cpus, "client_cpus": p.host_cpus,
                 "guest_cpus": p.guest_cpus, "placement": p.name,
-                "stamper": self.ctx.spec.stamper}
+                "stamper": self.ctx.spec.stamper, "wan": self.ctx.spec.wan,
+                "wan_via": self.wan_via}

@@ -1,5 +1,6 @@
 """`gamebed run` through the CLI, and teardown after SIGINT / clean after SIGKILL."""
 
+import csv
 import json
 import os
 import signal
@@ -154,3 +155,30 @@ def test_faulted_guest_loses_availability_the_others_keep_it(netns_ok, tmp_path)
     assert (out / "points" / "host-g003" / "guest1" / "restart" / "server_inputs.csv").exists()
     md = (out / "report.md").read_text()
     assert "## Faults and availability" in md and "server:2@2" in md
+
+
+def test_wan_splits_each_path_at_the_host_stamp(netns_ok, tmp_path):
+    """20 ms ± 5 ms and 2% loss each way: the network's share is the WAN's, the host's
+    share and loss stay the host's, reordering is counted apart, clock sync bypasses
+    the WAN, and capacity (the host's share) does not shrink."""
+    skip_unless_clang()
+    out = tmp_path / "res"
+    assert main(["run", "--backend", "netns", "--guests", "2", "--duration", "5",
+                 "--wan", "delay 20ms 5ms loss 2%", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    for p in s["points"]:
+        assert 17_000 < p["net_delay_mean_us"] < 25_000, p
+        assert p["inputs_sent"] == p["inputs_host_logged"] + p["inputs_lost_network"]
+        assert 0 < p["inputs_lost_network"] < 0.05 * p["inputs_sent"]
+        assert p["inputs_reordered"] > 0 and p["host_loss_ratio"] == 0.0
+        assert p["stamp_error_mean_us"] < 2000  # the host's share: no WAN in it
+        sync = [r for r in csv.DictReader((out / p["dir"] / "clock_sync.csv").open())
+                if r["chosen"] == "1"]
+        assert sync and all(int(r["delay_ns"]) < 5_000_000 for r in sync)  # not 40 ms
+    host = next(p for p in s["points"] if p["mode"] == "host")
+    assert host["host_stamp_exact_fraction"] == 1.0
+    md = (out / "report.md").read_text()
+    assert "## Network and host (--wan delay 20ms 5ms loss 2%)" in md
+    assert "on the host's share of the path" in md
+    cap = {r["mode"]: r for r in csv.DictReader((out / "capacity.csv").open())}
+    assert cap["guest"]["capacity"] == cap["host"]["capacity"] == "2"
