@@ -1,7 +1,9 @@
 """Host→guest path benchmark (root): Linux bridge vs AF_PACKET shim vs BPF stamper.
 
-One topology (client ns ── host ns ── guest ns, veths), four ways through the host
-namespace, measured in one run: the plain Linux bridge; the AF_PACKET shim alone;
+One topology (client ns ── host ns ── guest ns, veths), five ways through the host
+namespace, measured in one run: the plain Linux bridge; the AF_PACKET shim alone,
+reading its mmapped TPACKET_V2 receive rings (as `gamebed run` does) or, to compare,
+one recvmsg per frame;
 the BPF stamper with its ground truth read from the shim's packet socket (every
 input also copied to the shim); the BPF stamper with its ground truth in its ring
 buffer (the shim's socket filtered: what `gamebed run` uses).  Figures: one-way
@@ -120,9 +122,9 @@ def bridge(t: Topo):
 
 
 @contextmanager
-def shim(t: Topo, stamper: str, truth: str = "ring"):
+def shim(t: Topo, stamper: str, truth: str = "ring", rx_ring: bool = True):
     """The host side as a run has it: the shim alone, or the BPF stamper beside it."""
-    t.host.attach(stamper, truth)
+    t.host.attach(stamper, truth, rx_ring)
     try:
         yield
     finally:
@@ -130,6 +132,7 @@ def shim(t: Topo, stamper: str, truth: str = "ring"):
 
 
 PATHS = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket"),
+         "shim (afpacket, recvmsg)": lambda t: shim(t, "afpacket", rx_ring=False),
          "bpf+packet-log": lambda t: shim(t, "bpf", "packet"),
          "bpf+ring-log": lambda t: shim(t, "bpf", "ring")}
 

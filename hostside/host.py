@@ -79,13 +79,14 @@ class HostSide:
             r.run(cmd)
         return "netem"
 
-    def attach(self, stamper: str | None = None, truth: str = "ring") -> None:
+    def attach(self, stamper: str | None = None, truth: str = "ring",
+               rx_ring: bool = True) -> None:
         """Stamper and shim, once every guest's host-side port exists (`stamper`: the
         spec's, unless a benchmark compares both; `truth`: where the shim takes the BPF
         stamper's ground truth, its ring buffer or, to compare, its packet socket)."""
         stamper = stamper or self.ctx.spec.stamper
         prog_id = self._attach_stamper() if stamper == "bpf" else None
-        self._start_shim(stamper, None if truth == "packet" else prog_id)
+        self._start_shim(stamper, None if truth == "packet" else prog_id, rx_ring)
 
     def detach(self) -> None:
         """Stop the shim (it writes its ground truth) and detach the stamper."""
@@ -108,7 +109,7 @@ class HostSide:
                                    f"/sys/class/net/{dev}/ifindex"])
         return int(out.stdout)
 
-    def _start_shim(self, stamper: str, prog_id: int | None) -> None:
+    def _start_shim(self, stamper: str, prog_id: int | None, rx_ring: bool = True) -> None:
         c, t = self.ctx, self.ctx.topo
         ready = c.dir / "shim.ready"
         ready.unlink(missing_ok=True)
@@ -120,6 +121,8 @@ class HostSide:
             args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
         if c.spec.capture:
             args += ["--capture", c.dir / "uplink.cap"]
+        if not rx_ring:
+            args.append("--no-rx-ring")
         cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
         self.shim = shim = self.attached.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))

@@ -45,6 +45,7 @@ from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write
 from fpsmodel.wire import GAME_PORT, SO_TIMESTAMPNS
 from gamebed.spec import STAMPERS
 from hostside import trailer
+from hostside.pring import RxRing
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -179,7 +180,7 @@ def parse_anc(anc: list) -> tuple[int, int, bytes]:
 class Shim:
     def __init__(self, uplink: str, guests: list[GuestPort], game_port: int, out_dir: Path,
                  stamper: str = "afpacket", capture: Path | None = None,
-                 truth_prog_id: int | None = None) -> None:
+                 truth_prog_id: int | None = None, rx_ring: bool = True) -> None:
         self.game_port, self.stamper = game_port, stamper
         # held for the run: receive stamps stay on whatever else opens or closes
         self.stamp_switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -194,6 +195,13 @@ class Shim:
                 attach_filter(self.up, input_filter_program(
                     game_port, [socket.inet_aton(g.ip) for g in guests]))
         self.ports = {g.guest: open_packet_socket(g.ifname, stamps=False) for g in guests}
+        # receive rings (hostside/pring.py): a wake-up reads every frame queued, with its
+        # stamp, without a recvmsg per frame; the uplink's larger (inputs arrive there)
+        self.rx: dict[int, RxRing] = {}
+        if rx_ring:
+            self.rx[self.up.fileno()] = RxRing(self.up, frames=2048)
+            for s in self.ports.values():
+                self.rx[s.fileno()] = RxRing(s, frames=128)
         self.by_ip = {socket.inet_aton(g.ip): g.guest for g in guests}
         self.by_mac = {bytes.fromhex(g.mac.replace(":", "")): g.guest for g in guests}
         self.counters: Counter[str] = Counter()
@@ -263,6 +271,7 @@ class Shim:
         return frame
 
     def drain(self, sock: socket.socket, from_uplink: bool) -> None:
+        """Every frame queued on a socket without a ring (recvmsg, one call per frame)."""
         while True:
             try:
                 frame, anc, _fl, addr = sock.recvmsg(65535, 512)
@@ -273,20 +282,29 @@ class Shim:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue  # our own sends, looped back to the packet socket
-            stamp_ns, status, tag = parse_anc(anc)
-            if tag:  # the kernel took the tag off (rx offload): put it back, as sent
-                frame = frame[:12] + tag + frame[12:]
-            if from_uplink:
-                if self.capture is not None:
-                    self.capture.write(CAPTURE_RECORD.pack(stamp_ns, len(frame)) + frame)
-                self.from_uplink(frame, stamp_ns, status)
-            else:
-                self._send(self.up, self._complete(frame, status), "forwarded_reply")
+            self._handle(frame, *parse_anc(anc), from_uplink)
+
+    def drain_rx_ring(self, ring: RxRing, from_uplink: bool) -> None:
+        """Every frame the kernel has put in a socket's receive ring (no call per frame)."""
+        for frame, stamp_ns, status, tag in ring.read():
+            self._handle(frame, stamp_ns, status, tag, from_uplink)
+
+    def _handle(self, frame: bytes, stamp_ns: int, status: int, tag: bytes,
+                from_uplink: bool) -> None:
+        if tag:  # the kernel took the tag off (rx offload): put it back, as sent
+            frame = frame[:12] + tag + frame[12:]
+        if from_uplink:
+            if self.capture is not None:
+                self.capture.write(CAPTURE_RECORD.pack(stamp_ns, len(frame)) + frame)
+            self.from_uplink(frame, stamp_ns, status)
+        else:
+            self._send(self.up, self._complete(frame, status), "forwarded_reply")
 
     def run(self, ready_file: Path | None = None) -> dict:
         ep = select.epoll()
-        socks = {self.up.fileno(): (self.up, True)}
-        socks.update({s.fileno(): (s, False) for s in self.ports.values()})
+        socks = {self.up.fileno(): (self.rx.get(self.up.fileno(), self.up), True)}
+        socks.update({s.fileno(): (self.rx.get(s.fileno(), s), False)
+                      for s in self.ports.values()})
         for fd in socks:
             ep.register(fd, select.EPOLLIN)
         if ready_file:
@@ -295,8 +313,11 @@ class Shim:
         try:
             while not self._stop:
                 for fd, _ in ep.poll(0.05 if self.ring else 0.2):
-                    sock, up = socks[fd]
-                    self.drain(sock, up)
+                    src, up = socks[fd]
+                    if isinstance(src, RxRing):
+                        self.drain_rx_ring(src, up)
+                    else:
+                        self.drain(src, up)
                 if self.ring is not None and time.monotonic() - last >= 0.02:
                     last = time.monotonic()
                     self.drain_ring()
@@ -323,6 +344,9 @@ class Shim:
         self.stamp_switch.close()
         if self.capture is not None:
             self.capture.close()
+        for r in self.rx.values():
+            self.counters["rx_ring_frames"] += r.read_frames
+            r.close()
         for s in (self.up, *self.ports.values()):
             s.close()
         zero = self.counters.get("zero_stamp_inputs", 0) + stamper_stats.get("zero_stamp", 0)
@@ -344,6 +368,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="who appends trailers to game inputs: this process, or the tc "
                         "BPF stamper (then the shim only logs ground truth)")
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 0 or 0,2")
+    p.add_argument("--no-rx-ring", action="store_true",
+                   help="read with recvmsg, one call per frame, instead of the mmapped "
+                        "TPACKET_V2 receive rings (to compare: benchmarks/bench_paths.py)")
     p.add_argument("--out", type=Path, required=True, help="directory for shim_inputs.csv")
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--capture", type=Path,
@@ -356,7 +383,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     if a.cpus:
         os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
-    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture, a.truth_prog_id)
+    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture, a.truth_prog_id,
+                rx_ring=not a.no_rx_ring)
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
     summary = shim.run(a.ready_file)
