@@ -14,7 +14,9 @@ offered rate with < 0.1% loss, on a ladder of rates raised until the bridge itse
 loses (or the sender cannot offer more: then the table says so); the ladder's
 sender and receiver are blast.c (sendmmsg/recvmmsg, built with clang), since a
 Python sender offers less than the paths carry.  Ratios are to
-the bridge.  Placement: the forwarder on CPU 0, sender and receiver on CPU 1.
+the bridge.  Placement: the forwarder on CPU 0, sender and receiver on CPU 1; for the
+rate ladder RPS also moves the kernel's forwarding and the guest's receive to CPU 0
+(else they run in the sender's softirq, on the sender's CPU, and cap what it offers).
 Usage: sudo .venv/bin/python benchmarks/bench_paths.py [--repeats 5]
 """
 
@@ -75,6 +77,18 @@ class Topo:
             return [*in_netns(ns), *pinned(cpus, [sys.executable, PROG, *map(str, args)])]
 
         self.prog = prog
+
+    def steer_softirq(self, on: bool) -> None:
+        """RPS on the uplink and the guest's NIC: the kernel's forwarding and the guest's
+        receive run on the host side's CPU, not in the sender's softirq on its own CPU,
+        so the sender offers more than it could while also forwarding (the rate ladder
+        only: the extra hop between CPUs would add to the latency figures)."""
+        cpus = self.ctx.placement.host_cpus
+        mask = format(sum(1 << c for c in cpus), "x") if on else "0"
+        t = self.ctx.topo
+        for ns, dev in ((t.host_ns, t.uplink), (self.g.netns, self.g.nic_name)):
+            self.r.run([*in_netns(ns), "tee", f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"],
+                       input=mask)
 
     def measure_rate(self, blast: str, rate: float, seconds: float) -> dict:
         """Loss at one offered rate, with the C sender and receiver (sendmmsg/recvmmsg)."""
@@ -149,6 +163,7 @@ def rate_limits(t: Topo, rates: list[float], seconds: float, blast: str) -> tupl
     """Each path's highest rate with < 0.1% loss; the bridge goes first and sets how far
     the ladder goes (the first rate it loses at, or where the sender falls short)."""
     best, note, stop = {n: 0.0 for n in PATHS}, "", rates[-1] if rates else 0.0
+    t.steer_softirq(True)
     for name, path in PATHS.items():
         if not rates:
             break
@@ -170,6 +185,7 @@ def rate_limits(t: Topo, rates: list[float], seconds: float, blast: str) -> tupl
                         stop = rate
                     break
                 best[name] = min(rate, round(offered, -2))  # what was really offered
+    t.steer_softirq(False)
     if rates and not note and stop == rates[-1] and best.get("bridge") == rates[-1]:
         note = "the bridge lost nothing up to the ladder's top: raise --max-rate"
     return best, note

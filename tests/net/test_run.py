@@ -182,3 +182,35 @@ def test_wan_splits_each_path_at_the_host_stamp(netns_ok, tmp_path):
     assert "on the host's share of the path" in md
     cap = {r["mode"]: r for r in csv.DictReader((out / "capacity.csv").open())}
     assert cap["guest"]["capacity"] == cap["host"]["capacity"] == "2"
+
+
+def test_resume_completes_an_interrupted_sweep_as_if_never_interrupted(netns_ok, tmp_path):
+    """SIGINT once the sweep has listed its first points; `--resume` measures only the
+    rest, keeps what was measured, and ends with the points and spec of a whole run."""
+    skip_unless_clang()
+    out = tmp_path / "res"
+    args = ["run", "--backend", "netns", "--guests", "1,2", "--duration", "2", "--out",
+            str(out)]
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-m", "gamebed", *args, "--no-report"], env=env,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s = out / "summary.json"
+        if s.exists() and len(json.loads(s.read_text())["points"]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    before = json.loads((out / "summary.json").read_text())
+    assert not before["complete"] and 2 <= len(before["points"]) < 4
+    assert main([*args, "--resume"]) == 0
+    after = json.loads((out / "summary.json").read_text())
+    assert after["complete"] and after["spec"] == before["spec"]
+    assert sorted((p["guests"], p["mode"]) for p in after["points"]) == \
+        [(1, "guest"), (1, "host"), (2, "guest"), (2, "host")]
+    assert after["points"][:len(before["points"])] == before["points"]  # kept, not redone
+    assert after["resumed_from"] == [before["prefix"]]
+    rows = list(csv.DictReader((out / "points.csv").open()))  # the report's points
+    assert sorted((int(r["guests"]), r["mode"]) for r in rows) == \
+        [(1, "guest"), (1, "host"), (2, "guest"), (2, "host")]
