@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,5 +54,23 @@ def ns_pair(netns_ok, tmp_path):
             runner.run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", nic])
         time.sleep(0.2)
         yield pair
+    m.close()
+    assert not m.path.exists(), "teardown left manifest entries"
+
+
+@contextmanager
+def netns_testbed(tmp_path, stamper: str, n_guests: int):
+    """A namespace testbed of n guests in host mode (not entered), with a manifest of
+    its own; after use: everything gone, the manifest too."""
+    from gamebed.spec import ExperimentSpec
+    from vm import make_testbed
+
+    spec = ExperimentSpec(guest_counts=(n_guests,), modes=("host",), stamper=stamper,
+                          placement="dynamic", backend="netns")
+    m = Manifest(new_prefix(), state_dir=tmp_path / "state")
+    bed = make_testbed(spec, n_guests, tmp_path / "work", Runner(), m, print)
+    yield bed
+    bed.mode_stack.close()
+    bed.stack.close()
     m.close()
     assert not m.path.exists(), "teardown left manifest entries"

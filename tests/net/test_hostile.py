@@ -19,9 +19,6 @@ from collections import Counter
 
 import pytest
 
-from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner
-from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
 from hostside import trailer
 from tests.hostile import (
@@ -34,9 +31,8 @@ from tests.hostile import (
     read_frames,
     send_frames,
 )
-from vm import make_testbed
 
-from .conftest import PROG
+from .conftest import PROG, netns_testbed
 
 SEED = 20261124
 PPS = 6000
@@ -44,15 +40,8 @@ PPS = 6000
 
 @pytest.fixture
 def bed(netns_ok, tmp_path, request):
-    spec = ExperimentSpec(guest_counts=(3,), modes=("host",), stamper=request.param,
-                          placement="dynamic", backend="netns")
-    m = Manifest(new_prefix(), state_dir=tmp_path / "state")
-    tb = make_testbed(spec, 3, tmp_path / "work", Runner(), m, print)
-    yield tb
-    tb.mode_stack.close()
-    tb.stack.close()
-    m.close()
-    assert not m.path.exists()
+    with netns_testbed(tmp_path, request.param, 3) as made:
+        yield made
 
 
 def _sniff(ns: str, nic: str, seconds: float, path) -> subprocess.Popen:

@@ -6,13 +6,9 @@ import time
 import pytest
 
 from fpsmodel import wire
-from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner
-from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
-from vm import make_testbed
 
-from .conftest import Pair
+from .conftest import Pair, netns_testbed
 from .frames import arp_request, udp_frame
 
 FORGED = 1_500_000_000_000_000_000
@@ -25,15 +21,8 @@ def rows(path):
 
 @pytest.fixture
 def topo(netns_ok, tmp_path, request):
-    spec = ExperimentSpec(guest_counts=(1,), modes=("host",), stamper=request.param,
-                          placement="dynamic", backend="netns")
-    m = Manifest(new_prefix(), state_dir=tmp_path / "state")
-    bed = make_testbed(spec, 1, tmp_path / "work", Runner(), m, print)
-    yield bed
-    bed.mode_stack.close()
-    bed.stack.close()
-    m.close()
-    assert not m.path.exists()
+    with netns_testbed(tmp_path, request.param, 1) as made:
+        yield made
 
 
 def forged_trailer(datagram_len: int) -> bytes:
