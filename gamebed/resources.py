@@ -263,6 +263,10 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
         elif kind == "dir":
             shutil.rmtree(e["path"], ignore_errors=True)
             done.append(f"removed {e['path']}")
+            run_dir = Path(e["path"]).parent  # VM_DIR/<prefix>: the run's, once empty
+            if run_dir.name == m.prefix and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+                done.append(f"removed {run_dir}")
         m.remove(e)
     m.close()
     return done

@@ -225,3 +225,19 @@ def test_a_signal_during_a_shielded_teardown_step_is_raised_when_it_ends():
         interrupt(KeyboardInterrupt("signal 15"))
     with shielded():  # nothing pending is left over from before
         pass
+
+
+def test_clean_removes_a_listed_directory_and_the_run_directory_it_leaves_empty(tmp_path):
+    from gamebed.proc import Runner
+    from gamebed.resources import clean_manifest
+
+    m = Manifest("gbc1ea11", state_dir=tmp_path / "state")
+    run_dir = tmp_path / "vm" / m.prefix
+    for d in ("uml-g001", "uml-g002"):
+        (run_dir / d / "results").mkdir(parents=True)
+        m.add(kind="dir", path=str(run_dir / d))
+    other = tmp_path / "vm" / "gbother1" / "uml-g001"
+    other.mkdir(parents=True)  # another run's: not listed, not touched
+    done = clean_manifest(m.path, Runner())
+    assert not run_dir.exists() and f"removed {run_dir}" in done
+    assert other.is_dir() and not m.path.exists()
