@@ -84,7 +84,7 @@ class Topo:
         so the sender offers more than it could while also forwarding (the rate ladder
         only: the extra hop between CPUs would add to the latency figures)."""
         cpus = self.ctx.placement.host_cpus
-        mask = format(sum(1 << c for c in cpus), "x") if on else "0"
+        mask = format(sum(1 << int(c) for c in (cpus or "0").split(",")), "x") if on else "0"
         t = self.ctx.topo
         for ns, dev in ((t.host_ns, t.uplink), (self.g.netns, self.g.nic_name)):
             self.r.run([*in_netns(ns), "tee", f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"],
@@ -146,7 +146,7 @@ def shim(t: Topo, stamper: str, truth: str = "ring", rx_ring: bool = True):
 
 
 PATHS = {"bridge": lambda t: bridge(t), "shim (afpacket)": lambda t: shim(t, "afpacket"),
-         "shim (afpacket, recvmsg)": lambda t: shim(t, "afpacket", rx_ring=False),
+         "shim (recvmsg)": lambda t: shim(t, "afpacket", rx_ring=False),
          "bpf+packet-log": lambda t: shim(t, "bpf", "packet"),
          "bpf+ring-log": lambda t: shim(t, "bpf", "ring")}
 
