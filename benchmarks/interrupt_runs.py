@@ -117,6 +117,10 @@ def points_intact(out: Path) -> tuple[int, str]:
     return len(pts), "" if r.returncode == 0 else f"report failed: {r.stderr[-300:]}"
 
 
+def _default_sigint() -> None:  # in the child, before exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
     before = snapshot()
     cmd = [sys.executable, "-m", "gamebed", "run", "--backend", backend, "--guests", "1,2",
@@ -127,8 +131,10 @@ def one_run(backend: str, sig: str, delay: float, out: Path) -> dict:
     state = out.parent / f"{out.name}.state"
     env = dict(os.environ, GAMEBED_STATE_DIR=str(state))
     prefixes: set[str] = set()
+    # SIGINT as a terminal's ^C: a shell's background job (nohup ... &) would hand the run
+    # an ignored SIGINT, which it keeps until its sweep installs its own handler
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=_default_sigint)
     while proc.poll() is None and time.monotonic() - t0 < delay:
         prefixes |= {p.stem for p in state.glob("*.json")}
         time.sleep(0.05)
