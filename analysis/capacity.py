@@ -189,7 +189,8 @@ def search_step(sla_stat: str, sla_delay_ms: float, sla_loss: float, maximum: in
     the next count or None (gamebed/sweep.py)."""
     def step(points: list[dict], tried: set[int]) -> int | None:
         frame = pd.DataFrame(points).rename(columns={"inputs_sent": "sent",
-                                                     "inputs_lost": "lost"})
+                                                     "inputs_lost": "lost",
+                                                     "inputs_lost_fault": "lost_fault"})
         judged = (verdicts(frame, sla_stat, sla_delay_ms * 1000.0, sla_loss, share)
                   if len(frame) else frame)
         return next_count(judged, tried, maximum)
