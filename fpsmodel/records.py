@@ -11,6 +11,7 @@ import csv
 import errno
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,18 @@ class RecordWriter:
     def write(self, *row: Any) -> None:
         self._w.writerow(row)
         self.rows += 1
+
+    def write_int_rows(self, flat: Sequence[int]) -> None:
+        """Many rows of integers at once, given row after row in one flat sequence: the
+        same text as write() per row (csv's CRLF line ends included) from one format
+        operation (the shim's ground truth comes in batches of thousands of rows)."""
+        width = len(self.fields)
+        if len(flat) % width:
+            raise ValueError(f"{len(flat)} values are not whole rows of {width}")
+        n = len(flat) // width
+        if n:
+            self._fh.write((",".join(["%d"] * width) + "\r\n") * n % tuple(flat))
+            self.rows += n
 
     def flush(self) -> None:
         """Hand what is buffered to the kernel: a process killed later loses none of it."""

@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fpsmodel import wire
 from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
 from fpsmodel.wire import GAME_PORT, SO_TIMESTAMPNS
@@ -326,13 +328,21 @@ class Shim:
         return self.finish()
 
     def drain_ring(self) -> None:
-        """The stamper's records since the last batch → shim_inputs.csv."""
-        for stamp_ns, seq, daddr, player in self.ring.read():
-            guest = self.by_ip.get(daddr)
-            if guest is None:
-                self.counters["ring_unknown_guest"] += 1
-                continue
-            self.truth.write(guest, player, seq, stamp_ns, 0)
+        """The stamper's records since the last batch → shim_inputs.csv, a batch at a
+        time (numpy, one format operation): no Python work per record."""
+        rec = self.ring.read()
+        if not len(rec):
+            return
+        guest = np.full(len(rec), -1, dtype=np.int64)
+        for ip, g in self.by_ip.items():  # daddr: network-order bytes read as <u4
+            guest[rec["daddr"] == int.from_bytes(ip, "little")] = g
+        known = guest >= 0
+        if not known.all():
+            self.counters["ring_unknown_guest"] += int((~known).sum())
+            rec, guest = rec[known], guest[known]
+        cols = (guest, rec["player"], rec["seq"], rec["stamp_ns"], np.zeros(len(rec), np.uint64))
+        self.truth.write_int_rows(np.column_stack([c.astype(np.uint64) for c in cols])
+                                  .ravel().tolist())
 
     def finish(self) -> dict:
         stamper_stats = {}
