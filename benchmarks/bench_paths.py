@@ -97,7 +97,8 @@ class Topo:
         def cmd(ns: str, *args: object) -> list[str]:
             return [*in_netns(ns), *pinned(cpus, [blast, *map(str, args)])]
 
-        rx = subprocess.Popen(cmd(self.g.netns, "recv", ip, t.game_port, seconds + 1.5),
+        # the receiver ends once the sender is done (0.5 s quiet); the cap is far off
+        rx = subprocess.Popen(cmd(self.g.netns, "recv", ip, t.game_port, 4 * seconds + 5),
                               stdout=subprocess.PIPE, text=True)
         assert rx.stdout.readline().strip() == "ready"
         tx = subprocess.run(cmd(t.client_ns, "send", ip, t.game_port, rate, seconds),
@@ -109,7 +110,7 @@ class Topo:
 
     def measure(self, rate: float, seconds: float) -> dict:
         t, ip = self.ctx.topo, self.g.nic.ip
-        rx = subprocess.Popen(self.prog(self.g.netns, "recv", ip, t.game_port, seconds + 1.5),
+        rx = subprocess.Popen(self.prog(self.g.netns, "recv", ip, t.game_port, 4 * seconds + 5),
                               stdout=subprocess.PIPE, text=True)
         assert rx.stdout.readline().strip() == "ready"
         tx = subprocess.run(self.prog(t.client_ns, "send", ip, t.game_port, rate, seconds),

@@ -5,7 +5,10 @@
  *   blast send DST_IP PORT RATE SECONDS   296-byte datagrams shaped as player inputs
  *                                         (fpsmodel/wire.py's header: magic 0xFB,
  *                                         version 1, type 1 = input, seq, send time)
- *   blast recv IP PORT SECONDS            counts datagrams; prints "ready" first
+ *   blast recv IP PORT SECONDS            counts datagrams; prints "ready" first;
+ *                                         ends QUIET s after the last datagram (the
+ *                                         sender is done, however slowly it offered)
+ *                                         or at SECONDS, a cap
  *
  * Both print one JSON line at the end. Built by bench_paths.py with clang. */
 #define _GNU_SOURCE
@@ -20,6 +23,7 @@
 
 #define PAYLOAD 296
 #define BATCH 64
+#define QUIET 0.5
 
 static double now(void)
 {
@@ -92,7 +96,7 @@ static int blast_recv(const char *ip, int port, double seconds)
 	struct timeval tv = { 0, 100000 };
 	int s = socket(AF_INET, SOCK_DGRAM, 0), big = 1 << 24;
 	long got = 0;
-	double end;
+	double end, last = 0;
 
 	inet_pton(AF_INET, ip, &me.sin_addr);
 	setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
@@ -109,10 +113,12 @@ static int blast_recv(const char *ip, int port, double seconds)
 	printf("ready\n");
 	fflush(stdout);
 	end = now() + seconds;
-	while (now() < end) {
+	while (now() < end && !(got && now() - last > QUIET)) {
 		int r = recvmmsg(s, msgs, BATCH, MSG_WAITFORONE, NULL);
-		if (r > 0)
+		if (r > 0) {
 			got += r;
+			last = now();
+		}
 	}
 	printf("{\"received\": %ld}\n", got);
 	return 0;

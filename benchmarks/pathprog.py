@@ -4,7 +4,8 @@
                                   header: magic, type input, seq, send time; padding), so
                                   the BPF stamper stamps and logs them as it would a game's
   recv IP PORT SECONDS            prints JSON: received count and delay percentiles (us),
-                                  delay = SO_TIMESTAMPNS (guest kernel) - send time
+                                  delay = SO_TIMESTAMPNS (guest kernel) - send time; ends
+                                  QUIET s after the last datagram, or at SECONDS (a cap)
 """
 
 import json
@@ -18,6 +19,8 @@ import numpy as np
 
 from fpsmodel import wire
 from fpsmodel.wire import SO_TIMESTAMPNS
+
+QUIET = 0.5  # the sender is done: a late sender's last datagrams are still counted
 
 
 def send(ip, port, rate, seconds):
@@ -47,9 +50,13 @@ def recv(ip, port, seconds):
     print("ready", flush=True)
     delays = []
     end = time.monotonic() + float(seconds)
+    last = None
     while (left := end - time.monotonic()) > 0:
-        if not select.select([s], [], [], left)[0]:
+        if last is not None and time.monotonic() - last > QUIET:
+            break
+        if not select.select([s], [], [], min(left, QUIET))[0]:
             continue
+        last = time.monotonic()
         data, anc, _f, _a = s.recvmsg(2048, 64)
         for lvl, kind, d in anc:
             if lvl == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
