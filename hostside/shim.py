@@ -40,8 +40,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from fpsmodel import wire
 from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
 from fpsmodel.wire import GAME_PORT, SO_TIMESTAMPNS
@@ -59,6 +57,7 @@ TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
+SHIM_TRUTH_SPOOL = "shim_inputs.spool"  # the ring's raw records until the load is over
 CAPTURE_RECORD = struct.Struct("<QI")  # uplink.cap: stamp ns, frame length, then the frame
 
 
@@ -184,15 +183,18 @@ class Shim:
                  stamper: str = "afpacket", capture: Path | None = None,
                  truth_prog_id: int | None = None, rx_ring: bool = True) -> None:
         self.game_port, self.stamper = game_port, stamper
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         # held for the run: receive stamps stay on whatever else opens or closes
         self.stamp_switch = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.stamp_switch.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.up = open_packet_socket(uplink, stamps=True)
         self.ring = None
         if stamper == "bpf" and truth_prog_id is not None:
-            from hostside.ringbuf import TruthRing
+            from hostside.ringbuf import TruthRing, TruthSpool
 
             self.ring = TruthRing(truth_prog_id)
+            self.spool = TruthSpool(self.out_dir / SHIM_TRUTH_SPOOL)
             if capture is None:  # a capture keeps every frame, inputs included
                 attach_filter(self.up, input_filter_program(
                     game_port, [socket.inet_aton(g.ip) for g in guests]))
@@ -207,8 +209,6 @@ class Shim:
         self.by_ip = {socket.inet_aton(g.ip): g.guest for g in guests}
         self.by_mac = {bytes.fromhex(g.mac.replace(":", "")): g.guest for g in guests}
         self.counters: Counter[str] = Counter()
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.truth = RecordWriter(self.out_dir / SHIM_INPUTS, SHIM_INPUT_FIELDS)
         # every uplink frame with its kernel stamp (docs/records.md: uplink.cap), for the
         # point's pcapng (analysis/pcap.py); one buffered write per frame
@@ -328,21 +328,11 @@ class Shim:
         return self.finish()
 
     def drain_ring(self) -> None:
-        """The stamper's records since the last batch → shim_inputs.csv, a batch at a
-        time (numpy, one format operation): no Python work per record."""
+        """The stamper's records since the last batch, raw, into the spool (one write
+        per batch): they become shim_inputs.csv rows in finish(), after the load."""
         rec = self.ring.read()
-        if not len(rec):
-            return
-        guest = np.full(len(rec), -1, dtype=np.int64)
-        for ip, g in self.by_ip.items():  # daddr: network-order bytes read as <u4
-            guest[rec["daddr"] == int.from_bytes(ip, "little")] = g
-        known = guest >= 0
-        if not known.all():
-            self.counters["ring_unknown_guest"] += int((~known).sum())
-            rec, guest = rec[known], guest[known]
-        cols = (guest, rec["player"], rec["seq"], rec["stamp_ns"], np.zeros(len(rec), np.uint64))
-        self.truth.write_int_rows(np.column_stack([c.astype(np.uint64) for c in cols])
-                                  .ravel().tolist())
+        if len(rec):
+            self.spool.add(rec)
 
     def finish(self) -> dict:
         stamper_stats = {}
@@ -350,6 +340,9 @@ class Shim:
             self.drain_ring()
             stamper_stats = self.ring.stats()
             self.ring.close()
+            unknown = self.spool.write_csv(self.truth, self.by_ip)
+            if unknown:
+                self.counters["ring_unknown_guest"] += unknown
         self.truth.close()
         self.stamp_switch.close()
         if self.capture is not None:

@@ -109,3 +109,4 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
            for r in rows(topo.ctx.dir / "guest0" / "server_inputs.csv") if r["verdict"] == "ok"}
     assert len(truth) == n and set(truth) == set(range(1, n + 1))
     assert len(srv) == n and srv == truth  # the server's stamps are the logged ones, to the ns
+    assert not (topo.ctx.dir / "shim_inputs.spool").exists()  # spooled, converted, gone

@@ -1,6 +1,7 @@
 """The BPF stamper's ground truth on its way to shim_inputs.csv, without root: ring
-records parsed in batches (hostside/ringbuf.py) and rows written in one format
-operation (fpsmodel/records.py), checked against the per-record ways they replace."""
+records parsed in batches and spooled raw (hostside/ringbuf.py), rows written in one
+format operation (fpsmodel/records.py), checked against the per-record ways they
+replace."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import struct
 import pytest
 
 from fpsmodel.records import SHIM_INPUT_FIELDS, RecordWriter
-from hostside.ringbuf import RECORD, RINGBUF_BUSY, RINGBUF_DISCARD, parse_span
+from hostside.ringbuf import RECORD, RINGBUF_BUSY, RINGBUF_DISCARD, TruthSpool, parse_span
 
 
 def rec(stamp: int, seq: int, ip: bytes, player: int, flags: int = 0) -> bytes:
@@ -66,3 +67,22 @@ def test_int_rows_refuse_a_partial_row(tmp_path):
     with RecordWriter(tmp_path / "c.csv", SHIM_INPUT_FIELDS) as w, \
             pytest.raises(ValueError, match="not whole rows"):
         w.write_int_rows([1, 2, 3])
+
+
+def test_spooled_records_become_the_rows_the_shim_wrote_one_by_one(tmp_path, monkeypatch):
+    a, b, stranger = bytes([198, 18, 1, 1]), bytes([198, 18, 1, 2]), bytes([10, 9, 9, 9])
+    records = [(1_700_000_000_000_000_001 + i, 100 + i, (a, b, stranger)[i % 3], i % 4)
+               for i in range(10)]
+    monkeypatch.setattr(TruthSpool, "CHUNK", 4)  # several conversion steps
+    spool = TruthSpool(tmp_path / "s.spool")
+    for lo, hi in ((0, 3), (3, 4), (4, 10)):  # batches as the drains read them
+        spool.add(parse_span(b"".join(rec(*r) for r in records[lo:hi]))[0])
+    with RecordWriter(tmp_path / "got.csv", SHIM_INPUT_FIELDS) as w:
+        unknown = spool.write_csv(w, {a: 0, b: 1})
+    assert unknown == 3  # the records for 10.9.9.9
+    assert not (tmp_path / "s.spool").exists()
+    with RecordWriter(tmp_path / "want.csv", SHIM_INPUT_FIELDS) as w:
+        for stamp, seq, ip, player in records:
+            if ip != stranger:
+                w.write({a: 0, b: 1}[ip], player, seq, stamp, 0)
+    assert (tmp_path / "got.csv").read_bytes() == (tmp_path / "want.csv").read_bytes()
