@@ -185,11 +185,12 @@ def rate_limit(t: Topo, name: str, rates: list[float], seconds: float, blast: st
     """One path's highest rate with < 0.1% loss on the ladder (what was really offered
     there), whether the sender ran short first (then it is the sender's limit, the path
     carried all it got), and what of the ground truth was lost on the way."""
-    best, short = 0.0, True  # short until a loss: the sender or the ladder ran out
+    best, short, delivered = 0.0, True, 0  # short until a loss: sender or ladder ran out
     with PATHS[name](t):
         time.sleep(0.3)
         for rate in rates:
             res = t.measure_rate(blast, rate, seconds)
+            delivered += res["received"]
             offered = res["sent"] / res["elapsed"]
             print(f"      {name}: {rate:8.0f} pps asked, {offered:8.0f} offered: loss "
                   f"{100 * res['loss']:.3f}%", flush=True)
@@ -199,7 +200,7 @@ def rate_limit(t: Topo, name: str, rates: list[float], seconds: float, blast: st
             best = min(rate, round(offered, -2))  # what was really offered
             if offered < 0.9 * rate:
                 break  # the sender's limit: higher steps would measure it again
-    return best, short, truth_lost(t) if name != "bridge" else ""
+    return best, short, truth_lost(t, delivered) if name != "bridge" else ""
 
 
 def rate_limits(t: Topo, rates: list[float], seconds: float, blast: str, repeats: int
@@ -229,17 +230,17 @@ def rate_limits(t: Topo, rates: list[float], seconds: float, blast: str, repeats
     return med, short, "; ".join(notes)
 
 
-def truth_lost(t: Topo) -> str:
-    """What the shim's summary says was lost of the ground truth on the ladder ('' for
-    nothing): ring-buffer drops, inputs forwarded with a zero stamp, rows missing."""
+def truth_lost(t: Topo, delivered: int) -> str:
+    """What the shim's summary says was lost of the ground truth on a ladder that
+    delivered `delivered` inputs ('' for nothing): ring-buffer drops, inputs forwarded
+    with a zero stamp, inputs delivered without a row (every path logs each one)."""
     path = t.ctx.dir / "shim_summary.json"
     s = json.loads(path.read_text())
     path.unlink()  # the next path's shim writes its own
-    c = s.get("stamper_counters", {})
     lost = {"ring-buffer drops": s.get("ring_drops", 0),
             "zero-stamp inputs": s.get("zero_stamp_inputs", 0),
-            "inputs without a truth row": c.get("inputs", 0) - s["ground_truth_rows"]
-            if c else 0}
+            "inputs delivered without a truth row": max(0, delivered
+                                                         - s["ground_truth_rows"])}
     return ", ".join(f"{v} {k}" for k, v in lost.items() if v)
 
 
