@@ -58,6 +58,41 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+/* Sends n messages (batches of `batch`, each message's game header at `hdr` within
+ * its buffer of `stride` bytes from `base`) paced to `rate`; prints the JSON line.
+ * ENOBUFS (no room on the way out) counts the message as offered and lost. */
+static int send_paced(int s, struct mmsghdr *msgs, uint8_t *base, size_t stride,
+		      size_t hdr, long n, int batch, double rate)
+{
+	long sent = 0, refused = 0;
+	double start = now();
+
+	while (sent < n) {
+		int k = n - sent < batch ? (int)(n - sent) : batch;
+		uint64_t t = htobe64(realtime_ns());
+
+		for (int i = 0; i < k; i++) {
+			uint64_t seq = htobe64(sent + i);
+
+			memcpy(base + i * stride + hdr + 8, &seq, 8);
+			memcpy(base + i * stride + hdr + 16, &t, 8);
+		}
+		int r = sendmmsg(s, msgs, k, 0);
+		if (r > 0)
+			sent += r;
+		else if (errno == ENOBUFS)
+			sent++, refused++;
+		double due = start + sent / rate, left = due - now();
+		if (left > 0.0001) {
+			struct timespec ts = { (time_t)left, (long)((left - (time_t)left) * 1e9) };
+			nanosleep(&ts, NULL);
+		}
+	}
+	printf("{\"sent\": %ld, \"refused\": %ld, \"elapsed\": %.6f}\n", sent, refused,
+	       now() - start);
+	return 0;
+}
+
 static int blast_send(const char *ip, int port, double rate, double seconds)
 {
 	static char buf[BATCH][PAYLOAD];
@@ -65,9 +100,8 @@ static int blast_send(const char *ip, int port, double rate, double seconds)
 	struct iovec iov[BATCH];
 	struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons(port) };
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
-	long n = (long)(rate * seconds), sent = 0;
+	long n = (long)(rate * seconds);
 	int batch = rate / 5000 < 1 ? 1 : (rate / 5000 > BATCH ? BATCH : (int)(rate / 5000));
-	double start;
 
 	inet_pton(AF_INET, ip, &dst.sin_addr);
 	if (s < 0 || connect(s, (struct sockaddr *)&dst, sizeof(dst)))
@@ -80,28 +114,7 @@ static int blast_send(const char *ip, int port, double rate, double seconds)
 		msgs[i].msg_hdr.msg_iov = &iov[i];
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
-	start = now();
-	while (sent < n) {
-		int k = n - sent < batch ? (int)(n - sent) : batch;
-		uint64_t t = htobe64(realtime_ns());
-
-		for (int i = 0; i < k; i++) {
-			uint64_t seq = htobe64(sent + i);
-
-			memcpy(buf[i] + 8, &seq, 8);
-			memcpy(buf[i] + 16, &t, 8);
-		}
-		int r = sendmmsg(s, msgs, k, 0);
-		if (r > 0)
-			sent += r;
-		double due = start + sent / rate, left = due - now();
-		if (left > 0.0001) {
-			struct timespec ts = { (time_t)left, (long)((left - (time_t)left) * 1e9) };
-			nanosleep(&ts, NULL);
-		}
-	}
-	printf("{\"sent\": %ld, \"elapsed\": %.6f}\n", sent, now() - start);
-	return 0;
+	return send_paced(s, msgs, (uint8_t *)buf, PAYLOAD, 0, n, batch, rate);
 }
 
 static uint16_t ip_checksum(const uint8_t *h)
@@ -125,8 +138,8 @@ static int blast_raw(char **a)
 	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_halen = 6 };
 	uint8_t hdr[14 + 20 + 8] = { 0 }, src[4], dst[4];
 	int s = socket(AF_PACKET, SOCK_RAW, 0), one = 1, big = 1 << 26, port = atoi(a[6]);
-	double rate = atof(a[7]), seconds = atof(a[8]), start;
-	long n = (long)(rate * seconds), sent = 0, refused = 0;
+	double rate = atof(a[7]), seconds = atof(a[8]);
+	long n = (long)(rate * seconds);
 	int batch = rate / 5000 < 1 ? 1 : (rate / 5000 > BATCH ? BATCH : (int)(rate / 5000));
 
 	to.sll_ifindex = if_nametoindex(a[1]);
@@ -163,31 +176,7 @@ static int blast_raw(char **a)
 		msgs[i].msg_hdr.msg_name = &to;
 		msgs[i].msg_hdr.msg_namelen = sizeof(to);
 	}
-	start = now();
-	while (sent < n) {
-		int k = n - sent < batch ? (int)(n - sent) : batch;
-		uint64_t t = htobe64(realtime_ns());
-
-		for (int i = 0; i < k; i++) {
-			uint64_t seq = htobe64(sent + i);
-
-			memcpy(buf[i] + 42 + 8, &seq, 8);
-			memcpy(buf[i] + 42 + 16, &t, 8);
-		}
-		int r = sendmmsg(s, msgs, k, 0);
-		if (r > 0)
-			sent += r;
-		else if (errno == ENOBUFS)
-			sent++, refused++; /* the uplink's ring was full: offered and lost */
-		double due = start + sent / rate, left = due - now();
-		if (left > 0.0001) {
-			struct timespec ts = { (time_t)left, (long)((left - (time_t)left) * 1e9) };
-			nanosleep(&ts, NULL);
-		}
-	}
-	printf("{\"sent\": %ld, \"refused\": %ld, \"elapsed\": %.6f}\n", sent, refused,
-	       now() - start);
-	return 0;
+	return send_paced(s, msgs, &buf[0][0], FRAME, 42, n, batch, rate);
 }
 
 static long udp_arrived(void)
