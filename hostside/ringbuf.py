@@ -115,11 +115,9 @@ class TruthSpool:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fh = open(self.path, "wb")  # noqa: SIM115
-        self.records = 0
 
     def add(self, records: np.ndarray) -> None:
         self._fh.write(records.tobytes())
-        self.records += len(records)
 
     def write_csv(self, writer, by_ip: Mapping[bytes, int]) -> int:
         """Every spooled record as a row (guest, player, seq, host_ns, 0) of `writer` (a
@@ -141,9 +139,6 @@ class TruthSpool:
                                       .ravel().tolist())
         self.path.unlink()
         return unknown
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 class TruthRing:

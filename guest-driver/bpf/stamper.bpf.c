@@ -43,9 +43,10 @@ struct gb_truth_rec {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	/* 64 MiB: 2M records (32 bytes with the header), over 3 s at 600 kpps, more than
-	 * any rate here carries: at saturation the forwarding softirq leaves the drainer
-	 * little CPU, and bench_paths lost 116 records with 4 MiB */
+	/* 64 MiB: 2M records (32 bytes with the header), over 3 s at 600 kpps: at
+	 * saturation the forwarding softirq leaves the drainer little CPU (bench_paths
+	 * lost 116 records with 4 MiB; with 64 MiB it still lost up to 192 of 5.5M in
+	 * some ladders, counted in gb_stats: see README, bench_paths) */
 	__uint(max_entries, 1 << 26);
 } gb_truth SEC(".maps");
 
