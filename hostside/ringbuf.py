@@ -39,7 +39,10 @@ RECORD = struct.Struct("<QQ4sB3x")  # stamp_ns, seq, daddr (network order), play
 # a record as it lies in the ring: the kernel's 8-byte header, then RECORD, padded to 32
 RECORD_DTYPE = np.dtype([("len", "<u4"), ("pg_off", "<u4"), ("stamp_ns", "<u8"),
                          ("seq", "<u8"), ("daddr", "<u4"), ("player", "u1"), ("pad", "V3")])
-STATS = ("inputs", "zero_stamp", "ring_drops")  # gb_stats keys 0.. (stamper.bpf.c)
+# gb_stats keys 0.. (stamper.bpf.c's GB_STAT_*): ring_retries counts first tries that
+# failed, ring_drops the records lost after a second, ring_drops_full those of them
+# a full ring refused (the drainer fell behind; the others: the ring's lock gave up)
+STATS = ("inputs", "zero_stamp", "ring_drops", "ring_retries", "ring_drops_full")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -161,7 +164,8 @@ class TruthRing:
         self.prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
                               offset=page)
         self.data = memoryview(self.prod)[page:]
-        self.page = page
+        self.page, self.size = page, size
+        self.peak_fill = 0  # the most bytes ever waiting at a read: the ring's headroom
 
     def read(self) -> np.ndarray:
         """Every record committed since the last read (RECORD_DTYPE; `daddr` is the
@@ -170,6 +174,7 @@ class TruthRing:
         cons = struct.unpack_from("<Q", self.cons, 0)[0]
         prod = struct.unpack_from("<Q", self.prod, 0)[0]
         off = cons & self.mask  # the data is mapped twice: [off, off + prod - cons) is whole
+        self.peak_fill = max(self.peak_fill, prod - cons)
         records, used = parse_span(self.data[off:off + (prod - cons)])
         if used:
             struct.pack_into("<Q", self.cons, 0, cons + used)

@@ -214,6 +214,7 @@ class Shim:
         # point's pcapng (analysis/pcap.py); one buffered write per frame
         self.capture = open(capture, "wb", 1 << 20) if capture else None  # noqa: SIM115
         self._stop = False
+        self.longest_drain_gap = 0.0  # seconds between two reads of the stamper's ring
 
     def stop(self, *_: object) -> None:
         self._stop = True
@@ -320,8 +321,10 @@ class Shim:
                         self.drain_rx_ring(src, up)
                     else:
                         self.drain(src, up)
-                if self.ring is not None and time.monotonic() - last >= 0.02:
-                    last = time.monotonic()
+                now = time.monotonic()
+                if self.ring is not None and now - last >= 0.02:
+                    self.longest_drain_gap = max(self.longest_drain_gap, now - last)
+                    last = now
                     self.drain_ring()
         finally:
             ep.close()
@@ -335,10 +338,12 @@ class Shim:
             self.spool.add(rec)
 
     def finish(self) -> dict:
-        stamper_stats = {}
+        stamper_stats, ring_use = {}, {}
         if self.ring is not None:
             self.drain_ring()
             stamper_stats = self.ring.stats()
+            ring_use = {"ring_bytes": self.ring.size, "ring_peak_fill": self.ring.peak_fill,
+                        "ring_longest_drain_gap_s": round(self.longest_drain_gap, 4)}
             self.ring.close()
             unknown = self.spool.write_csv(self.truth, self.by_ip)
             if unknown:
@@ -357,7 +362,7 @@ class Shim:
                    "ground_truth_rows": self.truth.rows,
                    "truth_source": "ring buffer" if stamper_stats else "packet socket",
                    "stamper_counters": stamper_stats, "zero_stamp_inputs": zero,
-                   "ring_drops": stamper_stats.get("ring_drops", 0)}
+                   "ring_drops": stamper_stats.get("ring_drops", 0), **ring_use}
         write_json(self.out_dir / "shim_summary.json", summary)
         return summary
 

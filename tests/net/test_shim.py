@@ -103,6 +103,9 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
     assert shim["truth_source"] == "ring buffer"
     assert shim["stamper_counters"]["inputs"] == n
     assert shim["zero_stamp_inputs"] == 0 and shim["ring_drops"] == 0
+    # the headroom figure: whole 32-byte records, never more than were sent
+    assert shim["ring_bytes"] == 1 << 26
+    assert shim["ring_peak_fill"] % 32 == 0 and 32 <= shim["ring_peak_fill"] <= 32 * n
     assert shim["counters"].get("game_logged", 0) == 0  # no input reached the socket
     truth = {int(r["seq"]): int(r["host_ns"]) for r in rows(topo.ctx.dir / "shim_inputs.csv")}
     srv = {int(r["seq"]): int(r["kernel_ns"])

@@ -64,6 +64,16 @@ def test_stamper_game_header_matches_wire():
     assert int.from_bytes(hdr[8:16], "big") == 99
 
 
+def test_stamper_stats_keys_match_the_names_the_host_reads():
+    from hostside.ringbuf import STATS
+
+    text = (GD / "bpf" / "stamper.bpf.c").read_text()
+    body = re.search(r"enum \{([^}]*GB_STAT_N)\s*\}", text).group(1)
+    keys = [k.strip() for k in body.split(",")]
+    assert keys[-1] == "GB_STAT_N"
+    assert [k.removeprefix("GB_STAT_").lower() for k in keys[:-1]] == list(STATS)
+
+
 def test_game_port_and_so_timestampns_have_one_definition():
     hits = {}
     for path in ROOT.glob("*/**/*.py"):
