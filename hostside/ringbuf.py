@@ -39,10 +39,10 @@ RECORD = struct.Struct("<QQ4sB3x")  # stamp_ns, seq, daddr (network order), play
 # a record as it lies in the ring: the kernel's 8-byte header, then RECORD, padded to 32
 RECORD_DTYPE = np.dtype([("len", "<u4"), ("pg_off", "<u4"), ("stamp_ns", "<u8"),
                          ("seq", "<u8"), ("daddr", "<u4"), ("player", "u1"), ("pad", "V3")])
-# gb_stats keys 0.. (stamper.bpf.c's GB_STAT_*): ring_retries counts first tries that
-# failed, ring_drops the records lost after a second, ring_drops_full those of them
-# a full ring refused (the drainer fell behind; the others: the ring's lock gave up)
-STATS = ("inputs", "zero_stamp", "ring_drops", "ring_retries", "ring_drops_full")
+# gb_stats keys 0.. (stamper.bpf.c's GB_STAT_*): ring_drops_full counts the drops of a
+# ring that looked full (the drainer fell behind, or its consumer position read wrong;
+# the other drops: the ring's lock gave up)
+STATS = ("inputs", "zero_stamp", "ring_drops", "ring_drops_full")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -109,6 +109,26 @@ def parse_span(span: memoryview | bytes) -> tuple[np.ndarray, int]:
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), pos
 
 
+class U64Cell:
+    """An aligned u64 the kernel shares (the ring's consumer and producer positions),
+    read with one 8-byte load and written with one 8-byte store.  Not struct: its
+    pack_into zeroes the field and then writes it byte by byte, and a stamper that
+    reads the consumer position in that window (a softirq on the drainer's own CPU,
+    or another CPU) sees 0, takes the ring for full and drops records."""
+
+    def __init__(self, buf: mmap.mmap | memoryview, offset: int = 0) -> None:
+        self._a = np.frombuffer(buf, np.uint64, count=1, offset=offset)
+
+    def get(self) -> int:
+        return int(self._a[0])
+
+    def set(self, value: int) -> None:
+        self._a[0] = value
+
+    def release(self) -> None:
+        self._a = None  # the buffer's export goes, so its mmap can close
+
+
 class TruthSpool:
     """The ring's records, raw, in a file until the load is over (one write per batch,
     no formatting); `write_csv` then turns them into shim_inputs.csv rows."""
@@ -164,6 +184,7 @@ class TruthRing:
         self.prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
                               offset=page)
         self.data = memoryview(self.prod)[page:]
+        self.cons_pos, self.prod_pos = U64Cell(self.cons), U64Cell(self.prod)
         self.page, self.size = page, size
         self.peak_fill = 0  # the most bytes ever waiting at a read: the ring's headroom
 
@@ -171,13 +192,12 @@ class TruthRing:
         """Every record committed since the last read (RECORD_DTYPE; `daddr` is the
         address's network-order bytes read as a little-endian u32), copied out: their
         space goes back to the kernel at once."""
-        cons = struct.unpack_from("<Q", self.cons, 0)[0]
-        prod = struct.unpack_from("<Q", self.prod, 0)[0]
+        cons, prod = self.cons_pos.get(), self.prod_pos.get()
         off = cons & self.mask  # the data is mapped twice: [off, off + prod - cons) is whole
         self.peak_fill = max(self.peak_fill, prod - cons)
         records, used = parse_span(self.data[off:off + (prod - cons)])
         if used:
-            struct.pack_into("<Q", self.cons, 0, cons + used)
+            self.cons_pos.set(cons + used)
         return records
 
     def stats(self) -> dict[str, int]:
@@ -190,10 +210,10 @@ class TruthRing:
         return out
 
     def close(self) -> None:
-        for attr in ("data", "prod", "cons"):
+        for attr in ("cons_pos", "prod_pos", "data", "prod", "cons"):
             obj = self.__dict__.pop(attr, None)
             if obj is not None:
-                obj.release() if isinstance(obj, memoryview) else obj.close()
+                obj.close() if isinstance(obj, mmap.mmap) else obj.release()
         for fd, _kind, _size in self.maps.values():
             os.close(fd)
         self.maps = {}

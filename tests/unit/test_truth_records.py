@@ -6,12 +6,16 @@ replace."""
 from __future__ import annotations
 
 import csv
+import mmap
+import os
 import struct
+import time
 
+import numpy as np
 import pytest
 
 from fpsmodel.records import SHIM_INPUT_FIELDS, RecordWriter
-from hostside.ringbuf import RECORD, RINGBUF_BUSY, RINGBUF_DISCARD, TruthSpool, parse_span
+from hostside.ringbuf import RECORD, RINGBUF_BUSY, RINGBUF_DISCARD, TruthSpool, U64Cell, parse_span
 
 
 def rec(stamp: int, seq: int, ip: bytes, player: int, flags: int = 0) -> bytes:
@@ -86,3 +90,37 @@ def test_spooled_records_become_the_rows_the_shim_wrote_one_by_one(tmp_path, mon
             if ip != stranger:
                 w.write({a: 0, b: 1}[ip], player, seq, stamp, 0)
     assert (tmp_path / "got.csv").read_bytes() == (tmp_path / "want.csv").read_bytes()
+
+
+def test_the_consumer_position_is_never_seen_half_written():
+    """The ring's consumer position, written by the drainer while the stamper reads
+    it on another CPU: every value read is one that was written (a zeroed or
+    half-written position makes the kernel take the ring for full).  The reader copies
+    the field in a C loop, some 10^8 reads in the window; struct.pack_into, which the
+    drainer used to write it with, shows about one read in eight torn here."""
+    a, b = 0x0123456789ABCDEF, 0xFEDCBA9876543210  # every byte differs
+    shared = mmap.mmap(-1, mmap.PAGESIZE)
+    cell = U64Cell(shared)
+    cell.set(a)
+    pid = os.fork()
+    if pid == 0:  # the drainer: writes a and b in turn
+        try:
+            end = time.monotonic() + 0.4
+            while time.monotonic() < end:
+                for v in (a, b) * 500:
+                    cell.set(v)
+        finally:
+            os._exit(0)
+    seen = np.frombuffer(shared, np.uint64, count=1)
+    reads = torn = 0
+    end = time.monotonic() + 0.4
+    while time.monotonic() < end:
+        got = np.broadcast_to(seen, (1 << 16,)).copy()
+        reads += len(got)
+        torn += int(((got != a) & (got != b)).sum())
+    os.waitpid(pid, 0)
+    assert reads > 1_000_000 and torn == 0
+    assert cell.get() in (a, b)
+    del seen
+    cell.release()
+    shared.close()  # no export left behind: the ring's maps close after release()
