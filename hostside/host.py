@@ -18,6 +18,7 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
+from fpsmodel.records import SHIM_INPUTS
 from fpsmodel.wan import WanModel
 from gamebed import wan
 from gamebed.backend import PointContext
@@ -126,6 +127,9 @@ class HostSide:
         cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
         self.shim = shim = self.attached.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))
+        # on stop the shim writes the ground truth it spooled: no kill while it does
+        self.attached.callback(shim.stop_while_writing, c.dir / SHIM_INPUTS,
+                               progress=c.progress)
         if not c.runner.dry_run:
             wait_for(lambda: ready.exists() or not shim.alive(), 20, "the shim")
             if not shim.alive():

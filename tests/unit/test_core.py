@@ -241,3 +241,46 @@ def test_clean_removes_a_listed_directory_and_the_run_directory_it_leaves_empty(
     done = clean_manifest(m.path, Runner())
     assert not run_dir.exists() and f"removed {run_dir}" in done
     assert other.is_dir() and not m.path.exists()
+
+
+WRITER = """
+import signal, sys, time
+from pathlib import Path
+out, rows = Path(sys.argv[1]), int(sys.argv[2])
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+out.with_suffix(".ready").write_text("")
+while not stop:
+    time.sleep(0.01)
+with open(out, "ab", buffering=0) as f:
+    for _ in range(rows):  # the results, written after the stop, slowly
+        f.write(b"x" * 1024)
+        time.sleep(0.25)
+if rows == 0:
+    time.sleep(3600)  # stalled: must be killed
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("rows", [8, 0])
+def test_a_child_writing_its_results_after_the_stop_is_waited_for_and_a_stalled_one_killed(
+        tmp_path, rows):
+    import signal
+    import sys
+    import time
+
+    from gamebed.proc import Process, Runner, wait_for
+
+    out = tmp_path / "results.csv"
+    said: list[str] = []
+    p = Process([sys.executable, "-c", WRITER, str(out), str(rows)], Runner(),
+                term_timeout=0.3).start()
+    wait_for(out.with_suffix(".ready").exists, 20, "the writer")
+    t0 = time.monotonic()
+    rc = p.stop_while_writing(out, interval=0.6, progress=said.append)
+    took = time.monotonic() - t0
+    if rows:  # 2 s of writing, far past the 0.3 s grace: all of it, its own exit
+        assert rc == 3 and out.stat().st_size == rows * 1024
+        assert said and "still writing results.csv" in said[0]
+    else:  # no growth from one look to the next: the grace, then the kill
+        assert rc == -signal.SIGKILL and took < 3
