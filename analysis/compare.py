@@ -27,6 +27,8 @@ from analysis.capacity import capacity, capacity_text  # noqa: E402
 from analysis.report import _png, analyze, per_count, run_sla  # noqa: E402
 
 LOAD_FIELDS = ("players", "rate", "duration", "seed")
+# the guest kernel and how it ran (UML): a run mixing them is refused like a mixed load
+KERNEL_FIELDS = ("guest_kernel_digest", "uml_mode")
 SETUP_FIELDS = ("backend", "stamper", "dispatch", "placement", "cpu_cap", "cpu_weight",
                 "server_work_us")
 
@@ -41,6 +43,16 @@ def load_differences(specs: dict[str, dict]) -> list[str]:
     return out
 
 
+def kernel_differences(envs: dict[str, dict]) -> list[str]:
+    """'field: run=value, ...' for each guest-kernel field on which the runs disagree."""
+    out = []
+    for f in KERNEL_FIELDS:
+        vals = {label: e.get(f) for label, e in envs.items()}
+        if len(set(map(str, vals.values()))) > 1:
+            out.append(f"{f}: " + ", ".join(f"{k}={v}" for k, v in vals.items()))
+    return out
+
+
 def _labels(dirs: list[Path]) -> list[str]:
     names = [d.resolve().name for d in dirs]
     if len(set(names)) == len(names):
@@ -49,15 +61,22 @@ def _labels(dirs: list[Path]) -> list[str]:
 
 
 def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str | None = None,
-            sla_loss: float | None = None, allow_load_difference: bool = False) -> dict:
+            sla_loss: float | None = None, allow_load_difference: bool = False,
+            allow_kernel_difference: bool = False) -> dict:
     """Every run analysed, capacities, the joined point table and the differences."""
     if len(dirs) < 2:
         raise ValueError("a comparison needs two or more results directories")
-    runs, specs = {}, {}
+    runs, specs, envs = {}, {}, {}
     for label, d in zip(_labels(dirs), dirs, strict=True):
         df, _dists, meta = analyze(d)
         runs[label], specs[label] = df.assign(run=label), meta.get("spec", {})
+        envs[label] = meta.get("environment", {})
     diff = load_differences(specs)
+    kdiff = kernel_differences(envs)
+    if kdiff and not allow_kernel_difference:
+        raise ValueError("the runs' guests ran different kernels or UML modes ("
+                         + "; ".join(kdiff) + "): compare runs of one kernel and mode, or "
+                         "pass --allow-kernel-difference to compare the kernels themselves")
     if diff and not allow_load_difference:
         raise ValueError("the runs offered different loads (" + "; ".join(diff) + "): a "
                          "delay difference would not be the testbeds'. Compare runs of the "
@@ -71,6 +90,7 @@ def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str |
                        ignore_index=True)
     return {"runs": runs, "specs": specs, "caps": caps, "points": points,
             "differences": differences(points, list(runs)), "load_differences": diff,
+            "kernel_differences": kdiff,
             "sla": sla}
 
 
@@ -151,6 +171,8 @@ def write_comparison(dirs: list[Path], out: Path, **kw) -> dict[str, Path]:
             "Δ = this run − the first; 'beyond CI' when the difference's 95% CI excludes 0.")
     if c["load_differences"]:
         head += " The loads differ (" + "; ".join(c["load_differences"]) + ")."
+    if c.get("kernel_differences"):
+        head += " The guest kernels differ (" + "; ".join(c["kernel_differences"]) + ")."
     md = ["# gamebed comparison", "", head, ""]
     e = html.escape
     body = [f"<h1>gamebed comparison</h1><p>{e(head)}</p>"]

@@ -27,9 +27,11 @@ PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
 BACKENDS = ("auto", "netns", "uml", "libvirt")
 ACCELS = ("auto", "kvm", "tcg")
+UML_MODES = ("ptrace", "seccomp")  # how a UML guest's kernel catches its processes' syscalls
 SLA_STATS = ("mean", "p95", "p99")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
-           "accel": ACCELS, "dispatch": DISPATCH_MODES, "sla_stat": SLA_STATS}
+           "accel": ACCELS, "uml_mode": UML_MODES, "dispatch": DISPATCH_MODES,
+           "sla_stat": SLA_STATS}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
 DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
@@ -73,6 +75,11 @@ class ExperimentSpec:
     libvirt_uri: str = "qemu:///system"
     accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg (vm/accel.py)
     vm_memory_mib: int = 160
+    # uml: ptrace (every guest syscall stops the guest process for its kernel) or seccomp
+    # (a filter turns it into a signal handled in the process; trusted guests only, ours
+    # are; kernels >= 6.16); see README for the measured choice
+    uml_mode: str = "ptrace"
+    uml_kernel: str | None = None  # another UML binary instead of gamebed's (vm/uml_kernel.py)
     dispatch: str = "epoll"
     game_port: int = GAME_PORT
     seed: int = 1
@@ -106,6 +113,8 @@ class ExperimentSpec:
         if self.backend == "libvirt" and (self.cpu_cap, self.cpu_weight) != (None, None):
             problems.append(f"cpu_cap and cpu_weight apply to the {' and '.join(CAPPABLE)} "
                             "backends (libvirt VMs get 1 vCPU under libvirtd's cgroups)")
+        if self.uml_kernel is not None and self.backend not in ("auto", "uml"):
+            problems.append("uml_kernel is a UML guest kernel: it needs backend uml")
         if self.cpu_cap is not None and not 0.01 <= self.cpu_cap <= 1.0:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
         if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 65535:

@@ -218,6 +218,8 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
     if old:
         summary["points"] = list(old["points"])
         summary["build_s"] = dict(old.get("build_s", {}))
+        if "guest_kernel" in old:
+            summary["guest_kernel"] = old["guest_kernel"]
         summary["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
     t0 = time.monotonic()
 
@@ -250,6 +252,23 @@ def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
     return summary
 
 
+KERNEL_KEYS = ("guest_kernel_digest", "uml_mode")  # what a run's points must share
+
+
+def same_guest_kernel(summary: dict, bed, out: Path) -> None:
+    """A run's points all ran on one guest kernel in one mode: the first count records
+    them in the summary; a later one (a resumed run's) that differs is refused."""
+    env = bed.environment() if callable(getattr(bed, "environment", None)) else {}
+    now = {k: env.get(k) for k in KERNEL_KEYS if env.get(k) is not None}
+    had = summary.get("guest_kernel")
+    if had is None or not summary["points"]:
+        summary["guest_kernel"] = now
+    elif had != now:
+        raise ValueError(f"--resume: the points in {out} ran on guest kernel {had}, these "
+                         f"guests run {now}; resume with the same kernel and --uml-mode "
+                         "(--uml-kernel PATH), or --overwrite")
+
+
 def _one_count(spec: ExperimentSpec, n_guests: int, k: int, out: Path,
                make_testbed: TestbedFactory, summarize: Summarize, runner: Runner,
                manifest: Manifest, summary: dict, on_point: Callable[[dict], None], bar,
@@ -266,6 +285,8 @@ def _one_count(spec: ExperimentSpec, n_guests: int, k: int, out: Path,
     tb = time.monotonic()
     with make_testbed(spec, n_guests, work_dir, runner, manifest, progress) as bed:
         summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
+        if not runner.dry_run:
+            same_guest_kernel(summary, bed, out)
         bar.advance(boot_s)
 
         def measured(entry: dict) -> None:

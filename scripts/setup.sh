@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup for gamebed on a fresh Debian machine of this kind:
 # system packages (clang for the BPF programs, iproute2 for namespaces and tc,
-# chromium for the report test, user-mode Linux, QEMU/libvirt and the Debian cloud
-# kernel for VMs),
+# chromium for the report test, the tools that build gamebed's user-mode Linux
+# kernel, QEMU/libvirt and the Debian cloud kernel for VMs),
 # then a virtualenv in .venv with gamebed and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +34,16 @@ compgen -G "/boot/vmlinuz-*-cloud-amd64" >/dev/null || need_apt+=(linux-image-cl
 compgen -G "/usr/src/linux-headers-*-cloud-amd64" >/dev/null || need_apt+=(linux-headers-cloud-amd64)
 [ -e /usr/src/linux-source-6.1.tar.xz ] || need_apt+=(linux-source-6.1)
 command -v make >/dev/null || need_apt+=(make)
-# user-mode Linux guests (--backend uml, the default where it runs): Debian's UML kernel
-# with its module tree (sch_ingress, cls_bpf for the decoder)
-command -v linux.uml >/dev/null || need_apt+=(user-mode-linux)
+# user-mode Linux guests (--backend uml, the default where it runs) run gamebed's own UML
+# kernel (vm/uml_kernel.py), built from a Debian kernel source on first use (about 3 min)
+# and cached in /var/cache/gamebed; these build it (linux-source-6.1 above is its fallback)
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v flex >/dev/null || need_apt+=(flex)
+command -v bison >/dev/null || need_apt+=(bison)
+command -v bc >/dev/null || need_apt+=(bc)
+command -v patch >/dev/null || need_apt+=(patch)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to apt-get install ${need_apt[*]} (or install them yourself)" >&2

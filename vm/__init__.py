@@ -12,6 +12,8 @@ shared host side (hostside/point.py).  `vm/launch.py` leaves guests running.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -51,23 +53,38 @@ def make_testbed(spec: ExperimentSpec, n_guests: int, work_dir: Path, runner: Ru
     return Testbed(ctx, backend or cls)
 
 
-def uml_usable() -> tuple[bool, str]:
-    """Whether UML guests can run here, by trying the parts (starts no guest)."""
+def uml_prerequisites() -> str | None:
+    """What UML guests lack here without starting anything (None: nothing): cgroups for
+    their accounting, and what gamebed's kernel needs to be built or found."""
     from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT
-    from vm import uml_image
+    from vm import uml_kernel
 
-    try:
-        binary = uml_image.uml_binary()
-        release = uml_image.kernel_release()
-        r = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=20)
-    except (FileNotFoundError, OSError, subprocess.TimeoutExpired) as e:
-        return False, f"user-mode Linux is not usable: {e}"
-    if r.returncode != 0 or not r.stdout.strip():
-        return False, f"`{binary} --version` failed ({r.returncode}): {r.stderr.strip()[:200]}"
     for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT):
         if not root.is_dir():
-            return False, f"{root} is not mounted (UML guests are accounted in cgroups)"
-    return True, f"user-mode Linux {r.stdout.strip()} (modules {release}) runs here"
+            return f"{root} is not mounted (UML guests are accounted in cgroups)"
+    if uml_kernel.cached(uml_kernel.Recipe()) is None:
+        missing = [t for t in uml_kernel.BUILD_TOOLS if not shutil.which(t)]
+        if missing:
+            return (f"gamebed's UML kernel is not built and {', '.join(missing)} "
+                    f"(to build it) is missing")
+    return None
+
+
+def uml_usable(spec: ExperimentSpec | None = None,
+               progress: Callable[[str], None] = print) -> tuple[bool, str]:
+    """Whether UML guests run here, by trying: one real guest boots and its agent answers
+    (vm/uml.py probe; the kernel and image are built first if they are not cached)."""
+    problem = uml_prerequisites()
+    if problem:
+        return False, problem
+    from vm import uml
+
+    try:
+        return True, uml.probe(spec or ExperimentSpec(), progress)
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
+        from vm.uml_kernel import first_line
+
+        return False, first_line(e)
 
 
 def resolve_backend(spec: ExperimentSpec) -> tuple[ExperimentSpec, str]:
@@ -76,10 +93,13 @@ def resolve_backend(spec: ExperimentSpec) -> tuple[ExperimentSpec, str]:
     else network namespaces."""
     backend, why = spec.backend, f"backend {spec.backend} was asked for"
     if backend == "auto":
-        ok, detail = uml_usable()
+        ok, detail = uml_usable(spec)
         backend = "uml" if ok else "netns"
+        if not ok:  # the UML kernel asked for did not run: namespaces have none
+            spec = dataclasses.replace(spec, uml_kernel=None)
         why = (f"auto: {detail}" if ok else
-               f"auto: namespaces, because {detail} (scripts/setup.sh installs it)")
+               f"auto: namespaces, because no UML guest ran here: {detail} (see "
+               "`gamebed run --backend uml` for the whole error)")
     if spec.searching:  # a search chooses its counts as it goes
         return spec.replace(backend=backend), why
     counts = spec.guest_counts or DEFAULT_COUNTS[backend]

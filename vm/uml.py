@@ -3,7 +3,7 @@
     host ns: port i ──veth── guest ns i: <nic> ══raw socket══ UML kernel i: vec0
                                                               [tc BPF decoder] → game server
 
-A UML guest is a real, separate Linux kernel (Debian's user-mode-linux) that runs
+A UML guest is a real, separate Linux kernel (gamebed's own build, vm/uml_kernel.py) that runs
 as an ordinary host process, the way a Xen guest runs on its vCPU: its kernel
 only runs when that process is scheduled, so its own receive stamp waits for its
 "vCPU".  All of a guest's host processes (the kernel and one per guest process)
@@ -23,6 +23,7 @@ kernel's own stamp of each input beside the host's (pairs.csv).
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
@@ -37,7 +38,7 @@ from gamebed.progress import status
 from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside.trailer import PORT_MTU
-from vm import uml_image
+from vm import uml_image, uml_kernel
 
 IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then writes its records
 BOOT_TIMEOUT_S = 60.0  # plus 5 s per guest: they boot concurrently on the guests' cores
@@ -54,6 +55,7 @@ CLOCK_NOTE = ("UML's clock source reads the host's CLOCK_MONOTONIC, so it does n
               "sample with the shortest round trip of the two")
 
 _IMAGES: list[uml_image.UmlImage] = []
+_KERNELS: dict[str | None, uml_kernel.UmlKernel] = {}
 
 
 def _image(runner, progress) -> uml_image.UmlImage:
@@ -61,6 +63,24 @@ def _image(runner, progress) -> uml_image.UmlImage:
     if not _IMAGES:
         _IMAGES.append(uml_image.build(runner, progress))
     return _IMAGES[0]
+
+
+def guest_kernel(given: str | None, mode: str, progress=print) -> uml_kernel.UmlKernel:
+    """The guests' kernel: `given` (--uml-kernel), else gamebed's own (built once, cached);
+    refused if it cannot run `mode`."""
+    if given not in _KERNELS:
+        _KERNELS[given] = (uml_kernel.given(Path(given)) if given
+                           else uml_kernel.ensure(progress=progress))
+    k = _KERNELS[given]
+    if mode == "seccomp" and not k.has_seccomp:
+        raise ValueError(f"--uml-mode seccomp needs a UML kernel >= 6.16; {k.binary} is "
+                         f"{k.info.get('release')}: use --uml-mode ptrace")
+    return k
+
+
+def mode_args(mode: str) -> list[str]:
+    """The kernel's command line for a UML mode (seccomp= is unknown before 6.16)."""
+    return ["seccomp=on"] if mode == "seccomp" else []
 
 
 class UmlGuests:
@@ -75,6 +95,7 @@ class UmlGuests:
         self.guests: list[ManagedProcess] = []
         self.cgroups: list[CpuCgroup] = []
         self.image: uml_image.UmlImage | None = None
+        self.kernel: uml_kernel.UmlKernel | None = None
         self.work = VM_DIR / ctx.manifest.prefix / f"uml-g{len(ctx.topo.guests):03d}"
         self.boot_s: float | None = None
         self.memory: dict = {}
@@ -87,9 +108,11 @@ class UmlGuests:
         c = self.ctx
         if c.runner.dry_run:
             d = uml_image.vm_image.CACHE / "uml-<digest>"
-            self.image = uml_image.UmlImage(d, d / "root.img", "<release>", {})
-            c.runner.echo("gamebed uml image build   # (cached by input digest)")
+            self.image = uml_image.UmlImage(d, d / "root.img", {})
+            c.runner.echo("gamebed image build   # UML kernel and root (cached by input "
+                          "digest)")
         else:
+            self.kernel = guest_kernel(c.spec.uml_kernel, c.spec.uml_mode, c.progress)
             self.image = _image(c.runner, c.progress)
             with shielded():  # listed and due for removal, or neither
                 entry = c.manifest.add(kind="dir", path=str(self.work))
@@ -131,7 +154,8 @@ class UmlGuests:
                 f"vec0:transport=raw,ifname={g.nic_name},mac={g.nic.mac}",
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
-                f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}"]
+                f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
+                *mode_args(s.uml_mode)]
 
     def _boot(self, g: GuestAddr, again: bool = False) -> None:
         """Boot guest g; `again`: after a fault killed it, in its own cgroup and slot."""
@@ -147,7 +171,8 @@ class UmlGuests:
                 f"{c.manifest.prefix}-u{len(c.topo.guests)}g{g.index}", c.manifest, c.runner,
                 share=s.cpu_cap, weight=s.cpu_weight))
             self.cgroups.append(cg)
-        binary = "linux.uml" if c.runner.dry_run else uml_image.uml_binary()
+        binary = (str(self.kernel.binary) if self.kernel
+                  else f"{uml_kernel.CACHE}/DIGEST/{uml_kernel.BINARY}")
         cmd = [*in_netns(g.netns),
                *pinned(c.placement.guest_cpus, [binary, *self._cmdline(g, gdir)])]
         proc = self.stack.enter_context(ManagedProcess(
@@ -197,9 +222,9 @@ class UmlGuests:
 
     def _check_alive(self, i: int, what: str) -> None:
         if not self.guests[i].alive():
-            raise RuntimeError(f"UML guest {i} stopped before {what}; console "
-                               f"{self.work / f'g{i}' / 'console.log'}:\n"
-                               f"{self._console(i)[-1500:]}")
+            why = uml_kernel.reason_lines(self._console(i)) or ["(no reason on its console)"]
+            raise RuntimeError(f"UML guest {i} stopped before {what}: {' | '.join(why)} "
+                               f"(console {self.work / f'g{i}' / 'console.log'})")
 
     def _wait_agents(self) -> None:
         timeout = BOOT_TIMEOUT_S + 5.0 * len(self.guests)
@@ -307,7 +332,8 @@ class UmlGuests:
                 "clock": CLOCK_NOTE,
                 "cpu_cap": s.cpu_cap, "cpu_weight": s.cpu_weight,
                 "server_work_us": s.server_work_us, "vm_memory_mib": s.vm_memory_mib,
-                "guest_kernel": f"user-mode Linux {img.kernel_release}" if img else None,
+                **(self.kernel.describe() if self.kernel else {}),
+                "uml_mode": s.uml_mode,
                 "image": img.info.get("digest") if img else None,
                 "guest_nic": "vec0 (raw socket on a veth); host mode: tc BPF decoder on "
                              "vec0, logging the guest kernel's own stamp too; guest mode: "
@@ -337,3 +363,90 @@ def _pss_mib(cg: CpuCgroup) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+# --- the probe behind `--backend auto`: one real guest, booted and answering -------------
+
+PROBE_CACHE = Path("/run/gamebed-uml.json")  # tmpfs: per host boot
+PROBE_TIMEOUT_S = 90.0
+
+
+def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
+    """Boot one guest (gamebed's image, the spec's kernel and mode, no network), wait for
+    its agent to answer on the console, power it off.  Returns what answered; raises with
+    the console's reason lines.  A success is cached for this host boot."""
+    from gamebed.manifest import Manifest, new_prefix
+    from gamebed.proc import Runner
+    from vm.accel import _boot_id
+
+    kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
+    image = _image(Runner(), progress)
+    key = {"boot_id": _boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
+           "mode": spec.uml_mode}
+    try:
+        known = json.loads(cache.read_text())
+        if {k: known.get(k) for k in key} == key:
+            return known["detail"]
+    except (OSError, ValueError, KeyError):
+        pass
+    progress(f"uml: booting one guest to check that user-mode Linux runs here "
+             f"({kernel.info.get('release')}, {spec.uml_mode})")
+    manifest = Manifest(new_prefix())
+    try:
+        took = _probe_boot(kernel, image, spec, manifest)
+    finally:
+        manifest.close()
+    detail = (f"a user-mode Linux {kernel.info.get('release')} guest ({spec.uml_mode}) "
+              f"booted and its agent answered in {took:.1f} s")
+    try:
+        cache.write_text(json.dumps({**key, "detail": detail}))
+    except OSError:
+        pass  # only costs the next run a probe
+    return detail
+
+
+def _probe_boot(kernel: uml_kernel.UmlKernel, image: uml_image.UmlImage, spec,
+                manifest) -> float:
+    from gamebed.proc import Runner
+
+    mode, memory_mib = spec.uml_mode, spec.vm_memory_mib
+    runner, work = Runner(), VM_DIR / manifest.prefix / "probe"
+    with ExitStack() as stack:
+        with shielded():
+            entry = manifest.add(kind="dir", path=str(work))
+            (work / "results").mkdir(parents=True, exist_ok=True)
+
+        @stack.callback
+        @shielding
+        def _remove() -> None:
+            shutil.rmtree(work.parent, ignore_errors=True)
+            manifest.remove(entry)
+
+        console = work / "console.log"
+        cmd = [kernel.binary, f"mem={memory_mib}M", f"ubd0={work / 'cow'},{image.root}",
+               "root=/dev/ubda", "ro", "init=/sbin/gamebed-uml-init",
+               f"hostfs={work / 'results'}", "con=null", "con0=fd:0,fd:1", "quiet",
+               "gamebed.guest=0", *mode_args(mode)]
+        proc = stack.enter_context(ManagedProcess(
+            cmd, runner, manifest, log_path=console, name="uml-probe", stdin_pipe=True,
+            group=True, term_timeout=3.0))
+        t0 = time.monotonic()
+        while "GAMEBED-AGENT" not in _read(console):
+            if not proc.alive() or time.monotonic() - t0 > PROBE_TIMEOUT_S:
+                why = uml_kernel.reason_lines(_read(console)) or ["no reason on its console"]
+                state = "stopped" if not proc.alive() else f"no answer in {PROBE_TIMEOUT_S:g} s"
+                raise RuntimeError(f"a probe UML guest {state}: {' | '.join(why)}")
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        proc.send("quit")
+        deadline = time.monotonic() + 10.0
+        while proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return took
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

@@ -2,10 +2,9 @@
 (root: unpacking a root tree with device nodes, mkfs).
 
 The same Debian bookworm root as the VM image (vm/image.py's cached mmdebstrap
-tarball), plus what a UML game guest needs:
+tarball), plus what a UML game guest needs (no kernel modules: gamebed's UML kernel,
+vm/uml_kernel.py, has everything built in, so the image does not depend on it):
 
-- /lib/gamebed/uml/{sch_ingress,cls_bpf}.ko from Debian's user-mode-linux package
-  (the tc ingress hook and the BPF classifier, modules in its kernel);
 - /opt/gamebed/decoder.o: the project's tc BPF decoder, built with pair logging
   (it records the guest kernel's own stamp beside the host's, guest-driver/bpf/);
 - fpsmodel in /opt/gamebed, the guest agent (vm/guest/uml_agent.py) and the init
@@ -30,36 +29,16 @@ from gamebed.proc import Runner
 from hostside import bpf
 from vm import image as vm_image
 
-UML_BIN = "linux.uml"
-UML_MODULES = Path("/usr/lib/uml/modules")
-NEEDED_KOS = ("kernel/net/sched/sch_ingress.ko", "kernel/net/sched/cls_bpf.ko")
 GUEST = vm_image.GUEST
-SETUP_HINT = "run `bash scripts/setup.sh` (it installs user-mode-linux and mmdebstrap)"
 
 
 @dataclass(frozen=True)
 class UmlImage:
     dir: Path
     root: Path  # the shared read-only root disk (raw ext4)
-    kernel_release: str
     info: dict
 
 
-def uml_binary() -> str:
-    """The UML kernel's path, or FileNotFoundError saying how to get it."""
-    path = shutil.which(UML_BIN)
-    if not path:
-        raise FileNotFoundError(f"{UML_BIN} (Debian's user-mode-linux) is missing: {SETUP_HINT}")
-    return path
-
-
-def kernel_release() -> str:
-    """The release of Debian's UML kernel: the one module tree it ships."""
-    trees = sorted(p.name for p in UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
-    if len(trees) != 1:
-        raise FileNotFoundError(f"expected one UML module tree in {UML_MODULES}, found "
-                                f"{trees or 'none'}: {SETUP_HINT}")
-    return trees[0]
 
 
 def _sources() -> list[Path]:
@@ -67,11 +46,7 @@ def _sources() -> list[Path]:
             GUEST / "uml_agent.py", Path(__file__)]
 
 
-def _fill_root(stage: Path, release: str, decoder: Path) -> None:
-    kos = stage / "lib" / "gamebed" / "uml"
-    kos.mkdir(parents=True, exist_ok=True)
-    for rel in NEEDED_KOS:
-        shutil.copy2(UML_MODULES / release / rel, kos / Path(rel).name)
+def _fill_root(stage: Path, decoder: Path) -> None:
     opt = stage / "opt" / "gamebed"
     shutil.copytree(vm_image.ROOT / "fpsmodel", opt / "fpsmodel",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -87,10 +62,8 @@ def _fill_root(stage: Path, release: str, decoder: Path) -> None:
 def build(runner: Runner, progress: Callable[[str], None] = print,
           force: bool = False) -> UmlImage:
     """Build (or find in the cache) the UML root disk."""
-    uml_binary()
-    release = kernel_release()
     decoder = bpf.build("decoder", runner, defines=("GB_PAIRS",))
-    key = vm_image._digest([b"uml", release.encode(), " ".join(vm_image.PACKAGES).encode(),
+    key = vm_image._digest([b"uml", " ".join(vm_image.PACKAGES).encode(),
                             vm_image.SUITE.encode(), decoder.read_bytes(),
                             *(p.read_bytes() for p in _sources())])
     out = vm_image.CACHE / f"uml-{key}"
@@ -105,7 +78,7 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
     try:
         progress("uml image: unpacking the root and adding gamebed")
         runner.run(["tar", "-xpf", tar, "-C", stage])
-        _fill_root(stage, release, decoder)
+        _fill_root(stage, decoder)
         used = sum(f.lstat().st_size for f in stage.rglob("*") if f.is_file())
         size_mib = int(used / 2**20 * 1.2) + 32
         out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +90,7 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
         part.rename(out / "root.img")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info = {"digest": key, "uml_release": release, "suite": vm_image.SUITE,
+    info = {"digest": key, "suite": vm_image.SUITE,
             "packages": list(vm_image.PACKAGES), "build_s": round(time.monotonic() - t0, 1),
             "root_mib": size_mib, "decoder": decoder.name}
     (out / "image.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -127,4 +100,4 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
 
 def load(out: Path) -> UmlImage:
     info = json.loads((out / "image.json").read_text())
-    return UmlImage(out, out / "root.img", info["uml_release"], info)
+    return UmlImage(out, out / "root.img", info)

@@ -47,6 +47,22 @@ def test_runs_of_different_load_are_refused_naming_the_field(two_runs, tmp_path)
     assert compare([two_runs[0], other], allow_load_difference=True)["load_differences"]
 
 
+@pytest.mark.parametrize("field,value", [("uml_mode", "seccomp"),
+                                         ("guest_kernel_digest", "0123456789abcdef")])
+def test_runs_on_different_guest_kernels_are_refused_naming_the_field(two_runs, tmp_path,
+                                                                       field, value):
+    other = _run(tmp_path / "other", 0.0)
+    for pj in other.glob("points/*/point.json"):
+        meta = json.loads(pj.read_text())
+        meta["environment"][field] = value
+        pj.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"{field}: epoll=None, other={value}"):
+        compare([two_runs[0], other])
+    c = compare([two_runs[0], other], allow_kernel_difference=True)
+    assert c["kernel_differences"] and not c["load_differences"]
+    assert main(["report", str(two_runs[0]), str(other), "--out", str(tmp_path / "c")]) == 2
+
+
 def test_cli_writes_the_comparison(two_runs, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["report", *map(str, two_runs), "--out", str(out)]) == 0

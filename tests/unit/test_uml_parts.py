@@ -16,14 +16,14 @@ from gamebed.spec import DEFAULT_COUNTS, ExperimentSpec
 
 
 def test_auto_takes_uml_where_it_runs_else_netns(monkeypatch):
-    monkeypatch.setattr(vm, "uml_usable", lambda: (True, "user-mode Linux 6.1 runs here"))
+    monkeypatch.setattr(vm, "uml_usable", lambda *a, **k: (True, "user-mode Linux 6.1 runs here"))
     spec, why = vm.resolve_backend(ExperimentSpec())
     assert spec.backend == "uml" and spec.guest_counts == DEFAULT_COUNTS["uml"]
     assert "6.1 runs here" in why
-    monkeypatch.setattr(vm, "uml_usable", lambda: (False, "linux.uml is missing"))
+    monkeypatch.setattr(vm, "uml_usable", lambda *a, **k: (False, "a probe UML guest stopped"))
     spec, why = vm.resolve_backend(ExperimentSpec(guest_counts=(1, 2)))
     assert spec.backend == "netns" and spec.guest_counts == (1, 2)
-    assert "linux.uml is missing" in why and "setup.sh" in why
+    assert "a probe UML guest stopped" in why and "--backend uml" in why
     spec, why = vm.resolve_backend(ExperimentSpec(backend="libvirt"))
     assert spec.guest_counts == DEFAULT_COUNTS["libvirt"] and "asked for" in why
 

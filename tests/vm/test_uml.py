@@ -49,10 +49,20 @@ NOTHING = {"uml_processes": [], "netns": [], "links": [], "cgroups": [], "dirs":
 
 @pytest.fixture(scope="module")
 def uml_run(tmp_path_factory):
+    """A 2-guest run, with a broken `linux.uml` first on PATH: gamebed never looks
+    there, so the run passes only on its own kernel."""
     skip_unless_uml()
     out = tmp_path_factory.mktemp("umlrun") / "res"
-    assert main(["run", "--backend", "uml", "--guests", "2", "--duration", "5",
-                 "--out", str(out)]) == 0
+    decoy = tmp_path_factory.mktemp("decoy")
+    (decoy / "linux.uml").write_text("#!/bin/sh\necho decoy on PATH >&2\nexit 1\n")
+    (decoy / "linux.uml").chmod(0o755)
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{decoy}:{path}"
+    try:
+        assert main(["run", "--backend", "uml", "--guests", "2", "--duration", "5",
+                     "--out", str(out)]) == 0
+    finally:
+        os.environ["PATH"] = path
     return out
 
 
@@ -76,6 +86,15 @@ def test_two_uml_guests_host_stamps_exact_guest_stamps_late(uml_run):
     env = env["environment"]
     assert env["backend"] == "uml" and env["shared_clock"] is False
     assert env["client_cpus"] == env["shim_cpus"] != env["guest_cpus"]
+    # gamebed's own kernel ran the guests, and the point says which
+    from vm import uml_kernel
+
+    own = uml_kernel.cached(uml_kernel.Recipe())
+    assert env["guest_kernel_digest"] == own.digest == s["guest_kernel"]["guest_kernel_digest"]
+    assert env["guest_kernel"] == f"Linux {own.info['release']} (user-mode)"
+    assert own.info["package"] in env["guest_kernel_source"]
+    assert env["guest_kernel_patch"].startswith(own.info["patch"])
+    assert env["uml_mode"] == "ptrace"
     assert leftovers(s["prefix"]) == NOTHING
 
 
