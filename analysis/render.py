@@ -89,6 +89,11 @@ def setup_lines(env: dict, run: dict) -> list[str]:
                    + ", ".join(run["ignored_points"]))
     if run.get("backend_reason"):
         out.append(f"Backend: {env.get('backend', '?')} ({run['backend_reason']})")
+    if env.get("guest_kernel"):
+        out.append(f"Guest kernel: {env['guest_kernel']}, digest "
+                   f"{env.get('guest_kernel_digest')}, from {env.get('guest_kernel_source')}, "
+                   f"patch {env.get('guest_kernel_patch')}"
+                   + (f"; UML mode {env['uml_mode']}" if env.get("uml_mode") else ""))
     if env.get("cost_model"):
         out.append(f"Cost model: {env['cost_model']}")
     out.append(f"CPUs: host side (shim, stamper, client) on {env.get('shim_cpus') or 'any'}, "

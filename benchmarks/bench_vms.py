@@ -13,6 +13,7 @@ memory per guest and host memory used.
 
 Root.  Usage: python benchmarks/bench_vms.py [--backends uml,libvirt]
               [--uml-counts 1,16,48] [--counts 1,4,8,16] [--memory 160]
+              [--uml-mode ptrace|seccomp]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from gamebed.spec import ExperimentSpec
+from gamebed.spec import UML_MODES, ExperimentSpec, default
 from vm.launch import destroy, launch
 
 
@@ -59,11 +60,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def bench_one(backend: str, n: int, memory: int) -> dict:
+def bench_one(backend: str, n: int, memory: int, uml_mode: str = "ptrace") -> dict:
     before = mem_used_mib()
     t0 = time.monotonic()
     info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend=backend,
-                                 vm_memory_mib=memory))
+                                 vm_memory_mib=memory, uml_mode=uml_mode))
     up = time.monotonic() - t0
     time.sleep(5)  # let boot-time allocations settle before weighing
     out = {"backend": backend, "vms": n, "ok": True, "all_answering_s": round(up, 1),
@@ -74,6 +75,11 @@ def bench_one(backend: str, n: int, memory: int) -> dict:
     else:
         rss = [rss_kib(g["pid"]) for g in info["guests"]]
         out["pss_mib_per_guest"] = info.get("pss_mib_per_guest")
+        from vm.uml import guest_kernel
+
+        k = guest_kernel(None, uml_mode)
+        out.update(uml_mode=uml_mode, guest_kernel=k.info.get("release"),
+                   guest_kernel_digest=k.digest)
     out.update({"rss_mib_mean": round(sum(rss) / len(rss) / 1024, 1),
                 "rss_mib_max": round(max(rss) / 1024, 1),
                 "host_mem_used_mib": round(mem_used_mib() - before)})
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uml-counts", default="1,16,48")
     ap.add_argument("--counts", default="1,4,8,16", help="libvirt VM counts")
     ap.add_argument("--memory", type=int, default=160, help="MiB per VM")
+    ap.add_argument("--uml-mode", choices=UML_MODES, default=default("uml_mode"),
+                    help="uml: ptrace or seccomp (gamebed run --uml-mode)")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_vms: needs root (namespaces, cgroups, libvirt domains, taps)",
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = a.uml_counts if backend == "uml" else a.counts
         for n in (int(x) for x in counts.split(",")):
             try:
-                row = bench_one(backend, n, a.memory)
+                row = bench_one(backend, n, a.memory, a.uml_mode)
             except Exception as e:  # report the count that failed, then stop growing
                 row = {"backend": backend, "vms": n, "ok": False,
                        "error": str(e).splitlines()[0]}

@@ -72,7 +72,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     if a.max_guests is not None and a.guests != "auto":
         raise ValueError("--max-guests bounds a search: use it with --guests auto")
-    spec, why = resolve_backend(spec_from_args(a))
+    spec, why = resolve_backend(spec_from_args(a), dry_run=a.dry_run)
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
     if a.guests == "auto":  # the backend's largest default count bounds the search
         top = a.max_guests or max(spec_mod.DEFAULT_COUNTS[spec.backend])
@@ -137,7 +137,8 @@ def cmd_launch(a: argparse.Namespace) -> int:
         return 0
     from vm import resolve_backend
 
-    spec, _ = resolve_backend(spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,)))
+    spec, _ = resolve_backend(spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,)),
+                              dry_run=a.dry_run)
     info = launch(spec, dry_run=a.dry_run)
     print(json.dumps(info, indent=2))
     return 0

@@ -70,13 +70,16 @@ def uml_prerequisites() -> str | None:
     return None
 
 
-def uml_usable(spec: ExperimentSpec | None = None,
-               progress: Callable[[str], None] = print) -> tuple[bool, str]:
+def uml_usable(spec: ExperimentSpec | None = None, progress: Callable[[str], None] = print,
+               dry_run: bool = False) -> tuple[bool, str]:
     """Whether UML guests run here, by trying: one real guest boots and its agent answers
-    (vm/uml.py probe; the kernel and image are built first if they are not cached)."""
+    (vm/uml.py probe; the kernel and image are built first if they are not cached).
+    A dry run boots and builds nothing: its prerequisites decide."""
     problem = uml_prerequisites()
     if problem:
         return False, problem
+    if dry_run:
+        return True, "dry run: UML's prerequisites are here (no probe guest booted)"
     from vm import uml
 
     try:
@@ -87,13 +90,14 @@ def uml_usable(spec: ExperimentSpec | None = None,
         return False, first_line(e)
 
 
-def resolve_backend(spec: ExperimentSpec) -> tuple[ExperimentSpec, str]:
+def resolve_backend(spec: ExperimentSpec, dry_run: bool = False
+                    ) -> tuple[ExperimentSpec, str]:
     """The spec with a concrete backend and guest counts, and why that backend.
     auto: UML where it runs (guests with their own kernel, waiting for their CPU),
     else network namespaces."""
     backend, why = spec.backend, f"backend {spec.backend} was asked for"
     if backend == "auto":
-        ok, detail = uml_usable(spec)
+        ok, detail = uml_usable(spec, dry_run=dry_run)
         backend = "uml" if ok else "netns"
         if not ok:  # the UML kernel asked for did not run: namespaces have none
             spec = dataclasses.replace(spec, uml_kernel=None)

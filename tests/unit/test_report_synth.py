@@ -1,5 +1,7 @@
 """The whole report on synthetic runs whose answers are fixed in advance."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,3 +129,21 @@ def test_repeated_points_are_judged_together_and_their_spread_shown(tmp_path):
     assert "| unsure | delay CI straddles the SLA (t interval over 3 repeats) |" in row
     page = (tmp_path / "report.html").read_text()
     assert 'id="verdicts"' in page and 'id="spread"' in page and "4–15" in page
+
+
+def test_report_names_the_guest_kernel(tmp_path):
+    out = tmp_path / "run"
+    write_run(out, lambda mode, g, rng, n: (rng.exponential(100.0, n),) * 2 + (0.0,),
+              guest_counts=(1, 2), inputs_per_point=200)
+    kernel = {"guest_kernel": "Linux 7.2.13 (user-mode)", "guest_kernel_digest": "da535b0c",
+              "guest_kernel_source": "linux-source-7.2 7.2.13-1 (Debian sid)",
+              "guest_kernel_patch": "xstate-limit.patch sha256:78e1ac25", "uml_mode": "seccomp"}
+    for pj in out.glob("points/*/point.json"):
+        meta = json.loads(pj.read_text())
+        meta["environment"].update(kernel)
+        pj.write_text(json.dumps(meta))
+    paths = write_report(out)
+    for text in (paths["md"].read_text(), paths["html"].read_text()):
+        assert ("Guest kernel: Linux 7.2.13 (user-mode), digest da535b0c, from "
+                "linux-source-7.2 7.2.13-1 (Debian sid), patch xstate-limit.patch "
+                "sha256:78e1ac25; UML mode seccomp") in text

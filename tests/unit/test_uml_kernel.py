@@ -102,6 +102,9 @@ def test_the_cache_is_reused_until_the_config_changes(tmp_path):
 def test_a_patch_change_rebuilds_and_force_rebuilds(tmp_path):
     recipe, fake = fake_recipe(tmp_path), FakeBuild(tmp_path)
     k1 = uml_kernel.ensure(recipe, print, builder=fake.builder())
+    with open(recipe.dir / "xstate-6.1.patch", "a") as f:  # the other source's patch
+        f.write("\n")
+    assert uml_kernel.ensure(recipe, print, builder=fake.builder()).digest == k1.digest
     with open(recipe.dir / "xstate-limit.patch", "a") as f:
         f.write("\n")
     k2 = uml_kernel.ensure(recipe, print, builder=fake.builder())
@@ -118,7 +121,8 @@ def test_a_failed_fetch_falls_back_to_bookworm_and_says_why(tmp_path):
     assert not k.has_seccomp and k.info["patch"] == "xstate-6.1.patch"
     assert any("falling back" in ln for ln in lines)
     stored = json.loads((k.binary.parent / "kernel.json").read_text())
-    assert stored["digest"] == k.digest and stored["recipe"] == recipe.digest()
+    assert stored["digest"] == k.digest
+    assert stored["recipe"] == recipe.digest("xstate-6.1.patch", ("CONFIG_KERNEL_STACK_ORDER=3",))
 
 
 def test_a_build_that_fails_to_boot_falls_back_too(tmp_path):
