@@ -13,7 +13,7 @@ memory per guest and host memory used.
 
 Root.  Usage: python benchmarks/bench_vms.py [--backends uml,libvirt]
               [--uml-counts 1,16,48] [--counts 1,4,8,16] [--memory 160]
-              [--uml-mode ptrace|seccomp]
+              [--uml-mode auto|seccomp|ptrace]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def bench_one(backend: str, n: int, memory: int, uml_mode: str = "ptrace") -> dict:
+def bench_one(backend: str, n: int, memory: int, uml_mode: str = "auto") -> dict:
     before = mem_used_mib()
     t0 = time.monotonic()
     info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend=backend,
@@ -75,10 +75,10 @@ def bench_one(backend: str, n: int, memory: int, uml_mode: str = "ptrace") -> di
     else:
         rss = [rss_kib(g["pid"]) for g in info["guests"]]
         out["pss_mib_per_guest"] = info.get("pss_mib_per_guest")
-        from vm.uml import guest_kernel
+        from vm.uml import guest_kernel, run_mode
 
         k = guest_kernel(None, uml_mode)
-        out.update(uml_mode=uml_mode, guest_kernel=k.info.get("release"),
+        out.update(uml_mode=run_mode(k, uml_mode), guest_kernel=k.info.get("release"),
                    guest_kernel_digest=k.digest)
     out.update({"rss_mib_mean": round(sum(rss) / len(rss) / 1024, 1),
                 "rss_mib_max": round(max(rss) / 1024, 1),
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", default="1,4,8,16", help="libvirt VM counts")
     ap.add_argument("--memory", type=int, default=160, help="MiB per VM")
     ap.add_argument("--uml-mode", choices=UML_MODES, default=default("uml_mode"),
-                    help="uml: ptrace or seccomp (gamebed run --uml-mode)")
+                    help="uml: auto, seccomp or ptrace (gamebed run --uml-mode)")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_vms: needs root (namespaces, cgroups, libvirt domains, taps)",

@@ -27,7 +27,9 @@ PLACEMENTS = ("restricted", "dynamic")
 STAMPERS = ("afpacket", "bpf")
 BACKENDS = ("auto", "netns", "uml", "libvirt")
 ACCELS = ("auto", "kvm", "tcg")
-UML_MODES = ("ptrace", "seccomp")  # how a UML guest's kernel catches its processes' syscalls
+# how a UML guest's kernel catches its processes' syscalls; auto: seccomp where the kernel
+# has it (>= 6.16), else ptrace
+UML_MODES = ("auto", "seccomp", "ptrace")
 SLA_STATS = ("mean", "p95", "p99")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
            "accel": ACCELS, "uml_mode": UML_MODES, "dispatch": DISPATCH_MODES,
@@ -77,8 +79,9 @@ class ExperimentSpec:
     vm_memory_mib: int = 160
     # uml: ptrace (every guest syscall stops the guest process for its kernel) or seccomp
     # (a filter turns it into a signal handled in the process; trusted guests only, ours
-    # are; kernels >= 6.16); see README for the measured choice
-    uml_mode: str = "ptrace"
+    # are; kernels >= 6.16); auto: seccomp where the kernel has it, measured faster and
+    # as stable (README); every point records the mode it ran
+    uml_mode: str = "auto"
     uml_kernel: str | None = None  # another UML binary instead of gamebed's (vm/uml_kernel.py)
     dispatch: str = "epoll"
     game_port: int = GAME_PORT

@@ -72,10 +72,19 @@ def guest_kernel(given: str | None, mode: str, progress=print) -> uml_kernel.Uml
         _KERNELS[given] = (uml_kernel.given(Path(given)) if given
                            else uml_kernel.ensure(progress=progress))
     k = _KERNELS[given]
-    if mode == "seccomp" and not k.has_seccomp:
-        raise ValueError(f"--uml-mode seccomp needs a UML kernel >= 6.16; {k.binary} is "
-                         f"{k.info.get('release')}: use --uml-mode ptrace")
+    run_mode(k, mode)
     return k
+
+
+def run_mode(kernel: uml_kernel.UmlKernel, mode: str) -> str:
+    """The mode the guests run in: `auto` is seccomp where the kernel has it (>= 6.16),
+    else ptrace; seccomp asked of a kernel without it is refused."""
+    if mode == "auto":
+        return "seccomp" if kernel.has_seccomp else "ptrace"
+    if mode == "seccomp" and not kernel.has_seccomp:
+        raise ValueError(f"--uml-mode seccomp needs a UML kernel >= 6.16; {kernel.binary} "
+                         f"is {kernel.info.get('release')}: use --uml-mode ptrace or auto")
+    return mode
 
 
 def mode_args(mode: str) -> list[str]:
@@ -96,6 +105,7 @@ class UmlGuests:
         self.cgroups: list[CpuCgroup] = []
         self.image: uml_image.UmlImage | None = None
         self.kernel: uml_kernel.UmlKernel | None = None
+        self.mode = ctx.spec.uml_mode  # resolved against the kernel in start()
         self.work = VM_DIR / ctx.manifest.prefix / f"uml-g{len(ctx.topo.guests):03d}"
         self.boot_s: float | None = None
         self.memory: dict = {}
@@ -111,8 +121,11 @@ class UmlGuests:
             self.image = uml_image.UmlImage(d, d / "root.img", {})
             c.runner.echo("gamebed image build   # UML kernel and root (cached by input "
                           "digest)")
+            # the kernel gamebed builds (>= 6.16) runs auto as seccomp
+            self.mode = "seccomp" if c.spec.uml_mode == "auto" else c.spec.uml_mode
         else:
             self.kernel = guest_kernel(c.spec.uml_kernel, c.spec.uml_mode, c.progress)
+            self.mode = run_mode(self.kernel, c.spec.uml_mode)
             self.image = _image(c.runner, c.progress)
             with shielded():  # listed and due for removal, or neither
                 entry = c.manifest.add(kind="dir", path=str(self.work))
@@ -155,7 +168,7 @@ class UmlGuests:
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
                 f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
-                *mode_args(s.uml_mode)]
+                *mode_args(self.mode)]
 
     def _boot(self, g: GuestAddr, again: bool = False) -> None:
         """Boot guest g; `again`: after a fault killed it, in its own cgroup and slot."""
@@ -333,7 +346,7 @@ class UmlGuests:
                 "cpu_cap": s.cpu_cap, "cpu_weight": s.cpu_weight,
                 "server_work_us": s.server_work_us, "vm_memory_mib": s.vm_memory_mib,
                 **(self.kernel.describe() if self.kernel else {}),
-                "uml_mode": s.uml_mode,
+                "uml_mode": self.mode,
                 "image": img.info.get("digest") if img else None,
                 "guest_nic": "vec0 (raw socket on a veth); host mode: tc BPF decoder on "
                              "vec0, logging the guest kernel's own stamp too; guest mode: "
@@ -380,9 +393,10 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
     from vm.accel import _boot_id
 
     kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
+    mode = run_mode(kernel, spec.uml_mode)
     image = _image(Runner(), progress)
     key = {"boot_id": _boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
-           "mode": spec.uml_mode}
+           "mode": mode}
     try:
         known = json.loads(cache.read_text())
         if {k: known.get(k) for k in key} == key:
@@ -390,13 +404,13 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
     except (OSError, ValueError, KeyError):
         pass
     progress(f"uml: booting one guest to check that user-mode Linux runs here "
-             f"({kernel.info.get('release')}, {spec.uml_mode})")
+             f"({kernel.info.get('release')}, {mode})")
     manifest = Manifest(new_prefix())
     try:
-        took = _probe_boot(kernel, image, spec, manifest)
+        took = _probe_boot(kernel, image, (mode, spec.vm_memory_mib), manifest)
     finally:
         manifest.close()
-    detail = (f"a user-mode Linux {kernel.info.get('release')} guest ({spec.uml_mode}) "
+    detail = (f"a user-mode Linux {kernel.info.get('release')} guest ({mode}) "
               f"booted and its agent answered in {took:.1f} s")
     try:
         cache.write_text(json.dumps({**key, "detail": detail}))
@@ -405,11 +419,12 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
     return detail
 
 
-def _probe_boot(kernel: uml_kernel.UmlKernel, image: uml_image.UmlImage, spec,
-                manifest) -> float:
+def _probe_boot(kernel: uml_kernel.UmlKernel, image: uml_image.UmlImage,
+                how: tuple[str, int], manifest) -> float:
+    """Boot one guest in mode how[0] with how[1] MiB; seconds until its agent answered."""
     from gamebed.proc import Runner
 
-    mode, memory_mib = spec.uml_mode, spec.vm_memory_mib
+    mode, memory_mib = how
     runner, work = Runner(), VM_DIR / manifest.prefix / "probe"
     with ExitStack() as stack:
         with shielded():

@@ -159,9 +159,16 @@ def test_seccomp_is_refused_on_a_kernel_without_it(tmp_path, monkeypatch):
     b.write_text("#!/bin/sh\necho 6.1.192\n")
     b.chmod(0o755)
     assert uml.guest_kernel(str(b), "ptrace").info["release"] == "6.1.192"
-    with pytest.raises(ValueError, match="--uml-mode ptrace"):
+    with pytest.raises(ValueError, match="use --uml-mode ptrace or auto"):
         uml.guest_kernel(str(b), "seccomp")
     assert uml.mode_args("seccomp") == ["seccomp=on"] and uml.mode_args("ptrace") == []
+    old = uml.guest_kernel(str(b), "auto")
+    assert uml.run_mode(old, "auto") == "ptrace"  # auto: ptrace where seccomp is missing
+    new = tmp_path / "new-linux"
+    new.write_text("#!/bin/sh\necho 7.2.13\n")
+    new.chmod(0o755)
+    assert uml.run_mode(uml.guest_kernel(str(new), "auto"), "auto") == "seccomp"
+    assert uml.run_mode(uml.guest_kernel(str(new), "ptrace"), "ptrace") == "ptrace"
 
 
 def test_uml_spec_fields_are_checked():

@@ -93,6 +93,7 @@ def test_uml_dry_run_prints_guests_and_agent_commands(tmp_path, capsys):
                  "--cpu-weight", "512", "--out", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
     assert out.count("linux.uml mem=") == 2 and "vec0:transport=raw" in out
+    assert out.count(" seccomp=on") == 2  # --uml-mode auto on the kernel gamebed builds
     assert "mac=02:67:62:01:00:01" in out and "ubd0=" in out
     assert "cpu.cfs_quota_us" in out and "cpu.shares" in out
     # both modes run on the guests booted once: two agent commands each, no second boot

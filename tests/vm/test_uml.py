@@ -94,7 +94,7 @@ def test_two_uml_guests_host_stamps_exact_guest_stamps_late(uml_run):
     assert env["guest_kernel"] == f"Linux {own.info['release']} (user-mode)"
     assert own.info["package"] in env["guest_kernel_source"]
     assert env["guest_kernel_patch"].startswith(own.info["patch"])
-    assert env["uml_mode"] == "ptrace"
+    assert env["uml_mode"] == s["guest_kernel"]["uml_mode"] == "seccomp"  # auto, >= 6.16
     assert leftovers(s["prefix"]) == NOTHING
 
 
