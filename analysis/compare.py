@@ -33,21 +33,12 @@ SETUP_FIELDS = ("backend", "stamper", "dispatch", "placement", "cpu_cap", "cpu_w
                 "server_work_us")
 
 
-def load_differences(specs: dict[str, dict]) -> list[str]:
-    """'field: run=value, ...' for each load field on which the runs disagree."""
+def differing(records: dict[str, dict], fields: tuple[str, ...]) -> list[str]:
+    """'field: run=value, ...' for each of `fields` on which the runs' records disagree
+    (the load in their specs, the guest kernel in their environments)."""
     out = []
-    for f in LOAD_FIELDS:
-        vals = {label: s.get(f) for label, s in specs.items()}
-        if len(set(map(str, vals.values()))) > 1:
-            out.append(f"{f}: " + ", ".join(f"{k}={v}" for k, v in vals.items()))
-    return out
-
-
-def kernel_differences(envs: dict[str, dict]) -> list[str]:
-    """'field: run=value, ...' for each guest-kernel field on which the runs disagree."""
-    out = []
-    for f in KERNEL_FIELDS:
-        vals = {label: e.get(f) for label, e in envs.items()}
+    for f in fields:
+        vals = {label: r.get(f) for label, r in records.items()}
         if len(set(map(str, vals.values()))) > 1:
             out.append(f"{f}: " + ", ".join(f"{k}={v}" for k, v in vals.items()))
     return out
@@ -71,8 +62,8 @@ def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str |
         df, _dists, meta = analyze(d)
         runs[label], specs[label] = df.assign(run=label), meta.get("spec", {})
         envs[label] = meta.get("environment", {})
-    diff = load_differences(specs)
-    kdiff = kernel_differences(envs)
+    diff = differing(specs, LOAD_FIELDS)
+    kdiff = differing(envs, KERNEL_FIELDS)
     if kdiff and not allow_kernel_difference:
         raise ValueError("the runs' guests ran different kernels or UML modes ("
                          + "; ".join(kdiff) + "): compare runs of one kernel and mode, or "
