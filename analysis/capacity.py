@@ -136,10 +136,12 @@ def interval(v: pd.DataFrame) -> dict:
             "passed_above_failure": [int(n) for n in above["guests"]]}
 
 
-def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float) -> dict:
+def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float,
+             share: str = "client") -> dict:
     """Capacity per mode: {mode: interval(...)} (see the module's docstring); `stat` is
-    mean, p95 or p99."""
-    v = verdicts(points, stat, sla_delay_us, sla_loss)
+    mean, p95 or p99; `share` the part of the path judged (sla_share: the host's for a
+    --wan run, as the report judges it)."""
+    v = verdicts(points, stat, sla_delay_us, sla_loss, share)
     return {m: interval(g) for m, g in v.groupby("mode")}
 
 

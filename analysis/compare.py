@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.capacity import capacity, capacity_text  # noqa: E402
+from analysis.capacity import capacity, capacity_text, sla_share  # noqa: E402
 from analysis.report import _png, analyze, per_count, run_sla  # noqa: E402
 
 LOAD_FIELDS = ("players", "rate", "duration", "seed")
@@ -74,7 +74,9 @@ def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str |
                          "same load, or pass --allow-load-difference")
     # the SLA terms not given are the first run's
     sla = run_sla(next(iter(specs.values())), sla_delay_ms, sla_stat, sla_loss)
-    caps = {label: capacity(df, sla["stat"], sla["delay_ms"] * 1000.0, sla["loss"])
+    # each run judged as `gamebed report` judges it: a --wan run on the host's share
+    caps = {label: capacity(df, sla["stat"], sla["delay_ms"] * 1000.0, sla["loss"],
+                            sla_share(specs[label]))
             for label, df in runs.items()}
     # repeated points: their median per count (the capacities above use every repeat)
     points = pd.concat([per_count(df).assign(run=label) for label, df in runs.items()],

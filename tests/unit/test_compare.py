@@ -83,3 +83,31 @@ def test_comparison_renders_in_headless_chromium(chromium_ok, two_runs, tmp_path
     assert len(facts["capacity_rows"]) == 4  # 2 runs × 2 modes
     assert facts["fetched"] == []
     assert (tmp_path / "cmp.png").stat().st_size > 20_000  # a page was drawn
+
+
+def test_report_and_compare_judge_a_wan_run_alike(tmp_path):
+    """A --wan run is judged on the host's share of the path by both commands (before,
+    `report A B` judged its whole path, 30 ms of WAN included, and every count failed)."""
+    import pandas as pd
+
+    from analysis.report import write_report
+
+    out = tmp_path / "wan"
+
+    def shape(mode, g, rng, n):
+        wan = rng.exponential(30.0, n) + 30_000.0  # before the host stamp
+        host = rng.exponential(100.0 * g if mode == "guest" else 20.0, n)
+        return wan + host, wan, 0.0
+    write_run(out, shape, guest_counts=(1, 4, 16), inputs_per_point=2000)
+    for pj in [*out.glob("points/*/point.json"), out / "summary.json"]:
+        meta = json.loads(pj.read_text())
+        meta["spec"] = {"wan": "delay 30ms"}
+        pj.write_text(json.dumps(meta))
+    write_report(out)
+    report = pd.read_csv(out / "capacity.csv").set_index("mode")
+    caps = compare([out, out])["caps"][str(out)]
+    for mode in ("guest", "host"):
+        assert caps[mode]["capacity"] == report.loc[mode, "capacity"]
+        assert caps[mode]["first_failure"] == (None if pd.isna(report.loc[mode, "first_failure"])
+                                               else report.loc[mode, "first_failure"])
+    assert caps["guest"]["capacity"] == 4 and caps["host"]["capacity"] == 16
