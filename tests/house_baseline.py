@@ -1,0 +1,56 @@
+"""Behaviour the house refactor must keep (no privileges): the main job's dry run, and
+`gamebed report` on three stored runs (tests/data/house/: netns, 1 and 2 guests; plain,
+`--wan "delay 5ms 1ms"`, `--repeat 2`), recorded before the refactor.
+
+    python -m tests.house_baseline --record   # write the expected dry runs (once)
+
+tests/unit/test_house_baseline.py checks both against what is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "house"
+RUNS = ("plain", "wan", "repeat")
+# the main job's dry run, per backend it can resolve to
+DRY_RUNS = {"uml": ["run", "--dry-run", "--backend", "uml"],
+            "netns": ["run", "--dry-run", "--backend", "netns"]}
+
+
+def masked(text: str, out: Path) -> str:
+    """A dry run's text without what differs between runs and clones: the run prefix,
+    the results directory and the checkout's path."""
+    text = re.sub(r"gb[0-9a-f]{6}", "gbPREFIX", text.replace(str(out), "OUT"))
+    return text.replace(str(ROOT), "ROOT")
+
+
+def dry_run(backend: str, out: Path) -> str:
+    from gamebed.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main([*DRY_RUNS[backend], "--out", str(out)])
+    if rc != 0:
+        raise RuntimeError(f"dry run {backend} exited {rc}")
+    return masked(buf.getvalue(), out)
+
+
+def record() -> None:
+    import tempfile
+
+    for backend in DRY_RUNS:
+        with tempfile.TemporaryDirectory() as tmp:
+            (DATA / f"dry-run-{backend}.txt").write_text(dry_run(backend, Path(tmp) / "out"))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--record"]:
+        record()
+    else:
+        print(__doc__)
