@@ -161,10 +161,11 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
 def run_sla(spec: dict, sla_delay_ms: float | None = None, sla_stat: str | None = None,
             sla_loss: float | None = None) -> dict:
     """The SLA to judge by: the given terms, else the run's spec's, else the defaults."""
-    pick = [(sla_stat, "sla_stat", "mean"), (sla_delay_ms, "sla_delay_ms", 1.0),
-            (sla_loss, "sla_loss", 0.01)]
-    stat, delay, loss = (given if given is not None else spec.get(key, dflt)
-                         for given, key, dflt in pick)
+    from gamebed.spec import default  # the spec owns the SLA's defaults
+
+    pick = [(sla_stat, "sla_stat"), (sla_delay_ms, "sla_delay_ms"), (sla_loss, "sla_loss")]
+    stat, delay, loss = (given if given is not None else spec.get(key, default(key))
+                         for given, key in pick)
     return {"stat": stat, "delay_ms": float(delay), "loss": float(loss)}
 
 

@@ -333,12 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("play", help="server + client on loopback; writes records and summary",
                        description="Smoke test of the game model on 127.0.0.1 (no root).")
-    p.add_argument("--players", type=int, default=4)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds (default %(default)s)")
+    p.add_argument("--players", type=int, default=default("players"),
+                   help="players (default %(default)s)")
+    p.add_argument("--duration", type=float, default=default("duration"),
+                   help="seconds (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("play-out"))
     p.add_argument("--dispatch", choices=CHOICES["dispatch"], default=default("dispatch"))
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--rate", type=float, default=20.0, help="mean inputs/s per player")
+    p.add_argument("--seed", type=int, default=default("seed"))
+    p.add_argument("--rate", type=float, default=default("rate"),
+                   help="mean inputs/s per player (default %(default)s)")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("run", help="the sweep: guest counts x timestamp modes (root)",

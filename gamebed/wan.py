@@ -27,8 +27,10 @@ from gamebed.proc import in_netns
 KEYWORDS = {"delay": (1, 3), "loss": (1, 2), "rate": (1, 1), "reorder": (1, 2),
             "duplicate": (1, 2), "corrupt": (1, 2), "limit": (1, 1), "distribution": (1, 1)}
 _VALUE = re.compile(r"^\d+(\.\d+)?(%|[a-zA-Z]+)?$|^(normal|pareto|paretonormal|uniform)$")
-# the message type's offset from the IPv4 header: 20 (no options) + 8 (UDP) + 2
-MSG_TYPE_AT = 20 + 8 + 2
+# the message type's offset from the IPv4 header: 20 (no options) + 8 (UDP) + its place
+# in the game's header (fpsmodel/wire.py owns that)
+IPV4_HEADER, UDP_HEADER = 20, 8
+MSG_TYPE_AT = IPV4_HEADER + UDP_HEADER + wire.HEADER_OFFSETS["type"]
 WAN_HELP = 'netem arguments, e.g. "delay 30ms 5ms loss 0.5%" (keywords: ' + \
     ", ".join(KEYWORDS) + ")"
 

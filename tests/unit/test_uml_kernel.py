@@ -201,3 +201,37 @@ def test_a_resumed_run_on_another_guest_kernel_or_mode_is_refused(tmp_path):
             same_guest_kernel(summary, FakeBed(**env), tmp_path)
     netns = {"points": [{"guests": 1}], "guest_kernel": {}}
     same_guest_kernel(netns, FakeBed(backend="netns"), tmp_path)  # no guest kernel: no check
+
+
+def test_a_second_build_waits_for_the_first_and_takes_its_kernel(tmp_path):
+    """Two gamebeds at once (two runs, or a run and CI): the second waits on the cache's
+    flock, says so, and takes the kernel the first built instead of building again."""
+    import threading
+    import time
+
+    recipe, fake = fake_recipe(tmp_path), FakeBuild(tmp_path)
+    started, release = threading.Event(), threading.Event()
+    plain = fake.compile
+
+    def slow_compile(*args):
+        started.set()
+        release.wait(10)
+        return plain(*args)
+
+    slow = Builder(fetch=fake.fetch, fallback=fake.fallback, compile=slow_compile,
+                   smoke=lambda binary: "ok")
+    got, lines = {}, []
+    first = threading.Thread(target=lambda: got.update(a=uml_kernel.ensure(recipe, print,
+                                                                           builder=slow)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: got.update(
+        b=uml_kernel.ensure(recipe, lines.append, builder=fake.builder())))
+    second.start()
+    time.sleep(0.5)
+    assert second.is_alive() and any("another gamebed is building" in ln for ln in lines)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert fake.compiled == ["linux-source-7.2"]  # built once
+    assert got["a"].digest == got["b"].digest

@@ -31,7 +31,9 @@ def test_clock_sync_bypasses_the_wan_both_ways():
     filt = up[2]
     assert filt[filt.index("u8") + 1] == str(wire.MSG_SYNC_REQ) and filt[-1] == "1:1"
     assert host_side("", "up0", ["loss", "1%"])[2][-6] == str(wire.MSG_SYNC_RESP)
-    assert MSG_TYPE_AT == 20 + 8 + 2  # IPv4 (no options) + UDP + magic, version
+    # the filter's offset lands on the type byte of a real sync request behind IPv4 + UDP
+    packet = bytes(20 + 8) + wire.Codec(7).encode_sync_req(player=1, seq=2, t1=3)
+    assert packet[MSG_TYPE_AT] == wire.MSG_SYNC_REQ
     assert wire.HEADER.unpack_from(bytes([0, 0, 3]) + bytes(29))[2] == wire.MSG_SYNC_REQ
 
 
