@@ -1,22 +1,15 @@
-"""Shared test setup: markers by directory, and the only skip helpers.
-
-tests/unit needs nothing; tests/net needs root and network namespaces;
-tests/vm needs QEMU/libvirt, or user-mode Linux for the `uml` tests.  Each skip says
-what is missing.
-"""
+"""pytest's hooks and fixtures: markers by directory, a per-session accelerator cache,
+and fixtures over the skip helpers of tests/support."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, skip_unless_chromium, skip_unless_clang, skip_unless_netns
 
 
 def pytest_configure(config):
@@ -32,104 +25,6 @@ def pytest_collection_modifyitems(config, items):
         part = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
         if part in ("unit", "net", "vm"):
             item.add_marker(getattr(pytest.mark, part))
-
-
-def _netns_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (CAP_NET_ADMIN) to create network namespaces"
-    if not shutil.which("ip") or not shutil.which("tc"):
-        return "needs iproute2 (ip, tc): run scripts/setup.sh"
-    name = f"gbprobe{uuid.uuid4().hex[:6]}"
-    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"cannot create a network namespace here: {r.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return None
-
-
-_NETNS = None
-
-
-def skip_unless_netns() -> None:
-    global _NETNS
-    if _NETNS is None:
-        _NETNS = _netns_problem() or ""
-    if _NETNS:
-        pytest.skip(_NETNS)
-
-
-def skip_unless_clang() -> None:
-    if not shutil.which("clang"):
-        pytest.skip("needs clang to build the BPF programs: run scripts/setup.sh")
-
-
-def _vm_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to start libvirt domains and their taps"
-    need = {"qemu-system-x86_64": "qemu-system-x86", "libvirtd": "libvirt-daemon-system",
-            "mmdebstrap": "mmdebstrap", "qemu-img": "qemu-utils", "cpio": "cpio"}
-    missing = [f"{cmd} ({pkg})" for cmd, pkg in need.items() if not shutil.which(cmd)]
-    if not list(Path("/usr/src").glob("linux-headers-*-cloud-amd64")):
-        missing.append("linux-headers-cloud-amd64")
-    if not Path("/usr/src/linux-source-6.1.tar.xz").exists():
-        missing.append("linux-source-6.1")
-    if missing:
-        return f"needs {', '.join(missing)}: run scripts/setup.sh"
-    try:
-        import libvirt  # noqa: F401
-    except ImportError:
-        return "needs libvirt-python (the libvirt extra): run scripts/setup.sh"
-    return None
-
-
-def skip_unless_vm() -> None:
-    """Real guests under libvirt (KVM where it boots, else TCG)."""
-    problem = _vm_problem()
-    if problem:
-        pytest.skip(problem)
-    skip_unless_netns()
-    skip_unless_clang()
-
-
-def _uml_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create the UML guests' namespaces and cgroups"
-    from vm import uml_prerequisites
-
-    # only what is missing skips: a kernel that is built but does not boot fails the tests
-    why = uml_prerequisites()
-    return f"{why}: run scripts/setup.sh" if why else None
-
-
-def skip_unless_uml() -> None:
-    """User-mode Linux guests (gamebed's UML kernel, built on first use), plus namespaces
-    and clang."""
-    problem = _uml_problem()
-    if problem:
-        pytest.skip(problem)
-    skip_unless_netns()
-    skip_unless_clang()
-    if not shutil.which("mmdebstrap") and not list((ROOT / "build" / "image").glob("rootfs-*")):
-        pytest.skip("needs mmdebstrap for the guests' root (or a cached one): run "
-                    "scripts/setup.sh")
-
-
-def skip_unless_kbuild() -> None:
-    if not shutil.which("make") or not list(Path("/usr/src").glob("linux-headers-*-cloud-amd64")):
-        pytest.skip("needs make and Debian's linux-headers-cloud-amd64: run scripts/setup.sh")
-    if not Path("/usr/src/linux-source-6.1.tar.xz").exists():
-        pytest.skip("needs Debian's linux-source-6.1: run scripts/setup.sh")
-
-
-def skip_unless_chromium() -> None:
-    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
-    if missing:
-        pytest.skip(f"needs Debian's chromium and chromium-driver ({', '.join(missing)} "
-                    "missing): run scripts/setup.sh")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        pytest.skip("needs selenium (the dev extra): run scripts/setup.sh")
 
 
 @pytest.fixture

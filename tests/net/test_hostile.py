@@ -31,8 +31,7 @@ from tests.hostile import (
     read_frames,
     send_frames,
 )
-
-from .conftest import PROG, netns_testbed
+from tests.support.netns import PROG, netns_testbed
 
 SEED = 20261124
 PPS = 6000

@@ -6,8 +6,8 @@ import time
 
 from hostside.pring import RxRing
 from hostside.shim import open_packet_socket
+from tests.support.netns import Pair
 
-from .conftest import Pair
 from .frames import udp_frame
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from gamebed.cli import main
 from gamebed.resources import CGROUP_V1_CPU
-from tests.conftest import skip_unless_clang, skip_unless_netns
+from tests.support import skip_unless_clang, skip_unless_netns
 
 
 def snapshot(marker: str) -> dict:

@@ -7,8 +7,8 @@ import pytest
 
 from fpsmodel import wire
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
+from tests.support.netns import Pair, netns_testbed
 
-from .conftest import Pair, netns_testbed
 from .frames import arp_request, udp_frame
 
 FORGED = 1_500_000_000_000_000_000

@@ -12,7 +12,6 @@ from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
-from tests.conftest import skip_unless_uml, skip_unless_vm
 from tests.hostile import (
     HostileFrames,
     Target,
@@ -20,6 +19,7 @@ from tests.hostile import (
     liveness_frames,
     send_frames,
 )
+from tests.support import skip_unless_uml, skip_unless_vm
 from vm import make_testbed
 
 N_FRAMES = 1000

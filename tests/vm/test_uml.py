@@ -13,7 +13,7 @@ import pytest
 
 from analysis.point import analyze_point
 from gamebed.cli import main
-from tests.conftest import skip_unless_uml
+from tests.support import skip_unless_uml
 
 pytestmark = pytest.mark.uml
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +171,8 @@ def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
     echo requests sent on the guest's port, each with a valid trailer behind it)."""
     skip_unless_uml()
     from hostside import trailer
-    from tests.net.conftest import Pair
     from tests.net.frames import icmp_echo
+    from tests.support.netns import Pair
 
     info, env = launch_uml(tmp_path, 1)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 import vm
 from gamebed.spec import ExperimentSpec
-from tests.conftest import skip_unless_uml
+from tests.support import skip_unless_uml
 from vm import uml, uml_kernel
 
 pytestmark = pytest.mark.uml

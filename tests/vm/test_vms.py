@@ -13,7 +13,7 @@ import pytest
 
 from gamebed.cli import main
 from gamebed.proc import Runner
-from tests.conftest import skip_unless_kbuild, skip_unless_vm
+from tests.support import skip_unless_kbuild, skip_unless_vm
 
 ROOT = Path(__file__).resolve().parents[2]
 
