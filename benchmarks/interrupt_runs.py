@@ -34,8 +34,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from gamebed.manifest import STATE_DIR, VM_DIR
-from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT
+from gamebed.leaks import leftovers
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
 # seconds of a run's usual length here: the signal lands anywhere in it
@@ -43,45 +42,15 @@ RUN_S = {"netns": 14.0, "uml": 30.0, "libvirt": 60.0}
 SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/core/rmem_max",
            "net/core/wmem_max", "net/core/netdev_max_backlog", "net/core/bpf_jit_enable",
            "kernel/sched_rt_runtime_us", "net/ipv4/conf/all/rp_filter")
-PROC_MARKS = (b"linux.uml", b"qemu-system", b"fpsmodel", b"hostside.shim", b"gamebed")
-
-
-def _lines(cmd: list[str]) -> list[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    return sorted(x for x in r.stdout.split() if x) if r.returncode == 0 else []
-
-
-def _processes() -> list[str]:
-    me = {os.getpid(), os.getppid()}
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) in me:
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if any(m in cmd for m in PROC_MARKS) and b"interrupt_runs" not in cmd:
-            out.append(cmd.replace(b"\0", b" ").decode(errors="replace")[:400])
-    return sorted(out)
+PROC_MARKS = ("linux.uml", "qemu-system", "fpsmodel", "hostside.shim", "gamebed")
 
 
 def snapshot() -> dict[str, list[str]]:
-    """Everything of ours a run could leave behind."""
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return {
-        "netns": _lines(["ip", "netns", "list"]),
-        "links": sorted(x.split(":")[1].strip().split("@")[0] for x in links.splitlines()),
-        "cgroups": sorted(f"{r.name}/{p.name}" for r in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT)
-                          if r.is_dir() for p in r.iterdir() if p.is_dir()),
-        "processes": _processes(),
-        "domains": _lines(["virsh", "-c", "qemu:///system", "list", "--all", "--name"])
-        if shutil.which("virsh") else [],
-        "state_files": sorted(str(p) for d in (STATE_DIR, VM_DIR) if d.is_dir()
-                              for p in d.iterdir() if p.name != "cache"),
-        "sysctls": [f"{k}={Path('/proc/sys', k).read_text().strip()}" for k in SYSCTLS
-                    if Path("/proc/sys", k).exists()],
-    }
+    """Everything of ours a run could leave behind: every name (tests/support/leaks.py),
+    processes of gamebed's kinds, and the sysctls a run may touch."""
+    return {**leftovers("", *PROC_MARKS),
+            "sysctls": [f"{k}={Path('/proc/sys', k).read_text().strip()}" for k in SYSCTLS
+                        if Path("/proc/sys", k).exists()]}
 
 
 def diff(before: dict, after: dict) -> dict[str, list[str]]:

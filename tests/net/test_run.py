@@ -7,33 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from gamebed.cli import main
-from gamebed.resources import CGROUP_V1_CPU
+from gamebed.leaks import NOTHING, leftovers
 from tests.support import skip_unless_clang, skip_unless_netns
-
-
-def snapshot(marker: str) -> dict:
-    """What a run could leak: namespaces, links, cgroups, processes naming our dir."""
-    procs = set()
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit() and p.name != str(os.getpid()):
-            try:
-                if marker in (p / "cmdline").read_bytes().decode(errors="replace"):
-                    procs.add(p.name)
-            except OSError:
-                pass
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    return {
-        "netns": sorted(subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                       text=True).stdout.split()),
-        "links": sorted(line.split(":")[1].strip() for line in links.splitlines()),
-        "cgroups": sorted(os.listdir(CGROUP_V1_CPU)) if CGROUP_V1_CPU.is_dir() else [],
-        "procs": sorted(procs),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +64,14 @@ def start_run(tmp_path, out):
         env=env, stderr=subprocess.PIPE, text=True)
 
 
-def wait_playing(out, proc, timeout=60):
+def wait_playing(out, proc, timeout=60) -> str:
+    """Wait until the run plays; its prefix (from its manifest)."""
     deadline = time.monotonic() + timeout
     point = out / "points" / "host-g002"
     while time.monotonic() < deadline:
         if (point / "client_inputs.csv").exists():
-            return
+            state = next((out.parent / "state").glob("*.json"))
+            return json.loads(state.read_text())["prefix"]
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.1)
     raise AssertionError("the run never started playing")
@@ -99,26 +80,25 @@ def wait_playing(out, proc, timeout=60):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_tears_everything_down(netns_ok, tmp_path, sig):
     out = tmp_path / "res"
-    before = snapshot(str(out))
     proc = start_run(tmp_path, out)
-    wait_playing(out, proc)
-    assert snapshot(str(out)) != before  # the run really built things
+    prefix = wait_playing(out, proc)
+    built = leftovers(prefix, str(out))
+    assert built["netns"] and built["processes"]  # the run really built things
     proc.send_signal(sig)
     proc.wait(60)
     assert proc.returncode == 130
-    assert snapshot(str(out)) == before
+    assert leftovers(prefix, str(out)) == NOTHING
     assert list((tmp_path / "state").glob("*.json")) == []
 
 
 def test_clean_removes_what_a_killed_run_left(netns_ok, tmp_path):
     out = tmp_path / "res"
-    before = snapshot(str(out))
     proc = start_run(tmp_path, out)
-    wait_playing(out, proc)
+    prefix = wait_playing(out, proc)
     proc.kill()  # no chance to tear down
     proc.wait(10)
-    left = snapshot(str(out))
-    assert left != before
+    left = leftovers(prefix, str(out))
+    assert left["netns"] and left["cgroups"] and left["processes"]
     manifests = list((tmp_path / "state").glob("*.json"))
     assert len(manifests) == 1
     env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
@@ -127,7 +107,7 @@ def test_clean_removes_what_a_killed_run_left(netns_ok, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "removed netns" in r.stdout and "killed process" in r.stdout
     time.sleep(0.3)
-    assert snapshot(str(out)) == before
+    assert leftovers(prefix, str(out)) == NOTHING
     assert not manifests[0].exists()
 
 
@@ -136,11 +116,11 @@ def test_faulted_guest_loses_availability_the_others_keep_it(netns_ok, tmp_path)
     for good; guest 0 is left alone.  Nothing is leaked, and the report says so."""
     skip_unless_clang()
     out = tmp_path / "res"
-    before = snapshot(str(out))
     assert main(["run", "--backend", "netns", "--guests", "3", "--modes", "host",
                  "--duration", "4", "--fault", "server:1@1.5+1", "--fault", "server:2@2",
                  "--out", str(out)]) == 0
-    assert snapshot(str(out)) == before
+    prefix = json.loads((out / "summary.json").read_text())["prefix"]
+    assert leftovers(prefix, str(out)) == NOTHING
     p = json.loads((out / "summary.json").read_text())["points"][0]
     per = p["availability_by_guest"]
     assert per["0"] == 1.0

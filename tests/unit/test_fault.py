@@ -11,7 +11,7 @@ from analysis.availability import FLUSH_SLACK_NS, fault_figures
 from analysis.records import read_csv
 from fpsmodel import records as schema
 from gamebed.cli import main
-from gamebed.fault import Fault, FaultSchedule, check_faults
+from gamebed.fault import Fault, FaultSchedule, check_faults, parse_faults
 from gamebed.spec import ExperimentSpec
 
 
@@ -39,9 +39,14 @@ def test_a_fault_the_run_cannot_carry_out_is_refused(faults, backend, msg):
 
 
 def test_what_each_backend_can_do_is_accepted():
-    ExperimentSpec(backend="netns", guest_counts=(2,), faults=("server:1@2+1", "guest:0@3"))
-    ExperimentSpec(backend="uml", guest_counts=(2,), faults=("guest:1@2",))
-    check_faults(("server:0@1",), "", 5, 1)  # backend auto: checked once resolved
+    s = ExperimentSpec(backend="netns", guest_counts=(2,), faults=("server:1@2+1", "guest:0@3"))
+    assert [f.text() for f in parse_faults(s.faults)] == ["server:1@2+1", "guest:0@3"]
+    s = ExperimentSpec(backend="uml", guest_counts=(2,), faults=("guest:1@2",))
+    assert parse_faults(s.faults)[0].guest == 1
+    assert check_faults(("server:0@1",), "", 5, 1) is None  # auto: checked once resolved
+    # the same faults on a backend that cannot do them are refused (the check can fail)
+    with pytest.raises(ValueError, match="not on the libvirt backend"):
+        check_faults(("guest:1@2",), "libvirt", 5, 2)
 
 
 def test_bad_fault_on_the_command_line_gets_one_line_and_exit_2(capsys, tmp_path):

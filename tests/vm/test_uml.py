@@ -13,38 +13,16 @@ import pytest
 
 from analysis.point import analyze_point
 from gamebed.cli import main
+from gamebed.leaks import NOTHING, leftovers
 from tests.support import skip_unless_uml
 
 pytestmark = pytest.mark.uml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def leftovers(prefix: str) -> dict:
-    """Everything of a run's prefix that could outlive it."""
-    from gamebed.manifest import VM_DIR
-    from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT
-
-    procs = []
-    for d in Path("/proc").iterdir():
-        try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"linux.uml") and any(prefix.encode() in a for a in cmd):
-            procs.append(int(d.name))
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {"uml_processes": procs,
-            "netns": [n for n in netns.split() if n.startswith(prefix)],
-            "links": [n for n in os.listdir("/sys/class/net") if n.startswith(prefix)],
-            "cgroups": sorted(str(p) for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT)
-                              for p in root.glob(f"{prefix}*")),
-            "dirs": sorted(str(p) for p in VM_DIR.glob(f"{prefix}*"))}
-
-
 # measured (Debian's UML 6.1): the vector driver takes a 1514-byte frame plus the 16-byte
 # trailer although vec0's MTU is 1500, so even a full-size input could carry a host stamp
 FULL_SIZE_WITH_TRAILER_ARRIVES = True
-NOTHING = {"uml_processes": [], "netns": [], "links": [], "cgroups": [], "dirs": []}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +136,7 @@ def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
     assert info["backend"] == "uml"
     assert all(g["answer"]["answered"] > 0 for g in info["guests"])
     time.sleep(2)  # the launching process is gone: the guests must keep serving
-    assert len(leftovers(info["prefix"])["uml_processes"]) >= 2
+    assert len(leftovers(info["prefix"])["processes"]) >= 2
     r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
