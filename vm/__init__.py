@@ -85,7 +85,7 @@ def uml_usable(spec: ExperimentSpec | None = None, progress: Callable[[str], Non
     try:
         return True, uml.probe(spec or ExperimentSpec(), progress)
     except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
-        from vm.uml_kernel import first_line
+        from vm.accel import first_line
 
         return False, first_line(e)
 

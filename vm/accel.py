@@ -80,7 +80,8 @@ def cache_path() -> Path:
     return Path(os.environ.get("GAMEBED_ACCEL_CACHE", DEFAULT_CACHE))
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
+    """This host boot's id: what the per-boot caches in /run are keyed by."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
@@ -91,7 +92,7 @@ def read_cache(path: Path) -> Accel | None:
     """The decision cached for this boot, or None (missing, stale, unreadable, old format)."""
     try:
         known = json.loads(path.read_text())
-        if known.get("boot_id") == _boot_id() and known.get("reason"):
+        if known.get("boot_id") == boot_id() and known.get("reason"):
             return Accel(known["domain_type"], known["reason"])
     except (OSError, ValueError, KeyError, AttributeError):
         pass
@@ -102,7 +103,7 @@ def write_cache(path: Path, accel: Accel) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"boot_id": _boot_id(), "domain_type": accel.domain_type,
+        tmp.write_text(json.dumps({"boot_id": boot_id(), "domain_type": accel.domain_type,
                                    "reason": accel.reason}))
         os.replace(tmp, path)
     except OSError:

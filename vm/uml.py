@@ -390,12 +390,12 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
     the console's reason lines.  A success is cached for this host boot."""
     from gamebed.manifest import Manifest, new_prefix
     from gamebed.proc import Runner
-    from vm.accel import _boot_id
+    from vm.accel import boot_id
 
     kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
     mode = run_mode(kernel, spec.uml_mode)
     image = _image(Runner(), progress)
-    key = {"boot_id": _boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
+    key = {"boot_id": boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
            "mode": mode}
     try:
         known = json.loads(cache.read_text())

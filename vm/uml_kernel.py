@@ -43,6 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vm.accel import first_line
+
 RECIPE_DIR = Path(__file__).resolve().parent / "uml-kernel"
 CACHE = Path(os.environ.get("GAMEBED_KERNEL_CACHE", "/var/cache/gamebed/uml-kernel"))
 BUILD_VERSION = "1"  # bump when this module changes what a build produces
@@ -434,11 +436,6 @@ def _save_times(cache: Path, package: str, took: dict) -> None:
     times = _last_times(cache)
     times[package] = times["any"] = took
     (cache / "last-build.json").write_text(json.dumps(times, indent=1) + "\n")
-
-
-def first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def given(path: Path) -> UmlKernel:

@@ -138,7 +138,7 @@ def test_cache_from_another_boot_or_format_is_ignored(tmp_path, kvm_host):
     cache.write_text(json.dumps({"boot_id": "another boot", "domain_type": "kvm",
                                  "reason": "KVM: ..."}))
     assert accel.read_cache(cache) is None
-    cache.write_text(json.dumps({"boot_id": accel._boot_id(), "domain_type": "kvm"}))
+    cache.write_text(json.dumps({"boot_id": accel.boot_id(), "domain_type": "kvm"}))
     assert accel.read_cache(cache) is None  # an old cache without a reason
     cache.write_text("{not json")
     assert accel.read_cache(cache) is None
