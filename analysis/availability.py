@@ -47,13 +47,13 @@ def _answered(updates: pd.DataFrame, guest: int, after_ns: int | None) -> int | 
 def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
     """The availability figures of a point: always per guest; with faults.json also the
     faults' losses, apart from load's, and each fault's time until answered again.
-    `lost_fault` is 0 and `faults` empty in a point without faults."""
+    `inputs_lost_fault` is 0 and `faults` empty in a point without faults."""
     per = by_guest(j)
     sent = int(per["sent"].sum())
     row = {"availability": float(per["delivered"].sum() / sent) if sent else np.nan,
            "availability_by_guest": {str(int(g)): round(float(a), 6)
                                      for g, a in per["availability"].items()},
-           "lost_fault": 0, "faults": []}
+           "inputs_lost_fault": 0, "faults": []}
     rec = load_json(Path(pdir) / FAULTS_FILE, {}) or {}
     if not rec.get("faults"):
         return row
@@ -69,7 +69,7 @@ def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
         end = back if back is not None else np.inf
         in_window = (guests == g) & (send >= t0 - FLUSH_SLACK_NS) & (send < end)
         n = int((lost & in_window).sum())
-        row["lost_fault"] += n
+        row["inputs_lost_fault"] += n
         row["faults"].append({**_fault_row(f, per, g), "carried_out": True, "lost_fault": n,
                               "answered_again_s": None if back is None
                               else round((back - t0) / 1e9, 3)})

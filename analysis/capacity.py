@@ -20,6 +20,7 @@ is narrower than about 10% (`resolution`).  Every count is measured in both mode
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,14 +33,53 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
 # what the SLA judges: the whole path (client send → stamp the server used), or with
 # players on a WAN (--wan) the host's share only: from the host's arrival stamp (the
-# stamp error) and the loss after it (analysis/point.py path_split)
-SHARES = {"client": ("delay", "loss_ratio", "lost", "sent"),
+# stamp error) and the loss after it (analysis/point.py path_split).  Per share: the
+# figure whose statistic is judged, the loss ratio, and its lost and sent counts.
+SHARES = {"client": ("delay", "loss_ratio", "inputs_lost", "inputs_sent"),
           "host": ("stamp_error", "host_loss_ratio", "inputs_lost_host", "inputs_host_logged")}
 
 
-def sla_share(spec: dict) -> str:
-    """The share of the path a run's SLA judges: the host's with --wan."""
-    return "host" if spec.get("wan") else "client"
+@dataclass(frozen=True)
+class SlaTerms:
+    """SLA terms asked for (`gamebed report --sla-*`); None: the run's own."""
+
+    delay_ms: float | None = None
+    stat: str | None = None
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Sla:
+    """The SLA a run is judged by: a delay statistic and limit, a loss limit, and the
+    share of the path they apply to."""
+
+    stat: str
+    delay_ms: float
+    loss: float
+    share: str = "client"
+
+    @classmethod
+    def of_run(cls, spec: dict, given: SlaTerms | None = None) -> Sla:
+        """The given terms, else the run's (its spec's), else the spec's defaults; the
+        host's share of the path for a --wan run."""
+        from gamebed.spec import default  # the spec owns the SLA's defaults
+
+        g = given or SlaTerms()
+        pick = [(g.stat, "sla_stat"), (g.delay_ms, "sla_delay_ms"), (g.loss, "sla_loss")]
+        s, d, x = (given if given is not None else spec.get(key, default(key))
+                   for given, key in pick)
+        return cls(s, float(d), float(x), "host" if spec.get("wan") else "client")
+
+    @property
+    def delay_us(self) -> float:
+        return self.delay_ms * 1000.0
+
+    def terms(self) -> SlaTerms:
+        return SlaTerms(self.delay_ms, self.stat, self.loss)
+
+    def as_dict(self) -> dict:
+        return {"stat": self.stat, "delay_ms": self.delay_ms, "loss": self.loss,
+                "share": self.share}
 
 
 def t975(df: int) -> float:
@@ -62,66 +102,69 @@ def _t_interval(v: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _judge(g: pd.DataFrame, col: str, sla_us: float, sla_loss: float) -> dict:
-    """One (mode, count): the statistic and the loss ratio with their CIs, and the verdict."""
-    g = g.dropna(subset=[col, "loss_ratio"])
+def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
+    """One (mode, count): the statistic and the loss ratio with their CIs, and the verdict.
+    `cols`: the statistic's column, the loss ratio's, and the lost and sent counts'."""
+    col, loss_col, lost_col, sent_col = cols
+    g = g.dropna(subset=[col, loss_col])
     if g.empty:
         return {"k": 0, "verdict": "fail", "reason": "no delivered inputs"}
     if len(g) == 1:
         r = g.iloc[0]
         value, lo, hi = r[col], r.get(f"{col[:-3]}_ci_lo_us", r[col]), \
             r.get(f"{col[:-3]}_ci_hi_us", r[col])
-        loss = float(r["loss_ratio"])
-        load_lost = float(r["lost"]) - float(r.get("lost_fault", 0) or 0)  # not a fault's
-        loss_lo, loss_hi = (wilson(load_lost, float(r["sent"])) if "sent" in r
+        loss = float(r[loss_col])
+        # a fault's losses are not load's
+        load_lost = float(r[lost_col]) - float(r.get("inputs_lost_fault", 0) or 0)
+        loss_lo, loss_hi = (wilson(load_lost, float(r[sent_col])) if sent_col in r
                             else (loss, loss))
         how = "the point's 95% CI"
     else:
         value, lo, hi = _t_interval(g[col].to_numpy(dtype="float64"))
-        loss, loss_lo, loss_hi = _t_interval(g["loss_ratio"].to_numpy(dtype="float64"))
+        loss, loss_lo, loss_hi = _t_interval(g[loss_col].to_numpy(dtype="float64"))
         loss_lo, loss_hi = max(0.0, loss_lo), min(1.0, loss_hi)
         how = f"t interval over {len(g)} repeats"
     lo = value if not np.isfinite(lo) else lo
     hi = value if not np.isfinite(hi) else hi
-    d_ok, d_bad = hi <= sla_us, lo > sla_us
-    l_ok, l_bad = loss_hi <= sla_loss, loss_lo > sla_loss
+    return {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
+            "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
+            "loss_ci_hi": float(loss_hi),
+            **_verdict((lo, hi), (loss_lo, loss_hi), sla, how)}
+
+
+def _verdict(delay: tuple[float, float], loss: tuple[float, float], sla: Sla,
+             how: str) -> dict:
+    """pass: both CIs within the SLA; fail: either CI beyond it; else unsure."""
+    d_ok, d_bad = delay[1] <= sla.delay_us, delay[0] > sla.delay_us
+    l_ok, l_bad = loss[1] <= sla.loss, loss[0] > sla.loss
     if d_bad or l_bad:
         verdict = "fail"
-        why = " and ".join(s for s, b in ((f"delay CI above {sla_us:g} µs", d_bad),
-                                          (f"loss CI above {sla_loss:g}", l_bad)) if b)
+        why = " and ".join(s for s, b in ((f"delay CI above {sla.delay_us:g} µs", d_bad),
+                                          (f"loss CI above {sla.loss:g}", l_bad)) if b)
     elif d_ok and l_ok:
         verdict, why = "pass", "delay and loss CIs within the SLA"
     else:
         verdict = "unsure"
         why = " and ".join(s for s, b in (("delay CI straddles the SLA", not d_ok),
                                           ("loss CI straddles the SLA", not l_ok)) if b)
-    return {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
-            "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
-            "loss_ci_hi": float(loss_hi), "verdict": verdict, "reason": f"{why} ({how})"}
+    return {"verdict": verdict, "reason": f"{why} ({how})"}
 
 
-def verdicts(points: pd.DataFrame, stat: str, sla_delay_us: float,
-             sla_loss: float, share: str = "client") -> pd.DataFrame:
+def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
     """One row per (mode, guests): k, the statistic and its CI, loss and its CI, verdict
-    (pass, fail, unsure) and the reason.  `points` has one row per measured point with
-    mode, guests, sent, lost, loss_ratio, the statistic column and its _ci_lo/_ci_hi
-    (for share "host": the stamp error's, host_loss_ratio and the host's counts)."""
-    name, loss_col, lost_col, sent_col = SHARES[share]
-    col = f"{name}_{stat}_us"
-    p = points
-    if share == "host":  # the judge reads the loss under its usual names
-        p = points.drop(columns=[c for c in ("loss_ratio", "lost", "sent") if c in points])
-        p = p.rename(columns={loss_col: "loss_ratio", lost_col: "lost", sent_col: "sent",
-                              "lost_host": "lost", "host_logged": "sent"})
-        p = p.loc[:, ~p.columns.duplicated()]
-    rows = [{"mode": m, "guests": int(n), **_judge(g, col, sla_delay_us, sla_loss)}
-            for (m, n), g in p.groupby(["mode", "guests"])]
+    (pass, fail, unsure) and the reason.  `points` has one row per measured point, with
+    the columns SHARES names for the SLA's share, the statistic's and its CI's."""
+    name, loss_col, lost_col, sent_col = SHARES[sla.share]
+    cols = (f"{name}_{sla.stat}_us", loss_col, lost_col, sent_col)
+    rows = [{"mode": m, "guests": int(n), **_judge(g, cols, sla)}
+            for (m, n), g in points.groupby(["mode", "guests"])]
     return pd.DataFrame(rows).sort_values(["mode", "guests"]).reset_index(drop=True)
 
 
 def interval(v: pd.DataFrame) -> dict:
     """Capacity of one mode from its verdict rows: {capacity (lo), capacity_hi (None:
-    unbounded), bounded, first_failure, largest_measured, unsure, passed_above_failure}."""
+    unbounded), bounded_by_largest_count, first_failure, largest_measured, unsure,
+    passed_above_failure}."""
     v = v.sort_values("guests")
     fails = v[v["verdict"] == "fail"]["guests"]
     first_fail = int(fails.min()) if len(fails) else None
@@ -130,23 +173,26 @@ def interval(v: pd.DataFrame) -> dict:
     lo = int(passed.max()) if len(passed) else 0
     above = v[(v["verdict"] == "pass") & (v["guests"] > (first_fail or 10**9))]
     return {"capacity": lo, "capacity_hi": None if first_fail is None else first_fail - 1,
-            "bounded": first_fail is None,  # no count failed: capacity ≥ lo
+            # no count failed: capacity ≥ lo, bounded only by the largest count tried
+            "bounded_by_largest_count": first_fail is None,
             "first_failure": first_fail, "largest_measured": int(v["guests"].max()),
             "unsure": [int(n) for n in below[below["verdict"] == "unsure"]["guests"]],
             "passed_above_failure": [int(n) for n in above["guests"]]}
 
 
-def capacity(points: pd.DataFrame, stat: str, sla_delay_us: float, sla_loss: float,
-             share: str = "client") -> dict:
-    """Capacity per mode: {mode: interval(...)} (see the module's docstring); `stat` is
-    mean, p95 or p99; `share` the part of the path judged (sla_share: the host's for a
-    --wan run, as the report judges it)."""
-    v = verdicts(points, stat, sla_delay_us, sla_loss, share)
-    return {m: interval(g) for m, g in v.groupby("mode")}
+def judge(points: pd.DataFrame | list[dict], sla: Sla) -> tuple[pd.DataFrame, dict]:
+    """The one capacity judge (report, comparison and search): a run's points (rows of
+    points.csv or summary.json's entries: the same names) → (verdicts per mode and
+    count, {mode: interval(...)})."""
+    frame = points if isinstance(points, pd.DataFrame) else pd.DataFrame(points)
+    if not len(frame):
+        return frame, {}
+    v = verdicts(frame, sla)
+    return v, {m: interval(g) for m, g in v.groupby("mode")}
 
 
 def capacity_text(c: dict) -> str:
-    if c["bounded"]:
+    if c["bounded_by_largest_count"]:
         if c["capacity"] == 0:
             return "unknown: no count measured passed or failed with confidence"
         return f"≥ {c['capacity']} (no measured count failed)"
@@ -185,15 +231,10 @@ def next_count(v: pd.DataFrame, tried: set[int], maximum: int) -> int | None:
     return best
 
 
-def search_step(sla_stat: str, sla_delay_ms: float, sla_loss: float, maximum: int,
-                share: str = "client"):
+def search_step(sla: Sla, maximum: int):
     """The search as the sweep calls it: (summary.json's points so far, counts tried) →
     the next count or None (gamebed/sweep.py)."""
     def step(points: list[dict], tried: set[int]) -> int | None:
-        frame = pd.DataFrame(points).rename(columns={"inputs_sent": "sent",
-                                                     "inputs_lost": "lost",
-                                                     "inputs_lost_fault": "lost_fault"})
-        judged = (verdicts(frame, sla_stat, sla_delay_ms * 1000.0, sla_loss, share)
-                  if len(frame) else frame)
+        judged, _ = judge(points, sla)
         return next_count(judged, tried, maximum)
     return step

@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.capacity import capacity, capacity_text, sla_share  # noqa: E402
-from analysis.report import _png, analyze, per_count, run_sla  # noqa: E402
+from analysis.capacity import Sla, SlaTerms, capacity_text, judge  # noqa: E402
+from analysis.report import _png, analyze, per_count  # noqa: E402
 
 LOAD_FIELDS = ("players", "rate", "duration", "seed")
 # the guest kernel and how it ran (UML): a run mixing them is refused like a mixed load
@@ -51,9 +51,8 @@ def _labels(dirs: list[Path]) -> list[str]:
     return [str(d) for d in dirs]
 
 
-def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str | None = None,
-            sla_loss: float | None = None, allow_load_difference: bool = False,
-            allow_kernel_difference: bool = False) -> dict:
+def compare(dirs: list[Path], terms: SlaTerms | None = None,
+            allow_load_difference: bool = False, allow_kernel_difference: bool = False) -> dict:
     """Every run analysed, capacities, the joined point table and the differences."""
     if len(dirs) < 2:
         raise ValueError("a comparison needs two or more results directories")
@@ -73,10 +72,9 @@ def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str |
                          "delay difference would not be the testbeds'. Compare runs of the "
                          "same load, or pass --allow-load-difference")
     # the SLA terms not given are the first run's
-    sla = run_sla(next(iter(specs.values())), sla_delay_ms, sla_stat, sla_loss)
+    first = Sla.of_run(next(iter(specs.values())), terms)
     # each run judged as `gamebed report` judges it: a --wan run on the host's share
-    caps = {label: capacity(df, sla["stat"], sla["delay_ms"] * 1000.0, sla["loss"],
-                            sla_share(specs[label]))
+    caps = {label: judge(df, Sla.of_run(specs[label], first.terms()))[1]
             for label, df in runs.items()}
     # repeated points: their median per count (the capacities above use every repeat)
     points = pd.concat([per_count(df).assign(run=label) for label, df in runs.items()],
@@ -84,7 +82,7 @@ def compare(dirs: list[Path], sla_delay_ms: float | None = None, sla_stat: str |
     return {"runs": runs, "specs": specs, "caps": caps, "points": points,
             "differences": differences(points, list(runs)), "load_differences": diff,
             "kernel_differences": kdiff,
-            "sla": sla}
+            "sla": first.as_dict()}
 
 
 def differences(points: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -140,7 +138,7 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
     pts = [["run", "mode", "guests", "sent", "loss", "delay mean µs", "mean 95% CI µs",
             "delay p95 µs", "stamp err mean µs"]]
     for _, r in c["points"].sort_values(["mode", "guests", "run"]).iterrows():
-        pts.append([r["run"], r["mode"], str(r["guests"]), str(r["sent"]),
+        pts.append([r["run"], r["mode"], str(r["guests"]), str(r["inputs_sent"]),
                     f"{r['loss_ratio']:.4f}", _fmt(r["delay_mean_us"]),
                     f"{r['delay_mean_ci_lo_us']:.1f}–{r['delay_mean_ci_hi_us']:.1f}",
                     _fmt(r["delay_p95_us"]), _fmt(r["stamp_error_mean_us"])])
@@ -155,8 +153,10 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
             "Differences to the first run": diffs}
 
 
-def write_comparison(dirs: list[Path], out: Path, **kw) -> dict[str, Path]:
-    c = compare([Path(d) for d in dirs], **kw)
+def write_comparison(dirs: list[Path], out: Path, terms: SlaTerms | None = None,
+                     allow_load_difference: bool = False,
+                     allow_kernel_difference: bool = False) -> dict[str, Path]:
+    c = compare([Path(d) for d in dirs], terms, allow_load_difference, allow_kernel_difference)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sla = c["sla"]

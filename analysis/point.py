@@ -93,7 +93,7 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
     exact = d["stamp_error_ns"] == 0  # integer difference: NaN (no host stamp) ≠ 0
     rtt = (updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
            if updates is not None else np.array([]))
-    row = {"sent": len(j), "delivered": len(d), "lost": len(j) - len(d),
+    row = {"inputs_sent": len(j), "inputs_delivered": len(d), "inputs_lost": len(j) - len(d),
            "loss_ratio": (len(j) - len(d)) / len(j) if len(j) else np.nan,
            "clock_uncertainty_us": unc,
            "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
@@ -128,8 +128,9 @@ def path_split(j: pd.DataFrame) -> dict:
                    .to_numpy() / 1e3)
     gone = ~j["delivered"].to_numpy(bool)
     stale = j["stale"].to_numpy(bool) if "stale" in j else np.zeros(len(j), bool)
-    out = {"host_logged": int(seen.sum()), "lost_network": int((~seen).sum()),
-           "lost_host": int((seen & gone & ~stale).sum()), "reordered": int(stale.sum())}
+    out = {"inputs_host_logged": int(seen.sum()), "inputs_lost_network": int((~seen).sum()),
+           "inputs_lost_host": int((seen & gone & ~stale).sum()),
+           "inputs_reordered": int(stale.sum())}
     for k in ("mean", "p50", "p95", "p99"):
         out[f"net_delay_{k}_us"] = net.get(k, np.nan)
     return out
@@ -201,10 +202,12 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     del rec  # the per-input tables are in `j` now; free them before the statistics
     row, errors = figures(add_delays(j), updates)
     row.update(fault_figures(pdir, j, updates))
-    if row["sent"]:  # the SLA's loss is load's: a fault's losses are counted apart
-        row["loss_ratio"] = (row["lost"] - row["lost_fault"]) / row["sent"]
-    if row.get("host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
-        row["host_loss_ratio"] = max(0, row["lost_host"] - row["lost_fault"]) / row["host_logged"]
+    sent, fault = row["inputs_sent"], row["inputs_lost_fault"]
+    if sent:  # the SLA's loss is load's: a fault's losses are counted apart
+        row["loss_ratio"] = (row["inputs_lost"] - fault) / sent
+    if row.get("inputs_host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
+        row["host_loss_ratio"] = (max(0, row["inputs_lost_host"] - fault)
+                                  / row["inputs_host_logged"])
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
@@ -223,31 +226,23 @@ def host_side_counts(pdir: Path) -> dict:
             "ring_drops": int(shim.get("ring_drops", 0))}
 
 
-# summary.json's name for each figure of the row (docs/records.md)
-SUMMARY_FIELDS = {
-    "inputs_sent": "sent", "inputs_delivered": "delivered", "inputs_lost": "lost",
-    "delay_mean_us": "delay_mean_us", "delay_p50_us": "delay_p50_us",
-    "delay_p95_us": "delay_p95_us", "delay_p99_us": "delay_p99_us",
-    "delay_p999_us": "delay_p999_us", "delay_min_us": "delay_min_us",
-    "delay_max_us": "delay_max_us",
-    "app_delay_mean_us": "app_delay_mean_us", "stamp_error_mean_us": "stamp_error_mean_us",
-    "stamp_error_p95_us": "stamp_error_p95_us",
-    "app_stamp_error_mean_us": "app_stamp_error_mean_us",
-    "clock_uncertainty_us": "clock_uncertainty_us", "rtt_p50_us": "rtt_p50_us",
-    "rtt_p99_us": "rtt_p99_us", "update_jitter_us": "update_jitter_us",
-    "paired_stamp_error_mean_us": "paired_stamp_error_mean_us",
-    "paired_stamp_error_p95_us": "paired_stamp_error_p95_us",
-    "guest_cpu_s": "guest_cpu_s", "guest_throttled_s": "guest_throttled_s",
-    "zero_stamp_inputs": "zero_stamp_inputs", "ring_drops": "ring_drops",
+# the figures of a point's row that summary.json keeps, by the row's own names
+# (docs/records.md); the loss ratios, availability and CPU shares are added, rounded
+SUMMARY_FIELDS = (
+    "inputs_sent", "inputs_delivered", "inputs_lost",
+    *(f"delay_{k}_us" for k in ("mean", "p50", "p95", "p99", "p999", "min", "max")),
+    "app_delay_mean_us", "stamp_error_mean_us", "stamp_error_p95_us",
+    "app_stamp_error_mean_us", "clock_uncertainty_us", "rtt_p50_us", "rtt_p99_us",
+    "update_jitter_us", "paired_stamp_error_mean_us", "paired_stamp_error_p95_us",
+    "guest_cpu_s", "guest_throttled_s", "zero_stamp_inputs", "ring_drops",
     # the path split at the host stamp (--wan): the network's share and the host's
-    "inputs_host_logged": "host_logged", "inputs_lost_network": "lost_network",
-    "inputs_lost_host": "lost_host", "inputs_reordered": "reordered",
-    **{f"net_delay_{k}_us": f"net_delay_{k}_us" for k in ("mean", "p50", "p95", "p99")},
+    "inputs_host_logged", "inputs_lost_network", "inputs_lost_host", "inputs_reordered",
+    *(f"net_delay_{k}_us" for k in ("mean", "p50", "p95", "p99")),
     # the CIs a search judges a count by (analysis/capacity.py)
-    **{f"{n}_{k}_ci_{e}_us": f"{n}_{k}_ci_{e}_us" for n in ("delay", "stamp_error")
-       for k in ("mean", "p95", "p99") for e in ("lo", "hi")},
-    "stamp_error_p99_us": "stamp_error_p99_us",
-}
+    *(f"{n}_{k}_ci_{e}_us" for n in ("delay", "stamp_error") for k in ("mean", "p95", "p99")
+      for e in ("lo", "hi")),
+    "stamp_error_p99_us",
+)
 
 
 def _round(v, digits: int):
@@ -258,11 +253,11 @@ def _round(v, digits: int):
 
 def summary_entry(row: dict) -> dict:
     """summary.json's fields, taken from a point's row (µs to 3 decimals, ratios to 6)."""
-    out = {k: _round(row.get(src), 3) for k, src in SUMMARY_FIELDS.items()}
+    out = {k: _round(row.get(k), 3) for k in SUMMARY_FIELDS}
     out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
     out["availability"] = _round(row.get("availability"), 6)
     out["host_loss_ratio"] = _round(row.get("host_loss_ratio"), 6)
-    out["inputs_lost_fault"] = _round(row.get("lost_fault"), 0)
+    out["inputs_lost_fault"] = _round(row.get("inputs_lost_fault"), 0)
     if row.get("faults"):  # only points of a --fault run carry these
         for k in ("faults", "availability_by_guest", "availability_others_min",
                   "fault_error"):

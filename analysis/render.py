@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from analysis.capacity import capacity_text
 
-COLS = [("mode", "mode"), ("guests", "guests"), ("sent", "sent"), ("lost", "lost"),
+COLS = [("mode", "mode"), ("guests", "guests"), ("inputs_sent", "sent"), ("inputs_lost", "lost"),
         ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
         ("delay_mean_ci", "mean 95% CI µs"), ("delay_p95_us", "delay p95 µs"),
         ("delay_p99_us", "p99 µs"), ("delay_p99_ci", "p99 95% CI µs"),
@@ -114,7 +115,7 @@ def setup_lines(env: dict, run: dict) -> list[str]:
 
 def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
     rows = [{"mode": m, "capacity": c["capacity"], "capacity_hi": c.get("capacity_hi"),
-             "bounded_by_largest_count": c["bounded"],
+             "bounded_by_largest_count": c["bounded_by_largest_count"],
              "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
              "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
              "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"],
@@ -137,7 +138,7 @@ def ratio_text(cap: dict) -> str:
         lo = h["capacity"] / (g_hi or g["capacity"])
         hi = (h_hi or h["capacity"]) / g["capacity"]
         text += f" (over the capacity intervals: {lo:.2f}–{hi:.2f}×)"
-    if h["bounded"]:
+    if h["bounded_by_largest_count"]:
         text += " (a lower bound: no measured count failed with host stamps)"
     return text
 
@@ -193,7 +194,7 @@ def spread_rows(df: pd.DataFrame) -> list[list[str]]:
         rows.append([m, str(n), str(len(g)), _spread(g["delay_mean_us"]),
                      _spread(g["delay_p95_us"]), _spread(g["loss_ratio"]),
                      _spread(g["stamp_error_mean_us"]),
-                     f"{int(g['sent'].min())}–{int(g['sent'].max())}"])
+                     f"{int(g['inputs_sent'].min())}–{int(g['inputs_sent'].max())}"])
     return rows
 
 
@@ -224,7 +225,7 @@ def fault_rows(df: pd.DataFrame) -> list[list[str]]:
                          f["fault"] + ("" if f.get("carried_out", True) else " (not due)"),
                          _fmt(f.get("availability")), _fmt(r.get("availability_others_min")),
                          _fmt(r.get("availability")), str(f.get("lost_fault", 0)),
-                         str(int(r["lost"]) - int(r.get("lost_fault", 0))),
+                         str(int(r["inputs_lost"]) - int(r.get("inputs_lost_fault", 0))),
                          "–" if back is None else f"{back:.3f}", per_text])
     return rows
 
@@ -252,17 +253,10 @@ def wan_rows(df: pd.DataFrame) -> list[list[str]]:
     for _, r in df.sort_values(["mode", "guests", "repeat"]).iterrows():
         rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
                      _fmt(r["net_delay_mean_us"]), _fmt(r["net_delay_p95_us"]),
-                     n(r, "lost_network"), _fmt(r["stamp_error_mean_us"]),
-                     _fmt(r["stamp_error_p95_us"]), n(r, "lost_host"), n(r, "reordered")])
+                     n(r, "inputs_lost_network"), _fmt(r["stamp_error_mean_us"]),
+                     _fmt(r["stamp_error_p95_us"]), n(r, "inputs_lost_host"),
+                     n(r, "inputs_reordered")])
     return rows
-
-
-def _wan_html(df: pd.DataFrame, spec: dict) -> str:
-    if not spec.get("wan"):
-        return ""
-    return (f"<h2>Network and host (--wan {html.escape(spec['wan'])})</h2>"
-            + _html_table("wan", WAN_HEAD, wan_rows(df))
-            + f'<p class="note">{html.escape(WAN_NOTE)}</p>')
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -287,126 +281,128 @@ def search_lines(run: dict) -> list[str]:
             + ", ".join(map(str, tried))]
 
 
-def _spread_html(df: pd.DataFrame) -> str:
-    rows = spread_rows(df)
-    if not rows:
-        return ""
-    return ("<h2>Spread over repeats</h2>" + _html_table("spread", SPREAD_HEAD, rows)
-            + '<p class="note">Each figure over a count\'s repeated points: mean ± sd '
-            "(min–max).</p>")
+# -- the report: one model (a list of blocks), rendered as Markdown and as HTML ----------
+
+DELAY_NOTE = ("Delay = stamp the server used − client send time; stamp error = stamp the "
+              "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
+              "uncertainty (clock ±, 0 where guests share the host's clock). Where a guest has "
+              "its own clock, its stamps are moved to the host's by the measured offset, so a "
+              "guest-stamp error carries that uncertainty too; a stamp cannot precede the "
+              "host's arrival, so stamp err min bounds the offset's bias. " + TAIL_NOTE)
+PAPER_TITLE = "The paper's figures (a different machine: Xen, 2008; not comparable 1:1)"
 
 
-def _faults_html(df: pd.DataFrame) -> str:
-    rows = fault_rows(df)
-    if not rows:
-        return ""
-    return ("<h2>Faults and availability</h2>" + _html_table("faults", FAULT_HEAD, rows)
-            + f'<p class="note">{html.escape(FAULT_NOTE)}</p>')
+@dataclass(frozen=True)
+class Block:
+    """One piece of the report: kind is h1, h2, p, note, list, table or images."""
+
+    kind: str
+    text: str = ""
+    rows: tuple = ()  # list: lines; table: (head, rows); images: (name, png) pairs
+    id: str = ""
 
 
-def _accel_html(env: dict) -> str:
-    why = env.get("accel_reason")
-    return f'<br>Accelerator: <span id="accel">{html.escape(why)}</span>' if why else ""
+def _table(title: str, tid: str, head: list[str], rows: list[list[str]],
+           note: str = "") -> list[Block]:
+    out = [Block("h2", title), Block("table", rows=(head, rows), id=tid)]
+    return out + ([Block("note", note)] if note else [])
 
 
-def markdown(df, cap, sla, spec, env, paper, run: dict | None = None) -> str:
-    out = ["# gamebed capacity report", "",
-           f"**SLA**: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}"
-           + SHARE_TEXT.get(sla.get("share", "client"), ""),
-           ""]
-    out += [f"- {line}" for line in setup_lines(env, run or {})] + [""]
+def document(rep: Report) -> list[Block]:
+    """The report's content, once: what both renderings show."""
+    sla, env, run, df = rep.sla, rep.env, rep.run, rep.points
+    out = [Block("h1", "gamebed capacity report"),
+           Block("p", f"SLA: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ "
+                      f"{sla['loss']:g}" + SHARE_TEXT.get(sla.get("share", "client"), "")),
+           Block("p", f"Backend: {env.get('backend', '?')}, placement: "
+                      f"{env.get('placement', '?')}."),
+           Block("list", rows=tuple(setup_lines(env, run)), id="setup")]
     if env.get("accel_reason"):
-        out += [f"**Accelerator**: {env['accel_reason']}", ""]
-    out += ["## Capacity", "", "| mode | capacity (guests) | first failing count |",
-            "|---|---|---|"]
-    for m, c in sorted(cap.items()):
-        out.append(f"| {m} stamps | {capacity_text(c)} | {c['first_failure'] or '–'} |")
-    out += ["", f"Host/guest capacity ratio: {ratio_text(cap)}", ""]
-    out += [f"- {line}" for line in search_lines(run or {})]
-    out += ["", "## Counts: why each passed or failed", "",
-            *_md_table(VERDICT_HEAD, verdict_rows(run or {})), "", VERDICT_NOTE, ""]
-    spread = spread_rows(df)
-    if spread:
-        out += ["## Spread over repeats", "", *_md_table(SPREAD_HEAD, spread), "",
-                "Each figure over a count's repeated points: mean ± sd (min–max).", ""]
-    if spec.get("wan"):
-        out += [f"## Network and host (--wan {spec['wan']})", "",
-                *_md_table(WAN_HEAD, wan_rows(df)), "", WAN_NOTE, ""]
-    faults = fault_rows(df)
-    if faults:
-        out += ["## Faults and availability", "", *_md_table(FAULT_HEAD, faults), "",
-                FAULT_NOTE, ""]
-    out += ["## Per point", "",
-            "| " + " | ".join(h for _, h in cols(df)) + " |", "|" + "---|" * len(cols(df))]
-    out += ["| " + " | ".join(r) + " |" for r in table_rows(df)]
-    out += ["", "Delay = stamp the server used − client send time; stamp error = stamp the "
-            "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
-            "uncertainty (clock ±, 0 where guests share the host's clock). Where a guest has "
-            "its own clock, its stamps are moved to the host's by the measured offset, so a "
-            "guest-stamp error carries that uncertainty too; a stamp cannot precede the host's "
-            "arrival, so stamp err min bounds the offset's bias. " + TAIL_NOTE, "",
-            "## Paired stamps and CPU", "",
-            "| " + " | ".join(h for _, h in COLS2) + " |", "|" + "---|" * len(COLS2)]
-    out += ["| " + " | ".join(r) + " |" for r in table2_rows(df)]
-    out += ["", PAIRED_NOTE, "",
-            "## Spec and environment", "",
-            f"- spec: `{spec}`", f"- environment: `{env}`", "",
-            "## The paper's figures (a different machine: Xen, 2008; not comparable 1:1)", "",
-            "| | Tsai 2009, ch. 6 |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in paper]
-    return "\n".join(out) + "\n"
+        out.append(Block("p", f"Accelerator: {env['accel_reason']}", id="accel"))
+    caps = [[f"{m} stamps", capacity_text(c), str(c["first_failure"] or "–")]
+            for m, c in sorted(rep.cap.items())]
+    out += _table("Capacity", "capacity", ["mode", "capacity (guests)", "first failing count"],
+                  caps)
+    out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
+            *(Block("p", x) for x in search_lines(run))]
+    out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,
+                  verdict_rows(run), VERDICT_NOTE)
+    if spread := spread_rows(df):
+        out += _table("Spread over repeats", "spread", SPREAD_HEAD, spread,
+                      "Each figure over a count's repeated points: mean ± sd (min–max).")
+    if rep.spec.get("wan"):
+        out += _table(f"Network and host (--wan {rep.spec['wan']})", "wan", WAN_HEAD,
+                      wan_rows(df), WAN_NOTE)
+    if faults := fault_rows(df):
+        out += _table("Faults and availability", "faults", FAULT_HEAD, faults, FAULT_NOTE)
+    if rep.images:
+        out += [Block("h2", "Plots"), Block("images", rows=tuple(rep.images.items()))]
+    out += _table("Per point", "points", [h for _, h in cols(df)], table_rows(df), DELAY_NOTE)
+    out += _table("Paired stamps and CPU", "paired", [h for _, h in COLS2], table2_rows(df),
+                  PAIRED_NOTE)
+    out += _table("Spec and environment", "environment", ["", ""],
+                  [[str(k), str(v)] for k, v in
+                   {**env, **{f"spec.{a}": b for a, b in rep.spec.items()}}.items()])
+    out += _table(PAPER_TITLE, "paper", ["", "Tsai 2009, ch. 6"], [list(r) for r in rep.paper])
+    return out
 
 
-def html_page(md_df, cap, sla, spec, env, paper, images: dict[str, bytes],
-              run: dict | None = None) -> str:
+@dataclass(frozen=True)
+class Report:
+    """What a capacity report is made of (analysis/report.py gathers it)."""
+
+    points: pd.DataFrame
+    cap: dict
+    sla: dict
+    spec: dict
+    env: dict
+    paper: list
+    run: dict
+    images: dict = field(default_factory=dict)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        if b.kind == "h1":
+            out += [f"# {b.text}", ""]
+        elif b.kind == "h2":
+            out += [f"## {b.text}", ""]
+        elif b.kind in ("p", "note"):
+            out += [b.text, ""]
+        elif b.kind == "list":
+            out += [*(f"- {line}" for line in b.rows), ""]
+        elif b.kind == "table":
+            out += [*_md_table(*b.rows), ""]
+        # images: the HTML page carries the plots
+    return "\n".join(out)
+
+
+HTML_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+              "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+              "th{background:#f3f3f3}figure{display:inline-block;margin:.5em}"
+              "img{max-width:520px}.note{color:#666;font-size:13px}")
+
+
+def _html_block(b: Block) -> str:
     e = html.escape
-    setup = "".join(f"<li>{e(line)}</li>" for line in setup_lines(env, run or {}))
-    head2 = "".join(f"<th>{e(h)}</th>" for _, h in COLS2)
-    body2 = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
-                    for r in table2_rows(md_df))
-    caps = "".join(f"<tr><td>{e(m)} stamps</td><td><b>{e(capacity_text(c))}</b></td>"
-                   f"<td>{c['first_failure'] or '–'}</td></tr>" for m, c in sorted(cap.items()))
-    head = "".join(f"<th>{e(h)}</th>" for _, h in cols(md_df))
-    body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
-                   for r in table_rows(md_df))
-    imgs = "".join(f'<figure><img alt="{k}" src="data:image/png;base64,'
+    ident = f' id="{b.id}"' if b.id else ""
+    if b.kind in ("h1", "h2"):
+        return f"<{b.kind}>{e(b.text)}</{b.kind}>"
+    if b.kind in ("p", "note"):
+        cls = ' class="note"' if b.kind == "note" else ""
+        return f"<p{ident}{cls}>{e(b.text)}</p>"
+    if b.kind == "list":
+        return f"<ul{ident}>" + "".join(f"<li>{e(x)}</li>" for x in b.rows) + "</ul>"
+    if b.kind == "table":
+        return _html_table(b.id, *b.rows)
+    return "".join(f'<figure><img alt="{k}" src="data:image/png;base64,'
                    f'{base64.b64encode(v).decode()}"><figcaption>{e(CAPTIONS.get(k, k))}'
-                   '</figcaption></figure>' for k, v in images.items())
-    ref = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in paper)
-    env_rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
-                       for k, v in {**env, **{f"spec.{a}": b for a, b in spec.items()}}.items())
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>gamebed report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px solid #ccc;
-padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}figure{{display:inline-block;
-margin:.5em}}img{{max-width:520px}}.note{{color:#666;font-size:13px}}</style></head><body>
-<h1>gamebed capacity report</h1>
-<p><b>SLA</b>: {e(sla['stat'])} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}
-{e(SHARE_TEXT.get(sla.get("share", "client"), ""))}.
- Backend: {e(str(env.get('backend', '?')))}, placement: {e(str(env.get('placement', '?')))}.
-{_accel_html(env)}</p>
-<ul id="setup">{setup}</ul>
-<h2>Capacity</h2><table id="capacity"><tr><th>mode</th><th>capacity (guests)</th>
-<th>first failing count</th></tr>{caps}</table>
-<p>Host/guest capacity ratio: {e(ratio_text(cap))}</p>
-{"".join(f"<p>{e(x)}</p>" for x in search_lines(run or {}))}
-<h2>Counts: why each passed or failed</h2>
-{_html_table("verdicts", VERDICT_HEAD, verdict_rows(run or {}))}
-<p class="note">{e(VERDICT_NOTE)}</p>
-{_spread_html(md_df)}
-{_faults_html(md_df)}
-{_wan_html(md_df, spec)}
-<h2>Plots</h2>{imgs}
-<h2>Per point</h2><table><tr>{head}</tr>{body}</table>
-<p class="note">Delay = stamp the server used − client send time; stamp error = stamp the
-server used − host arrival stamp. Mean CIs are widened by the clock-sync uncertainty (clock ±;
-0 where guests share the host's clock). Where a guest has its own clock, its stamps are moved
-to the host's by the measured offset, so a guest-stamp error carries that uncertainty too; a
-stamp cannot precede the host's arrival, so "stamp err min" bounds the offset's bias.
-{e(TAIL_NOTE)}</p>
-<h2>Paired stamps and CPU</h2><table id="paired"><tr>{head2}</tr>{body2}</table>
-<p class="note">{e(PAIRED_NOTE)}</p>
-<h2>The paper's figures</h2><p class="note">Different machine and hypervisor (Xen, 2008):
-context, not a comparison.</p><table>{ref}</table>
-<h2>Spec and environment</h2><table>{env_rows}</table></body></html>
-"""
+                   "</figcaption></figure>" for k, v in b.rows)
+
+
+def to_html(blocks: list[Block]) -> str:
+    return ('<!doctype html><html><head><meta charset="utf-8"><title>gamebed report</title>'
+            f"<style>{HTML_STYLE}</style></head><body>\n"
+            + "\n".join(_html_block(b) for b in blocks) + "\n</body></html>\n")

@@ -7,8 +7,10 @@ Writes DIR/report.html (self-contained), DIR/report.md and DIR/capacity.csv.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.capacity import interval, sla_share, verdicts  # noqa: E402
+from analysis.capacity import Sla, SlaTerms, judge  # noqa: E402
 from analysis.point import analyze_point  # noqa: E402
 from analysis.records import load_json  # noqa: E402
 
@@ -83,25 +85,39 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _lines(df: pd.DataFrame, col: str, title: str, ylabel: str, sla: float | None,
-           by: str = "mode", ci: tuple[str, str] | None = None, unit: str = " µs") -> bytes:
+@dataclass(frozen=True)
+class Lines:
+    """A figure against the guest count, one line per `by` value."""
+
+    col: str
+    title: str
+    ylabel: str
+    sla: float | None = None  # the SLA's limit, drawn where it applies to this figure
+    by: str = "mode"
+    ci: tuple[str, str] | None = None  # the columns of its 95% CI's ends
+    unit: str = " µs"
+
+
+def _lines(df: pd.DataFrame, f: Lines) -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key, g in df.groupby(by):
+    col, ci = f.col, f.ci
+    for key, g in df.groupby(f.by):
         g = g.sort_values("guests")
         yerr = None
         if ci is not None:
-            yerr = np.vstack([(g[col] - g[ci[0]]).clip(lower=0), (g[ci[1]] - g[col]).clip(lower=0)])
-        label = f"{key} stamps" if by == "mode" else str(key)
+            yerr = np.vstack([(g[col] - g[ci[0]]).clip(lower=0),
+                              (g[ci[1]] - g[col]).clip(lower=0)])
+        label = f"{key} stamps" if f.by == "mode" else str(key)
         ax.errorbar(g["guests"], g[col], yerr=yerr, marker="o", capsize=3, label=label)
-    if sla is not None:
-        ax.axhline(sla, color="red", linestyle="--", label=f"SLA {sla:g}{unit}")
+    if f.sla is not None:
+        ax.axhline(f.sla, color="red", linestyle="--", label=f"SLA {f.sla:g}{f.unit}")
     ax.set_xlabel("game-server guests on the host")
     counts = sorted(df["guests"].unique())
     if len(counts) <= 12:
         ax.set_xticks(counts)  # guest counts are whole numbers: tick what was measured
     ax.set_ylim(bottom=0)  # delays and loss ratios are never negative
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_ylabel(f.ylabel)
+    ax.set_title(f.title)
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)
@@ -144,33 +160,21 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
     df = per_count(df)
     df = df.assign(placement_mode=df["placement"] + ", " + df["mode"] + " stamps")
     return {
-        "loss": _lines(df, "loss_ratio", "Input loss ratio vs guests (cf. paper Fig. 6.4)",
-                       "loss ratio", sla_loss, by="placement_mode", unit=""),
-        "mean_delay": _lines(df, "delay_mean_us", "Mean delivery delay (cf. Fig. 6.5)",
-                             "mean delay, client send → server stamp (µs)",
-                             sla_us if stat == "mean" else None, ci=("delay_mean_ci_lo_us",
-                                                                    "delay_mean_ci_hi_us")),
-        "p95_delay": _lines(df, "delay_p95_us", "95th-percentile delay (cf. Fig. 6.6)",
-                            "p95 delay (µs)", sla_us if stat == "p95" else None,
-                            ci=("delay_p95_ci_lo_us", "delay_p95_ci_hi_us")),
+        "loss": _lines(df, Lines("loss_ratio", "Input loss ratio vs guests (cf. paper Fig. "
+                                 "6.4)", "loss ratio", sla_loss, by="placement_mode", unit="")),
+        "mean_delay": _lines(df, Lines("delay_mean_us", "Mean delivery delay (cf. Fig. 6.5)",
+                                       "mean delay, client send → server stamp (µs)",
+                                       sla_us if stat == "mean" else None,
+                                       ci=("delay_mean_ci_lo_us", "delay_mean_ci_hi_us"))),
+        "p95_delay": _lines(df, Lines("delay_p95_us", "95th-percentile delay (cf. Fig. 6.6)",
+                                      "p95 delay (µs)", sla_us if stat == "p95" else None,
+                                      ci=("delay_p95_ci_lo_us", "delay_p95_ci_hi_us"))),
         "stamp_error_cdf": _cdf(errors, int(df["guests"].max())),
         **{f"delay_ccdf_{m}": _ccdf(errors, m) for m in sorted(df["mode"].unique())},
     }
 
 
-def run_sla(spec: dict, sla_delay_ms: float | None = None, sla_stat: str | None = None,
-            sla_loss: float | None = None) -> dict:
-    """The SLA to judge by: the given terms, else the run's spec's, else the defaults."""
-    from gamebed.spec import default  # the spec owns the SLA's defaults
-
-    pick = [(sla_stat, "sla_stat"), (sla_delay_ms, "sla_delay_ms"), (sla_loss, "sla_loss")]
-    stat, delay, loss = (given if given is not None else spec.get(key, default(key))
-                         for given, key in pick)
-    return {"stat": stat, "delay_ms": float(delay), "loss": float(loss)}
-
-
-def write_report(results: Path, sla_delay_ms: float | None = None, sla_stat: str | None = None,
-                 sla_loss: float | None = None) -> dict[str, Path]:
+def write_report(results: Path, given: SlaTerms | None = None) -> dict[str, Path]:
     """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there.
     The SLA terms not given are the run's (its spec), else 1 ms mean delay and 1% loss."""
     from analysis import render
@@ -178,20 +182,20 @@ def write_report(results: Path, sla_delay_ms: float | None = None, sla_stat: str
     results = Path(results)
     df, errors, meta = analyze(results)
     spec, env = meta.get("spec", {}), dict(meta.get("environment", {}))
-    sla = run_sla(spec, sla_delay_ms, sla_stat, sla_loss)
-    sla_stat, sla_delay_ms, sla_loss = sla["stat"], sla["delay_ms"], sla["loss"]
-    sla["share"] = sla_share(spec)
-    judged = verdicts(df, sla_stat, sla_delay_ms * 1000.0, sla_loss, sla["share"])
-    cap = {m: interval(g) for m, g in judged.groupby("mode")}
+    terms = Sla.of_run(spec, given)
+    judged, cap = judge(df, terms)
+    sla = terms.as_dict()
     run = dict(load_json(results / "summary.json", {}) or {})
     run["ignored_points"] = point_files(results)[1]
     run["verdicts"] = judged
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
-    images = plots(df, errors, sla_delay_ms * 1000.0, sla_loss, sla_stat)
+    images = plots(df, errors, terms.delay_us, terms.loss, terms.stat)
     paths = {"html": results / "report.html", "md": results / "report.md",
              "csv": results / "capacity.csv", "points": results / "points.csv"}
-    paths["md"].write_text(render.markdown(df, cap, sla, spec, env, PAPER, run))
-    paths["html"].write_text(render.html_page(df, cap, sla, spec, env, PAPER, images, run))
+    rep = render.Report(df, cap, sla, spec, env, PAPER, run, images)
+    paths["md"].write_text(render.to_markdown(render.document(
+        dataclasses.replace(rep, images={}))))
+    paths["html"].write_text(render.to_html(render.document(rep)))
     render.capacity_frame(cap, sla).to_csv(paths["csv"], index=False)
     df.to_csv(paths["points"], index=False)
     return paths

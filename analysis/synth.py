@@ -48,11 +48,24 @@ def _keys(n_guests: int, players: int, n: int) -> tuple[np.ndarray, np.ndarray, 
     return slot // players, slot % players, idx // (n_guests * players)
 
 
-def write_point(pdir: Path, mode: str, n_guests: int, n: int, delay_us: np.ndarray,
-                host_delay_us: np.ndarray, lost_mask: np.ndarray, players: int = 2,
-                env: dict | None = None, repeat: int = 0) -> None:
-    """One point's raw files.  `delay_us`, `host_delay_us`, `lost_mask` have length n."""
+@dataclass(frozen=True)
+class SynthPoint:
+    """One point to write: `delay_us`, `host_delay_us` and `lost_mask` have length n."""
+
+    mode: str
+    n_guests: int
+    delay_us: np.ndarray
+    host_delay_us: np.ndarray
+    lost_mask: np.ndarray
+    repeat: int = 0
+
+
+def write_point(pdir: Path, pt: SynthPoint, players: int = 2,
+                env: dict | None = None) -> None:
+    """One point's raw files."""
     pdir.mkdir(parents=True, exist_ok=True)
+    mode, n_guests, n, repeat = pt.mode, pt.n_guests, len(pt.delay_us), pt.repeat
+    delay_us, host_delay_us, lost_mask = pt.delay_us, pt.host_delay_us, pt.lost_mask
     g, p, s = _keys(n_guests, players, n)
     send = T0 + np.arange(n, dtype=np.int64) * 50_000  # one input every 50 µs
     host = send + np.round(host_delay_us * 1e3).astype(np.int64)
@@ -89,26 +102,36 @@ def write_point(pdir: Path, mode: str, n_guests: int, n: int, delay_us: np.ndarr
 Shape = Callable[[str, int, np.random.Generator, int], tuple[np.ndarray, np.ndarray, float]]
 
 
-def write_run(out: Path, shape: Shape, modes: Sequence[str] = ("guest", "host"),
-              guest_counts: Sequence[int] = (1, 2, 4, 8), inputs_per_point: int = 1000,
-              seed: int = 1, progress: Callable[[str], None] | None = None,
-              repeats: int = 1) -> dict[tuple[str, int], PointTruth]:
+@dataclass(frozen=True)
+class SynthRun:
+    """A synthetic run's shape: modes × counts × repeats points of n inputs each."""
+
+    modes: Sequence[str] = ("guest", "host")
+    guest_counts: Sequence[int] = (1, 2, 4, 8)
+    inputs_per_point: int = 1000
+    seed: int = 1
+    repeats: int = 1
+
+
+def write_run(out: Path, shape: Shape, run: SynthRun = SynthRun(),
+              progress: Callable[[str], None] | None = None
+              ) -> dict[tuple[str, int], PointTruth]:
     """A whole synthetic run.  `shape(mode, guests, rng, n)` returns (delay_us,
     host_delay_us, loss_ratio) for that point; losses are the first ⌊n·ratio⌋ inputs
-    after a random shuffle.  With `repeats` K each point is drawn K times (directories
+    after a random shuffle.  With `run.repeats` K each point is drawn K times (directories
     as `--repeat`'s).  Returns the truth per point (repeat 0) for checking."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(run.seed)
     truth = {}
-    for mode in modes:
-        for gcount in guest_counts:
-            for r in range(repeats):
-                n = inputs_per_point
+    for mode in run.modes:
+        for gcount in run.guest_counts:
+            for r in range(run.repeats):
+                n = run.inputs_per_point
                 delay, host_delay, loss = shape(mode, gcount, rng, n)
                 lost = np.zeros(n, bool)
                 lost[rng.permutation(n)[: int(n * loss)]] = True
                 name = f"{mode}-g{gcount:03d}" + (f"-r{r}" if r else "")
-                write_point(out / "points" / name, mode, gcount, n, delay, host_delay, lost,
-                            repeat=r)
+                write_point(out / "points" / name,
+                            SynthPoint(mode, gcount, delay, host_delay, lost, r))
                 if r == 0:
                     truth[(mode, gcount)] = PointTruth(delay[~lost], host_delay[~lost],
                                                        int(lost.sum()))

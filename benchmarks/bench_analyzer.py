@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.synth import write_run
+from analysis.synth import SynthRun, write_run
 
 
 def shape(mode: str, g: int, rng: np.random.Generator, n: int):
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     out = a.keep or Path(tempfile.mkdtemp(prefix="gamebed-bench-analyzer-"))
     try:
         t0 = time.perf_counter()
-        write_run(out, shape, modes=modes, guest_counts=counts, inputs_per_point=per_point,
+        write_run(out, shape, SynthRun(modes=modes, guest_counts=counts,
+                                       inputs_per_point=per_point),
                   progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
         gen_s = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

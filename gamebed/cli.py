@@ -89,10 +89,9 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     search = None
     if spec.searching:
-        from analysis.capacity import search_step, sla_share
+        from analysis.capacity import Sla, search_step
 
-        search = search_step(spec.sla_stat, spec.sla_delay_ms, spec.sla_loss, spec.search_max,
-                             sla_share(spec.to_dict()))
+        search = search_step(Sla.of_run(spec.to_dict()), spec.search_max)
     summary = run_sweep(spec, a.out, make_testbed, summarize, dry_run=a.dry_run,
                         backend_reason=why, resume=a.resume, overwrite=a.overwrite,
                         boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST,
@@ -176,17 +175,18 @@ def cmd_shim(a: argparse.Namespace) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    sla = dict(sla_delay_ms=a.sla_delay_ms, sla_stat=a.sla_stat, sla_loss=a.sla_loss)
+    from analysis.capacity import SlaTerms
+
+    terms = SlaTerms(a.sla_delay_ms, a.sla_stat, a.sla_loss)
     if len(a.dir) > 1:
         from analysis.compare import write_comparison
 
-        paths = write_comparison(a.dir, a.out or Path("comparison"),
-                                 allow_load_difference=a.allow_load_difference,
-                                 allow_kernel_difference=a.allow_kernel_difference, **sla)
+        paths = write_comparison(a.dir, a.out or Path("comparison"), terms,
+                                 a.allow_load_difference, a.allow_kernel_difference)
     else:
         from analysis.report import write_report
 
-        paths = write_report(a.dir[0], **sla)
+        paths = write_report(a.dir[0], terms)
     print(paths["md"].read_text())
     print(f"report: {paths['html']}", file=sys.stderr)
     return 0

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from analysis.capacity import (
-    capacity,
+    Sla,
     capacity_text,
     interval,
+    judge,
     next_count,
     resolution,
     search_step,
@@ -18,23 +19,25 @@ from analysis.capacity import (
     wilson,
 )
 
+SLA = Sla("mean", 1.0, 0.01)
+
 
 def pts(mode, guests, delays, losses, half=10.0, sent=1000):
     """One point per count; the mean's CI is ±half µs."""
     return pd.DataFrame({"mode": mode, "guests": guests, "delay_mean_us": delays,
                          "delay_mean_ci_lo_us": [d - half for d in delays],
                          "delay_mean_ci_hi_us": [d + half for d in delays],
-                         "loss_ratio": losses, "sent": sent,
-                         "lost": [round(x * sent) for x in losses]})
+                         "loss_ratio": losses, "inputs_sent": sent,
+                         "inputs_lost": [round(x * sent) for x in losses]})
 
 
 def test_capacity_monotone_and_bounded():
     df = pd.concat([pts("guest", [1, 2, 4, 8], [100, 300, 900, 1500], [0, 0, 0, 0]),
                     pts("host", [1, 2, 4, 8], [50, 60, 70, 80], [0, 0, 0, 0])])
-    c = capacity(df, "mean", 1000, 0.01)
+    c = judge(df, SLA)[1]
     assert c["guest"]["capacity"] == 4 and c["guest"]["capacity_hi"] == 7
-    assert c["guest"]["first_failure"] == 8 and not c["guest"]["bounded"]
-    assert c["host"]["capacity"] == 8 and c["host"]["bounded"] is True
+    assert c["guest"]["first_failure"] == 8 and not c["guest"]["bounded_by_largest_count"]
+    assert c["host"]["capacity"] == 8 and c["host"]["bounded_by_largest_count"] is True
     assert capacity_text(c["guest"]) == "4–7"
     assert capacity_text(c["host"]).startswith("≥ 8")
 
@@ -42,21 +45,21 @@ def test_capacity_monotone_and_bounded():
 def test_capacity_non_monotone_stops_at_first_failure():
     # passes again at 8 after failing at 4: capacity is still 2, the pass above is noted
     df = pts("guest", [1, 2, 4, 8], [100, 200, 1200, 500], [0, 0, 0, 0])
-    c = capacity(df, "mean", 1000, 0.01)["guest"]
+    c = judge(df, SLA)[1]["guest"]
     assert c["capacity"] == 2 and c["capacity_hi"] == 3 and c["passed_above_failure"] == [8]
 
 
 def test_capacity_loss_term_and_none_passing():
     df = pd.concat([pts("guest", [1, 2], [10, 10], [0.0, 0.05]),
                     pts("host", [1, 2], [2000, 10], [0, 0])])
-    c = capacity(df, "mean", 1000, 0.01)
+    c = judge(df, SLA)[1]
     assert c["guest"]["capacity"] == 1 and c["guest"]["first_failure"] == 2
     assert c["host"]["capacity"] == 0 and c["host"]["first_failure"] == 1
 
 
 def test_a_point_whose_ci_straddles_the_sla_is_unsure():
     df = pts("guest", [1, 2, 4], [500, 995, 1500], [0, 0, 0], half=20.0)
-    v = verdicts(df, "mean", 1000, 0.01)
+    v = verdicts(df, SLA)
     assert list(v["verdict"]) == ["pass", "unsure", "fail"]
     assert "straddles" in v["reason"][1]
     c = interval(v)
@@ -67,16 +70,16 @@ def test_loss_judged_on_wilson_interval():
     lo, hi = wilson(0, 100)
     assert lo == 0.0 and 0.03 < hi < 0.04  # 0 of 100 lost does not prove loss < 1%
     df = pts("guest", [1, 2], [10, 10], [0.0, 0.0], sent=100)
-    assert set(verdicts(df, "mean", 1000, 0.01)["verdict"]) == {"unsure"}
+    assert set(verdicts(df, SLA)["verdict"]) == {"unsure"}
     df = pts("guest", [1], [10], [0.0], sent=2000)
-    assert verdicts(df, "mean", 1000, 0.01)["verdict"][0] == "pass"
+    assert verdicts(df, SLA)["verdict"][0] == "pass"
 
 
 def test_repeats_are_judged_on_a_t_interval():
     rows = []
     for n, values in ((1, [500, 510, 520]), (2, [900, 1000, 1080]), (4, [2000, 2100, 2050])):
         rows += [pts("guest", [n], [x], [0.0], half=1.0, sent=10_000) for x in values]
-    v = verdicts(pd.concat(rows), "mean", 1000, 0.01)
+    v = verdicts(pd.concat(rows), SLA)
     assert list(v["verdict"]) == ["pass", "unsure", "fail"] and list(v["k"]) == [3, 3, 3]
     # the interval comes from the spread of the repeats, not the points' own tiny CIs
     assert v["ci_hi_us"][1] - v["ci_lo_us"][1] > 100
@@ -123,7 +126,7 @@ def test_search_brackets_each_capacity_to_its_resolution(truth):
 def test_search_stops_at_the_maximum_when_nothing_fails():
     tried, caps = search({"guest": 100, "host": 100}, 20)
     assert tried == [1, 2, 4, 8, 16, 20]
-    assert caps["host"]["bounded"] and caps["host"]["capacity"] == 20
+    assert caps["host"]["bounded_by_largest_count"] and caps["host"]["capacity"] == 20
 
 
 def test_search_ends_when_only_unsure_counts_remain():
@@ -189,7 +192,7 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
 
     spec = ExperimentSpec(backend="netns", search_max=16, repeats=2, duration=1)
     s = run_sweep(spec, tmp_path / "out", lambda sp, n, *a: FakeBed(n, log), summarize,
-                  check_privileges=False, search=search_step("mean", 1.0, 0.01, 16))
+                  check_privileges=False, search=search_step(SLA, 16))
     builds = [n for what, n, *_ in log if what == "build"]
     # guest mode: 10 passes (1000 µs ± 5 µs would be unsure), 11 fails; host never fails
     assert builds[:5] == [1, 2, 4, 8, 16]
@@ -203,8 +206,6 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     assert synced.count("point.json") == len(s["points"])
     assert synced.count("summary.json.tmp") >= len(s["points"])
     assert (tmp_path / "out" / "points" / "guest-g008-r1" / "point.json").exists()
-    df = pd.DataFrame(s["points"]).rename(columns={"inputs_sent": "sent",
-                                                   "inputs_lost": "lost"})
-    c = capacity(df, "mean", 1000, 0.01)
+    c = judge(s["points"], SLA)[1]  # summary.json's entries, as they are
     assert c["guest"]["capacity"] <= 10 <= c["guest"]["capacity_hi"]
-    assert c["host"]["bounded"] and c["host"]["capacity"] == 16
+    assert c["host"]["bounded_by_largest_count"] and c["host"]["capacity"] == 16

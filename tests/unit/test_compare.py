@@ -5,7 +5,7 @@ import json
 import pytest
 
 from analysis.compare import compare, write_comparison
-from analysis.synth import write_run
+from analysis.synth import SynthRun, write_run
 from gamebed.cli import main
 
 GUESTS = (1, 2, 4)
@@ -16,7 +16,7 @@ def _run(out, extra_guest_us: float):
         delay = rng.exponential(50.0 * g, n) + (extra_guest_us if mode == "guest" else 0.0)
         host = delay.copy() if mode == "host" else delay * 0.2
         return delay, host, 0.0
-    write_run(out, shape, guest_counts=GUESTS, inputs_per_point=5000, seed=3)
+    write_run(out, shape, SynthRun(guest_counts=GUESTS, inputs_per_point=5000, seed=3))
     return out
 
 
@@ -98,7 +98,7 @@ def test_report_and_compare_judge_a_wan_run_alike(tmp_path):
         wan = rng.exponential(30.0, n) + 30_000.0  # before the host stamp
         host = rng.exponential(100.0 * g if mode == "guest" else 20.0, n)
         return wan + host, wan, 0.0
-    write_run(out, shape, guest_counts=(1, 4, 16), inputs_per_point=2000)
+    write_run(out, shape, SynthRun(guest_counts=(1, 4, 16), inputs_per_point=2000))
     for pj in [*out.glob("points/*/point.json"), out / "summary.json"]:
         meta = json.loads(pj.read_text())
         meta["spec"] = {"wan": "delay 30ms"}

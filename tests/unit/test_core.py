@@ -203,10 +203,10 @@ def test_report_reads_only_the_points_summary_lists(tmp_path):
     import numpy as np
 
     from analysis.report import analyze, point_files
-    from analysis.synth import write_run
+    from analysis.synth import SynthRun, write_run
 
     write_run(tmp_path, lambda m, g, r, n: (np.full(n, 50.0), np.full(n, 40.0), 0.0),
-              guest_counts=(1, 2), inputs_per_point=200)
+              SynthRun(guest_counts=(1, 2), inputs_per_point=200))
     summary = json.loads((tmp_path / "summary.json").read_text())
     summary["points"] = [{"mode": m, "guests": 1, "dir": f"points/{m}-g001"}
                          for m in ("guest", "host")]

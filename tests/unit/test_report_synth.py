@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import write_report
-from analysis.synth import write_run
+from analysis.synth import SynthRun, write_run
 from gamebed.cli import main
 
 GUESTS = (1, 2, 4, 8, 16)
@@ -27,7 +27,7 @@ def shape(mode, g, rng, n):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    truth = write_run(out, shape, guest_counts=GUESTS, inputs_per_point=N, seed=7)
+    truth = write_run(out, shape, SynthRun(guest_counts=GUESTS, inputs_per_point=N, seed=7))
     return out, truth
 
 
@@ -43,7 +43,7 @@ def test_statistics_match_the_truth(run_dir):
     pts = pd.read_csv(out / "points.csv").set_index(["mode", "guests"])
     for (mode, g), t in truth.items():
         row = pts.loc[(mode, g)]
-        assert row["sent"] == N and row["lost"] == t.lost
+        assert row["inputs_sent"] == N and row["inputs_lost"] == t.lost
         assert row["delay_mean_us"] == pytest.approx(t.delay_us.mean(), abs=1e-3)
         assert row["delay_p95_us"] == pytest.approx(np.quantile(t.delay_us, 0.95), abs=1e-3)
         assert row["delay_mean_ci_lo_us"] < t.delay_us.mean() < row["delay_mean_ci_hi_us"]
@@ -113,8 +113,8 @@ def test_repeated_points_are_judged_together_and_their_spread_shown(tmp_path):
     def wobbly(mode, g, rng, n):
         scale = BASE_US[mode] * g * rng.uniform(0.85, 1.15)
         return rng.exponential(scale, n), rng.exponential(scale, n) * 0.2, 0.0
-    write_run(tmp_path, wobbly, guest_counts=(1, 4, 10, 16), inputs_per_point=5000,
-              seed=3, repeats=3)
+    write_run(tmp_path, wobbly, SynthRun(guest_counts=(1, 4, 10, 16), inputs_per_point=5000,
+                                         seed=3, repeats=3))
     write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "## Spread over repeats" in md and "| guest | 10 | 3 |" in md
@@ -134,7 +134,7 @@ def test_repeated_points_are_judged_together_and_their_spread_shown(tmp_path):
 def test_report_names_the_guest_kernel(tmp_path):
     out = tmp_path / "run"
     write_run(out, lambda mode, g, rng, n: (rng.exponential(100.0, n),) * 2 + (0.0,),
-              guest_counts=(1, 2), inputs_per_point=200)
+              SynthRun(guest_counts=(1, 2), inputs_per_point=200))
     kernel = {"guest_kernel": "Linux 7.2.13 (user-mode)", "guest_kernel_digest": "da535b0c",
               "guest_kernel_source": "linux-source-7.2 7.2.13-1 (Debian sid)",
               "guest_kernel_patch": "xstate-limit.patch sha256:78e1ac25", "uml_mode": "seccomp"}

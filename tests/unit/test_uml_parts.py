@@ -8,7 +8,7 @@ import pytest
 
 import vm
 from analysis.point import analyze_point
-from analysis.synth import write_run
+from analysis.synth import SynthRun, write_run
 from fpsmodel.server import GameLogic
 from gamebed import cpustat
 from gamebed.cli import main
@@ -59,7 +59,7 @@ def test_cpu_window_deltas_and_busy_share():
 def test_paired_guest_stamps_are_joined_on_the_host_stamp(tmp_path):
     """Host-mode point + pairs.csv whose guest stamps lag the host's by 300..399 µs."""
     write_run(tmp_path, lambda m, g, r, n: (np.full(n, 50.0), np.full(n, 50.0), 0.0),
-              modes=("host",), guest_counts=(2,), inputs_per_point=400)
+              SynthRun(modes=("host",), guest_counts=(2,), inputs_per_point=400))
     pdir = tmp_path / "points" / "host-g002"
     with open(pdir / "shim_inputs.csv") as f:
         shim = list(csv.DictReader(f))

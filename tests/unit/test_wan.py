@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from analysis.capacity import sla_share, verdicts
+from analysis.capacity import Sla, verdicts
 from analysis.point import path_split
 from fpsmodel import wire
 from gamebed.spec import ExperimentSpec
@@ -44,30 +44,31 @@ def test_path_split_at_the_host_stamp():
         "delivered": [True, False, False, False, True],
         "stale": [False, True, False, False, False]})
     s = path_split(j)
-    assert s["host_logged"] == 4 and s["lost_network"] == 1
-    assert s["reordered"] == 1 and s["lost_host"] == 1  # the stale one is not lost
+    assert s["inputs_host_logged"] == 4 and s["inputs_lost_network"] == 1
+    assert s["inputs_reordered"] == 1 and s["inputs_lost_host"] == 1  # the stale one is not lost
     assert s["net_delay_mean_us"] == pytest.approx(30.5)
 
 
 def _points(share_delay_us: float, e2e_delay_us: float) -> pd.DataFrame:
     return pd.DataFrame([{
-        "mode": "guest", "guests": 4, "sent": 1000, "lost": 50, "loss_ratio": 0.05,
+        "mode": "guest", "guests": 4, "inputs_sent": 1000, "inputs_lost": 50, "loss_ratio": 0.05,
         "delay_mean_us": e2e_delay_us, "delay_mean_ci_lo_us": e2e_delay_us - 1,
         "delay_mean_ci_hi_us": e2e_delay_us + 1,
         "stamp_error_mean_us": share_delay_us, "stamp_error_mean_ci_lo_us": share_delay_us - 1,
         "stamp_error_mean_ci_hi_us": share_delay_us + 1,
-        "host_loss_ratio": 0.0, "lost_host": 0, "host_logged": 950}])
+        "host_loss_ratio": 0.0, "inputs_lost_host": 0, "inputs_host_logged": 950}])
 
 
 def test_a_slow_lossy_wan_does_not_shrink_the_hosts_capacity():
     pts = _points(share_delay_us=120.0, e2e_delay_us=30_120.0)
-    e2e = verdicts(pts, "mean", 1000.0, 0.01)
-    host = verdicts(pts, "mean", 1000.0, 0.01, share="host")
+    e2e = verdicts(pts, Sla("mean", 1.0, 0.01))
+    host = verdicts(pts, Sla("mean", 1.0, 0.01, share="host"))
     assert e2e["verdict"][0] == "fail"  # 30 ms of WAN and 5% of its loss
     assert host["verdict"][0] == "pass" and host["value_us"][0] == 120.0
-    slow_host = verdicts(_points(5000.0, 35_000.0), "mean", 1000.0, 0.01, share="host")
+    slow_host = verdicts(_points(5000.0, 35_000.0), Sla("mean", 1.0, 0.01, "host"))
     assert slow_host["verdict"][0] == "fail"  # the host's own delay still counts
-    assert sla_share({"wan": "delay 30ms"}) == "host" and sla_share({}) == "client"
+    assert Sla.of_run({"wan": "delay 30ms"}).share == "host"
+    assert Sla.of_run({}).share == "client"
 
 
 def test_client_emulator_delays_jitters_thins_and_paces():
