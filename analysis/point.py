@@ -278,3 +278,16 @@ def point_summary(point_dir: Path) -> dict:
     """One (mode, guests) entry of a sweep's summary.json."""
     row, _ = analyze_point(point_dir)
     return {**summary_entry(row), "dropped": row["dropped"]}
+
+
+def summarizer(capture: bool = False):
+    """The sweep's per-point summary (gamebed/run.py Layers.summarize); with `capture`
+    each point's uplink frames are written as capture.pcapng too."""
+    if not capture:
+        return point_summary
+
+    def summarize(point_dir: Path) -> dict:
+        from analysis.pcap import write_pcapng
+
+        return {**point_summary(point_dir), "capture": write_pcapng(point_dir)}
+    return summarize

@@ -232,16 +232,6 @@ def fault_rows(df: pd.DataFrame) -> list[list[str]]:
 
 SHARE_TEXT = {"host": ", on the host's share of the path (from the host's arrival stamp: "
                       "players on a WAN)"}
-WAN_HEAD = ["mode", "guests", "repeat", "network delay mean µs", "network p95 µs",
-            "lost on the network", "host share mean µs", "host share p95 µs",
-            "lost after the host stamp", "reordered (stale)"]
-WAN_NOTE = ("With --wan the host's arrival stamp splits each input's path: before it the "
-            "network's (netem: delay, jitter, loss), after it the host's. Network delay = "
-            "host stamp − client send; host share = stamp the server used − host stamp. "
-            "Inputs reordered by jitter (the server refuses them as stale) are counted "
-            "apart from loss. Capacity judges the host's share only.")
-
-
 def wan_rows(df: pd.DataFrame) -> list[list[str]]:
     if "net_delay_mean_us" not in df:
         return []
@@ -257,6 +247,16 @@ def wan_rows(df: pd.DataFrame) -> list[list[str]]:
                      _fmt(r["stamp_error_p95_us"]), n(r, "inputs_lost_host"),
                      n(r, "inputs_reordered")])
     return rows
+
+
+WAN_HEAD = ["mode", "guests", "repeat", "network delay mean µs", "network p95 µs",
+            "lost on the network", "host share mean µs", "host share p95 µs",
+            "lost after the host stamp", "reordered (stale)"]
+WAN_NOTE = ("With --wan the host's arrival stamp splits each input's path: before it the "
+            "network's (netem: delay, jitter, loss), after it the host's. Network delay = "
+            "host stamp − client send; host share = stamp the server used − host stamp. "
+            "Inputs reordered by jitter (the server refuses them as stale) are counted "
+            "apart from loss. Capacity judges the host's share only.")
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:

@@ -39,11 +39,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner, in_netns, ip_cmd, pinned, require_net_admin
+from gamebed.proc import Runner, in_netns, ip_cmd, pinned, require_net_admin, signals_unwind
+from gamebed.progress import Progress
+from gamebed.run import Layers, Run
 from gamebed.spec import ExperimentSpec
-from gamebed.sweep import signals_unwind
 from hostside.host import HostSide
-from hostside.point import point_context
+from hostside.testbed import point_context
 from vm.netns import NetnsGuests
 
 PROG = str(Path(__file__).with_name("pathprog.py"))
@@ -305,8 +306,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gb-bench-paths-"))
     m = Manifest(new_prefix())
     # placement restricted: the forwarder on CPU 0, sender and receiver on the others
-    ctx = point_context(ExperimentSpec(guest_counts=(1,), modes=("guest",)), 1, "guest", tmp,
-                        Runner(), m, print, host_in_root_ns=False)
+    spec = ExperimentSpec(guest_counts=(1,), modes=("guest",))
+    run = Run(spec, tmp, Layers(testbeds=lambda *_: None), Runner(), m, Progress())
+    ctx = point_context(run, 1, tmp, host_in_root_ns=False)
     with signals_unwind(), ExitStack() as stack:  # SIGTERM tears down like ^C
         stack.callback(m.close)  # the manifest file goes once its entries are gone
         t = Topo(stack, ctx)

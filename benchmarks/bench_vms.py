@@ -69,17 +69,14 @@ def bench_one(backend: str, n: int, memory: int, uml_mode: str = "auto") -> dict
     time.sleep(5)  # let boot-time allocations settle before weighing
     out = {"backend": backend, "vms": n, "ok": True, "all_answering_s": round(up, 1),
            "memory_mib_per_vm": memory}
+    env = info["environment"]
     if backend == "libvirt":
         rss = qemu_rss_kib([v["name"] for v in info["guests"]])
-        out["domain_type"] = info["domain_type"]
+        out["domain_type"] = env.get("domain_type")
     else:
         rss = [rss_kib(g["pid"]) for g in info["guests"]]
-        out["pss_mib_per_guest"] = info.get("pss_mib_per_guest")
-        from vm.uml import guest_kernel, run_mode
-
-        k = guest_kernel(None, uml_mode)
-        out.update(uml_mode=run_mode(k, uml_mode), guest_kernel=k.info.get("release"),
-                   guest_kernel_digest=k.digest)
+        out.update({k: env.get(k) for k in ("pss_mib_per_guest", "uml_mode",
+                                            "guest_kernel", "guest_kernel_digest")})
     out.update({"rss_mib_mean": round(sum(rss) / len(rss) / 1024, 1),
                 "rss_mib_max": round(max(rss) / 1024, 1),
                 "host_mem_used_mib": round(mem_used_mib() - before)})

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fpsmodel.client import ClientConfig, GameClient, parse_target
+from fpsmodel.client import LOAD_DEFAULTS, ClientConfig, GameClient, parse_target
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
 from fpsmodel.wire import GAME_PORT
@@ -51,10 +51,15 @@ def run_server(a: argparse.Namespace) -> int:
 def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", action="append", required=True, metavar="HOST:PORT[/SESSION]",
                    help="a game server; repeat for many (guest numbers follow the order)")
-    p.add_argument("--players", type=int, default=4, help="players per server")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of play")
-    p.add_argument("--rate", type=float, default=20.0, help="mean inputs/s per player (Poisson)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the input schedules")
+    d = LOAD_DEFAULTS
+    p.add_argument("--players", type=int, default=d["players"],
+                   help="players per server (default %(default)s)")
+    p.add_argument("--duration", type=float, default=d["duration"],
+                   help="seconds of play (default %(default)s)")
+    p.add_argument("--rate", type=float, default=d["rate_hz"],
+                   help="mean inputs/s per player, Poisson (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d["seed"],
+                   help="seed of the input schedules (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="directory for the client records")
     p.add_argument("--guest-base", type=int, default=0, help="guest number of the first server")
     p.add_argument("--wan", metavar="NETEM",

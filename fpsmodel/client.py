@@ -41,13 +41,18 @@ class Target:
     session: int = 1
 
 
+# the model game's load, the paper's: 4 players per server, each sending Poisson inputs
+# at 20/s, 10 s per session.  The one owner: gamebed's spec and every CLI read it here.
+LOAD_DEFAULTS = {"players": 4, "duration": 10.0, "rate_hz": 20.0, "seed": 1}
+
+
 @dataclass
 class ClientConfig:
     targets: list[Target]
-    players: int = 4  # per target
-    duration: float = 10.0
-    rate_hz: float = 20.0
-    seed: int = 1
+    players: int = LOAD_DEFAULTS["players"]  # per target
+    duration: float = LOAD_DEFAULTS["duration"]
+    rate_hz: float = LOAD_DEFAULTS["rate_hz"]
+    seed: int = LOAD_DEFAULTS["seed"]
     out_dir: Path = Path(".")
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     psk: bytes = wire.DEFAULT_PSK

@@ -1,26 +1,33 @@
 """The one small interface every guest backend implements (no privileges).
 
-A testbed for one guest count is the host side (hostside/host.py: client, uplink,
-stamper, shim) plus N guests behind it.  The guests are built once per count and
-each timestamp mode is measured on them in turn.  A backend only realizes the
+A testbed (hostside/testbed.py) is the host side (hostside/host.py: client, uplink,
+stamper, shim) plus N guests behind it.  The guests are built once and each
+timestamp mode is measured on them in turn; between modes the testbed can grow or
+shrink (add guests to the running ones, or stop some).  A backend only realizes the
 guests, and each guest's host-side port, named by the point's `Topology`:
 
-- `start()`: create the guests and their ports (what does not depend on the mode);
+- `start()`: what the guests share (images, daemon connections), then
+  `add_guests(ctx.topo.guests)`;
+- `add_guests(gs)` / `remove_guests(gs)`: create or remove those guests and their
+  ports, each with its own cgroup and work directory (ctx.topo already lists them,
+  or no longer does); only between modes;
 - `begin()`: set up `ctx.mode`'s receive path, start the game servers, return
   once every server answers;
 - `collect()`: after the load, bring the guests' records into `ctx.dir`;
 - `end()`: undo `begin()` (servers stopped), whatever happened;
-- `stop()`: remove everything `start()` made, whatever happened;
+- `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
 - `cpu_usage()`: cumulative CPU counters per guest index (CpuCgroup.usage());
 - `environment()`: what a report must state about these guests;
+- `guest_info()`: per guest, how to reach it (console, process, name) for `launch`;
 - `fault(f)` / `recover(f)`: break guest f.guest during the load (gamebed/fault.py:
   SIGKILL of its server or of the whole guest) and, where the backend can, bring
   it back; called from the fault schedule's thread while the client plays.
 
 `ctx` is replaced before each mode's `begin()` (same topology, new mode and
-directory).  Backends (vm/): `netns` (network namespaces on the host kernel),
-`uml` (user-mode Linux kernels) and `libvirt` (VMs under QEMU/KVM or TCG).  No
-backend inherits from another.
+directory) and on every resize (new topology).  The backends (vm/, one registry:
+vm.BACKENDS): `netns` (network namespaces on the host kernel), `uml` (user-mode
+Linux kernels) and `libvirt` (VMs under QEMU/KVM or TCG).  No backend inherits from
+another.
 """
 
 from __future__ import annotations
@@ -34,7 +41,11 @@ from gamebed.fault import Fault
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
-from gamebed.topology import Placement, Topology
+from gamebed.topology import GuestAddr, Placement, Topology
+
+# a server stops this long after the last input, then writes its records; 0: it runs
+# until its guest is destroyed (`gamebed launch`)
+IDLE_EXIT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -48,15 +59,21 @@ class PointContext:
     runner: Runner
     manifest: Manifest
     placement: Placement
-    progress: Callable[[str], None]
+    progress: Callable[[str], None]  # a gamebed.progress.Progress (or any callable)
+    idle_exit: float = IDLE_EXIT_S
 
 
 class GuestBackend(Protocol):
     name: str
     host_in_root_ns: bool  # the guests' ports live in the root namespace (libvirt's taps)
+    BOOT_S_PER_GUEST: float  # progress estimate only
     ctx: PointContext
 
     def start(self) -> None: ...
+
+    def add_guests(self, guests: tuple[GuestAddr, ...]) -> None: ...
+
+    def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None: ...
 
     def begin(self) -> None: ...
 
@@ -69,6 +86,8 @@ class GuestBackend(Protocol):
     def cpu_usage(self) -> dict[int, dict]: ...
 
     def environment(self) -> dict: ...
+
+    def guest_info(self) -> list[dict]: ...
 
     def fault(self, f: Fault) -> None: ...
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import sys
@@ -32,70 +33,77 @@ typical use:
 
 
 def cmd_play(a: argparse.Namespace) -> int:
+    """server + client on loopback; writes records and summary
+
+    Smoke test of the game model on 127.0.0.1 (no root).
+    """
     from analysis.point import play_summary
     from gamebed.play import play
 
-    s = play(a.players, a.duration, a.out, play_summary, dispatch=a.dispatch, seed=a.seed,
-             rate=a.rate)
+    spec = ExperimentSpec(players=a.players, duration=a.duration, dispatch=a.dispatch,
+                          seed=a.seed, rate=a.rate)
+    s = play(spec, a.out, play_summary)
     print(json.dumps(s, indent=2))
     print(f"records and summary in {a.out}", file=sys.stderr)
     return 0
 
 
-def spec_from_args(a: argparse.Namespace, **fixed) -> ExperimentSpec:
+# the CLI's name for a spec field, where it is not the field's own
+ARG_OF = {"guest_counts": "guests", "repeats": "repeat", "faults": "fault",
+          "vm_memory_mib": "vm_memory"}
+
+
+def _field_value(name: str, value):
+    """A flag's value as the spec's field holds it (None: not given)."""
+    if value is None or (name == "guest_counts" and value == "auto"):
+        return None  # auto: the counts are the search's
+    if name == "faults":
+        return tuple(value) or None
+    if name == "uml_kernel":
+        return str(Path(value).resolve())
+    return value
+
+
+def spec_from_args(a: argparse.Namespace) -> ExperimentSpec:
     """The spec: defaults, then the TOML file (if any), then the flags given."""
-    guests = getattr(a, "guests", None)
-    over = dict(guest_counts=None if guests == "auto" else guests,
-                modes=getattr(a, "modes", None), repeats=getattr(a, "repeat", None),
-                sla_delay_ms=getattr(a, "sla_delay_ms", None),
-                sla_stat=getattr(a, "sla_stat", None), sla_loss=getattr(a, "sla_loss", None),
-                players=a.players, duration=getattr(a, "duration", None),
-                placement=a.placement, cpu_cap=getattr(a, "cpu_cap", None),
-                cpu_weight=getattr(a, "cpu_weight", None),
-                server_work_us=getattr(a, "server_work_us", None),
-                capture=getattr(a, "capture", None),
-                faults=tuple(a.fault) if getattr(a, "fault", None) else None,
-                wan=getattr(a, "wan", None),
-                stamper=a.stamper, seed=getattr(a, "seed", None), dispatch=a.dispatch,
-                backend=a.backend, libvirt_uri=a.libvirt_uri, accel=a.accel,
-                vm_memory_mib=a.vm_memory, uml_mode=a.uml_mode,
-                uml_kernel=str(a.uml_kernel.resolve()) if a.uml_kernel else None)
-    over.update(fixed)
-    return (ExperimentSpec.from_toml(a.spec, **over) if a.spec
+    over = {f.name: _field_value(f.name, getattr(a, ARG_OF.get(f.name, f.name), None))
+            for f in dataclasses.fields(ExperimentSpec)}
+    spec = getattr(a, "spec", None)
+    return (ExperimentSpec.from_toml(spec, **over) if spec
             else ExperimentSpec().replace(**over))
 
 
+def layers(spec: ExperimentSpec):
+    """What vm/ and analysis/ hand a run of `spec` (gamebed/run.py Layers)."""
+    import vm
+    from analysis.capacity import Sla, search_step
+    from analysis.point import summarizer
+    from gamebed.run import Layers
+
+    search = (search_step(Sla.of_run(spec.to_dict()), spec.search_max) if spec.searching
+              else None)
+    return Layers(vm.testbeds, summarizer(spec.capture), search,
+                  vm.boot_s_per_guest(spec.backend))
+
+
 def cmd_run(a: argparse.Namespace) -> int:
-    from analysis.point import point_summary
+    """the sweep: guest counts x timestamp modes (root)
+
+    Build N guests, play, record, tear down; for every guest count and mode. Writes
+    DIR/summary.json, raw records per point, and the report.
+    """
+    from gamebed.run import Run
     from gamebed.sweep import run_sweep
-    from vm import make_testbed, resolve_backend
+    from vm import resolve_backend
 
     if a.max_guests is not None and a.guests != "auto":
         raise ValueError("--max-guests bounds a search: use it with --guests auto")
     spec, why = resolve_backend(spec_from_args(a), dry_run=a.dry_run)
     print(f"backend: {spec.backend} ({why})", file=sys.stderr)
-    if a.guests == "auto":  # the backend's largest default count bounds the search
-        top = a.max_guests or max(spec_mod.DEFAULT_COUNTS[spec.backend])
-        spec = dataclasses.replace(spec, guest_counts=None, search_max=top,
-                                   repeats=a.repeat or 3)
-    from vm import backend_class
-
-    summarize = point_summary
-    if spec.capture:
-        from analysis.pcap import write_pcapng
-
-        def summarize(pdir: Path) -> dict:
-            return {**point_summary(pdir), "capture": write_pcapng(pdir)}
-
-    search = None
-    if spec.searching:
-        from analysis.capacity import Sla, search_step
-
-        search = search_step(Sla.of_run(spec.to_dict()), spec.search_max)
-    summary = run_sweep(spec, a.out, make_testbed, summarize, dry_run=a.dry_run,
-                        backend_reason=why, resume=a.resume, overwrite=a.overwrite,
-                        boot_s_per_guest=backend_class(spec.backend).BOOT_S_PER_GUEST,
-                        search=search)
+    if a.guests == "auto":
+        spec = spec.searching_up_to(a.max_guests, a.repeat)
+    summary = run_sweep(Run.start(spec, a.out, layers(spec), a.dry_run, why), a.resume,
+                        a.overwrite)
     if a.dry_run:
         return 0
     if not a.no_report:
@@ -108,6 +116,13 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_image(a: argparse.Namespace) -> int:
+    """build the guest kernel and images (root; cached)
+
+    uml: gamebed's own user-mode Linux kernel (the newest fixed Debian sid linux-source,
+    else bookworm's 6.1 with gamebed's fix; about 3 min on 2 cores) and its root disk.
+    libvirt: Debian bookworm root (mmdebstrap) + fpsmodel + the patched virtio_net/tun
+    modules + the cloud kernel, as a qcow2 base. Each is rebuilt only when an input changes.
+    """
     from gamebed.proc import Runner
     from vm import image, uml_image, uml_kernel
 
@@ -128,6 +143,11 @@ def cmd_image(a: argparse.Namespace) -> int:
 
 
 def cmd_launch(a: argparse.Namespace) -> int:
+    """start N game VMs and leave them running (root)
+
+    Boot N game-server VMs behind the host stamper and shim, wait until each server answers,
+    print how to reach them. `launch --destroy` removes every launched VM and tap.
+    """
     from vm.launch import destroy, launch
 
     if a.destroy:
@@ -136,14 +156,15 @@ def cmd_launch(a: argparse.Namespace) -> int:
         return 0
     from vm import resolve_backend
 
-    spec, _ = resolve_backend(spec_from_args(a, guest_counts=(a.count,), modes=(a.mode,)),
-                              dry_run=a.dry_run)
+    spec, _ = resolve_backend(spec_from_args(a).replace(guest_counts=(a.count,),
+                                                        modes=(a.mode,)), dry_run=a.dry_run)
     info = launch(spec, dry_run=a.dry_run)
     print(json.dumps(info, indent=2))
     return 0
 
 
 def cmd_clean(a: argparse.Namespace) -> int:
+    """remove what a killed run's manifest lists (root)"""
     from gamebed.manifest import STATE_DIR
     from gamebed.proc import Runner, require_net_admin
     from gamebed.resources import clean_manifest
@@ -161,6 +182,12 @@ def cmd_clean(a: argparse.Namespace) -> int:
 
 
 def cmd_pcap(a: argparse.Namespace) -> int:
+    """a captured point's uplink frames as pcapng (no root)
+
+    Write POINT_DIR/capture.pcapng from the uplink.cap of a point run with --capture: every
+    frame with its kernel arrival stamp to the ns, player inputs commented with guest,
+    player, seq, server stamp, delay, stamp error.
+    """
     from analysis.pcap import write_pcapng
 
     for d in a.point_dir:
@@ -168,13 +195,13 @@ def cmd_pcap(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_shim(a: argparse.Namespace) -> int:
-    from hostside.shim import run
-
-    return run(a)
-
-
 def cmd_report(a: argparse.Namespace) -> int:
+    """analyse a results directory, or compare several (no root)
+
+    Recompute statistics, capacity and plots from raw records only. With two or more
+    directories: a comparison (capacity per run and mode, delay per point with CIs,
+    differences to the first run) in --out.
+    """
     from analysis.capacity import SlaTerms
 
     terms = SlaTerms(a.sla_delay_ms, a.sla_stat, a.sla_loss)
@@ -246,10 +273,10 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uml-kernel", type=Path, metavar="PATH",
                    help="uml: run this UML binary instead of gamebed's own kernel (built "
                         "once and cached: vm/uml_kernel.py)")
-    p.add_argument("--vm-memory", type=int, metavar="MIB",
-                   help=f"memory per VM (default {default('vm_memory_mib')})")
     p.add_argument("--dispatch", choices=CHOICES["dispatch"],
                    help=f"game server event dispatch (default {default('dispatch')})")
+    p.add_argument("--vm-memory", type=int, metavar="MIB",
+                   help=f"memory per VM (default {default('vm_memory_mib')})")
     p.add_argument("--dry-run", action="store_true",
                    help="print the privileged commands instead of running them")
 
@@ -330,9 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "of player inputs with guest-kernel and host-supplied timestamps.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    for add in (_add_play, _add_run, _add_report, _add_pcap, _add_image, _add_launch,
+                _add_clean, _add_components):
+        add(sub)
+    return ap
 
-    p = sub.add_parser("play", help="server + client on loopback; writes records and summary",
-                       description="Smoke test of the game model on 127.0.0.1 (no root).")
+
+def _command(sub, name: str, func, text: str | None = None,
+             add_help: bool = True) -> argparse.ArgumentParser:
+    """The subcommand `name`, carried out by func(args); its help is `text`, else func's
+    docstring: the first line, and the paragraph after it as the description."""
+    head, _, body = inspect.cleandoc(text or func.__doc__).partition("\n\n")
+    p = sub.add_parser(name, help=head, description=" ".join(body.split()) or None,
+                       add_help=add_help)
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_play(sub) -> None:
+    p = _command(sub, "play", cmd_play)
     p.add_argument("--players", type=int, default=default("players"),
                    help="players (default %(default)s)")
     p.add_argument("--duration", type=float, default=default("duration"),
@@ -342,21 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=default("seed"))
     p.add_argument("--rate", type=float, default=default("rate"),
                    help="mean inputs/s per player (default %(default)s)")
-    p.set_defaults(func=cmd_play)
 
-    p = sub.add_parser("run", help="the sweep: guest counts x timestamp modes (root)",
-                       description="Build N guests, play, record, tear down; for every "
-                                   "guest count and mode. Writes DIR/summary.json, raw "
-                                   "records per point, and the report.")
+
+def _add_run(sub) -> None:
+    p = _command(sub, "run", cmd_run)
     add_run_args(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="analyse a results directory, or compare several "
-                                      "(no root)",
-                       description="Recompute statistics, capacity and plots from raw "
-                                   "records only. With two or more directories: a comparison "
-                                   "(capacity per run and mode, delay per point with CIs, "
-                                   "differences to the first run) in --out.")
+
+def _add_report(sub) -> None:
+    p = _command(sub, "report", cmd_report)
     p.add_argument("dir", type=Path, nargs="+", help="results directories (of `gamebed run`)")
     p.add_argument("--out", type=Path,
                    help="where a comparison goes (default ./comparison)")
@@ -366,66 +403,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare runs whose guests ran different kernels or UML modes "
                         "(to compare the kernels themselves)")
     p.add_argument("--sla-delay-ms", type=float,
-                   help="delay limit in ms (default: the run's, from its spec; else 1)")
+                   help="delay limit in ms (default: the run's, from its spec; else "
+                        f"{default('sla_delay_ms'):g})")
     p.add_argument("--sla-stat", choices=spec_mod.SLA_STATS,
-                   help="delay statistic (default: the run's; else mean)")
+                   help=f"delay statistic (default: the run's; else {default('sla_stat')})")
     p.add_argument("--sla-loss", type=float,
-                   help="largest loss ratio (default: the run's; else 0.01)")
-    p.set_defaults(func=cmd_report)
+                   help=f"largest loss ratio (default: the run's; else {default('sla_loss'):g})")
 
-    p = sub.add_parser("pcap", help="a captured point's uplink frames as pcapng (no root)",
-                       description="Write POINT_DIR/capture.pcapng from the uplink.cap of a "
-                                   "point run with --capture: every frame with its kernel "
-                                   "arrival stamp to the ns, player inputs commented with "
-                                   "guest, player, seq, server stamp, delay, stamp error.")
+
+def _add_pcap(sub) -> None:
+    p = _command(sub, "pcap", cmd_pcap)
     p.add_argument("point_dir", type=Path, nargs="+")
-    p.set_defaults(func=cmd_pcap)
 
-    p = sub.add_parser("image", help="build the guest kernel and images (root; cached)",
-                       description="uml: gamebed's own user-mode Linux kernel (the newest "
-                                   "fixed Debian sid linux-source, else bookworm's 6.1 with "
-                                   "gamebed's fix; about 3 min on 2 cores) and its root disk. "
-                                   "libvirt: Debian bookworm root (mmdebstrap) + fpsmodel + "
-                                   "the patched virtio_net/tun modules + the cloud kernel, as "
-                                   "a qcow2 base. Each is rebuilt only when an input changes.")
+
+def _add_image(sub) -> None:
+    p = _command(sub, "image", cmd_image)
     p.add_argument("action", choices=("build",))
     p.add_argument("--only", choices=("uml", "libvirt"), help="build one backend's only")
     p.add_argument("--force", action="store_true",
                    help="rebuild even if cached (the UML kernel: fetch the source anew)")
-    p.set_defaults(func=cmd_image)
 
-    p = sub.add_parser("launch", help="start N game VMs and leave them running (root)",
-                       description="Boot N game-server VMs behind the host stamper and shim, "
-                                   "wait until each server answers, print how to reach them. "
-                                   "`launch --destroy` removes every launched VM and tap.")
+
+def _add_launch(sub) -> None:
+    p = _command(sub, "launch", cmd_launch)
     p.add_argument("--count", type=int, default=1, help="how many game VMs")
     p.add_argument("--mode", choices=MODES, default="host",
                    help="timestamp mode of the guests' receive path (default %(default)s)")
     p.add_argument("--destroy", action="store_true", help="destroy what launch started")
     add_guest_args(p)
-    p.set_defaults(func=cmd_launch)
 
-    p = sub.add_parser("clean", help="remove what a killed run's manifest lists (root)")
+
+def _add_clean(sub) -> None:
+    p = _command(sub, "clean", cmd_clean)
     p.add_argument("manifest", nargs="*", type=Path,
                    help="manifest files (default: every one in /run/gamebed)")
-    p.set_defaults(func=cmd_clean)
 
-    from hostside.shim import add_args as add_shim_args
 
-    p = sub.add_parser("shim", help="the AF_PACKET timestamping shim (root)")
-    add_shim_args(p)
-    p.set_defaults(func=cmd_shim)
-
-    p = sub.add_parser("server", help="one game server (what runs inside each guest)")
+def _add_components(sub) -> None:
+    """The parts a run starts, each runnable alone."""
+    # the shim parses its own options (python -m hostside.shim --help): its module is
+    # loaded only when it runs
+    _command(sub, "shim", None, "the AF_PACKET timestamping shim (root; its options: gamebed "
+                                "shim --help)", add_help=False)
+    p = _command(sub, "server", run_server, "one game server (what runs inside each guest)")
     add_server_args(p)
-    p.set_defaults(func=run_server)
-    p = sub.add_parser("client", help="the load generator and latency recorder")
+    p = _command(sub, "client", run_client, "the load generator and latency recorder")
     add_client_args(p)
-    p.set_defaults(func=run_client)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["shim"]:  # the shim's options are its own (python -m hostside.shim)
+        from hostside.shim import main as shim_main
+
+        return shim_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)

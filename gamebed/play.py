@@ -13,11 +13,15 @@ from pathlib import Path
 from fpsmodel.client import ClientConfig, GameClient, Target
 from fpsmodel.records import write_json
 from gamebed.proc import Process, Runner, python_cmd, wait_for
+from gamebed.spec import ExperimentSpec
 
 
-def play(players: int, duration: float, out: Path, summarize: Callable[[Path, dict, str], dict],
-         dispatch: str = "epoll", seed: int = 1, rate: float = 20.0,
+def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str], dict],
          runner: Runner | None = None) -> dict:
+    """One server and one client of `spec`'s load (players, duration, rate, seed,
+    dispatch) on loopback; their records and `summarize`'s summary go to `out`."""
+    players, duration, dispatch = spec.players, spec.duration, spec.dispatch
+    seed, rate = spec.seed, spec.rate
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner = runner or Runner()

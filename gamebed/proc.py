@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("gamebed")
@@ -54,22 +55,30 @@ class CommandError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class How:
+    """How a child process runs and stops."""
+
+    term_timeout: float = 5.0  # after SIGTERM, this long before SIGKILL
+    stdin_pipe: bool = False  # the child reads what `send()` writes
+    group: bool = False  # stop signals its whole process group (a UML kernel's helpers)
+    # cgroup.procs files the child joins before it executes, so every thread and child it
+    # ever makes is accounted there
+    cgroups: tuple[Path, ...] = ()
+
+
 class Process:
     """A child process as a context manager: leaving the block always ends it."""
 
     def __init__(self, args: Sequence[str], runner: Runner, log_path: Path | None = None,
-                 name: str = "", term_timeout: float = 5.0, stdin_pipe: bool = False,
-                 group: bool = False, cgroups: Sequence[Path] = ()) -> None:
-        """`stdin_pipe`: the child reads what `send()` writes; `group`: stop signals its
-        whole process group (a UML kernel's helper processes); `cgroups`: cgroup.procs
-        files the child joins before it executes, so every thread and child it ever
-        makes is accounted there."""
+                 name: str = "", how: How | None = None) -> None:
+        how = how or How()
         self.args = [str(a) for a in args]
         self.runner = runner
         self.log_path = log_path
         self.name = name or Path(self.args[0]).name
-        self.term_timeout = term_timeout
-        self.stdin_pipe, self.group, self.cgroups = stdin_pipe, group, list(cgroups)
+        self.term_timeout = how.term_timeout
+        self.stdin_pipe, self.group, self.cgroups = how.stdin_pipe, how.group, list(how.cgroups)
         self.popen: subprocess.Popen | None = None
 
     @property
@@ -237,7 +246,7 @@ def python_cmd(module: str, *args: object) -> list[str]:
 # middle of a teardown step (a process stopped but still listed, a namespace removed but
 # still listed) would leave the run manifest naming things that are gone, or worse the
 # reverse.  Such steps run shielded: a signal that arrives meanwhile is raised when the
-# outermost shielded step ends (gamebed/sweep.py signals_unwind hands it to interrupt()).
+# outermost shielded step ends (signals_unwind below hands it to interrupt()).
 _SHIELD: dict = {"depth": 0, "pending": None}
 
 
@@ -283,3 +292,24 @@ def interrupt(exc: BaseException) -> None:
         _SHIELD["pending"] = exc
         return
     raise exc
+
+
+@contextmanager
+def signals_unwind():
+    """SIGTERM behaves like ^C: the with-blocks tear down.  A second signal while
+    tearing down is ignored, so cleanup is not cut short."""
+    state = {"hit": False}
+
+    def handler(signum, _frame):
+        if state["hit"]:
+            return
+        state["hit"] = True
+        # raised here, or once a teardown step under way has ended (gamebed/proc.py)
+        interrupt(KeyboardInterrupt(f"signal {signum}"))
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

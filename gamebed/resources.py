@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gamebed.manifest import Manifest
-from gamebed.proc import Process, Runner, ip_cmd, log, shielding, shielding_enter
+from gamebed.proc import How, Process, Runner, ip_cmd, log, shielding, shielding_enter
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
@@ -24,8 +24,9 @@ CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 class ManagedProcess(Process):
     """A Process that is listed in the run manifest while it lives."""
 
-    def __init__(self, args: Sequence[str], runner: Runner, manifest: Manifest, **kw) -> None:
-        super().__init__(args, runner, **kw)
+    def __init__(self, args: Sequence[str], runner: Runner, manifest: Manifest,
+                 log_path: Path | None = None, name: str = "", how: How | None = None) -> None:
+        super().__init__(args, runner, log_path, name, how or How())
         self.manifest = manifest
         self._entry: dict | None = None
 

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpsmodel.client import LOAD_DEFAULTS
 from fpsmodel.server import DISPATCH_MODES
 from fpsmodel.wire import GAME_PORT
 from gamebed.fault import check_faults
@@ -38,6 +39,7 @@ MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
 DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
                   "libvirt": (1, 2, 4)}
+SEARCH_REPEATS = 3  # --guests auto: points per count and mode, unless --repeat says
 CAPPABLE = ("netns", "uml")  # backends whose guests run in cgroups of ours
 
 
@@ -64,9 +66,10 @@ class ExperimentSpec:
     search_max: int | None = None  # --guests auto: search the capacity up to this count
     repeats: int = 1  # points per (count, mode); repeat r plays seed + r in both modes
     modes: tuple[str, ...] = MODES
-    players: int = 4  # per guest
-    duration: float = 10.0  # seconds of play per point
-    rate: float = 20.0  # inputs/s per player (Poisson mean)
+    # the load: the model game's own defaults (fpsmodel/client.py LOAD_DEFAULTS)
+    players: int = LOAD_DEFAULTS["players"]  # per guest
+    duration: float = LOAD_DEFAULTS["duration"]  # seconds of play per point
+    rate: float = LOAD_DEFAULTS["rate_hz"]  # inputs/s per player (Poisson mean)
     placement: str = "restricted"  # host side (shim, client) on CPU 0, guests on the others
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
@@ -85,7 +88,7 @@ class ExperimentSpec:
     uml_kernel: str | None = None  # another UML binary instead of gamebed's (vm/uml_kernel.py)
     dispatch: str = "epoll"
     game_port: int = GAME_PORT
-    seed: int = 1
+    seed: int = LOAD_DEFAULTS["seed"]
     # the SLA the run is judged by (the search's, and the report's unless told otherwise)
     sla_stat: str = "mean"
     sla_delay_ms: float = 1.0
@@ -198,9 +201,14 @@ class ExperimentSpec:
                              "resolved (vm.resolve_backend)")
         return DEFAULT_COUNTS[self.backend]
 
-    def points(self) -> list[tuple[int, str]]:
-        """(n_guests, mode) in run order: modes interleaved per count, so drift hits both."""
-        return [(n, m) for n in self.counts for m in self.modes]
+    def searching_up_to(self, maximum: int | None = None, repeats: int | None = None
+                        ) -> ExperimentSpec:
+        """This (resolved) spec as a capacity search (--guests auto): counts up to `maximum`
+        (default: the backend's largest default count), `repeats` points per count and
+        mode (default SEARCH_REPEATS: a search judges counts on their spread)."""
+        top = maximum or max(DEFAULT_COUNTS[self.backend])
+        return dataclasses.replace(self, guest_counts=None, search_max=top,
+                                   repeats=repeats or SEARCH_REPEATS)
 
 
 def default(name: str):

@@ -8,8 +8,8 @@ rewritten after every point, so an interrupted sweep keeps what it measured.
 
 The counts are the spec's list, or, for `--guests auto`, chosen one at a time by
 a search from the points so far.  The sweep knows neither backends nor statistics:
-the CLI hands it a testbed factory (vm.make_testbed), the per-point analysis
-(analysis.point.point_summary) and the search (analysis.capacity.search_step).
+the run (gamebed/run.py) carries the testbed factory (vm.testbeds), the per-point
+analysis (analysis.point.summarizer) and the search (analysis.capacity.search_step).
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ import json
 import os
 import platform
 import shutil
-import signal
+import sys
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 from fpsmodel.records import sync_tree, write_json
-from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner, interrupt, require_net_admin
-from gamebed.progress import Progress, say, status, sweep_work
+from gamebed.manifest import Manifest
+from gamebed.proc import require_net_admin, signals_unwind
+from gamebed.progress import sweep_work
+from gamebed.run import Run
 from gamebed.spec import ExperimentSpec
-
-TestbedFactory = Callable[..., object]  # (spec, n_guests, work_dir, runner, manifest, progress)
-Summarize = Callable[[Path], dict]
-Search = Callable[[list[dict], set[int]], "int | None"]  # (points so far, counts tried)
 
 
 def environment() -> dict:
@@ -51,37 +47,12 @@ def environment() -> dict:
 
 
 @contextmanager
-def signals_unwind():
-    """SIGTERM behaves like ^C: the with-blocks tear down.  A second signal while
-    tearing down is ignored, so cleanup is not cut short."""
-    state = {"hit": False}
-
-    def handler(signum, _frame):
-        if state["hit"]:
-            return
-        state["hit"] = True
-        # raised here, or once a teardown step under way has ended (gamebed/proc.py)
-        interrupt(KeyboardInterrupt(f"signal {signum}"))
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@contextmanager
 def _closing(manifest: Manifest):
     """The manifest file goes once everything it listed is gone, whatever the exit."""
     try:
         yield manifest
     finally:
         manifest.close()
-
-
-def progress(msg: str) -> None:
-    say(msg)
 
 
 def _point_line(entry: dict, t0: float) -> str:
@@ -119,7 +90,7 @@ def prepare_out(out: Path, spec: ExperimentSpec, resume: bool = False,
         for path in [out / "points", *(out / f for f in RESULT_FILES)]:
             if dry_run:
                 if path.exists():
-                    progress(f"would remove {path}")
+                    print(f"would remove {path}", file=sys.stderr)
             elif path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -150,40 +121,10 @@ def count_points(spec: ExperimentSpec) -> list[tuple[int, str]]:
     return [(r, m) for r in range(spec.repeats) for m in spec.modes]
 
 
-def measure_count(bed, summarize: Summarize, spec: ExperimentSpec, n_guests: int, out: Path,
-                  runner: Runner, on_point: Callable[[dict], None], t0: float,
-                  todo: list[tuple[int, str]] | None = None) -> None:
-    """Every (repeat, mode) point (or the given ones) on one count's testbed (its guests
-    are built once)."""
-    for repeat, mode in todo if todo is not None else count_points(spec):
-        pdir = out / "points" / point_name(mode, n_guests, repeat)
-        if not runner.dry_run:
-            shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
-        again = f" (repeat {repeat})" if repeat else ""
-        progress(f"      {mode} stamps{again}: {spec.duration:g} s of play ...")
-        status(f"{n_guests} guests, {mode} stamps{again}: playing")
-        with bed.mode(mode, pdir, repeat) as point:
-            env = point.environment()
-            # point.json's "guests" is the count (docs/records.md)
-            write_json(pdir / "point.json", {"mode": mode, "guests": n_guests,
-                                             "repeat": repeat, "seed": spec.seed + repeat,
-                                             "spec": spec.to_dict(), "environment": env})
-            point.run_load()
-        entry = {"mode": mode, "guests": n_guests, "repeat": repeat}
-        if not runner.dry_run:
-            sync_tree(pdir)  # the point's raw files are on disk before it is listed
-            entry.update(summarize(pdir))
-        entry["dir"] = str(pdir.relative_to(out))
-        on_point(entry)
-        if not runner.dry_run:
-            progress(_point_line(entry, t0))
-
-
-def next_count(spec: ExperimentSpec, points: list[dict], search: Search | None = None
-               ) -> int | None:
-    """The next guest count to measure: a count the run began but did not finish, else
-    the next of spec.counts, or for a search (--guests auto) `search`'s choice from the
-    points so far; None when the sweep is done."""
+def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None) -> int | None:
+    """The guest count the sweep builds next: a count the run began but did not finish,
+    else the next of spec.counts, or for a search (--guests auto) `search`'s choice from
+    the points so far; None when the sweep is done."""
     done = {(p["guests"], p.get("repeat", 0), p["mode"]) for p in points}
     started = list(dict.fromkeys(p["guests"] for p in points))
     for n in started:
@@ -192,64 +133,6 @@ def next_count(spec: ExperimentSpec, points: list[dict], search: Search | None =
     if not spec.searching or search is None:  # dry run: the growth phase's counts
         return next((n for n in spec.counts if n not in started), None)
     return search(points, set(started))
-
-
-def run_sweep(spec: ExperimentSpec, out: Path, make_testbed: TestbedFactory,
-              summarize: Summarize, dry_run: bool = False, backend_reason: str = "",
-              resume: bool = False, overwrite: bool = False,
-              boot_s_per_guest: float = 1.0, check_privileges: bool = True,
-              search: Search | None = None) -> dict:
-    """The sweep; `boot_s_per_guest` only scales the progress bar's time estimate.
-    A searching spec (--guests auto) needs `search`, which picks each next count."""
-    if not dry_run and check_privileges:
-        require_net_admin()
-    if spec.backend == "auto" or (spec.guest_counts is None and not spec.searching):
-        raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
-    if spec.searching and search is None and not dry_run:
-        raise ValueError("a searching spec (--guests auto) needs a search function")
-    out = Path(out)
-    old = prepare_out(out, spec, resume, overwrite, dry_run)
-    runner = Runner(dry_run=dry_run)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(new_prefix(), dry_run=dry_run)
-    summary = {"spec": spec.to_dict(), "environment": environment(), "backend": spec.backend,
-               "backend_reason": backend_reason, "prefix": manifest.prefix,
-               "manifest": str(manifest.path), "points": [], "complete": False}
-    if old:
-        summary["points"] = list(old["points"])
-        summary["build_s"] = dict(old.get("build_s", {}))
-        if "guest_kernel" in old:
-            summary["guest_kernel"] = old["guest_kernel"]
-        summary["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
-    t0 = time.monotonic()
-
-    def on_point(entry: dict) -> None:
-        summary["points"].append(entry)
-        if not dry_run:
-            write_json(out / "summary.json", summary)
-
-    per_count = len(count_points(spec))
-    work_s = sweep_work(spec.counts, spec.modes, spec.duration, boot_s_per_guest)
-    total = sum(b + per_count * m for b, m in work_s.values())
-    with signals_unwind(), _closing(manifest), Progress(total, "sweep") as bar:
-        for n, (b, m) in work_s.items():  # what a resumed run measured is done
-            kept = sum(p["guests"] == n for p in summary["points"])
-            bar.advance((b if kept == per_count else 0) + kept * m)
-        k = 0
-        while (n_guests := next_count(spec, summary["points"],
-                                      None if dry_run else search)) is not None:
-            k += 1
-            if n_guests not in work_s:  # a count the estimate did not foresee (search)
-                work_s.update(sweep_work((n_guests,), spec.modes, spec.duration,
-                                         boot_s_per_guest))
-                bar.grow(work_s[n_guests][0] + per_count * work_s[n_guests][1])
-            _one_count(spec, n_guests, k, out, make_testbed, summarize, runner, manifest,
-                       summary, on_point, bar, work_s[n_guests], t0)
-    summary["complete"] = True
-    summary["elapsed_s"] = round(time.monotonic() - t0, 1)
-    if not dry_run:
-        write_json(out / "summary.json", summary)
-    return summary
 
 
 KERNEL_KEYS = ("guest_kernel_digest", "uml_mode")  # what a run's points must share
@@ -269,31 +152,125 @@ def same_guest_kernel(summary: dict, bed, out: Path) -> None:
                          "(--uml-kernel PATH), or --overwrite")
 
 
-def _one_count(spec: ExperimentSpec, n_guests: int, k: int, out: Path,
-               make_testbed: TestbedFactory, summarize: Summarize, runner: Runner,
-               manifest: Manifest, summary: dict, on_point: Callable[[dict], None], bar,
-               work: tuple[float, float], t0: float) -> None:
-    """Build one count's testbed and measure the points of it the summary lacks."""
-    boot_s, point_s = work
-    done = {(p.get("repeat", 0), p["mode"]) for p in summary["points"]
-            if p["guests"] == n_guests}
-    todo = [rm for rm in count_points(spec) if rm not in done]
-    of = "" if spec.searching else f"/{len(spec.counts)}"
-    progress(f"[{k}{of}] {n_guests} guest(s) on {spec.backend}: building ...")
-    status(f"[{k}{of}] {n_guests} guests: building")
-    work_dir = out / "points" / f"work-g{n_guests:03d}"
-    tb = time.monotonic()
-    with make_testbed(spec, n_guests, work_dir, runner, manifest, progress) as bed:
-        summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
-        if not runner.dry_run:
-            same_guest_kernel(summary, bed, out)
-        bar.advance(boot_s)
+def run_sweep(run: Run, resume: bool = False, overwrite: bool = False,
+              check_privileges: bool = True) -> dict:
+    """The sweep of `run`: every count's points, into run.out; returns summary.json's
+    content.  A searching spec (--guests auto) needs run.layers.search."""
+    spec, dry_run = run.spec, run.dry_run
+    if not dry_run and check_privileges:
+        require_net_admin()
+    if spec.backend == "auto" or (spec.guest_counts is None and not spec.searching):
+        raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
+    if spec.searching and run.layers.search is None and not dry_run:
+        raise ValueError("a searching spec (--guests auto) needs a search function")
+    with _closing(run.manifest):
+        old = prepare_out(run.out, spec, resume, overwrite, dry_run)
+        run.out.mkdir(parents=True, exist_ok=True)
+        sweep = Sweep(run, old)
+        with signals_unwind():
+            sweep.measure_all()
+    return sweep.finish()
 
-        def measured(entry: dict) -> None:
-            on_point(entry)
-            bar.advance(point_s)
-            status(f"[{k}{of}] {n_guests} guests")
 
-        measure_count(bed, summarize, spec, n_guests, out, runner, measured, t0, todo)
-    if not runner.dry_run:
-        shutil.rmtree(work_dir, ignore_errors=True)
+class Sweep:
+    """One sweep's state: the summary it writes and the progress bar's work."""
+
+    def __init__(self, run: Run, old: dict | None) -> None:
+        self.run, self.spec = run, run.spec
+        m = run.manifest
+        self.summary = {"spec": run.spec.to_dict(), "environment": environment(),
+                        "backend": run.spec.backend, "backend_reason": run.reason,
+                        "prefix": m.prefix, "manifest": str(m.path), "points": [],
+                        "complete": False}
+        if old:
+            self._resumed(old)
+        self.t0 = time.monotonic()
+        self.per_count = len(count_points(self.spec))
+        self.work = sweep_work(self.spec.counts, self.spec.modes, self.spec.duration,
+                               run.layers.boot_s_per_guest)
+
+    def _resumed(self, old: dict) -> None:
+        s = self.summary
+        s["points"] = list(old["points"])
+        s["build_s"] = dict(old.get("build_s", {}))
+        if "guest_kernel" in old:
+            s["guest_kernel"] = old["guest_kernel"]
+        s["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
+
+    def measure_all(self) -> None:
+        """Count after count until the spec's (or the search's) counts are measured."""
+        p, spec = self.run.progress, self.spec
+        total = sum(b + self.per_count * m for b, m in self.work.values())
+        with p.task(total, "sweep"):
+            for n, (b, m) in self.work.items():  # what a resumed run measured is done
+                kept = sum(pt["guests"] == n for pt in self.summary["points"])
+                p.advance((b if kept == self.per_count else 0) + kept * m)
+            k = 0
+            search = None if self.run.dry_run else self.run.layers.search
+            while (n := count_to_measure(spec, self.summary["points"], search)) is not None:
+                k += 1
+                if n not in self.work:  # a count the estimate did not foresee (search)
+                    self.work.update(sweep_work((n,), spec.modes, spec.duration,
+                                                self.run.layers.boot_s_per_guest))
+                    p.grow(self.work[n][0] + self.per_count * self.work[n][1])
+                self.one_count(n, k)
+
+    def finish(self) -> dict:
+        self.summary["complete"] = True
+        self.summary["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        self._save()
+        return self.summary
+
+    def _save(self) -> None:
+        if not self.run.dry_run:
+            write_json(self.run.out / "summary.json", self.summary)
+
+    def one_count(self, n_guests: int, k: int) -> None:
+        """Build one count's testbed and measure the points of it the summary lacks."""
+        run, spec = self.run, self.spec
+        done = {(p.get("repeat", 0), p["mode"]) for p in self.summary["points"]
+                if p["guests"] == n_guests}
+        todo = [rm for rm in count_points(spec) if rm not in done]
+        self.label = f"[{k}{'' if spec.searching else f'/{len(spec.counts)}'}]"
+        run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: building ...")
+        run.progress.status(f"{self.label} {n_guests} guests: building")
+        work_dir = run.out / "points" / f"work-g{n_guests:03d}"
+        tb = time.monotonic()
+        with run.testbed(n_guests, work_dir) as bed:
+            self.summary.setdefault("build_s", {})[str(n_guests)] = round(
+                time.monotonic() - tb, 1)
+            if not run.dry_run:
+                same_guest_kernel(self.summary, bed, run.out)
+            run.progress.advance(self.work[n_guests][0])
+            for repeat, mode in todo:
+                self.measure(bed, n_guests, repeat, mode)
+        if not run.dry_run:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def measure(self, bed, n_guests: int, repeat: int, mode: str) -> None:
+        """One point: `mode`'s load on the testbed's guests, its records, its entry."""
+        run, spec = self.run, self.spec
+        pdir = run.out / "points" / point_name(mode, n_guests, repeat)
+        if not run.dry_run:
+            shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
+        again = f" (repeat {repeat})" if repeat else ""
+        run.progress(f"      {mode} stamps{again}: {spec.duration:g} s of play ...")
+        run.progress.status(f"{n_guests} guests, {mode} stamps{again}: playing")
+        with bed.mode(mode, pdir, repeat) as point:
+            # point.json's "guests" is the count (docs/records.md)
+            write_json(pdir / "point.json", {"mode": mode, "guests": n_guests,
+                                             "repeat": repeat, "seed": spec.seed + repeat,
+                                             "spec": spec.to_dict(),
+                                             "environment": point.environment()})
+            point.run_load()
+        entry = {"mode": mode, "guests": n_guests, "repeat": repeat}
+        if not run.dry_run:
+            sync_tree(pdir)  # the point's raw files are on disk before it is listed
+            entry.update(run.layers.summarize(pdir))
+        entry["dir"] = str(pdir.relative_to(run.out))
+        self.summary["points"].append(entry)
+        self._save()
+        run.progress.advance(self.work[n_guests][1])
+        run.progress.status(f"{self.label} {n_guests} guests")
+        if not run.dry_run:
+            run.progress(_point_line(entry, self.t0))

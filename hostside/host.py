@@ -24,7 +24,7 @@ from gamebed import wan
 from gamebed.backend import PointContext
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import ManagedProcess, Netns, Veth
-from gamebed.topology import PREFIX_LEN
+from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
 
 
@@ -59,10 +59,21 @@ class HostSide:
         r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
         if c.spec.wan:
             self.wan_via = self._apply_wan()
-        # static neighbours: the load starts at once, no ARP round in the measurement
-        for g in t.guests:
-            r.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr", g.nic.mac, "dev",
-                         t.client_nic, "nud", "permanent"))
+        self.add_guests(t.guests)
+
+    def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        """Static neighbours for these guests: the load starts at once, with no ARP round
+        in the measurement."""
+        t = self.ctx.topo
+        for g in guests:
+            self.ctx.runner.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr",
+                                       g.nic.mac, "dev", t.client_nic, "nud", "permanent"))
+
+    def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        t = self.ctx.topo
+        for g in guests:
+            self.ctx.runner.run(ip_cmd(t.client_ns, "neigh", "del", g.nic.ip, "dev",
+                                       t.client_nic), check=False)
 
     def _apply_wan(self) -> str:
         """The players' network, both ways, clock sync exempt: the kernel's netem where

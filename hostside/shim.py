@@ -43,7 +43,7 @@ from pathlib import Path
 from fpsmodel import wire
 from fpsmodel.records import SHIM_INPUT_FIELDS, SHIM_INPUTS, RecordWriter, write_json
 from fpsmodel.wire import GAME_PORT, SO_TIMESTAMPNS
-from gamebed.spec import STAMPERS
+from gamebed.spec import STAMPERS, default
 from hostside import trailer
 from hostside.pring import RxRing
 
@@ -178,10 +178,22 @@ def parse_anc(anc: list) -> tuple[int, int, bytes]:
     return ns, status, tag
 
 
+@dataclass(frozen=True)
+class ShimConfig:
+    uplink: str  # where the clients' frames arrive
+    guests: list[GuestPort]
+    game_port: int
+    out_dir: Path
+    stamper: str = default("stamper")  # who appends trailers: "afpacket" (the shim) or "bpf"
+    capture: Path | None = None  # every uplink frame with its stamp (uplink.cap)
+    truth_prog_id: int | None = None  # bpf: the stamper whose ring holds the ground truth
+    rx_ring: bool = True  # read through mmapped receive rings, not a recvmsg per frame
+
+
 class Shim:
-    def __init__(self, uplink: str, guests: list[GuestPort], game_port: int, out_dir: Path,
-                 stamper: str = "afpacket", capture: Path | None = None,
-                 truth_prog_id: int | None = None, rx_ring: bool = True) -> None:
+    def __init__(self, cfg: ShimConfig) -> None:
+        uplink, guests, game_port, out_dir = cfg.uplink, cfg.guests, cfg.game_port, cfg.out_dir
+        stamper, capture, truth_prog_id = cfg.stamper, cfg.capture, cfg.truth_prog_id
         self.game_port, self.stamper = game_port, stamper
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +214,7 @@ class Shim:
         # receive rings (hostside/pring.py): a wake-up reads every frame queued, with its
         # stamp, without a recvmsg per frame; the uplink's larger (inputs arrive there)
         self.rx: dict[int, RxRing] = {}
-        if rx_ring:
+        if cfg.rx_ring:
             self.rx[self.up.fileno()] = RxRing(self.up, frames=2048)
             for s in self.ports.values():
                 self.rx[s.fileno()] = RxRing(s, frames=128)
@@ -382,9 +394,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guest", action="append", required=True, type=GuestPort.parse,
                    metavar="N,IFNAME,IP,MAC", help="a guest port; repeat per guest")
     p.add_argument("--game-port", type=int, default=GAME_PORT)
-    p.add_argument("--stamper", choices=STAMPERS, default="afpacket",
-                   help="who appends trailers to game inputs: this process, or the tc "
-                        "BPF stamper (then the shim only logs ground truth)")
+    p.add_argument("--stamper", choices=STAMPERS, default=default("stamper"),
+                   help="who appends trailers to game inputs: this process (afpacket), or "
+                        "the tc BPF stamper (then the shim only logs ground truth; default "
+                        "%(default)s, the spec's)")
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 0 or 0,2")
     p.add_argument("--no-rx-ring", action="store_true",
                    help="read with recvmsg, one call per frame, instead of the mmapped "
@@ -401,8 +414,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     if a.cpus:
         os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
-    shim = Shim(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture, a.truth_prog_id,
-                rx_ring=not a.no_rx_ring)
+    shim = Shim(ShimConfig(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture,
+                           a.truth_prog_id, rx_ring=not a.no_rx_ring))
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
     summary = shim.run(a.ready_file)

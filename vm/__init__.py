@@ -6,51 +6,53 @@
 - `libvirt` (vm/libvirt_backend.py, vm/libvirt_vm.py, vm/accel.py, vm/image.py,
   vm/kmod.py, vm/guest/): VMs under QEMU, KVM where a guest boots with it, else TCG.
 
-Each implements gamebed/backend.py's interface; `make_testbed` puts one behind the
-shared host side (hostside/point.py).  `vm/launch.py` leaves guests running.
+Each implements gamebed/backend.py's interface; `BACKENDS` is their one registry and
+`testbeds` puts one behind the shared host side (hostside/testbed.py).  What the
+backends share has one home: vm/shared.py (a guest's namespace and veth, the
+per-process image builds).  `vm/launch.py` leaves guests running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from gamebed.manifest import Manifest
-from gamebed.proc import Runner
+from gamebed.run import Run
 from gamebed.spec import DEFAULT_COUNTS, ExperimentSpec
+
+# the one registry of backends: name → (module, class), imported only when asked for
+BACKENDS = {"netns": ("vm.netns", "NetnsGuests"), "uml": ("vm.uml", "UmlGuests"),
+            "libvirt": ("vm.libvirt_backend", "LibvirtGuests")}
 
 
 def backend_class(name: str):
-    """The backend class for `name` (imported only when asked for)."""
-    if name == "libvirt":
-        from vm.libvirt_backend import LibvirtGuests
-
-        return LibvirtGuests
-    if name == "netns":
-        from vm.netns import NetnsGuests
-
-        return NetnsGuests
-    if name == "uml":
-        from vm.uml import UmlGuests
-
-        return UmlGuests
-    raise ValueError(f"unknown backend {name!r}")
+    """The backend class for `name`."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
-def make_testbed(spec: ExperimentSpec, n_guests: int, work_dir: Path, runner: Runner,
-                 manifest: Manifest, progress: Callable[[str], None],
-                 backend: Callable | None = None):
-    """The testbed of one guest count for `spec.backend` (or the given backend factory);
-    `work_dir` holds what belongs to the count rather than to one mode's point."""
-    from hostside.point import Testbed, point_context
+def testbeds(run: Run, n_guests: int, work_dir: Path, backend: Callable | None = None):
+    """A testbed of `n_guests` for run.spec.backend (or the given backend factory), not
+    yet entered; `work_dir` holds what belongs to the testbed rather than to a point."""
+    from gamebed.backend import IDLE_EXIT_S
+    from hostside.testbed import Testbed, point_context
 
-    cls = backend_class(spec.backend)
-    ctx = point_context(spec, n_guests, spec.modes[0], work_dir, runner, manifest, progress,
-                        cls.host_in_root_ns)
+    cls = backend_class(run.spec.backend)
+    idle = run.layers.idle_exit
+    ctx = point_context(run, n_guests, work_dir, cls.host_in_root_ns,
+                        IDLE_EXIT_S if idle is None else idle)
     return Testbed(ctx, backend or cls)
+
+
+def boot_s_per_guest(name: str) -> float:
+    """The backend's boot estimate per guest, for progress bars only."""
+    return backend_class(name).BOOT_S_PER_GUEST
 
 
 def uml_prerequisites() -> str | None:

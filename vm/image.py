@@ -21,7 +21,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def module_closure(release: str, names: tuple[str, ...]) -> list[str]:
     return order
 
 
-def _rootfs_tar(runner: Runner, progress: Callable[[str], None]) -> Path:
+def rootfs_tar(runner: Runner, progress: Callable[[str], None]) -> Path:
     key = _digest([SUITE.encode(), MIRROR.encode(), " ".join(PACKAGES).encode()])
     tar = CACHE / f"rootfs-{key}.tar"
     if tar.exists():
@@ -166,18 +167,11 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
         return load(out)
     t0 = time.monotonic()
     kos = {n: kmod.build(n, runner, release) for n in ("virtio_net", "tun")}
-    tar = _rootfs_tar(runner, progress)
     work = CACHE / f"work-{key}"
-    shutil.rmtree(work, ignore_errors=True)
-    stage = work / "root"
-    stage.mkdir(parents=True)
-    try:
-        progress("image: unpacking the root and adding gamebed")
-        runner.run(["tar", "-xpf", tar, "-C", stage])
+    with staged_root(work, runner, progress, "image") as stage:
         _fill_root(stage, release, kos)
         runner.run(["depmod", "-b", stage, release])
-        used = sum(f.lstat().st_size for f in stage.rglob("*") if f.is_file())
-        size_mib = int(used / 2**20 * 1.3) + 64  # free room: overlays write logs and /tmp
+        size_mib = size_for(stage, 1.3, 64)  # free room: overlays write logs and /tmp
         raw = work / "root.raw"
         progress(f"image: mkfs.ext4 ({size_mib} MiB) and qcow2")
         runner.run(["mkfs.ext4", "-q", "-F", "-L", "gamebed", "-d", stage, raw, f"{size_mib}M"])
@@ -185,8 +179,6 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
         runner.run(["qemu-img", "convert", "-O", "qcow2", raw, out / "base.qcow2"])
         _initramfs(work, release, out / "initrd.gz", runner)
         shutil.copy2(kernel_src, out / "vmlinuz")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     info = {"digest": key, "release": release, "suite": SUITE, "packages": list(PACKAGES),
             "build_s": round(time.monotonic() - t0, 1),
             "base_qcow2_mib": round((out / "base.qcow2").stat().st_size / 2**20, 1),
@@ -196,6 +188,29 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
     (out / "image.json").write_text(json.dumps(info, indent=2) + "\n")
     progress(f"image: built {out} in {info['build_s']} s ({info['base_qcow2_mib']} MiB qcow2)")
     return load(out)
+
+
+@contextmanager
+def staged_root(work: Path, runner: Runner, progress: Callable[[str], None],
+                label: str) -> Iterator[Path]:
+    """The Debian root (rootfs_tar) unpacked into work/root, to add gamebed's files to;
+    `work` is removed afterwards, whatever happened."""
+    tar = rootfs_tar(runner, progress)
+    shutil.rmtree(work, ignore_errors=True)
+    stage = work / "root"
+    stage.mkdir(parents=True)
+    try:
+        progress(f"{label}: unpacking the root and adding gamebed")
+        runner.run(["tar", "-xpf", tar, "-C", stage])
+        yield stage
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def size_for(stage: Path, factor: float, room_mib: int) -> int:
+    """A file system size (MiB) for what is in `stage`, with room to spare."""
+    used = sum(f.lstat().st_size for f in stage.rglob("*") if f.is_file())
+    return int(used / 2**20 * factor) + room_mib
 
 
 def load(out: Path) -> Image:

@@ -24,9 +24,9 @@ from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside.trailer import PORT_MTU
 from vm import image as image_mod
 from vm.accel import Accel
-from vm.libvirt_vm import GameVm, VmConfig, connect, domain_type
+from vm.libvirt_vm import Daemon, GameVm, VmConfig, connect, domain_type
+from vm.shared import once
 
-IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then ships its records
 READY_TIMEOUT_S = 120.0  # per point, plus 30 s per guest: concurrent TCG boots on one core
 QEMU_OVERHEAD_MIB = 80  # measured: a TCG guest's QEMU RSS ≈ memory + 32 MiB tb-cache + ~35
 
@@ -43,25 +43,14 @@ def check_memory(n: int, memory_mib: int) -> None:
                            "--vm-memory)")
 
 
-_IMAGES: list[image_mod.Image] = []
-
-
-def _image(runner, progress) -> image_mod.Image:
-    """The image, built once per process: every point of a run boots the same one, even
-    if a source changes mid-run (the next run rebuilds)."""
-    if not _IMAGES:
-        _IMAGES.append(image_mod.build(runner, progress))
-    return _IMAGES[0]
-
-
 class LibvirtGuests:
     BOOT_S_PER_GUEST = 25.0  # progress estimate only (TCG: 16 VMs answered after 381 s)
     name = "libvirt"
     host_in_root_ns = True  # libvirt creates each VM's tap in the root namespace
 
-    def __init__(self, ctx: PointContext, idle_exit: float = IDLE_EXIT_S) -> None:
+    def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
-        self.idle_exit = idle_exit  # 0: servers run until their VM is destroyed
+        self.idle_exit = ctx.idle_exit  # 0: servers run until their VM is destroyed
         self.vms: list[GameVm] = []
         self.accel: Accel | None = None
         self.image: image_mod.Image | None = None
@@ -89,12 +78,19 @@ class LibvirtGuests:
         else:
             conn = connect(s.libvirt_uri, c.runner, c.progress)
             self.stack.callback(conn.close)
-            self.image = _image(c.runner, c.progress)
+            self.image = once("libvirt-image", lambda: image_mod.build(c.runner, c.progress))
         self.conn = conn
-        self.accel = domain_type(conn, s.libvirt_uri, self.image, c.runner, c.manifest,
+        self.accel = domain_type(Daemon(conn, s.libvirt_uri), self.image, c.runner, c.manifest,
                                  c.progress, s.accel)
         c.progress(f"      accelerator: {self.accel.reason}")
-        check_memory(len(c.topo.guests), s.vm_memory_mib)
+        self.add_guests(c.topo.guests)
+
+    def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        """A VM boots per mode (begin): here only the check that the count fits."""
+        check_memory(len(self.ctx.topo.guests), self.ctx.spec.vm_memory_mib)
+
+    def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        """Nothing runs between modes: the next begin() boots ctx.topo's guests only."""
 
     def begin(self) -> None:
         c, s = self.ctx, self.ctx.spec
@@ -102,8 +98,9 @@ class LibvirtGuests:
         for g in c.topo.guests:
             cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
                            self._cmdline(g), s.vm_memory_mib, c.placement.guest_cpus)
-            vm = self.mode_stack.enter_context(GameVm(cfg, self.image, self.conn,
-                                                      s.libvirt_uri, self.accel.domain_type,
+            vm = self.mode_stack.enter_context(GameVm(cfg, self.image,
+                                                      Daemon(self.conn, s.libvirt_uri),
+                                                      self.accel.domain_type,
                                                       c.runner, c.manifest))
             vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
             self.vms.append(vm)
@@ -122,7 +119,7 @@ class LibvirtGuests:
     def collect(self) -> None:
         for g, vm in zip(self.ctx.topo.guests, self.vms, strict=True):
             vm.collect(self.ctx.dir / f"guest{g.index}",
-                       IDLE_EXIT_S + 60.0 + 5.0 * len(self.vms))
+                       self.idle_exit + 60.0 + 5.0 * len(self.vms))
 
     def end(self) -> None:
         self.mode_stack.close()
@@ -138,6 +135,9 @@ class LibvirtGuests:
 
     def cpu_usage(self) -> dict[int, dict]:
         return {}  # QEMU runs under libvirtd's cgroups, not ours
+
+    def guest_info(self) -> list[dict]:
+        return [{"name": vm.cfg.name, "console": str(vm.console)} for vm in self.vms]
 
     def environment(self) -> dict:
         s, a, img = self.ctx.spec, self.accel, self.image

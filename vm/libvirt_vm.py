@@ -39,6 +39,14 @@ def _libvirt():
     return libvirt
 
 
+@dataclass(frozen=True)
+class Daemon:
+    """An open libvirt connection and the URI it was opened with (None: a dry run)."""
+
+    conn: object
+    uri: str
+
+
 def connect(uri: str, runner: Runner, progress: Callable[[str], None] = print):
     """Open `uri`; for the local system URI, start libvirtd where none runs (no systemd
     here: `virtlogd -d` and `libvirtd -d`, left running like a system service)."""
@@ -124,9 +132,9 @@ class GameVm:
     """One transient domain with its overlay and results disk: start on enter; on exit
     destroy it if it still runs and delete its files.  All listed in the manifest."""
 
-    def __init__(self, cfg: VmConfig, image: Image, conn, uri: str, domain_type: str,
+    def __init__(self, cfg: VmConfig, image: Image, daemon: Daemon, domain_type: str,
                  runner: Runner, manifest: Manifest) -> None:
-        self.cfg, self.image, self.conn, self.uri = cfg, image, conn, uri
+        self.cfg, self.image, self.conn, self.uri = cfg, image, daemon.conn, daemon.uri
         self.domain_type, self.runner, self.manifest = domain_type, runner, manifest
         self.dir = VM_DIR / manifest.prefix / cfg.name
         self.overlay, self.results = self.dir / "overlay.qcow2", self.dir / "results.img"
@@ -230,17 +238,17 @@ def wait_tap_gone(tap: str, timeout: float = 10.0) -> None:
 
 # -- accelerator ----------------------------------------------------------------------------
 
-def boot_probe(conn, uri: str, image: Image, runner: Runner, manifest: Manifest,
+def boot_probe(daemon: Daemon, image: Image, runner: Runner, manifest: Manifest,
                deadline_s: float = PROBE_DEADLINE_S) -> None:
     """Boot a small KVM guest to user space; raises on any failure (vm/accel.py decides)."""
     cfg = VmConfig(f"{manifest.prefix}-probe", f"{manifest.prefix}p", "02:67:62:ff:00:01",
                    "gamebed.role=probe", memory_mib=96)
-    with GameVm(cfg, image, conn, uri, "kvm", runner, manifest) as vm:
+    with GameVm(cfg, image, daemon, "kvm", runner, manifest) as vm:
         vm.wait_console("GAMEBED-PROBE-OK", deadline_s, "the KVM probe guest")
 
 
-def domain_type(conn, uri: str, image: Image, runner: Runner, manifest: Manifest,
+def domain_type(daemon: Daemon, image: Image, runner: Runner, manifest: Manifest,
                 progress: Callable[[str], None] = print, accel: str = "auto") -> Accel:
     """KVM where a guest really boots with it, else TCG, with the reason (vm/accel.py)."""
-    return choose(accel, lambda: boot_probe(conn, uri, image, runner, manifest), progress,
+    return choose(accel, lambda: boot_probe(daemon, image, runner, manifest), progress,
                   dry_run=runner.dry_run)

@@ -6,8 +6,8 @@ Each guest is a namespace with its own address and game server process.  In
 `host` mode the tc BPF decoder on the guest's NIC moves the host stamp into
 skb->tstamp; in `guest` mode there is no decoder and the server sees the stamp
 the host kernel takes when it hands the frame over (no guest CPU to wait for: see
-the README).  Everything is a context manager on one ExitStack, listed in the run
-manifest.
+the README).  Everything is a context manager on an ExitStack (each guest's own,
+so a testbed can grow and shrink), listed in the run manifest.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
-from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
-from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
+from gamebed.proc import How, in_netns, ip_cmd, pinned, python_cmd, wait_for
+from gamebed.resources import CpuCgroup, ManagedProcess
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
-from hostside.trailer import PORT_MTU
+from vm.shared import guest_link
 
 
 class NetnsGuests:
@@ -33,26 +33,33 @@ class NetnsGuests:
 
     def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
-        self.stack = ExitStack()  # namespaces, links, cgroups: the count's
+        self.guests: dict[int, ExitStack] = {}  # per guest: namespace, link, cgroup
         self.mode_stack = ExitStack()  # decoders and servers: one mode's
-        self.cgroups: list[CpuCgroup] = []
-        self.servers: list = []
+        self.cgroups: dict[int, CpuCgroup] = {}
+        self.servers: dict = {}
 
     def start(self) -> None:
-        c, s = self.ctx, self.ctx.spec
-        for g in c.topo.guests:
-            self.build_guest_network(g)
-            self.cgroups.append(self.stack.enter_context(CpuCgroup(
-                f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
-                weight=s.cpu_weight)))
+        self.add_guests(self.ctx.topo.guests)
 
-    def build_guest_network(self, g: GuestAddr) -> None:
+    def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        c, s = self.ctx, self.ctx.spec
+        for g in guests:
+            with ExitStack() as stack:
+                self._guest_network(stack, g)
+                self.cgroups[g.index] = stack.enter_context(CpuCgroup(
+                    f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
+                    weight=s.cpu_weight))
+                self.guests[g.index] = stack.pop_all()
+
+    def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        for g in reversed(guests):
+            self.cgroups.pop(g.index, None)
+            self.guests.pop(g.index).close()
+
+    def _guest_network(self, stack: ExitStack, g: GuestAddr) -> None:
         """The guest's namespace, its link to the host side, its address."""
-        c, t = self.ctx, self.ctx.topo
-        r, m, enter = c.runner, c.manifest, self.stack.enter_context
-        enter(Netns(g.netns, r, m))
-        enter(Veth((t.host_ns, g.host_port), (g.netns, g.nic_name), r, m, mtu=PORT_MTU))
-        r.run(ip_cmd(t.host_ns, "link", "set", g.host_port, "up"))
+        c, t, r = self.ctx, self.ctx.topo, self.ctx.runner
+        guest_link(stack, c, g)
         r.run(ip_cmd(g.netns, "link", "set", g.nic_name, "address", g.nic.mac, "up"))
         r.run(ip_cmd(g.netns, "addr", "add", f"{g.nic.ip}/{PREFIX_LEN}", "dev", g.nic_name))
         r.run(ip_cmd(g.netns, "neigh", "replace", t.client.ip, "lladdr", t.client.mac, "dev",
@@ -69,8 +76,8 @@ class NetnsGuests:
         self._wait_ready()
 
     def _start_servers(self) -> None:
-        self.servers = [self._start_server(g.index, self.ctx.dir / f"guest{g.index}")
-                        for g in self.ctx.topo.guests]
+        self.servers = {g.index: self._start_server(g.index, self.ctx.dir / f"guest{g.index}")
+                        for g in self.ctx.topo.guests}
 
     def _start_server(self, i: int, gdir: Path) -> tuple[Path, ManagedProcess]:
         """Guest i's game server, writing its records into gdir."""
@@ -84,7 +91,8 @@ class NetnsGuests:
         cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
         proc = self.mode_stack.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=gdir / "server.log",
-            name=f"server{g.index}", cgroups=[] if c.runner.dry_run else cg.procs_files))
+            name=f"server{g.index}",
+            how=How(cgroups=() if c.runner.dry_run else tuple(cg.procs_files))))
         return gdir / "ready", proc
 
     def fault(self, f: Fault) -> None:
@@ -105,7 +113,7 @@ class NetnsGuests:
     def _wait_ready(self) -> None:
         if self.ctx.runner.dry_run:
             return
-        for ready, proc in self.servers:
+        for ready, proc in self.servers.values():
             wait_for(lambda r=ready, p=proc: r.exists() or not p.alive(), 60, "game servers")
             if not proc.alive():
                 raise RuntimeError(f"a game server exited; see {ready.parent / 'server.log'}")
@@ -118,10 +126,13 @@ class NetnsGuests:
 
     def stop(self) -> None:
         self.mode_stack.close()
-        self.stack.close()
+        self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.guests))
 
     def cpu_usage(self) -> dict[int, dict]:
-        return {i: cg.usage() for i, cg in enumerate(self.cgroups)}
+        return {i: cg.usage() for i, cg in self.cgroups.items()}
+
+    def guest_info(self) -> list[dict]:
+        return [{"netns": g.netns} for g in self.ctx.topo.guests]
 
     def environment(self) -> dict:
         s = self.ctx.spec

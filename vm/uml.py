@@ -14,8 +14,9 @@ Each guest boots the shared read-only root disk (vm/uml_image.py) behind its own
 copy-on-write file, reaches the network through the vector driver's raw transport
 on its veth with a fixed MAC (a random one would leave the host's neighbour
 entries pointing at the previous boot), and writes results to its own host
-directory through hostfs.  A guest boots once per guest count; both timestamp
-modes run on it: the guest's agent (vm/guest/uml_agent.py) takes "run MODE"
+directory through hostfs (work directory, cgroup and namespace are the guest's
+own, so a testbed can grow and shrink).  A guest boots once; every timestamp mode
+then runs on it: the guest's agent (vm/guest/uml_agent.py) takes "run MODE"
 on its console, attaches the tc BPF decoder for host mode (none for guest mode)
 and starts the game server.  In host mode the decoder also logs the guest
 kernel's own stamp of each input beside the host's (pairs.csv).
@@ -33,14 +34,12 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
-from gamebed.proc import in_netns, ip_cmd, pinned, shielded, shielding, wait_for
-from gamebed.progress import status
-from gamebed.resources import CpuCgroup, ManagedProcess, Netns, Veth
+from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding, wait_for
+from gamebed.resources import CpuCgroup, ManagedProcess
 from gamebed.topology import PREFIX_LEN, GuestAddr
-from hostside.trailer import PORT_MTU
 from vm import uml_image, uml_kernel
+from vm.shared import guest_link, once
 
-IDLE_EXIT_S = 3.0  # a server stops this long after the last input, then writes its records
 BOOT_TIMEOUT_S = 60.0  # plus 5 s per guest: they boot concurrently on the guests' cores
 COST_MODEL = ("a guest is a user-mode Linux kernel: one host process for its kernel plus "
               "one per guest process; guest system calls and page faults trap through "
@@ -54,24 +53,11 @@ CLOCK_NOTE = ("UML's clock source reads the host's CLOCK_MONOTONIC, so it does n
               "measures the offset before and after each load, and the analysis takes the "
               "sample with the shortest round trip of the two")
 
-_IMAGES: list[uml_image.UmlImage] = []
-_KERNELS: dict[str | None, uml_kernel.UmlKernel] = {}
-
-
-def _image(runner, progress) -> uml_image.UmlImage:
-    """Built once per process: every count of a run boots the same disk."""
-    if not _IMAGES:
-        _IMAGES.append(uml_image.build(runner, progress))
-    return _IMAGES[0]
-
-
 def guest_kernel(given: str | None, mode: str, progress=print) -> uml_kernel.UmlKernel:
     """The guests' kernel: `given` (--uml-kernel), else gamebed's own (built once, cached);
     refused if it cannot run `mode`."""
-    if given not in _KERNELS:
-        _KERNELS[given] = (uml_kernel.given(Path(given)) if given
-                           else uml_kernel.ensure(progress=progress))
-    k = _KERNELS[given]
+    k = once(f"uml-kernel:{given}", lambda: uml_kernel.given(Path(given)) if given
+             else uml_kernel.ensure(progress=progress))
     run_mode(k, mode)
     return k
 
@@ -97,16 +83,17 @@ class UmlGuests:
     name = "uml"
     host_in_root_ns = False
 
-    def __init__(self, ctx: PointContext, idle_exit: float = IDLE_EXIT_S) -> None:
+    def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
-        self.idle_exit = idle_exit  # 0: servers run until the guest is destroyed
-        self.stack = ExitStack()
-        self.guests: list[ManagedProcess] = []
-        self.cgroups: list[CpuCgroup] = []
+        self.idle_exit = ctx.idle_exit  # 0: servers run until the guest is destroyed
+        # per guest: its work directory, namespace, link, cgroup and kernel process
+        self.stacks: dict[int, ExitStack] = {}
+        self.procs: dict[int, ManagedProcess] = {}
+        self.cgroups: dict[int, CpuCgroup] = {}
         self.image: uml_image.UmlImage | None = None
         self.kernel: uml_kernel.UmlKernel | None = None
         self.mode = ctx.spec.uml_mode  # resolved against the kernel in start()
-        self.work = VM_DIR / ctx.manifest.prefix / f"uml-g{len(ctx.topo.guests):03d}"
+        self.work = VM_DIR / ctx.manifest.prefix / "uml"
         self.boot_s: float | None = None
         self.memory: dict = {}
         self.running_mode: str | None = None
@@ -126,38 +113,57 @@ class UmlGuests:
         else:
             self.kernel = guest_kernel(c.spec.uml_kernel, c.spec.uml_mode, c.progress)
             self.mode = run_mode(self.kernel, c.spec.uml_mode)
-            self.image = _image(c.runner, c.progress)
-            with shielded():  # listed and due for removal, or neither
-                entry = c.manifest.add(kind="dir", path=str(self.work))
-                self.work.mkdir(parents=True, exist_ok=True)
-                self.stack.callback(self._remove_work, entry)
-        avail0 = _mem_available_mib()
-        t0 = time.monotonic()
-        for g in c.topo.guests:
-            self._guest_network(g)
+            self.image = once("uml-image", lambda: uml_image.build(c.runner, c.progress))
+        self.add_guests(c.topo.guests)
+
+    def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        """Boot these guests beside the running ones; return once their agents answer."""
+        c = self.ctx
+        avail0, t0 = _mem_available_mib(), time.monotonic()
+        for g in guests:
+            with ExitStack() as stack:
+                self._guest_dir(stack, g)
+                guest_link(stack, c, g)
+                c.runner.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
+                self.cgroups[g.index] = stack.enter_context(CpuCgroup(
+                    f"{c.manifest.prefix}-ug{g.index}", c.manifest, c.runner,
+                    share=c.spec.cpu_cap, weight=c.spec.cpu_weight))
+                self.stacks[g.index] = stack.pop_all()
             self._boot(g)
-        self.stack.callback(self._quit_all)  # runs first on the way out
         if not c.runner.dry_run:
-            self._wait_agents()
+            self._wait_agents([g.index for g in guests])
             self.boot_s = round(time.monotonic() - t0, 1)
             self.memory = self._memory(avail0)
-            c.progress(f"      {len(self.guests)} UML guest(s) up in {self.boot_s} s "
+            c.progress(f"      {len(guests)} UML guest(s) up in {self.boot_s} s "
                        f"({self.memory.get('pss_mib_per_guest')} MiB each)")
 
-    @shielding
-    def _remove_work(self, entry: dict) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
-        if self.work.parent.is_dir() and not any(self.work.parent.iterdir()):
-            self.work.parent.rmdir()
-        self.ctx.manifest.remove(entry)
+    def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
+        """Power these guests off (in parallel), then remove what each had."""
+        self._quit([self.procs[g.index] for g in guests if g.index in self.procs])
+        for g in reversed(guests):
+            self.procs.pop(g.index, None)
+            self.cgroups.pop(g.index, None)
+            self.killed.discard(g.index)
+            if g.index in self.stacks:
+                self.stacks.pop(g.index).close()
 
-    def _guest_network(self, g: GuestAddr) -> None:
-        c, t = self.ctx, self.ctx.topo
-        r, m, enter = c.runner, c.manifest, self.stack.enter_context
-        enter(Netns(g.netns, r, m))
-        enter(Veth((t.host_ns, g.host_port), (g.netns, g.nic_name), r, m, mtu=PORT_MTU))
-        r.run(ip_cmd(t.host_ns, "link", "set", g.host_port, "up"))
-        r.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
+    def _guest_dir(self, stack: ExitStack, g: GuestAddr) -> None:
+        """Guest g's own work directory (disk overlay, hostfs results, console), listed."""
+        if self.ctx.runner.dry_run:
+            return
+        gdir = self.work / f"g{g.index}"
+        with shielded():  # listed and due for removal, or neither
+            entry = self.ctx.manifest.add(kind="dir", path=str(gdir))
+            gdir.mkdir(parents=True, exist_ok=True)
+            stack.callback(self._remove_dir, gdir, entry)
+
+    @shielding
+    def _remove_dir(self, gdir: Path, entry: dict) -> None:
+        shutil.rmtree(gdir, ignore_errors=True)
+        for d in (self.work, self.work.parent):  # the run's directories, once empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        self.ctx.manifest.remove(entry)
 
     def _cmdline(self, g: GuestAddr, gdir: Path) -> list[str]:
         s, t = self.ctx.spec, self.ctx.topo
@@ -170,39 +176,28 @@ class UmlGuests:
                 f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
                 *mode_args(self.mode)]
 
-    def _boot(self, g: GuestAddr, again: bool = False) -> None:
-        """Boot guest g; `again`: after a fault killed it, in its own cgroup and slot."""
-        c, s = self.ctx, self.ctx.spec
-        gdir = self.work / f"g{g.index}"
+    def _boot(self, g: GuestAddr) -> None:
+        """Boot guest g in its cgroup (again after a fault killed it: same slot)."""
+        c, i = self.ctx, g.index
+        gdir = self.work / f"g{i}"
         if not c.runner.dry_run:
             (gdir / "results").mkdir(parents=True, exist_ok=True)
             (gdir / "console.log").unlink(missing_ok=True)  # the last boot's is collected
-        if again:
-            cg = self.cgroups[g.index]
-        else:
-            cg = self.stack.enter_context(CpuCgroup(
-                f"{c.manifest.prefix}-u{len(c.topo.guests)}g{g.index}", c.manifest, c.runner,
-                share=s.cpu_cap, weight=s.cpu_weight))
-            self.cgroups.append(cg)
         binary = (str(self.kernel.binary) if self.kernel
                   else f"{uml_kernel.CACHE}/DIGEST/{uml_kernel.BINARY}")
         cmd = [*in_netns(g.netns),
                *pinned(c.placement.guest_cpus, [binary, *self._cmdline(g, gdir)])]
-        proc = self.stack.enter_context(ManagedProcess(
-            cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{g.index}",
-            stdin_pipe=True, group=True, term_timeout=3.0,
-            cgroups=[] if c.runner.dry_run else cg.procs_files))
-        if again:
-            self.guests[g.index] = proc
-        else:
-            self.guests.append(proc)
+        self.procs[i] = self.stacks[i].enter_context(ManagedProcess(
+            cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{i}",
+            how=How(3.0, stdin_pipe=True, group=True,
+                    cgroups=() if c.runner.dry_run else tuple(self.cgroups[i].procs_files))))
 
     def fault(self, f: Fault) -> None:
         """`guest`: the UML kernel's process and its helpers die (SIGKILL).  What its
         server had flushed to hostfs stays and is collected; it boots again before the
         next mode (begin)."""
         self.killed.add(f.guest)
-        self.guests[f.guest].stop(signal.SIGKILL)
+        self.procs[f.guest].stop(signal.SIGKILL)
 
     def recover(self, f: Fault) -> None:
         raise RuntimeError("a UML guest killed by a fault is not restarted during the load "
@@ -211,15 +206,16 @@ class UmlGuests:
     def _reboot_killed(self) -> None:
         for i in sorted(self.killed):
             self.ctx.progress(f"      booting UML guest {i} again (a fault killed it)")
-            self._boot(self.ctx.topo.guests[i], again=True)
+            self._boot(self.ctx.topo.guests[i])
         if self.killed and not self.ctx.runner.dry_run:
-            self._wait_agents()
+            self._wait_agents(sorted(self.killed))
         self.killed.clear()
 
-    def _quit_all(self) -> None:
-        """Ask every guest to power off (they do in parallel); each process's own exit
+    @staticmethod
+    def _quit(procs: list[ManagedProcess]) -> None:
+        """Ask these guests to power off (they do in parallel); each process's own exit
         then kills whatever remains of it."""
-        live = [p for p in self.guests if p.alive()]
+        live = [p for p in procs if p.alive()]
         for p in live:
             p.send("quit")
         deadline = time.monotonic() + 5.0 + 0.1 * len(live)
@@ -234,14 +230,14 @@ class UmlGuests:
             return ""
 
     def _check_alive(self, i: int, what: str) -> None:
-        if not self.guests[i].alive():
+        if not self.procs[i].alive():
             why = uml_kernel.reason_lines(self._console(i)) or ["(no reason on its console)"]
             raise RuntimeError(f"UML guest {i} stopped before {what}: {' | '.join(why)} "
                                f"(console {self.work / f'g{i}' / 'console.log'})")
 
-    def _wait_agents(self) -> None:
-        timeout = BOOT_TIMEOUT_S + 5.0 * len(self.guests)
-        pending = set(range(len(self.guests)))
+    def _wait_agents(self, indices: list[int]) -> None:
+        timeout = BOOT_TIMEOUT_S + 5.0 * len(indices)
+        pending = set(indices)
 
         def booted() -> bool:
             for i in list(pending):
@@ -249,13 +245,14 @@ class UmlGuests:
                     pending.discard(i)
                 else:
                     self._check_alive(i, "its agent started")
-            status(f"{len(self.guests) - len(pending)}/{len(self.guests)} UML guests booted")
+            self.ctx.progress.status(f"{len(indices) - len(pending)}/{len(indices)} UML "
+                                     "guests booted")
             return not pending
 
         wait_for(booted, timeout, f"{len(pending)} UML guest(s) to boot", interval=0.2)
 
     def _memory(self, avail0: int | None) -> dict:
-        pss = [_pss_mib(cg) for cg in self.cgroups]
+        pss = [_pss_mib(cg) for cg in self.cgroups.values()]
         avail1 = _mem_available_mib()
         used = avail0 - avail1 if avail0 is not None and avail1 is not None else None
         return {"pss_mib_per_guest": round(sum(pss) / len(pss), 1) if pss else None,
@@ -269,14 +266,14 @@ class UmlGuests:
     def begin(self) -> None:
         c = self.ctx
         self._reboot_killed()
-        for i, proc in enumerate(self.guests):
+        for i, proc in self.procs.items():
             if not c.runner.dry_run:
                 shutil.rmtree(self._mode_dir(i), ignore_errors=True)
             proc.send(f"run {c.mode} {self.idle_exit:g}")
         self.running_mode = c.mode
         if c.runner.dry_run:
             return
-        pending = set(range(len(self.guests)))
+        pending = set(self.procs)
 
         def ready() -> bool:
             for i in list(pending):
@@ -288,11 +285,11 @@ class UmlGuests:
 
         # a fork of the agent per guest, all on the guests' CPUs: seconds each when dozens
         # share one core
-        wait_for(ready, 30.0 + 3.0 * len(self.guests), "the UML guests' game servers",
+        wait_for(ready, 30.0 + 3.0 * len(self.procs), "the UML guests' game servers",
                  interval=0.05)
 
     def _wait_done(self, timeout: float) -> set[int]:
-        pending = {i for i in range(len(self.guests))
+        pending = {i for i in self.procs
                    if i not in self.killed and not (self._mode_dir(i) / "done").exists()}
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
@@ -307,10 +304,10 @@ class UmlGuests:
     def collect(self) -> None:
         """Wait for each server's records (it stops IDLE_EXIT_S after the load), then move
         them into the point directory."""
-        n = len(self.guests)
+        n = len(self.procs)
         late = self._wait_done(self.idle_exit + 20.0 + 0.5 * n)
         for i in late:  # no input ever reached it (all lost): stop it now
-            self.guests[i].send("stop")
+            self.procs[i].send("stop")
         if self._wait_done(20.0 + 0.5 * n):
             raise RuntimeError(f"UML guests {sorted(late)} did not write their records; see "
                                f"their consoles under {self.work}")
@@ -327,17 +324,22 @@ class UmlGuests:
         """After a failure mid-mode: stop the servers so the next mode can start."""
         if self.running_mode is None or self.ctx.runner.dry_run:
             return
-        for i, proc in enumerate(self.guests):
+        for i, proc in self.procs.items():
             if i not in self.killed:
                 proc.send("stop")
-        self._wait_done(10.0 + 0.2 * len(self.guests))
+        self._wait_done(10.0 + 0.2 * len(self.procs))
         self.running_mode = None
 
     def stop(self) -> None:
-        self.stack.close()
+        self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.stacks))
 
     def cpu_usage(self) -> dict[int, dict]:
-        return {i: cg.usage() for i, cg in enumerate(self.cgroups)}
+        return {i: cg.usage() for i, cg in self.cgroups.items()}
+
+    def guest_info(self) -> list[dict]:
+        return [{"pid": self.procs[g.index].pid, "netns": g.netns,
+                 "console": str(self.work / f"g{g.index}" / "console.log")}
+                for g in self.ctx.topo.guests]
 
     def environment(self) -> dict:
         s, img = self.ctx.spec, self.image
@@ -394,7 +396,7 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
 
     kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
     mode = run_mode(kernel, spec.uml_mode)
-    image = _image(Runner(), progress)
+    image = once("uml-image", lambda: uml_image.build(Runner(), progress))
     key = {"boot_id": boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
            "mode": mode}
     try:
@@ -443,8 +445,8 @@ def _probe_boot(kernel: uml_kernel.UmlKernel, image: uml_image.UmlImage,
                f"hostfs={work / 'results'}", "con=null", "con0=fd:0,fd:1", "quiet",
                "gamebed.guest=0", *mode_args(mode)]
         proc = stack.enter_context(ManagedProcess(
-            cmd, runner, manifest, log_path=console, name="uml-probe", stdin_pipe=True,
-            group=True, term_timeout=3.0))
+            cmd, runner, manifest, log_path=console, name="uml-probe",
+            how=How(3.0, stdin_pipe=True, group=True)))
         t0 = time.monotonic()
         while "GAMEBED-AGENT" not in _read(console):
             if not proc.alive() or time.monotonic() - t0 > PROBE_TIMEOUT_S:

@@ -70,17 +70,10 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
     if (out / "image.json").exists() and not force:
         return load(out)
     t0 = time.monotonic()
-    tar = vm_image._rootfs_tar(runner, progress)
-    work = vm_image.CACHE / f"uml-work-{key}"
-    shutil.rmtree(work, ignore_errors=True)
-    stage = work / "root"
-    stage.mkdir(parents=True)
-    try:
-        progress("uml image: unpacking the root and adding gamebed")
-        runner.run(["tar", "-xpf", tar, "-C", stage])
+    with vm_image.staged_root(vm_image.CACHE / f"uml-work-{key}", runner, progress,
+                              "uml image") as stage:
         _fill_root(stage, decoder)
-        used = sum(f.lstat().st_size for f in stage.rglob("*") if f.is_file())
-        size_mib = int(used / 2**20 * 1.2) + 32
+        size_mib = vm_image.size_for(stage, 1.2, 32)
         out.mkdir(parents=True, exist_ok=True)
         progress(f"uml image: mkfs.ext4 ({size_mib} MiB)")
         part = out / "root.img.part"
@@ -88,8 +81,6 @@ def build(runner: Runner, progress: Callable[[str], None] = print,
                     f"{size_mib}M"])
         os.chmod(part, 0o444)  # shared by every guest: nobody writes it
         part.rename(out / "root.img")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     info = {"digest": key, "suite": vm_image.SUITE,
             "packages": list(vm_image.PACKAGES), "build_s": round(time.monotonic() - t0, 1),
             "root_mib": size_mib, "decoder": decoder.name}

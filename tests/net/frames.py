@@ -2,6 +2,16 @@
 
 import socket
 import struct
+from typing import NamedTuple
+
+
+class Ends(NamedTuple):
+    """Both ends of a frame: MACs and IPv4 addresses, as text."""
+
+    src_mac: str
+    dst_mac: str
+    src_ip: str
+    dst_ip: str
 
 
 def _ip_checksum(hdr: bytes) -> int:
@@ -15,11 +25,12 @@ def mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
-def udp_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, sport: int, dport: int,
-              payload: bytes, extra: bytes = b"", options: bytes = b"") -> bytes:
+def udp_frame(ends: Ends, sport: int, dport: int, payload: bytes, extra: bytes = b"",
+              options: bytes = b"") -> bytes:
     """A frame with a correct IP checksum, UDP checksum 0 (none), IP `options` (a
     multiple of 4 bytes), and `extra` bytes after the IP datagram (what a forging
     client would append)."""
+    src_mac, dst_mac, src_ip, dst_ip = ends
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     hlen = 20 + len(options)
     ip = struct.pack("!BBHHHBBH4s4s", 0x40 | hlen // 4, 0, hlen + len(udp), 1, 0, 64, 17, 0,
@@ -34,9 +45,9 @@ def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
     return b"\xff" * 6 + mac(src_mac) + b"\x08\x06" + body
 
 
-def icmp_echo(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, ident: int, ip_total: int,
-              extra: bytes = b"") -> bytes:
+def icmp_echo(ends: Ends, ident: int, ip_total: int, extra: bytes = b"") -> bytes:
     """An ICMP echo request whose IP datagram is `ip_total` bytes, plus `extra` after it."""
+    src_mac, dst_mac, src_ip, dst_ip = ends
     payload = bytes(range(256)) * ((ip_total - 28) // 256 + 1)
     icmp = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload[:ip_total - 28]
     icmp = icmp[:2] + struct.pack("!H", _ip_checksum(icmp + b"\0" * (len(icmp) % 2))) + icmp[4:]

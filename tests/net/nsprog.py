@@ -17,15 +17,21 @@ import time
 from fpsmodel.wire import SO_TIMESTAMPNS
 
 
-def recv(ip, port, seconds):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    s.bind((ip, int(port)))
+def readable(s, seconds):
+    """Say "ready", then yield each time `s` has something to read, for `seconds`."""
     print("ready", flush=True)
     end = time.monotonic() + float(seconds)
     while (left := end - time.monotonic()) > 0:
         if not select.select([s], [], [], left)[0]:
-            break
+            return
+        yield
+
+
+def recv(ip, port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.bind((ip, int(port)))
+    for _ in readable(s, seconds):
         data, anc, _f, _a = s.recvmsg(4096, 256)
         ns = 0
         for lvl, kind, d in anc:
@@ -38,11 +44,7 @@ def recv(ip, port, seconds):
 def sniff(ifname, seconds):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     s.bind((ifname, 0))
-    print("ready", flush=True)
-    end = time.monotonic() + float(seconds)
-    while (left := end - time.monotonic()) > 0:
-        if not select.select([s], [], [], left)[0]:
-            break
+    for _ in readable(s, seconds):
         data, addr = s.recvfrom(65535)
         if addr[2] != 4:  # not PACKET_OUTGOING
             print(json.dumps({"frame": data.hex()}), flush=True)
@@ -63,11 +65,7 @@ def sniffto(ifname, seconds, path):
     s.bind((ifname, 0))
     n = 0
     with open(path, "wb") as out:
-        print("ready", flush=True)
-        end = time.monotonic() + float(seconds)
-        while (left := end - time.monotonic()) > 0:
-            if not select.select([s], [], [], left)[0]:
-                break
+        for _ in readable(s, seconds):
             data, anc, _fl, addr = s.recvmsg(65535, 512)
             for level, kind, aux in anc:
                 if level == 263 and kind == 8:

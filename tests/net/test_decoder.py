@@ -8,7 +8,7 @@ from fpsmodel.wire import GAME_PORT
 from gamebed.proc import Runner
 from hostside import bpf, trailer
 
-from .frames import udp_frame
+from .frames import Ends, udp_frame
 
 PORT = GAME_PORT
 STAMP = 1_600_000_000_123_456_789  # 2020: far from "now", so a guest stamp can't match
@@ -22,7 +22,7 @@ def decoded(ns_pair):
 
 
 def frame(p, payload, extra=b""):
-    return udp_frame(p.mac_a, p.mac_b, p.ip_a, p.ip_b, 5000, PORT, payload, extra)
+    return udp_frame(Ends(p.mac_a, p.mac_b, p.ip_a, p.ip_b), 5000, PORT, payload, extra)
 
 
 def deliver(p, frames):

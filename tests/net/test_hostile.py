@@ -68,7 +68,7 @@ def _send_through(bed, tmp_path, hostile) -> tuple[dict[int, list[bytes]], list[
     time.sleep(0.5)
     # nothing crashed: the shim and every server still run
     assert bed.host.shim is not None and bed.host.shim.alive(), "the shim died"
-    for ready, proc in bed.backend.servers:
+    for ready, proc in bed.backend.servers.values():
         assert proc.alive(), f"a game server died ({ready.parent})"
     return {i: read_frames(tmp_path / f"seen{i}") for i in sniffers}, targets
 

@@ -8,7 +8,7 @@ from hostside.pring import RxRing
 from hostside.shim import open_packet_socket
 from tests.support.netns import Pair
 
-from .frames import udp_frame
+from .frames import Ends, udp_frame
 
 
 def _setns(fd: int) -> None:
@@ -23,7 +23,7 @@ def test_ring_hands_over_every_frame_with_its_stamp(ns_pair):
     import os
 
     p = ns_pair
-    frames = [udp_frame(p.mac_a, p.mac_b, p.ip_a, p.ip_b, 4000, 4001, bytes([i]) * (i + 1))
+    frames = [udp_frame(Ends(p.mac_a, p.mac_b, p.ip_a, p.ip_b), 4000, 4001, bytes([i]) * (i + 1))
               for i in range(200)]
     tagged = frames[0][:12] + b"\x81\x00\x00\x07" + frames[0][12:]  # VLAN 7
     fd = os.open(f"/run/netns/{p.b}", os.O_RDONLY)

@@ -194,3 +194,13 @@ def test_resume_completes_an_interrupted_sweep_as_if_never_interrupted(netns_ok,
     rows = list(csv.DictReader((out / "points.csv").open()))  # the report's points
     assert sorted((int(r["guests"]), r["mode"]) for r in rows) == \
         [(1, "guest"), (1, "host"), (2, "guest"), (2, "host")]
+
+
+def test_a_testbed_grows_and_shrinks_between_points(netns_ok, tmp_path):
+    """1 → 3 → 2 guests on one testbed: each point plays exactly its count's guests, the
+    grown ones join the running ones, the stopped ones are gone, and nothing is left."""
+    skip_unless_clang()
+    from tests.support.netns import resize_through
+
+    points = resize_through(tmp_path, "netns", (1, 3, 2))
+    assert [p["n"] for p in points] == [1, 3, 2]

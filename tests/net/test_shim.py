@@ -9,7 +9,7 @@ from fpsmodel import wire
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
 from tests.support.netns import Pair, netns_testbed
 
-from .frames import arp_request, udp_frame
+from .frames import Ends, arp_request, udp_frame
 
 FORGED = 1_500_000_000_000_000_000
 
@@ -37,23 +37,24 @@ def test_forwarding_both_ways_forged_trailer_and_other_frames(topo):
     with topo, topo.mode("host", topo.ctx.dir.parent / "point"):
         t = topo.topo
         g = t.guests[0]
+        ends = Ends(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip)
         codec = wire.Codec(1)
         game = codec.encode_input(0, 1, time.time_ns(), wire.PlayerInput())
-        f_game = udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5000, wire.GAME_PORT,
+        f_game = udp_frame(ends, 5000, wire.GAME_PORT,
                            game, forged_trailer(len(game) + 28))
         # an input with IP options: the BPF stamper leaves it to the shim, which must
         # still stamp and deliver it (player 1, so it is its own first input)
         opts = b"\x01\x01\x01\x00"
         game_o = codec.encode_input(1, 1, time.time_ns(), wire.PlayerInput())
-        f_opts = udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5001, wire.GAME_PORT,
+        f_opts = udp_frame(ends, 5001, wire.GAME_PORT,
                            game_o, options=opts)
         # a clock-sync request with a forged trailer: it must arrive cut, so the guest's
         # decoder cannot make the forged stamp its t2
         sync = codec.encode_sync_req(2, 0, time.time_ns())
-        f_sync = udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5002, wire.GAME_PORT,
+        f_sync = udp_frame(ends, 5002, wire.GAME_PORT,
                            sync, forged_trailer(len(sync) + 28))
-        f_other = udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5000, 5555, b"not-game")
-        f_other_forged = udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5000, 5556,
+        f_other = udp_frame(ends, 5000, 5555, b"not-game")
+        f_other_forged = udp_frame(ends, 5000, 5556,
                                    b"not-game", forged_trailer(36))
         f_arp = arp_request(CLIENT_MAC, CLIENT_IP, g.nic.ip)
         guest_sniff = helper.start(g.netns, "sniff", g.nic_name, 2.5)
@@ -93,8 +94,9 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
     with topo, topo.mode("host", topo.ctx.dir.parent / "point"):
         t = topo.topo
         g = t.guests[0]
+        ends = Ends(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip)
         codec = wire.Codec(1)
-        frames = [udp_frame(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip, 5000, wire.GAME_PORT,
+        frames = [udp_frame(ends, 5000, wire.GAME_PORT,
                             codec.encode_input(0, seq, time.time_ns(), wire.PlayerInput()))
                   for seq in range(1, n + 1)]
         helper.run(t.client_ns, "send", t.client_nic, *(f.hex() for f in frames))

@@ -115,3 +115,35 @@ def skip_unless_chromium() -> None:
         import selenium  # noqa: F401
     except ImportError:
         pytest.skip("needs selenium (the dev extra): run scripts/setup.sh")
+
+
+# -- `gamebed launch`, run as a user would, with a state directory of the test's own ------
+
+def launch(tmp_path: Path, backend: str, count: int, timeout: float = 300) -> tuple[dict, dict]:
+    """`gamebed launch --backend B --count N`: (its JSON answer, the environment that
+    finds its manifests again)."""
+    import json
+    import sys
+
+    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", backend,
+                        "--count", str(count)], env=env, capture_output=True, text=True,
+                       cwd=ROOT, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout), env
+
+
+def destroy_launched(env: dict, check_prefix: str | None = None) -> None:
+    """`gamebed launch --destroy`; with `check_prefix`: it succeeded, nothing of that
+    launch is left, and no launch manifest either."""
+    import sys
+
+    from gamebed.leaks import NOTHING, leftovers
+
+    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    if check_prefix is None:
+        return
+    assert r.returncode == 0, r.stderr
+    assert leftovers(check_prefix) == NOTHING
+    assert not list(Path(env["GAMEBED_STATE_DIR"]).glob("gl*.json"))

@@ -96,8 +96,8 @@ def _choose(conn, probe_env, kvm_host, deadline=5.0):
     img, manifest, cache = probe_env
     said: list[str] = []
     runner = RecordingRunner()
-    got = accel.choose("auto", lambda: libvirt_vm.boot_probe(conn, "qemu:///system", img,
-                                                               runner, manifest, deadline),
+    got = accel.choose("auto", lambda: libvirt_vm.boot_probe(
+        libvirt_vm.Daemon(conn, "qemu:///system"), img, runner, manifest, deadline),
                        said.append, host=kvm_host, cache=cache)
     return got, said, manifest
 

@@ -190,9 +190,11 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
         return {"inputs_sent": 5000, "inputs_lost": 0, "loss_ratio": 0.0,
                 "delay_mean_us": d, "delay_mean_ci_lo_us": d - 5, "delay_mean_ci_hi_us": d + 5}
 
+    from gamebed.run import Layers, Run
+
     spec = ExperimentSpec(backend="netns", search_max=16, repeats=2, duration=1)
-    s = run_sweep(spec, tmp_path / "out", lambda sp, n, *a: FakeBed(n, log), summarize,
-                  check_privileges=False, search=search_step(SLA, 16))
+    layers = Layers(lambda run, n, work: FakeBed(n, log), summarize, search_step(SLA, 16))
+    s = run_sweep(Run.start(spec, tmp_path / "out", layers), check_privileges=False)
     builds = [n for what, n, *_ in log if what == "build"]
     # guest mode: 10 passes (1000 µs ± 5 µs would be unsure), 11 fails; host never fails
     assert builds[:5] == [1, 2, 4, 8, 16]

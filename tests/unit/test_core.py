@@ -64,8 +64,16 @@ def test_spec_from_toml_and_overrides(tmp_path):
     s = ExperimentSpec.from_toml(f, players=5, seed=None)
     assert s.guest_counts == (1, 3) and s.modes == ("host",) and s.players == 5
     assert s.backend == "libvirt" and s.seed == 1
-    assert s.points() == [(1, "host"), (3, "host")]
+    assert s.counts == (1, 3)
     assert ExperimentSpec.from_dict(s.to_dict()) == s
+
+
+def test_a_search_is_a_spec_the_spec_fills_in():
+    s = ExperimentSpec(backend="uml").searching_up_to()
+    assert s.search_max == max(spec_mod.DEFAULT_COUNTS["uml"]) and s.guest_counts is None
+    assert s.repeats == spec_mod.SEARCH_REPEATS and s.counts[:3] == (1, 2, 4)
+    t = ExperimentSpec(backend="netns", guest_counts=(1, 2)).searching_up_to(8, 2)
+    assert (t.search_max, t.repeats, t.counts) == (8, 2, (1, 2, 4, 8))
 
 
 def test_spec_refuses_unknown_keys_and_bad_values(tmp_path):
@@ -167,10 +175,32 @@ def test_layers_import_downwards_only():
 
 
 def test_no_backend_class_inherits_from_another():
-    from vm import backend_class
+    from vm import BACKENDS, backend_class
 
-    for name in ("netns", "uml", "libvirt"):
+    assert set(BACKENDS) == set(spec_mod.BACKENDS) - {"auto"}  # one registry, all of them
+    for name in BACKENDS:
         assert backend_class(name).__mro__[1:] == (object,), name
+
+
+def test_every_backend_implements_the_whole_interface():
+    """What callers use is what gamebed/backend.py declares, and every backend has it."""
+    import inspect
+
+    from gamebed.backend import GuestBackend
+    from vm import BACKENDS, backend_class
+
+    methods = {n for n, v in vars(GuestBackend).items()
+               if callable(v) and not n.startswith("_")}
+    assert {"add_guests", "remove_guests", "guest_info", "begin", "stop"} <= methods
+    for name in BACKENDS:
+        cls = backend_class(name)
+        for m in methods:
+            proto = inspect.signature(getattr(GuestBackend, m))
+            mine = inspect.signature(getattr(cls, m))
+            assert list(mine.parameters) == list(proto.parameters), (name, m)
+        assert cls.name == name and isinstance(cls.BOOT_S_PER_GUEST, float)
+        assert isinstance(cls.host_in_root_ns, bool)
+        assert list(inspect.signature(cls).parameters) == ["ctx"], name
 
 
 # -- results directories --------------------------------------------------------------------
@@ -277,12 +307,12 @@ def test_a_child_writing_its_results_after_the_stop_is_waited_for_and_a_stalled_
     import sys
     import time
 
-    from gamebed.proc import Process, Runner, wait_for
+    from gamebed.proc import How, Process, Runner, wait_for
 
     out = tmp_path / "results.csv"
     said: list[str] = []
     p = Process([sys.executable, "-c", WRITER, str(out), str(rows)], Runner(),
-                term_timeout=0.3).start()
+                how=How(term_timeout=0.3)).start()
     wait_for(out.with_suffix(".ready").exists, 20, "the writer")
     t0 = time.monotonic()
     rc = p.stop_while_writing(out, interval=0.6, progress=said.append)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from fpsmodel import wire
 from hostside import trailer
 from hostside.shim import classify
-from tests.net.frames import arp_request, udp_frame
+from tests.net.frames import Ends, arp_request, udp_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 GD = ROOT / "guest-driver"
@@ -90,8 +90,8 @@ def test_game_port_and_so_timestampns_have_one_definition():
 # -- the trailer codec --------------------------------------------------------------------
 
 def game(extra: bytes = b"", payload: bytes = b"x" * 40) -> bytes:
-    return udp_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.1", "198.18.1.1",
-                     5000, wire.GAME_PORT, payload, extra)
+    return udp_frame(Ends("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.1",
+                          "198.18.1.1"), 5000, wire.GAME_PORT, payload, extra)
 
 
 @given(st.binary(max_size=400), st.integers(1, 2**64 - 1), st.binary(max_size=40))
@@ -139,7 +139,7 @@ BY_IP = {socket.inet_aton("198.18.1.1"): 0, socket.inet_aton("198.18.1.2"): 1}
 
 
 def _udp(payload: bytes, dport: int = wire.GAME_PORT, dst: str = "198.18.1.1") -> bytes:
-    return udp_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.1", dst, 5000, dport,
+    return udp_frame(Ends("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.1", dst), 5000, dport,
                      payload)
 
 

@@ -2,7 +2,6 @@
 
 import io
 
-from gamebed import progress
 from gamebed.progress import Progress, sweep_work
 
 
@@ -13,8 +12,9 @@ class Tty(io.StringIO):
 
 def test_plain_lines_without_a_terminal():
     out = io.StringIO()
-    with Progress(100, "sweep", stream=out) as p:
-        progress.say("[1/2] 1 guest(s): building ...")
+    progress = Progress(stream=out)
+    with progress.task(100, "sweep") as p:
+        progress("[1/2] 1 guest(s): building ...")
         progress.status("ignored without a bar")
         p.advance(50)
     assert out.getvalue() == "[1/2] 1 guest(s): building ...\n"
@@ -22,14 +22,16 @@ def test_plain_lines_without_a_terminal():
 
 def test_bar_with_eta_on_a_terminal():
     out = Tty()
-    with Progress(100, "sweep", stream=out) as p:
-        progress.say("a line above the bar")
+    progress = Progress(stream=out)
+    with progress.task(100, "sweep") as p:
+        progress("a line above the bar")
         progress.status("3/16 UML guests booted")
         p.advance(40)
         shown = out.getvalue()
     assert "a line above the bar" in shown
     assert "3/16 UML guests booted" in shown and "40%" in shown
     assert "<" in shown  # elapsed<remaining: the ETA
+    assert progress.bar is None  # the task's bar ends with it
 
 
 def test_sweep_work_grows_with_the_count():

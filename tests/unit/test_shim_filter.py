@@ -3,6 +3,7 @@ player inputs (so no input wakes the shim, and no other frame is lost to it): ch
 running the program in a small classic-BPF interpreter on generated frames."""
 
 import struct
+from typing import NamedTuple
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,8 +51,24 @@ def stamper_forwards_as_input(f: bytes) -> bool:
     return f[42] == wire.MAGIC and f[44] == wire.MSG_INPUT
 
 
-def frame(ethertype, ihl, proto, frag, dport, dst, magic, mtype, payload_len, tot_delta,
-          cut):
+class Shape(NamedTuple):
+    """What a generated frame looks like, field by field."""
+
+    ethertype: int
+    ihl: int
+    proto: int
+    frag: int
+    dport: int
+    dst: bytes
+    magic: int
+    mtype: int
+    payload_len: int
+    tot_delta: int  # the IP total length's error
+    cut: int  # bytes cut off the end
+
+
+def frame(shape: Shape) -> bytes:
+    ethertype, ihl, proto, frag, dport, dst, magic, mtype, payload_len, tot_delta, cut = shape
     payload = bytes([magic, 1, mtype]) + bytes(max(0, payload_len - 3))
     payload = payload[:payload_len]
     opts = bytes(4 * (ihl - 5))
@@ -64,12 +81,13 @@ def frame(ethertype, ihl, proto, frag, dport, dst, magic, mtype, payload_len, to
 
 
 frames = st.builds(
-    frame, st.sampled_from([0x0800, 0x0806, 0x86DD, 0x8100]), st.sampled_from([5, 5, 5, 6]),
+    Shape, st.sampled_from([0x0800, 0x0806, 0x86DD, 0x8100]), st.sampled_from([5, 5, 5, 6]),
     st.sampled_from([17, 17, 6]), st.sampled_from([0, 0, 0x2000, 0x0001, 0x4000]),
     st.sampled_from([PORT, PORT, PORT + 1]), st.sampled_from([*GUESTS, bytes([10, 0, 0, 9])]),
     st.sampled_from([wire.MAGIC, wire.MAGIC, 0]),
     st.sampled_from([wire.MSG_INPUT, wire.MSG_INPUT, wire.MSG_SYNC_REQ]),
-    st.integers(0, 300), st.sampled_from([0, 0, 16, -8, 40]), st.sampled_from([0, 0, 0, 5, 40]))
+    st.integers(0, 300), st.sampled_from([0, 0, 16, -8, 40]), st.sampled_from([0, 0, 0, 5, 40])
+).map(frame)
 
 
 @settings(max_examples=3000, deadline=None)
@@ -82,10 +100,10 @@ def test_filter_refuses_exactly_the_stamped_inputs(f):
 def test_filter_on_known_frames_and_many_guests():
     prog = input_filter_program(PORT, [bytes([198, 18, 1, i]) for i in range(1, 251)])
     assert len(prog) < 4096 and all(jt < 256 and jf < 256 for _, jt, jf, _ in prog)
-    game = frame(0x0800, 5, 17, 0, PORT, bytes([198, 18, 1, 250]), wire.MAGIC,
-                 wire.MSG_INPUT, 296, 0, 0)
+    game = frame(Shape(0x0800, 5, 17, 0, PORT, bytes([198, 18, 1, 250]), wire.MAGIC,
+                       wire.MSG_INPUT, 296, 0, 0))
     assert run_cbpf(prog, game) == 0  # the last guest's input: refused
-    sync = frame(0x0800, 5, 17, 0, PORT, bytes([198, 18, 1, 1]), wire.MAGIC,
-                 wire.MSG_SYNC_REQ, 40, 0, 0)
+    sync = frame(Shape(0x0800, 5, 17, 0, PORT, bytes([198, 18, 1, 1]), wire.MAGIC,
+                       wire.MSG_SYNC_REQ, 40, 0, 0))
     assert run_cbpf(prog, sync) > 0  # clock sync still reaches the shim
     assert run_cbpf(prog, b"\xff" * 42) > 0  # an ARP-sized frame: accepted, not dropped

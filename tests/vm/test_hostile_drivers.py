@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-from gamebed.manifest import Manifest, new_prefix
-from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import CLIENT_IP, CLIENT_MAC
 from tests.hostile import (
@@ -20,7 +18,7 @@ from tests.hostile import (
     send_frames,
 )
 from tests.support import skip_unless_uml, skip_unless_vm
-from vm import make_testbed
+from tests.support.netns import test_run
 
 N_FRAMES = 1000
 SEED = 1124
@@ -33,9 +31,10 @@ def test_hostile_frames_into_the_guest_driver(backend, tmp_path):
     SKIP[backend]()
     spec = ExperimentSpec(guest_counts=(2,), modes=("host",), backend=backend,
                           placement="dynamic")
-    m = Manifest(new_prefix(), state_dir=tmp_path / "state")
+    run = test_run(spec, tmp_path)
+    m = run.manifest
     point = tmp_path / "point"
-    bed = make_testbed(spec, 2, tmp_path / "work", Runner(), m, print)
+    bed = run.testbed(2, tmp_path / "work")
     with bed, bed.mode("host", point):
         t = bed.topo
         targets = [Target(g.index, g.nic.mac, g.nic.ip) for g in t.guests]

@@ -14,7 +14,7 @@ import pytest
 from analysis.point import analyze_point
 from gamebed.cli import main
 from gamebed.leaks import NOTHING, leftovers
-from tests.support import skip_unless_uml
+from tests.support import destroy_launched, launch, skip_unless_uml
 
 pytestmark = pytest.mark.uml
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,29 +119,14 @@ def test_sigint_during_uml_run_leaves_nothing(tmp_path):
     assert not list(state.glob("*.json"))
 
 
-def launch_uml(tmp_path: Path, count: int) -> tuple[dict, dict]:
-    """`gamebed launch --backend uml --count N` with its own state directory: (its JSON
-    answer, the environment to destroy it with)."""
-    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--backend", "uml",
-                        "--count", str(count)], env=env, capture_output=True, text=True,
-                       cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout), env
-
-
 def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_uml()
-    info, env = launch_uml(tmp_path, 2)
+    info, env = launch(tmp_path, "uml", 2)
     assert info["backend"] == "uml"
     assert all(g["answer"]["answered"] > 0 for g in info["guests"])
     time.sleep(2)  # the launching process is gone: the guests must keep serving
     assert len(leftovers(info["prefix"])["processes"]) >= 2
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert leftovers(info["prefix"]) == NOTHING
-    assert not list((tmp_path / "state").glob("gl*.json"))
+    destroy_launched(env, info["prefix"])
 
 
 def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
@@ -149,16 +134,17 @@ def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
     echo requests sent on the guest's port, each with a valid trailer behind it)."""
     skip_unless_uml()
     from hostside import trailer
-    from tests.net.frames import icmp_echo
+    from tests.net.frames import Ends, icmp_echo
     from tests.support.netns import Pair
 
-    info, env = launch_uml(tmp_path, 1)
+    info, env = launch(tmp_path, "uml", 1)
     try:
         g, host_ns = info["guests"][0], info["prefix"] + "-host"
         helper = Pair("unused")
         frames = {}
         for ident, size in ((1000, 1000), (1500, 1500)):
-            plain = icmp_echo("02:67:62:00:00:01", g["mac"], "198.18.0.1", g["ip"], ident, size)
+            ends = Ends("02:67:62:00:00:01", g["mac"], "198.18.0.1", g["ip"])
+            plain = icmp_echo(ends, ident, size)
             frames[size] = bytes(trailer.append(plain, 1_700_000_000_000_000_000))
         sniff = helper.start(host_ns, "sniff", g["port"], 3.0)
         helper.run(host_ns, "send", g["port"], *(f.hex() for f in frames.values()))
@@ -166,8 +152,7 @@ def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):
                    (bytes.fromhex(x["frame"]) for x in helper.lines(sniff))
                    if f[12:14] == b"\x08\x00" and f[23] == 1 and f[34] == 0}
     finally:
-        subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+        destroy_launched(env)
     print("echo replies for IP sizes:", sorted(replies))
     assert 1000 in replies  # a game-sized frame with its trailer gets through
     assert (1500 in replies) is FULL_SIZE_WITH_TRAILER_ARRIVES
@@ -192,3 +177,15 @@ def test_killed_uml_guest_keeps_its_records_and_boots_again_for_the_next_mode(tm
     host = next(p for p in s["points"] if p["mode"] == "host")
     assert host["host_stamp_exact_fraction"] == 1.0
     assert leftovers(s["prefix"]) == NOTHING
+
+
+def test_uml_testbed_grows_and_shrinks_keeping_its_running_guests(tmp_path):
+    """1 → 3 → 2 UML guests on one testbed: guest 0 boots once and serves every point,
+    each point plays exactly its count's guests, and nothing is left at the end."""
+    skip_unless_uml()
+    from tests.support.netns import resize_through
+
+    points = resize_through(tmp_path, "uml", (1, 3, 2))
+    pids = [[g["pid"] for g in p["info"]] for p in points]
+    assert pids[0][0] == pids[1][0] == pids[2][0]  # guest 0 was never booted again
+    assert pids[2] == pids[1][:2]  # shrinking stopped guest 2 only

@@ -14,7 +14,7 @@ import pytest
 from gamebed.cli import main
 from gamebed.leaks import NOTHING, leftovers
 from gamebed.proc import Runner
-from tests.support import skip_unless_kbuild, skip_unless_vm
+from tests.support import destroy_launched, launch, skip_unless_kbuild, skip_unless_vm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,15 +73,15 @@ def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
     skip_unless_vm()
     from gamebed.manifest import Manifest, new_prefix
     from vm import image
-    from vm.libvirt_vm import GameVm, VmConfig, connect, domain_type
+    from vm.libvirt_vm import Daemon, GameVm, VmConfig, connect, domain_type
 
     runner = Runner()
     m = Manifest(new_prefix(), state_dir=tmp_path)
     conn = connect("qemu:///system", runner)
     img = image.build(runner)
-    kind = domain_type(conn, "qemu:///system", img, runner, m).domain_type
+    kind = domain_type(Daemon(conn, "qemu:///system"), img, runner, m).domain_type
     cfg = VmConfig(f"{m.prefix}-tun", f"{m.prefix}t0", "02:67:62:01:00:99", "gamebed.role=tuntest")
-    with GameVm(cfg, img, conn, "qemu:///system", kind, runner, m) as vm:
+    with GameVm(cfg, img, Daemon(conn, "qemu:///system"), kind, runner, m) as vm:
         vm.wait_console("GAMEBED-DONE", 180, "the tun test")
         vm.collect(tmp_path / "out", 30)
     conn.close()
@@ -97,19 +97,10 @@ def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
 
 def test_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_vm()
-    env = dict(os.environ, GAMEBED_STATE_DIR=str(tmp_path / "state"))
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--count", "1",
-                        "--backend", "libvirt"], env=env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=400)
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)
+    info, env = launch(tmp_path, "libvirt", 1, timeout=400)
     assert info["guests"][0]["answer"]["answered"] > 0
     assert leftovers(info["prefix"])["domains"] == [info["guests"][0]["name"]]
-    r = subprocess.run([sys.executable, "-m", "gamebed", "launch", "--destroy"], env=env,
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert leftovers(info["prefix"]) == NOTHING
-    assert not list((tmp_path / "state").glob("gl*.json"))
+    destroy_launched(env, info["prefix"])
 
 
 def test_sigint_during_launch_leaves_nothing(tmp_path):

@@ -1,4 +1,4 @@
-"""A testbed for one guest count: the shared host side plus a backend's guests (root).
+"""A testbed: the shared host side plus a backend's guests (root).
 
 On enter: the host side's client link, then the backend's guests (and their
 ports), built once.  Each timestamp mode is then measured on the same guests
@@ -6,9 +6,12 @@ ports), built once.  Each timestamp mode is then measured on the same guests
 the stamper and shim attach (they need every port to exist), `run_load()` plays
 for the spec's duration, records CPU use (cpu.json) and has the backend collect
 the guests' records.  Leaving a mode detaches the host side and stops the
-servers; leaving the testbed removes everything, in reverse order, whatever
-happened.  The backend is handed in (gamebed/backend.py), so this module knows no
-backend by name.
+servers.  Between modes `resize(n)` grows the testbed (new guests boot beside the
+running ones) or shrinks it (the last guests stop), so a point at count n runs
+exactly n guests.  Leaving the testbed removes everything, in reverse order,
+whatever happened; `keep_running()` instead leaves it all up (`gamebed launch`:
+the manifest remembers it).  The backend is handed in (gamebed/backend.py), so
+this module knows no backend by name.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fpsmodel.records import write_json
 from gamebed import cpustat
-from gamebed.backend import GuestBackend, PointContext
+from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
 from gamebed.fault import FaultSchedule, parse_faults
-from gamebed.manifest import Manifest
-from gamebed.proc import Runner
-from gamebed.spec import ExperimentSpec
 from gamebed.topology import Placement, Topology
 from hostside.host import HostSide
+
+if TYPE_CHECKING:
+    from gamebed.run import Run
 
 BackendFactory = Callable[[PointContext], GuestBackend]
 
@@ -54,16 +58,49 @@ class Testbed:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove everything, in reverse order (again: nothing more)."""
         self.mode_stack.close()
         self.stack.close()
+
+    @property
+    def n_guests(self) -> int:
+        return len(self.ctx.topo.guests)
+
+    def resize(self, n_guests: int) -> None:
+        """Grow to `n_guests` (the new guests join the running ones) or shrink to it (the
+        guests with the highest indices stop); between modes only."""
+        self.mode_stack.close()
+        old = self.ctx.topo.guests
+        topo = dataclasses.replace(self.ctx.topo, guests=Topology.build(
+            self.ctx.topo.prefix, n_guests, self.ctx.topo.game_port).guests)
+        self._set(dataclasses.replace(self.ctx, topo=topo))
+        if n_guests < len(old):
+            gone = old[n_guests:]
+            self.backend.remove_guests(gone)
+            self.host.remove_guests(gone)
+        if n_guests > len(old):
+            new = topo.guests[len(old):]
+            self.host.add_guests(new)
+            self.backend.add_guests(new)
+
+    def _set(self, ctx: PointContext) -> None:
+        self.ctx = self.host.ctx = self.backend.ctx = ctx
+
+    def keep_running(self) -> None:
+        """Leave every guest, server and host-side part running past this object (their
+        manifest lists them; `gamebed clean` or `launch --destroy` removes them)."""
+        self.mode_stack.pop_all()
+        self.stack.pop_all()
 
     def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0) -> None:
         """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
         Repeat r of a point plays the schedules of seed + r (in every mode alike)."""
         self.mode_stack.close()
         spec = dataclasses.replace(self.spec, seed=self.spec.seed + repeat)
-        self.ctx = dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec)
-        self.host.ctx = self.backend.ctx = self.ctx
+        self._set(dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec))
         self.ctx.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             stack.callback(self.backend.end)
@@ -112,9 +149,11 @@ class Testbed:
         return {**self.host.environment(), **self.backend.environment()}
 
 
-def point_context(spec: ExperimentSpec, n_guests: int, mode: str, point_dir: Path,
-                  runner: Runner, manifest: Manifest, progress: Callable[[str], None],
-                  host_in_root_ns: bool) -> PointContext:
-    topo = Topology.build(manifest.prefix, n_guests, spec.game_port, host_in_root_ns)
-    return PointContext(spec, topo, mode, Path(point_dir), runner, manifest,
-                        Placement.from_spec(spec.placement), progress)
+def point_context(run: Run, n_guests: int, work_dir: Path, host_in_root_ns: bool,
+                  idle_exit: float = IDLE_EXIT_S) -> PointContext:
+    """The context of a run's testbed of `n_guests`, before its first mode (the spec's
+    first, into `work_dir`, which holds what belongs to the testbed, not to a point)."""
+    spec = run.spec
+    topo = Topology.build(run.manifest.prefix, n_guests, spec.game_port, host_in_root_ns)
+    return PointContext(spec, topo, spec.modes[0], Path(work_dir), run.runner, run.manifest,
+                        Placement.from_spec(spec.placement), run.progress, idle_exit)
