@@ -208,6 +208,9 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     if row.get("inputs_host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
         row["host_loss_ratio"] = (max(0, row["inputs_lost_host"] - fault)
                                   / row["inputs_host_logged"])
+    if len(j):  # when the load ran: its first and last input's send time
+        row["load_first_send_ns"] = int(j["send_ns"].min())
+        row["load_last_send_ns"] = int(j["send_ns"].max())
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     return {"mode": meta.get("mode"), "guests": meta.get("guests"),
             "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
@@ -242,6 +245,8 @@ SUMMARY_FIELDS = (
     *(f"{n}_{k}_ci_{e}_us" for n in ("delay", "stamp_error") for k in ("mean", "p95", "p99")
       for e in ("lo", "hi")),
     "stamp_error_p99_us",
+    # when the load ran (CLOCK_REALTIME ns): the time between loads (between_loads_s)
+    "load_first_send_ns", "load_last_send_ns",
 )
 
 
@@ -291,3 +296,11 @@ def summarizer(capture: bool = False):
 
         return {**point_summary(point_dir), "capture": write_pcapng(point_dir)}
     return summarize
+
+
+def between_loads_s(points: list[dict]) -> list[float]:
+    """Seconds from one point's last input to the next point's first, in the order the
+    points were measured (summary.json's): what a sweep spends between its loads."""
+    times = [(p["load_first_send_ns"], p["load_last_send_ns"]) for p in points
+             if p.get("load_first_send_ns") and p.get("load_last_send_ns")]
+    return [round((b[0] - a[1]) / 1e9, 2) for a, b in zip(times, times[1:], strict=False)]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
+import statistics
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from analysis.capacity import capacity_text
+from analysis.point import between_loads_s
 
 COLS = [("mode", "mode"), ("guests", "guests"), ("inputs_sent", "sent"), ("inputs_lost", "lost"),
         ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
@@ -104,8 +106,15 @@ def setup_lines(env: dict, run: dict) -> list[str]:
         out.append(f"Guest clock: {env['clock']}")
     boots = run.get("build_s") or {}
     if boots:
-        out.append("Guests built and booted per count (s): "
+        kept = (run.get("spec") or {}).get("reuse_guests")
+        out.append(("Guests booted for each count, beside the last count's (s): " if kept
+                    else "Guests built and booted per count (s): ")
                    + ", ".join(f"{k}: {v}" for k, v in boots.items()))
+    gaps = between_loads_s(run.get("points") or [])
+    if gaps:
+        out.append(f"Between loads (a point's last input to the next one's first): median "
+                   f"{statistics.median(gaps):.1f} s, longest {max(gaps):.1f} s "
+                   f"({len(gaps)} gaps); the whole run took {run.get('elapsed_s', '?')} s")
     if env.get("pss_mib_per_guest") is not None:
         out.append(f"Memory per guest after boot (PSS of its processes, largest count): "
                    f"{env['pss_mib_per_guest']} MiB; host memory used by the guests: "

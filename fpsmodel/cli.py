@@ -36,12 +36,15 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                         "(default 0, as the paper's model server)")
     p.add_argument("--out", type=Path, help="directory for server_inputs.csv and summary")
     p.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
+    p.add_argument("--next-file", type=Path, metavar="PATH",
+                   help="serve session after session: SIGUSR1 ends this one's records, "
+                        "SIGUSR2 starts the next one's in the directory PATH names")
 
 
 def run_server(a: argparse.Namespace) -> int:
     cfg = ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
                        max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
-                       duration=a.duration, idle_exit=a.idle_exit,
+                       duration=a.duration, idle_exit=a.idle_exit, next_file=a.next_file,
                        out_dir=a.out, work_us=a.work_us)
     summary = serve(cfg, a.ready_file)
     print(json.dumps(summary, sort_keys=True), file=sys.stderr)

@@ -96,36 +96,50 @@ def make_input(p: Player) -> wire.PlayerInput:
         weapon=r.randint(0, 7), last_update_tick=max(p.last_tick, 0), entities=ents)
 
 
-def clock_sync(sock: socket.socket, codec: wire.Codec, pid: int, samples: int,
-               timeout: float = 0.2) -> list[SyncSample]:
-    """Four-timestamp exchanges on a connected socket; lost replies are skipped."""
-    out: list[SyncSample] = []
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
+def _exchange(sock: socket.socket, sel: selectors.BaseSelector, codec: wire.Codec,
+              ask: tuple[int, int], timeout: float) -> SyncSample | None:
+    """One four-timestamp exchange (ask: player, seq) on a connected socket; None if no
+    answer came in `timeout`."""
+    pid, seq = ask
+    t1 = time.time_ns()
+    sock.send(codec.encode_sync_req(pid, seq, t1))
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+        try:
+            data = sock.recv(2048)
+        except OSError:
+            return None
+        t4 = time.time_ns()
+        try:
+            hdr, body = codec.open(data)
+        except wire.WireError:
+            continue
+        if hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
+            rt1, t2, t3 = wire.decode_sync_resp(body)
+            if rt1 == t1:
+                return SyncSample(t1, t2, t3, t4)
+    return None
+
+
+def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samples: int,
+                      timeout: float = 0.2) -> dict[int, list[SyncSample]]:
+    """Exchanges with one peer at a time, the quietest kind (nobody else's answer is in
+    the way), in rounds: each round asks every peer once, so a peer's samples are spread
+    over the whole sync and it rests between two of them; lost replies are skipped."""
+    out: dict[int, list[SyncSample]] = {g: [] for g in peers}
+    sels = {}
     try:
+        for g, (sock, _c, _p) in peers.items():
+            sels[g] = selectors.DefaultSelector()
+            sels[g].register(sock, selectors.EVENT_READ)
         for seq in range(samples):
-            t1 = time.time_ns()
-            sock.send(codec.encode_sync_req(pid, seq, t1))
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0 and sel.select(left):
-                try:
-                    data = sock.recv(2048)
-                except OSError:
-                    break
-                t4 = time.time_ns()
-                try:
-                    hdr, body = codec.open(data)
-                except wire.WireError:
-                    continue
-                if hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
-                    rt1, t2, t3 = wire.decode_sync_resp(body)
-                    if rt1 == t1:
-                        out.append(SyncSample(t1, t2, t3, t4))
-                        break
-            time.sleep(0.002)
+            for g, (sock, codec, pid) in peers.items():
+                s = _exchange(sock, sels[g], codec, (pid, seq), timeout)
+                if s is not None:
+                    out[g].append(s)
     finally:
-        sel.unregister(sock)
-        sel.close()
+        for sel in sels.values():
+            sel.close()
     return out
 
 
@@ -215,14 +229,13 @@ class GameClient:
         first = {}
         for p in self.players:
             first.setdefault(p.target.guest, p)
-        together = {}
-        if phase:  # after the load: every server at once, bounded (clock_sync_all)
-            together = clock_sync_all({g: (p.sock, p.codec, p.pid) for g, p in first.items()},
-                                      self.cfg.sync_samples)
+        peers = {g: (p.sock, p.codec, p.pid) for g, p in first.items()}
+        # before the load, one server at a time: the quietest exchange, the best offset;
+        # after it, every server at once, bounded (servers may be working off backlogs)
+        together = (clock_sync_all if phase else clock_sync_rounds)(peers,
+                                                                    self.cfg.sync_samples)
         for guest, p in first.items():
-            # before the load, one server at a time: the quietest exchange, the best offset
-            samples = (together[guest] if phase else
-                       clock_sync(p.sock, p.codec, p.pid, self.cfg.sync_samples))
+            samples = together[guest]
             if not samples:
                 if phase:
                     continue

@@ -11,7 +11,7 @@ import json
 import sys
 
 from fpsmodel import wire
-from fpsmodel.client import clock_sync, open_socket, parse_target
+from fpsmodel.client import clock_sync_rounds, open_socket, parse_target
 from fpsmodel.timing import best_sample
 
 
@@ -19,7 +19,8 @@ def ping(target: str, samples: int = 5) -> dict:
     t = parse_target(target, 0)
     sock = open_socket(t)
     try:
-        got = clock_sync(sock, wire.Codec(t.session, wire.DEFAULT_PSK), 0, samples, timeout=1.0)
+        got = clock_sync_rounds({0: (sock, wire.Codec(t.session, wire.DEFAULT_PSK), 0)},
+                                samples, timeout=1.0)[0]
     finally:
         sock.close()
     out = {"server": target, "answered": len(got), "samples": samples}

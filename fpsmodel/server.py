@@ -8,6 +8,7 @@ It never crashes on input: every bad datagram is dropped and counted by reason.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import select
 import signal
@@ -43,6 +44,10 @@ class ServerConfig:
     out_dir: Path | None = None
     psk: bytes = wire.DEFAULT_PSK
     work_us: float = 0.0  # simulated game logic: CPU µs per connected player per tick
+    # one server for many sessions (a VM guest's, kept across points): SIGUSR1 closes this
+    # session's records (its summary written: "parked"), SIGUSR2 opens the next one's in
+    # the directory this file names, with a fresh game state (vm/guest/uml_agent.py)
+    next_file: Path | None = None
 
 
 @dataclass
@@ -179,14 +184,45 @@ class GameServer:
         self.ticks = self.updates_sent = self.sync_answered = 0
         self._pending: list[tuple[int, int, wire.PlayerInput]] = []
         self._stop = False
+        self._park = self._resume = False
         self.logic = GameLogic(cfg.work_us)
         self._rec: RecordWriter | None = None
-        if cfg.out_dir:
-            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-            self._rec = RecordWriter(Path(cfg.out_dir) / SERVER_INPUTS, SERVER_INPUT_FIELDS)
+        self._open(cfg.out_dir)
+        self._session_start = time.monotonic()
+
+    def _open(self, out_dir: Path | None) -> None:
+        if out_dir:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            self._rec = RecordWriter(Path(out_dir) / SERVER_INPUTS, SERVER_INPUT_FIELDS)
 
     def stop(self, *_: object) -> None:
         self._stop = True
+
+    def park(self, *_: object) -> None:
+        self._park = True
+
+    def resume(self, *_: object) -> None:
+        self._resume = True
+
+    def _between_sessions(self) -> None:
+        """SIGUSR1: this session's records and summary out, a fresh game state; SIGUSR2:
+        the next session's records, in the directory cfg.next_file names."""
+        if self._park:
+            self._park = False
+            self.drain()  # what the socket holds was sent before the park
+            self._close_session(time.monotonic() - self._session_start)
+            self.players.clear()
+            self._pending.clear()
+            self.dropped.clear()
+            self.sizes.clear()
+            self.accepted = self.ticks = self.updates_sent = self.sync_answered = 0
+        if self._resume and self._rec is None:
+            self._resume = False
+            out = Path(self.cfg.next_file.read_text().strip())
+            self.cfg = dataclasses.replace(self.cfg, out_dir=out)
+            self._open(out)
+            self._session_start = time.monotonic()
+            (out / "ready").write_text(f"{self.port}\n")
 
     def handle(self, data: bytes, addr: tuple[str, int], kernel_ns: int, hw_ns: int,
                app_ns: int) -> str:
@@ -288,6 +324,8 @@ class GameServer:
         seen, last_input = 0, start
         try:
             while not self._stop:
+                if self._park or self._resume:
+                    self._between_sessions()
                 now = time.monotonic()
                 next_tick = start + (tick + 1) * period
                 if now >= end:
@@ -305,11 +343,19 @@ class GameServer:
                     continue
                 if disp.wait(min(next_tick, end) - now):
                     self.drain()
+            if self._stop:  # told to stop: what the socket holds was sent before, read it
+                self.drain()
         finally:
             disp.close()
         return self.finish(time.monotonic() - start)
 
     def finish(self, elapsed: float) -> dict:
+        summary = self._close_session(elapsed)
+        self.sock.close()
+        return summary
+
+    def _close_session(self, elapsed: float) -> dict:
+        """This session's summary; its records, when it keeps them, closed and written."""
         summary = {
             "guest": self.cfg.guest, "port": self.port, "dispatch": self.cfg.dispatch,
             "accepted": self.accepted, "dropped": dict(self.dropped),
@@ -320,8 +366,8 @@ class GameServer:
         }
         if self._rec is not None:
             self._rec.close()
+            self._rec = None
             write_json(Path(self.cfg.out_dir) / "server_summary.json", summary)
-        self.sock.close()
         return summary
 
 
@@ -330,6 +376,9 @@ def serve(cfg: ServerConfig, ready_file: Path | None = None) -> dict:
     srv = GameServer(cfg)
     signal.signal(signal.SIGTERM, srv.stop)
     signal.signal(signal.SIGINT, srv.stop)
+    if cfg.next_file is not None:
+        signal.signal(signal.SIGUSR1, srv.park)
+        signal.signal(signal.SIGUSR2, srv.resume)
     if ready_file is not None:
         ready_file.write_text(f"{srv.port}\n")
     return srv.run()

@@ -17,6 +17,8 @@ guests, and each guest's host-side port, named by the point's `Topology`:
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
 - `cpu_usage()`: cumulative CPU counters per guest index (CpuCgroup.usage());
+- `memory()`: each guest's memory now, MiB of PSS per guest index (empty where the
+  guests are not in cgroups of ours);
 - `environment()`: what a report must state about these guests;
 - `guest_info()`: per guest, how to reach it (console, process, name) for `launch`;
 - `fault(f)` / `recover(f)`: break guest f.guest during the load (gamebed/fault.py:
@@ -84,6 +86,8 @@ class GuestBackend(Protocol):
     def stop(self) -> None: ...
 
     def cpu_usage(self) -> dict[int, dict]: ...
+
+    def memory(self) -> dict[int, float]: ...
 
     def environment(self) -> dict: ...
 

@@ -323,6 +323,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"seed of the input schedules (default "
                                             f"{default('seed')})")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--fresh-guests", dest="reuse_guests", action="store_false", default=None,
+                   help="boot every count's guests afresh (default: a count keeps the last "
+                        "count's guests and boots only the new ones, or stops the extra)")
     p.add_argument("--capture", action="store_true", default=None,
                    help="keep every uplink frame with its stamp; each point gets a "
                         "capture.pcapng with per-input comments (Wireshark, tshark)")

@@ -143,6 +143,21 @@ class CpuCgroup:
             for f in self.procs_files:
                 f.write_text(str(pid))
 
+    def pss_mib(self) -> float:
+        """Proportional set size of every process in the group: its memory, with the
+        pages its processes share counted once (0 in a dry run)."""
+        if self.runner.dry_run:
+            return 0.0
+        total = 0
+        for pid in (self.acct / "cgroup.procs").read_text().split():
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass  # gone meanwhile
+        return total / 1024
+
     def usage(self) -> dict:
         """Cumulative counters: CPU seconds (all, user, system), throttling."""
         if self.runner.dry_run:

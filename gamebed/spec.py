@@ -80,6 +80,9 @@ class ExperimentSpec:
     libvirt_uri: str = "qemu:///system"
     accel: str = "auto"  # libvirt: kvm where a guest boots with it, else tcg (vm/accel.py)
     vm_memory_mib: int = 160
+    # a count's guests are the last count's, grown (new ones boot beside them) or shrunk;
+    # False: every count boots all its guests afresh (benchmarks/reuse_check.py compares)
+    reuse_guests: bool = True
     # uml: ptrace (every guest syscall stops the guest process for its kernel) or seccomp
     # (a filter turns it into a signal handled in the process; trusted guests only, ours
     # are; kernels >= 6.16); auto: seccomp where the kernel has it, measured faster and

@@ -20,7 +20,7 @@ import platform
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fpsmodel.records import sync_tree, write_json
@@ -188,6 +188,8 @@ class Sweep:
         self.per_count = len(count_points(self.spec))
         self.work = sweep_work(self.spec.counts, self.spec.modes, self.spec.duration,
                                run.layers.boot_s_per_guest)
+        self.beds = ExitStack()
+        self.bed = None  # with spec.reuse_guests: the testbed the next count resizes
 
     def _resumed(self, old: dict) -> None:
         s = self.summary
@@ -207,13 +209,14 @@ class Sweep:
                 p.advance((b if kept == self.per_count else 0) + kept * m)
             k = 0
             search = None if self.run.dry_run else self.run.layers.search
-            while (n := count_to_measure(spec, self.summary["points"], search)) is not None:
-                k += 1
-                if n not in self.work:  # a count the estimate did not foresee (search)
-                    self.work.update(sweep_work((n,), spec.modes, spec.duration,
-                                                self.run.layers.boot_s_per_guest))
-                    p.grow(self.work[n][0] + self.per_count * self.work[n][1])
-                self.one_count(n, k)
+            with self.beds:  # the testbed kept from count to count, if any
+                while (n := count_to_measure(spec, self.summary["points"], search)) is not None:
+                    k += 1
+                    if n not in self.work:  # a count the estimate did not foresee (search)
+                        self.work.update(sweep_work((n,), spec.modes, spec.duration,
+                                                    self.run.layers.boot_s_per_guest))
+                        p.grow(self.work[n][0] + self.per_count * self.work[n][1])
+                    self.one_count(n, k)
 
     def finish(self) -> dict:
         self.summary["complete"] = True
@@ -226,26 +229,39 @@ class Sweep:
             write_json(self.run.out / "summary.json", self.summary)
 
     def one_count(self, n_guests: int, k: int) -> None:
-        """Build one count's testbed and measure the points of it the summary lacks."""
+        """Measure the points of one count the summary lacks, on a testbed of that many
+        guests: the last count's, resized (spec.reuse_guests), else one built for it."""
         run, spec = self.run, self.spec
         done = {(p.get("repeat", 0), p["mode"]) for p in self.summary["points"]
                 if p["guests"] == n_guests}
         todo = [rm for rm in count_points(spec) if rm not in done]
         self.label = f"[{k}{'' if spec.searching else f'/{len(spec.counts)}'}]"
-        run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: building ...")
-        run.progress.status(f"{self.label} {n_guests} guests: building")
-        work_dir = run.out / "points" / f"work-g{n_guests:03d}"
+        reuse = spec.reuse_guests and self.bed is not None
+        how = f"from {self.bed.n_guests}" if reuse else "building"
+        run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: {how} ...")
+        run.progress.status(f"{self.label} {n_guests} guests: {how}")
         tb = time.monotonic()
-        with run.testbed(n_guests, work_dir) as bed:
-            self.summary.setdefault("build_s", {})[str(n_guests)] = round(
-                time.monotonic() - tb, 1)
-            if not run.dry_run:
-                same_guest_kernel(self.summary, bed, run.out)
-            run.progress.advance(self.work[n_guests][0])
-            for repeat, mode in todo:
-                self.measure(bed, n_guests, repeat, mode)
+        bed = self._testbed(n_guests, reuse)
+        self.summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
         if not run.dry_run:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            same_guest_kernel(self.summary, bed, run.out)
+        run.progress.advance(self.work[n_guests][0])
+        for repeat, mode in todo:
+            self.measure(bed, n_guests, repeat, mode)
+        if not spec.reuse_guests:
+            self.beds.close()  # this count's testbed goes before the next is built
+
+    def _testbed(self, n_guests: int, reuse: bool):
+        """A testbed of n guests: the kept one, resized, or a new one (entered on
+        self.beds; its work directory goes with it)."""
+        if reuse:
+            self.bed.resize(n_guests)
+            return self.bed
+        work_dir = self.run.out / "points" / f"work-g{n_guests:03d}"
+        if not self.run.dry_run:
+            self.beds.callback(shutil.rmtree, work_dir, ignore_errors=True)
+        self.bed = self.beds.enter_context(self.run.testbed(n_guests, work_dir))
+        return self.bed
 
     def measure(self, bed, n_guests: int, repeat: int, mode: str) -> None:
         """One point: `mode`'s load on the testbed's guests, its records, its entry."""

@@ -40,6 +40,10 @@ class Testbed:
     def __init__(self, ctx: PointContext, backend: BackendFactory) -> None:
         self.ctx = ctx
         self.spec = ctx.spec  # the run's; a repeat plays its own seed (enter_mode)
+        self.phases: dict[str, int] = {}  # one point's phases: CLOCK_REALTIME ns
+        # per guest: when it joined the testbed (ns) and how many loads it has played
+        self.added: dict[int, int] = {}
+        self.loads: dict[int, int] = {}
         self.host = HostSide(ctx)
         self.backend = backend(ctx)
         self.stack = ExitStack()
@@ -54,6 +58,7 @@ class Testbed:
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start()
+            self._joined(self.ctx.topo.guests)
             self.stack = stack.pop_all()
         return self
 
@@ -81,10 +86,19 @@ class Testbed:
             gone = old[n_guests:]
             self.backend.remove_guests(gone)
             self.host.remove_guests(gone)
+            for g in gone:
+                self.added.pop(g.index, None)
+                self.loads.pop(g.index, None)
         if n_guests > len(old):
             new = topo.guests[len(old):]
             self.host.add_guests(new)
             self.backend.add_guests(new)
+            self._joined(new)
+
+    def _joined(self, guests) -> None:
+        now = time.time_ns()
+        for g in guests:
+            self.added[g.index], self.loads[g.index] = now, 0
 
     def _set(self, ctx: PointContext) -> None:
         self.ctx = self.host.ctx = self.backend.ctx = ctx
@@ -99,15 +113,21 @@ class Testbed:
         """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
         Repeat r of a point plays the schedules of seed + r (in every mode alike)."""
         self.mode_stack.close()
+        self.phases = {"enter": time.time_ns()}
         spec = dataclasses.replace(self.spec, seed=self.spec.seed + repeat)
         self._set(dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec))
         self.ctx.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             stack.callback(self.backend.end)
             self.backend.begin()
+            self._mark("servers_ready")
             stack.callback(self.host.detach)  # the shim goes before the servers
             self.host.attach()
+            self._mark("attached")
             self.mode_stack = stack.pop_all()
+
+    def _mark(self, phase: str) -> None:
+        self.phases[phase] = time.time_ns()
 
     @contextmanager
     def mode(self, mode: str, point_dir: Path, repeat: int = 0) -> Iterator[Testbed]:
@@ -116,18 +136,37 @@ class Testbed:
             yield self
         finally:
             self.mode_stack.close()
+            self._mark("left")
+            if not self.ctx.runner.dry_run:  # where a point's time went (docs/records.md)
+                write_json(self.ctx.dir / "phases.json", self.phases)
 
     def run_load(self, timeout_extra: float = 60.0) -> None:
         dry = self.ctx.runner.dry_run
         if not dry:
             cores0, guests0, t0 = cpustat.core_times(), self.backend.cpu_usage(), time.monotonic()
+        self._mark("client_start")
         self._play(timeout_extra)
+        self._mark("client_done")
         if dry:
             return
         use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
                              time.monotonic() - t0)
         write_json(self.ctx.dir / "cpu.json", use)
+        self._write_guests(self.backend.memory())
         self.backend.collect()
+        self._mark("collected")
+
+    def _write_guests(self, memory: dict[int, float]) -> None:
+        """guests.json: each guest's age at the load's start, the loads it played before
+        this one (0: newly booted), and its memory at the load's end (MiB PSS)."""
+        start = self.phases["client_start"]
+        write_json(self.ctx.dir / "guests.json", {
+            str(g.index): {"age_s": round((start - self.added[g.index]) / 1e9, 1),
+                           "loads_before": self.loads[g.index],
+                           "pss_mib": memory.get(g.index)}
+            for g in self.ctx.topo.guests})
+        for g in self.ctx.topo.guests:
+            self.loads[g.index] += 1
 
     def _play(self, timeout_extra: float) -> None:
         """The client's load, with the spec's faults carried out on time meanwhile."""

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "house"
 RUNS = ("plain", "wan", "repeat")
 # the main job's dry run, per backend it can resolve to
-DRY_RUNS = {"uml": ["run", "--dry-run", "--backend", "uml"],
-            "netns": ["run", "--dry-run", "--backend", "netns"]}
+DRY_RUNS = {"uml": ["run", "--dry-run", "--backend", "uml", "--fresh-guests"],
+            "netns": ["run", "--dry-run", "--backend", "netns", "--fresh-guests"]}
 
 
 def masked(text: str, out: Path) -> str:

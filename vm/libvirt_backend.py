@@ -136,6 +136,9 @@ class LibvirtGuests:
     def cpu_usage(self) -> dict[int, dict]:
         return {}  # QEMU runs under libvirtd's cgroups, not ours
 
+    def memory(self) -> dict[int, float]:
+        return {}  # likewise (benchmarks/bench_vms.py weighs QEMU's RSS)
+
     def guest_info(self) -> list[dict]:
         return [{"name": vm.cfg.name, "console": str(vm.console)} for vm in self.vms]
 

@@ -131,6 +131,9 @@ class NetnsGuests:
     def cpu_usage(self) -> dict[int, dict]:
         return {i: cg.usage() for i, cg in self.cgroups.items()}
 
+    def memory(self) -> dict[int, float]:
+        return {i: round(cg.pss_mib(), 1) for i, cg in self.cgroups.items()}
+
     def guest_info(self) -> list[dict]:
         return [{"netns": g.netns} for g in self.ctx.topo.guests]
 

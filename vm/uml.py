@@ -17,8 +17,10 @@ entries pointing at the previous boot), and writes results to its own host
 directory through hostfs (work directory, cgroup and namespace are the guest's
 own, so a testbed can grow and shrink).  A guest boots once; every timestamp mode
 then runs on it: the guest's agent (vm/guest/uml_agent.py) takes "run MODE"
-on its console, attaches the tc BPF decoder for host mode (none for guest mode)
-and starts the game server.  In host mode the decoder also logs the guest
+on its console, sets the tc BPF decoder (attached at the first run) to decode
+(host mode) or to pass every frame untouched (guest mode: as if none were there),
+and starts the game server, once: later points only tell it where their records
+go, and "flush" ends each point.  In host mode the decoder also logs the guest
 kernel's own stamp of each input beside the host's (pairs.csv).
 """
 
@@ -85,7 +87,6 @@ class UmlGuests:
 
     def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
-        self.idle_exit = ctx.idle_exit  # 0: servers run until the guest is destroyed
         # per guest: its work directory, namespace, link, cgroup and kernel process
         self.stacks: dict[int, ExitStack] = {}
         self.procs: dict[int, ManagedProcess] = {}
@@ -95,7 +96,7 @@ class UmlGuests:
         self.mode = ctx.spec.uml_mode  # resolved against the kernel in start()
         self.work = VM_DIR / ctx.manifest.prefix / "uml"
         self.boot_s: float | None = None
-        self.memory: dict = {}
+        self.boot_memory: dict = {}
         self.running_mode: str | None = None
         self.killed: set[int] = set()  # guests a fault killed: they boot again in begin()
 
@@ -133,9 +134,9 @@ class UmlGuests:
         if not c.runner.dry_run:
             self._wait_agents([g.index for g in guests])
             self.boot_s = round(time.monotonic() - t0, 1)
-            self.memory = self._memory(avail0)
+            self.boot_memory = self._memory(avail0)
             c.progress(f"      {len(guests)} UML guest(s) up in {self.boot_s} s "
-                       f"({self.memory.get('pss_mib_per_guest')} MiB each)")
+                       f"({self.boot_memory.get('pss_mib_per_guest')} MiB each)")
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Power these guests off (in parallel), then remove what each had."""
@@ -252,7 +253,7 @@ class UmlGuests:
         wait_for(booted, timeout, f"{len(pending)} UML guest(s) to boot", interval=0.2)
 
     def _memory(self, avail0: int | None) -> dict:
-        pss = [_pss_mib(cg) for cg in self.cgroups.values()]
+        pss = [cg.pss_mib() for cg in self.cgroups.values()]
         avail1 = _mem_available_mib()
         used = avail0 - avail1 if avail0 is not None and avail1 is not None else None
         return {"pss_mib_per_guest": round(sum(pss) / len(pss), 1) if pss else None,
@@ -269,7 +270,8 @@ class UmlGuests:
         for i, proc in self.procs.items():
             if not c.runner.dry_run:
                 shutil.rmtree(self._mode_dir(i), ignore_errors=True)
-            proc.send(f"run {c.mode} {self.idle_exit:g}")
+            # no idle exit: the server serves every point, each ended by collect()
+            proc.send(f"run {c.mode} 0")
         self.running_mode = c.mode
         if c.runner.dry_run:
             return
@@ -302,13 +304,15 @@ class UmlGuests:
         return pending
 
     def collect(self) -> None:
-        """Wait for each server's records (it stops IDLE_EXIT_S after the load), then move
-        them into the point directory."""
+        """End the point in every guest now (`flush`: each server writes its records,
+        reading first what its socket still holds, and keeps running for the next
+        point) and move the records into the point directory."""
         n = len(self.procs)
-        late = self._wait_done(self.idle_exit + 20.0 + 0.5 * n)
-        for i in late:  # no input ever reached it (all lost): stop it now
-            self.procs[i].send("stop")
-        if self._wait_done(20.0 + 0.5 * n):
+        for i, proc in self.procs.items():
+            if i not in self.killed:
+                proc.send("flush")
+        late = self._wait_done(20.0 + 0.5 * n)
+        if late:
             raise RuntimeError(f"UML guests {sorted(late)} did not write their records; see "
                                f"their consoles under {self.work}")
         self.running_mode = None
@@ -318,7 +322,10 @@ class UmlGuests:
             for f in self._mode_dir(g.index).iterdir():
                 if f.name not in ("ready", "done"):
                     shutil.move(f, dest / f.name)
-            shutil.copy2(self.work / f"g{g.index}" / "console.log", dest / "console.log")
+            gdir = self.work / f"g{g.index}"
+            shutil.copy2(gdir / "console.log", dest / "console.log")
+            if (gdir / "results" / "server.log").exists():  # the server's, of every point
+                shutil.copy2(gdir / "results" / "server.log", dest / "server.log")
 
     def end(self) -> None:
         """After a failure mid-mode: stop the servers so the next mode can start."""
@@ -335,6 +342,9 @@ class UmlGuests:
 
     def cpu_usage(self) -> dict[int, dict]:
         return {i: cg.usage() for i, cg in self.cgroups.items()}
+
+    def memory(self) -> dict[int, float]:
+        return {i: round(cg.pss_mib(), 1) for i, cg in self.cgroups.items()}
 
     def guest_info(self) -> list[dict]:
         return [{"pid": self.procs[g.index].pid, "netns": g.netns,
@@ -353,7 +363,7 @@ class UmlGuests:
                 "guest_nic": "vec0 (raw socket on a veth); host mode: tc BPF decoder on "
                              "vec0, logging the guest kernel's own stamp too; guest mode: "
                              "no decoder",
-                "boot_s": self.boot_s, **self.memory, "cost_model": COST_MODEL}
+                "boot_s": self.boot_s, **self.boot_memory, "cost_model": COST_MODEL}
 
 
 def _mem_available_mib() -> int | None:
@@ -364,20 +374,6 @@ def _mem_available_mib() -> int | None:
     except OSError:
         pass
     return None
-
-
-def _pss_mib(cg: CpuCgroup) -> float:
-    """Proportional set size of every process in a guest's cgroup: its memory, with the
-    pages its processes share counted once."""
-    total = 0
-    for pid in (cg.acct / "cgroup.procs").read_text().split():
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 # --- the probe behind `--backend auto`: one real guest, booted and answering -------------

@@ -62,7 +62,7 @@ def _fill_root(stage: Path, decoder: Path) -> None:
 def build(runner: Runner, progress: Callable[[str], None] = print,
           force: bool = False) -> UmlImage:
     """Build (or find in the cache) the UML root disk."""
-    decoder = bpf.build("decoder", runner, defines=("GB_PAIRS",))
+    decoder = bpf.build("decoder", runner, defines=("GB_PAIRS", "GB_MODE_SWITCH"))
     key = vm_image._digest([b"uml", " ".join(vm_image.PACKAGES).encode(),
                             vm_image.SUITE.encode(), decoder.read_bytes(),
                             *(p.read_bytes() for p in _sources())])

@@ -7,7 +7,12 @@
  * whose stamp it replaces, the guest kernel's own receive stamp (the skb->tstamp it
  * overwrites) beside the host's, in the queue map gb_pairs, which a guest program
  * drains after the load (vm/guest/uml_agent.py): both stamps of the same packets.
- * A full queue drops the pair, never the frame, and counts the drop in gb_pair_drops. */
+ * A full queue drops the pair, never the frame, and counts the drop in gb_pair_drops.
+ *
+ * Built with -DGB_MODE_SWITCH (the UML guests' decoder, attached once per boot), the
+ * array map gb_mode chooses what it does: 0 decodes as above (host stamps), 1 passes
+ * every frame untouched, as if no decoder were attached (guest stamps: the kernel took
+ * its receive stamp before tc ingress, so the pass costs the stamp nothing). */
 #include <linux/pkt_cls.h>
 #include "trailer.h"
 
@@ -44,14 +49,31 @@ static __always_inline void gb_log_pair(__u64 host_ns, __u64 guest_ns)
 }
 #endif
 
+#ifdef GB_MODE_SWITCH
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} gb_mode SEC(".maps");
+#endif
+
 SEC("tc")
 int gb_decode(struct __sk_buff *skb)
 {
-	struct iphdr *ip = gb_ipv4(skb);
+	struct iphdr *ip;
 	struct gb_trailer t;
 	__u32 tot;
 	__u64 ns;
 
+#ifdef GB_MODE_SWITCH
+	__u32 zero = 0;
+	__u32 *pass = bpf_map_lookup_elem(&gb_mode, &zero);
+
+	if (pass && *pass)
+		return TC_ACT_OK;
+#endif
+	ip = gb_ipv4(skb);
 	if (!ip)
 		return TC_ACT_OK;
 	tot = bpf_ntohs(ip->tot_len);

@@ -149,9 +149,17 @@ class FakeBed:
     def __init__(self, n, log):
         self.n, self.log = n, log
 
+    @property
+    def n_guests(self):
+        return self.n
+
     def __enter__(self):
         self.log.append(("build", self.n))
         return self
+
+    def resize(self, n):
+        self.log.append(("resize", n))
+        self.n = n
 
     def __exit__(self, *exc):
         return None
@@ -195,12 +203,14 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     spec = ExperimentSpec(backend="netns", search_max=16, repeats=2, duration=1)
     layers = Layers(lambda run, n, work: FakeBed(n, log), summarize, search_step(SLA, 16))
     s = run_sweep(Run.start(spec, tmp_path / "out", layers), check_privileges=False)
-    builds = [n for what, n, *_ in log if what == "build"]
+    # one testbed, built once at the first count and resized to every later one
+    assert [what for what, *_ in log].count("build") == 1
+    builds = [n for what, n, *_ in log if what in ("build", "resize")]
     # guest mode: 10 passes (1000 µs ± 5 µs would be unsure), 11 fails; host never fails
     assert builds[:5] == [1, 2, 4, 8, 16]
     assert set(builds) >= {8, 16} and len(builds) == len(set(builds))
     for n in builds:  # both modes, both repeats, repeat r with seed + r
-        assert sorted(e[0] + str(e[2]) for e in log if e[0] != "build" and e[1] == n) == \
+        assert sorted(e[0] + str(e[2]) for e in log if e[0] in ("guest", "host") and e[1] == n) == \
             ["guest0", "guest1", "host0", "host1"]
     assert len(s["points"]) == 4 * len(builds) and s["complete"]
     # every point's files were synced before the point was listed (none were written

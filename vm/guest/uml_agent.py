@@ -4,13 +4,19 @@ Started by /sbin/gamebed-uml-init (runs as the guest's root; Python stdlib only)
 It reads one command per line from the console, a pipe from the host
 (vm/uml.py), and answers on the console with lines starting "GAMEBED-":
 
-    run MODE IDLE_EXIT   receive path for MODE (host: attach the tc BPF decoder to
-                         vec0; guest: no decoder), then the game server, writing to
-                         /mnt/results/MODE/ (the guest's host directory).  The server
-                         stops IDLE_EXIT s after the last input (0: never); then, in
-                         host mode, the (host stamp, guest kernel stamp) pairs the
-                         decoder logged go to pairs.csv, and agent.json and a `done`
-                         marker are written, after a sync so the host sees it all.
+    run MODE IDLE_EXIT   receive path for MODE (the tc BPF decoder on vec0, attached
+                         at the first run: host decodes the trailer's stamp, guest
+                         passes every frame as is), then the game server's records in
+                         /mnt/results/MODE/ (the guest's host directory): one server
+                         serves point after point, forked at the first run and told
+                         (SIGUSR2) where the next point's records go.  With IDLE_EXIT
+                         above 0 the server stops that long after the last input, and
+                         its records are then written as by `flush`.
+    flush                end the point: the server's records and summary out (SIGUSR1;
+                         it keeps running, with a fresh game state), then, in host mode,
+                         the (host stamp, guest kernel stamp) pairs the decoder logged
+                         go to pairs.csv, and agent.json and a `done` marker are
+                         written, after a sync so the host sees it all
     stop                 end a running server now (SIGTERM; it writes its records)
     quit                 power the guest off
     (end of input)       the host let go of the console (`gamebed launch`, or a killed
@@ -29,15 +35,18 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 
 from fpsmodel.cli import add_server_args, run_server  # imported once, at boot
 
 RESULTS = "/mnt/results"
+NEXT = "/run/gamebed-next"  # where the server's next session's records go
 DECODER = "/opt/gamebed/decoder.o"
 NIC = "vec0"
 NR_BPF = 321  # x86_64
-BPF_MAP_LOOKUP_ELEM, BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_FD_BY_ID = 1, 12, 14
+BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM = 1, 2
+BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_FD_BY_ID = 12, 14
 BPF_OBJ_GET_INFO_BY_FD, BPF_MAP_LOOKUP_AND_DELETE_ELEM = 15, 21
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -108,13 +117,26 @@ def drain_pairs(path: str) -> dict:
     return {"pairs": n, "pair_drops": drops}
 
 
-def set_receive_path(mode: str) -> None:
+def attach_decoder() -> None:
+    """The decoder on vec0's ingress, once per boot (a `tc` costs a UML guest dearly)."""
     subprocess.run(["tc", "qdisc", "del", "dev", NIC, "clsact"], capture_output=True)
-    if mode == "host":
-        subprocess.run(["tc", "qdisc", "add", "dev", NIC, "clsact"], check=True)
-        subprocess.run(["tc", "filter", "add", "dev", NIC, "ingress", "pref", "1", "handle",
-                        "1", "bpf", "direct-action", "object-file", DECODER, "section", "tc"],
-                       check=True, capture_output=True)
+    subprocess.run(["tc", "qdisc", "add", "dev", NIC, "clsact"], check=True)
+    subprocess.run(["tc", "filter", "add", "dev", NIC, "ingress", "pref", "1", "handle",
+                    "1", "bpf", "direct-action", "object-file", DECODER, "section", "tc"],
+                   check=True, capture_output=True)
+
+
+def set_receive_path(mode: str) -> None:
+    """Host mode: the decoder decodes; guest mode: it passes every frame untouched."""
+    fd = find_map("gb_mode")
+    if fd is None:
+        raise OSError("the decoder's gb_mode map is missing")
+    key, val = ctypes.c_uint32(0), ctypes.c_uint32(0 if mode == "host" else 1)
+    try:
+        bpf(BPF_MAP_UPDATE_ELEM, struct.pack("IIQQQ", fd, 0, ctypes.addressof(key),
+                                             ctypes.addressof(val), 0))
+    finally:
+        os.close(fd)
 
 
 class Server:
@@ -129,9 +151,9 @@ class Server:
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def terminate(self) -> None:
+    def signal(self, sig: int) -> None:
         try:
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
 
@@ -141,31 +163,49 @@ class Agent:
         self.cfg = cmdline()
         self.server: Server | None = None
         self.waiter: threading.Thread | None = None
+        self.decoder = False  # attached (once per boot)
+        self.lock = threading.Lock()
+        self.point: tuple[str, str] | None = None  # (mode, dir) the server records into
 
     def run(self, mode: str, idle_exit: str) -> None:
-        if self.running():
-            say("ERROR a server is running")
+        if self.point is not None:
+            say("ERROR a point is running")
             return
         out = os.path.join(RESULTS, mode)
         os.makedirs(out, exist_ok=True)
-        c = self.cfg
         try:
+            if not self.decoder:
+                attach_decoder()
+                self.decoder = True
             set_receive_path(mode)
-        except subprocess.CalledProcessError as e:
-            say("ERROR decoder", (e.stderr or b"").decode(errors="replace").strip()[:300])
+        except (subprocess.CalledProcessError, OSError) as e:
+            err = getattr(e, "stderr", None) or str(e).encode()
+            say("ERROR decoder", err.decode(errors="replace").strip()[:300])
             return
+        self.point = (mode, out)
+        if self.running():  # the server of the last point: its next session goes to `out`
+            with open(NEXT, "w") as f:
+                f.write(out)
+            self.server.signal(signal.SIGUSR2)
+        else:
+            self.start_server(out, idle_exit)
+        say("STARTED", mode)
+
+    def start_server(self, out: str, idle_exit: str) -> None:
+        c = self.cfg
         args = ["--host", c["ip"].split("/")[0], "--port", c["port"], "--guest", c["guest"],
                 "--dispatch", c["dispatch"], "--work-us", c.get("work_us", "0"), "--out", out,
-                "--ready-file", os.path.join(out, "ready")]
+                "--ready-file", os.path.join(out, "ready"), "--next-file", NEXT]
         if float(idle_exit) > 0:
             args += ["--idle-exit", idle_exit]
         # a fork of this process, which imported the server at boot: with dozens of
-        # guests on one CPU a fresh interpreter per mode would take a minute to start
+        # guests on one CPU a fresh interpreter would take a minute to start
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                fd = os.open(os.path.join(out, "server.log"), os.O_WRONLY | os.O_CREAT, 0o644)
+                fd = os.open(os.path.join(RESULTS, "server.log"),
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
                 os.close(fd)
@@ -183,12 +223,33 @@ class Agent:
                 sys.stderr.flush()
                 os._exit(code)
         self.server = Server(pid)
-        self.waiter = threading.Thread(target=self.finish, args=(mode, out, self.server))
+        self.waiter = threading.Thread(target=self.reap, args=(self.server,))
         self.waiter.start()
-        say("STARTED", mode)
 
-    def finish(self, mode: str, out: str, server: "Server") -> None:
+    def reap(self, server: "Server") -> None:
+        """The server ended (idle exit, stop, a crash): its point, if any, is done."""
         rc = server.wait()
+        self.done(rc)
+
+    def flush(self) -> None:
+        """End the point: the server parks (its records and summary written), then the
+        point's own files and `done`."""
+        if self.point is None:
+            say("ERROR no point is running")
+            return
+        if self.running():
+            summary = os.path.join(self.point[1], "server_summary.json")
+            self.server.signal(signal.SIGUSR1)
+            while self.running() and not os.path.exists(summary):
+                time.sleep(0.01)
+        self.done(0 if self.running() else self.server.returncode)
+
+    def done(self, rc: int | None) -> None:
+        with self.lock:
+            if self.point is None:
+                return
+            mode, out = self.point
+            self.point = None
         info = {"mode": mode, "server_rc": rc, "uptime_s": uptime()}
         if mode == "host":
             try:
@@ -205,12 +266,12 @@ class Agent:
         say("DONE", mode, rc)
 
     def running(self) -> bool:
-        """A server runs until its waiter thread has reaped it and written `done`."""
+        """The server runs until its waiter thread has reaped it."""
         return self.waiter is not None and self.waiter.is_alive()
 
     def stop(self) -> None:
         if self.server and self.running():
-            self.server.terminate()
+            self.server.signal(signal.SIGTERM)
         if self.waiter:
             self.waiter.join(30)
 
@@ -236,6 +297,8 @@ def main() -> None:
             continue
         if words[0] == "run" and len(words) == 3:
             agent.run(words[1], words[2])
+        elif words[0] == "flush":
+            agent.flush()
         elif words[0] == "stop":
             agent.stop()
             say("STOPPED")
