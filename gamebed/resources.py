@@ -95,6 +95,16 @@ class Veth:
         self.manifest.remove(self._entry)
 
 
+class GuestCgroups(dict):
+    """Each guest's CpuCgroup, by guest index: what the backends that use them report."""
+
+    def usage(self) -> dict[int, dict]:
+        return {i: cg.usage() for i, cg in self.items()}
+
+    def memory(self) -> dict[int, float]:
+        return {i: round(cg.pss_mib(), 1) for i, cg in self.items()}
+
+
 class CpuCgroup:
     """A guest's cgroup-v1 groups: `cpu` (quota: a share of one CPU; shares: a relative
     weight; throttling statistics) and `cpuacct` (the CPU time it used).  A guest's

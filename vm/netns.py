@@ -19,7 +19,7 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.proc import How, in_netns, ip_cmd, pinned, python_cmd, wait_for
-from gamebed.resources import CpuCgroup, ManagedProcess
+from gamebed.resources import CpuCgroup, GuestCgroups, ManagedProcess
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
@@ -35,7 +35,7 @@ class NetnsGuests:
         self.ctx = ctx
         self.guests: dict[int, ExitStack] = {}  # per guest: namespace, link, cgroup
         self.mode_stack = ExitStack()  # decoders and servers: one mode's
-        self.cgroups: dict[int, CpuCgroup] = {}
+        self.cgroups = GuestCgroups()
         self.servers: dict = {}
 
     def start(self) -> None:
@@ -124,18 +124,18 @@ class NetnsGuests:
     def end(self) -> None:
         self.mode_stack.close()
 
+    def guest_info(self) -> list[dict]:
+        return [{"netns": g.netns} for g in self.ctx.topo.guests]
+
     def stop(self) -> None:
         self.mode_stack.close()
         self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.guests))
 
     def cpu_usage(self) -> dict[int, dict]:
-        return {i: cg.usage() for i, cg in self.cgroups.items()}
+        return self.cgroups.usage()
 
     def memory(self) -> dict[int, float]:
-        return {i: round(cg.pss_mib(), 1) for i, cg in self.cgroups.items()}
-
-    def guest_info(self) -> list[dict]:
-        return [{"netns": g.netns} for g in self.ctx.topo.guests]
+        return self.cgroups.memory()
 
     def environment(self) -> dict:
         s = self.ctx.spec

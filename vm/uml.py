@@ -37,7 +37,7 @@ from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
 from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding, wait_for
-from gamebed.resources import CpuCgroup, ManagedProcess
+from gamebed.resources import CpuCgroup, GuestCgroups, ManagedProcess
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from vm import uml_image, uml_kernel
 from vm.shared import guest_link, once
@@ -90,7 +90,7 @@ class UmlGuests:
         # per guest: its work directory, namespace, link, cgroup and kernel process
         self.stacks: dict[int, ExitStack] = {}
         self.procs: dict[int, ManagedProcess] = {}
-        self.cgroups: dict[int, CpuCgroup] = {}
+        self.cgroups = GuestCgroups()
         self.image: uml_image.UmlImage | None = None
         self.kernel: uml_kernel.UmlKernel | None = None
         self.mode = ctx.spec.uml_mode  # resolved against the kernel in start()
@@ -341,10 +341,10 @@ class UmlGuests:
         self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.stacks))
 
     def cpu_usage(self) -> dict[int, dict]:
-        return {i: cg.usage() for i, cg in self.cgroups.items()}
+        return self.cgroups.usage()
 
     def memory(self) -> dict[int, float]:
-        return {i: round(cg.pss_mib(), 1) for i, cg in self.cgroups.items()}
+        return self.cgroups.memory()
 
     def guest_info(self) -> list[dict]:
         return [{"pid": self.procs[g.index].pid, "netns": g.netns,
