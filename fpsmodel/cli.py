@@ -41,12 +41,16 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                         "SIGUSR2 starts the next one's in the directory PATH names")
 
 
+def server_config(a: argparse.Namespace) -> ServerConfig:
+    """The server's configuration from its command line."""
+    return ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
+                        max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
+                        duration=a.duration, idle_exit=a.idle_exit, next_file=a.next_file,
+                        out_dir=a.out, work_us=a.work_us)
+
+
 def run_server(a: argparse.Namespace) -> int:
-    cfg = ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
-                       max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
-                       duration=a.duration, idle_exit=a.idle_exit, next_file=a.next_file,
-                       out_dir=a.out, work_us=a.work_us)
-    summary = serve(cfg, a.ready_file)
+    summary = serve(server_config(a), a.ready_file)
     print(json.dumps(summary, sort_keys=True), file=sys.stderr)
     return 0
 

@@ -185,6 +185,7 @@ class GameServer:
         self._pending: list[tuple[int, int, wire.PlayerInput]] = []
         self._stop = False
         self._park = self._resume = False
+        self.parked = False  # between sessions: no ticks, nothing recorded
         self.logic = GameLogic(cfg.work_us)
         self._rec: RecordWriter | None = None
         self._open(cfg.out_dir)
@@ -204,11 +205,14 @@ class GameServer:
     def resume(self, *_: object) -> None:
         self._resume = True
 
-    def _between_sessions(self) -> None:
+
+    def _between_sessions(self) -> bool:
         """SIGUSR1: this session's records and summary out, a fresh game state; SIGUSR2:
-        the next session's records, in the directory cfg.next_file names."""
+        the next session's records, in the directory cfg.next_file names.  True when a
+        new session began."""
         if self._park:
             self._park = False
+            self.parked = True
             self.drain()  # what the socket holds was sent before the park
             self._close_session(time.monotonic() - self._session_start)
             self.players.clear()
@@ -222,7 +226,10 @@ class GameServer:
             self.cfg = dataclasses.replace(self.cfg, out_dir=out)
             self._open(out)
             self._session_start = time.monotonic()
+            self.parked = False
             (out / "ready").write_text(f"{self.port}\n")
+            return True
+        return False
 
     def handle(self, data: bytes, addr: tuple[str, int], kernel_ns: int, hw_ns: int,
                app_ns: int) -> str:
@@ -324,8 +331,12 @@ class GameServer:
         seen, last_input = 0, start
         try:
             while not self._stop:
-                if self._park or self._resume:
-                    self._between_sessions()
+                if (self._park or self._resume) and self._between_sessions():
+                    start, tick = time.monotonic(), 0  # a session's ticks count from it
+                if self.parked:  # no game, no ticks: a parked guest's CPU stays idle
+                    if disp.wait(0.05):
+                        self.drain()
+                    continue
                 now = time.monotonic()
                 next_tick = start + (tick + 1) * period
                 if now >= end:

@@ -281,6 +281,17 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
                    help="print the privileged commands instead of running them")
 
 
+def add_sla_args(p: argparse.ArgumentParser) -> None:
+    """The SLA a run is judged by (its search's and its report's)."""
+    p.add_argument("--sla-delay-ms", type=float,
+                   help=f"SLA: delay limit (default {default('sla_delay_ms'):g} ms), for the "
+                        "search and the report")
+    p.add_argument("--sla-stat", choices=spec_mod.SLA_STATS,
+                   help=f"SLA: which delay statistic (default {default('sla_stat')})")
+    p.add_argument("--sla-loss", type=float,
+                   help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"),
                    help="results directory (default %(default)s); one holding an earlier "
@@ -303,13 +314,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="points per count and mode (default 1; 3 with --guests auto); the "
                         "report judges a count on the CI over its repeats and shows each "
                         "figure's spread; repeat r plays seed + r in both modes")
-    p.add_argument("--sla-delay-ms", type=float,
-                   help=f"SLA: delay limit (default {default('sla_delay_ms'):g} ms), for the "
-                        "search and the report")
-    p.add_argument("--sla-stat", choices=spec_mod.SLA_STATS,
-                   help=f"SLA: which delay statistic (default {default('sla_stat')})")
-    p.add_argument("--sla-loss", type=float,
-                   help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
+    add_sla_args(p)
     p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")

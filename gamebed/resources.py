@@ -19,6 +19,7 @@ from gamebed.proc import How, Process, Runner, ip_cmd, log, shielding, shielding
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+CGROUP_V1_CPUSET = Path("/sys/fs/cgroup/cpuset")
 
 
 class ManagedProcess(Process):
@@ -95,6 +96,71 @@ class Veth:
         self.manifest.remove(self._entry)
 
 
+def pss_mib(group: Path) -> float:
+    """Proportional set size of every process in a cgroup directory: its memory, with
+    the pages its processes share counted once."""
+    total = 0
+    for pid in (group / "cgroup.procs").read_text().split():
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass  # gone meanwhile
+    return total / 1024
+
+
+class Cpuset:
+    """A cgroup-v1 cpuset for a run's guests: every CPU while they boot (nothing is
+    measured then), `narrow()`ed to the guests' CPUs before a load; every task in it,
+    those it starts later too, keeps to its CPUs (a taskset would fix them at start)."""
+
+    def __init__(self, name: str, manifest: Manifest, runner: Runner) -> None:
+        self.path = CGROUP_V1_CPUSET / name
+        self.manifest, self.runner = manifest, runner
+        self._entry: dict | None = None
+        self.cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    @shielding_enter
+    def __enter__(self) -> Cpuset:
+        if not CGROUP_V1_CPUSET.is_dir():
+            raise FileNotFoundError(f"{CGROUP_V1_CPUSET} is not mounted: gamebed keeps UML "
+                                    "guests to their CPUs with a cpuset cgroup (mount it)")
+        self._entry = self.manifest.add(kind="cgroup", path=str(self.path))
+        if self.runner.dry_run:
+            self.runner.echo(f"mkdir {self.path}")
+        else:
+            self.path.mkdir()
+            mems = (CGROUP_V1_CPUSET / "cpuset.mems").read_text().strip()
+            (self.path / "cpuset.mems").write_text(mems)
+        self.widen()
+        return self
+
+    def _set(self, cpus: str) -> None:
+        if self.runner.dry_run:
+            self.runner.echo(f"echo {cpus} > {self.path / 'cpuset.cpus'}")
+        else:
+            (self.path / "cpuset.cpus").write_text(cpus)
+
+    def widen(self) -> None:
+        """Every CPU this run may use (while guests boot)."""
+        self._set(self.cpus)
+
+    def narrow(self, cpus: str) -> None:
+        """Only `cpus` (a taskset list), for every task in it now and later."""
+        self._set(cpus)
+
+    @shielding
+    def __exit__(self, *exc: object) -> None:
+        if self._entry is not None and (self.runner.dry_run or remove_cgroup(self.path)):
+            self.manifest.remove(self._entry)
+            self._entry = None
+
+
 class GuestCgroups(dict):
     """Each guest's CpuCgroup, by guest index: what the backends that use them report."""
 
@@ -154,19 +220,8 @@ class CpuCgroup:
                 f.write_text(str(pid))
 
     def pss_mib(self) -> float:
-        """Proportional set size of every process in the group: its memory, with the
-        pages its processes share counted once (0 in a dry run)."""
-        if self.runner.dry_run:
-            return 0.0
-        total = 0
-        for pid in (self.acct / "cgroup.procs").read_text().split():
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass  # gone meanwhile
-        return total / 1024
+        """Proportional set size of the group's processes (0 in a dry run)."""
+        return 0.0 if self.runner.dry_run else pss_mib(self.acct)
 
     def usage(self) -> dict:
         """Cumulative counters: CPU seconds (all, user, system), throttling."""

@@ -37,7 +37,7 @@ from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
 from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding, wait_for
-from gamebed.resources import CpuCgroup, GuestCgroups, ManagedProcess
+from gamebed.resources import CpuCgroup, Cpuset, GuestCgroups, ManagedProcess
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from vm import uml_image, uml_kernel
 from vm.shared import guest_link, once
@@ -89,6 +89,8 @@ class UmlGuests:
         self.ctx = ctx
         # per guest: its work directory, namespace, link, cgroup and kernel process
         self.stacks: dict[int, ExitStack] = {}
+        self.shared = ExitStack()  # what every guest shares: the cpuset
+        self.cpuset: Cpuset | None = None
         self.procs: dict[int, ManagedProcess] = {}
         self.cgroups = GuestCgroups()
         self.image: uml_image.UmlImage | None = None
@@ -115,12 +117,17 @@ class UmlGuests:
             self.kernel = guest_kernel(c.spec.uml_kernel, c.spec.uml_mode, c.progress)
             self.mode = run_mode(self.kernel, c.spec.uml_mode)
             self.image = once("uml-image", lambda: uml_image.build(c.runner, c.progress))
+        if c.placement.guest_cpus:  # guests boot on every CPU, loads run on theirs
+            self.cpuset = self.shared.enter_context(
+                Cpuset(f"{c.manifest.prefix}-uml", c.manifest, c.runner))
         self.add_guests(c.topo.guests)
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Boot these guests beside the running ones; return once their agents answer."""
         c = self.ctx
         avail0, t0 = _mem_available_mib(), time.monotonic()
+        if self.cpuset:  # booting is not measured: it may take every CPU
+            self.cpuset.widen()
         for g in guests:
             with ExitStack() as stack:
                 self._guest_dir(stack, g)
@@ -186,12 +193,14 @@ class UmlGuests:
             (gdir / "console.log").unlink(missing_ok=True)  # the last boot's is collected
         binary = (str(self.kernel.binary) if self.kernel
                   else f"{uml_kernel.CACHE}/DIGEST/{uml_kernel.BINARY}")
-        cmd = [*in_netns(g.netns),
-               *pinned(c.placement.guest_cpus, [binary, *self._cmdline(g, gdir)])]
+        # on the guests' CPUs through the cpuset where there is one (set before each load)
+        cpus = None if self.cpuset else c.placement.guest_cpus
+        cmd = [*in_netns(g.netns), *pinned(cpus, [binary, *self._cmdline(g, gdir)])]
+        groups = [*self.cgroups[i].procs_files, *([self.cpuset.procs_file] if self.cpuset else [])]
         self.procs[i] = self.stacks[i].enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{i}",
             how=How(3.0, stdin_pipe=True, group=True,
-                    cgroups=() if c.runner.dry_run else tuple(self.cgroups[i].procs_files))))
+                    cgroups=() if c.runner.dry_run else tuple(groups))))
 
     def fault(self, f: Fault) -> None:
         """`guest`: the UML kernel's process and its helpers die (SIGKILL).  What its
@@ -273,8 +282,12 @@ class UmlGuests:
             # no idle exit: the server serves every point, each ended by collect()
             proc.send(f"run {c.mode} 0")
         self.running_mode = c.mode
-        if c.runner.dry_run:
-            return
+        if not c.runner.dry_run:
+            self._wait_ready()
+        if self.cpuset:  # the load runs on the guests' CPUs only, every guest task
+            self.cpuset.narrow(c.placement.guest_cpus)
+
+    def _wait_ready(self) -> None:
         pending = set(self.procs)
 
         def ready() -> bool:
@@ -339,6 +352,7 @@ class UmlGuests:
 
     def stop(self) -> None:
         self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.stacks))
+        self.shared.close()
 
     def cpu_usage(self) -> dict[int, dict]:
         return self.cgroups.usage()

@@ -1,4 +1,4 @@
-"""Inside a UML game guest: the agent that runs one game server per timestamp mode.
+"""Inside a UML game guest: the agent that runs the game server, point after point.
 
 Started by /sbin/gamebed-uml-init (runs as the guest's root; Python stdlib only).
 It reads one command per line from the console, a pipe from the host
@@ -7,17 +7,17 @@ It reads one command per line from the console, a pipe from the host
     run MODE IDLE_EXIT   receive path for MODE (the tc BPF decoder on vec0, attached
                          at the first run: host decodes the trailer's stamp, guest
                          passes every frame as is), then the game server's records in
-                         /mnt/results/MODE/ (the guest's host directory): one server
-                         serves point after point, forked at the first run and told
-                         (SIGUSR2) where the next point's records go.  With IDLE_EXIT
-                         above 0 the server stops that long after the last input, and
-                         its records are then written as by `flush`.
+                         /mnt/results/MODE/ (the guest's host directory): one server,
+                         forked at the first run, serves point after point, told
+                         (SIGUSR2) where the next point's records go.
+                         With IDLE_EXIT above 0 the server stops that long after the
+                         last input, and its records are then written as by `flush`.
     flush                end the point: the server's records and summary out (SIGUSR1;
                          it keeps running, with a fresh game state), then, in host mode,
                          the (host stamp, guest kernel stamp) pairs the decoder logged
                          go to pairs.csv, and agent.json and a `done` marker are
                          written, after a sync so the host sees it all
-    stop                 end a running server now (SIGTERM; it writes its records)
+    stop                 end the server now (SIGTERM; it writes its records)
     quit                 power the guest off
     (end of input)       the host let go of the console (`gamebed launch`, or a killed
                          run): a running server keeps serving until it stops by itself
@@ -118,12 +118,12 @@ def drain_pairs(path: str) -> dict:
 
 
 def attach_decoder() -> None:
-    """The decoder on vec0's ingress, once per boot (a `tc` costs a UML guest dearly)."""
-    subprocess.run(["tc", "qdisc", "del", "dev", NIC, "clsact"], capture_output=True)
-    subprocess.run(["tc", "qdisc", "add", "dev", NIC, "clsact"], check=True)
-    subprocess.run(["tc", "filter", "add", "dev", NIC, "ingress", "pref", "1", "handle",
-                    "1", "bpf", "direct-action", "object-file", DECODER, "section", "tc"],
-                   check=True, capture_output=True)
+    """The decoder on vec0's ingress, once per boot, with one `tc` (an exec costs a UML
+    guest dearly: its page faults and system calls trap to its kernel)."""
+    subprocess.run(["tc", "-batch", "-"], check=True, capture_output=True,
+                   input=f"qdisc add dev {NIC} clsact\nfilter add dev {NIC} ingress pref 1 "
+                         f"handle 1 bpf direct-action object-file {DECODER} section tc\n"
+                         .encode())
 
 
 def set_receive_path(mode: str) -> None:
@@ -166,6 +166,7 @@ class Agent:
         self.decoder = False  # attached (once per boot)
         self.lock = threading.Lock()
         self.point: tuple[str, str] | None = None  # (mode, dir) the server records into
+        self.t_flush: float | None = None
 
     def run(self, mode: str, idle_exit: str) -> None:
         if self.point is not None:
@@ -237,6 +238,7 @@ class Agent:
         if self.point is None:
             say("ERROR no point is running")
             return
+        self.t_flush = uptime()
         if self.running():
             summary = os.path.join(self.point[1], "server_summary.json")
             self.server.signal(signal.SIGUSR1)
@@ -250,7 +252,8 @@ class Agent:
                 return
             mode, out = self.point
             self.point = None
-        info = {"mode": mode, "server_rc": rc, "uptime_s": uptime()}
+        # when this guest got `flush`, and when its point was done
+        info = {"mode": mode, "server_rc": rc, "flush_s": self.t_flush, "uptime_s": uptime()}
         if mode == "host":
             try:
                 info.update(drain_pairs(os.path.join(out, "pairs.csv")))
@@ -258,7 +261,7 @@ class Agent:
                 info["pairs_error"] = str(e)
         with open(os.path.join(out, "agent.json"), "w") as f:
             json.dump(info, f)
-        os.sync()  # hostfs writes back through the guest's page cache
+        sync_results()  # hostfs writes back through the guest's page cache
         with open(os.path.join(out, "done"), "w") as f:
             f.write(str(rc))
             f.flush()
@@ -280,6 +283,17 @@ def server_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fpsmodel server")
     add_server_args(p)
     return p
+
+
+def sync_results() -> None:
+    """Write back the results directory (hostfs) only: a sync(2) would also flush the
+    root disk's copy-on-write file, a host fsync per guest."""
+    fd = os.open(RESULTS, os.O_RDONLY)
+    try:
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def uptime() -> float:
