@@ -301,6 +301,34 @@ DELAY_NOTE = ("Delay = stamp the server used − client send time; stamp error =
 PAPER_TITLE = "The paper's figures (a different machine: Xen, 2008; not comparable 1:1)"
 
 
+BUDGET_HEAD = ["guests", "boot", "settle", "load", "collect", "teardown", "analysis",
+               "total"]
+
+
+def budget_rows(run: dict) -> list[list[str]]:
+    """summary.json's budget_s (gamebed/budget.py): per count, then the sweep's."""
+    b = run.get("budget_s") or {}
+    counts = sorted((b.get("counts") or {}).items(), key=lambda kv: int(kv[0]))
+    rows = [[n, *(f"{row.get(k, 0):.1f}" for k in BUDGET_HEAD[1:])] for n, row in counts]
+    if rows and b.get("total"):
+        rows.append(["all", *(f"{b['total'].get(k, 0):.1f}" for k in BUDGET_HEAD[1:])])
+    return rows
+
+
+def budget_note(run: dict) -> str:
+    """What the phases are, and how good the progress bar's estimates were."""
+    text = ("boot: the count's guests booted (or stopped); settle: servers resumed, stamper "
+            "and shim attached, the guests' CPUs back at their idle baseline; load: clock "
+            "sync, play and last updates; collect: CPU, memory and every guest's records; "
+            "teardown: shim stopped; analysis: the point's summary.")
+    eta = [e for e in run.get("eta") or [] if e.get("error") is not None]
+    if eta:
+        text += " Estimated time left after each count (actual, error): " + ", ".join(
+            f"{e['after_count']} guests {e['remaining_est_s']:.0f} s "
+            f"({e['remaining_actual_s']:.0f} s, {e['error']:+.0%})" for e in eta) + "."
+    return text
+
+
 @dataclass(frozen=True)
 class Block:
     """One piece of the report: kind is h1, h2, p, note, list, table or images."""
@@ -346,6 +374,9 @@ def document(rep: Report) -> list[Block]:
         out += _table("Faults and availability", "faults", FAULT_HEAD, faults, FAULT_NOTE)
     if rep.images:
         out += [Block("h2", "Plots"), Block("images", rows=tuple(rep.images.items()))]
+    if budget := budget_rows(run):
+        out += _table("Where the time went (s)", "budget", BUDGET_HEAD, budget,
+                      budget_note(run))
     out += _table("Per point", "points", [h for _, h in cols(df)], table_rows(df), DELAY_NOTE)
     out += _table("Paired stamps and CPU", "paired", [h for _, h in COLS2], table2_rows(df),
                   PAIRED_NOTE)

@@ -73,13 +73,17 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help='emulate a WAN here: "delay D [J] loss P%% rate R" (fpsmodel/wan.py)')
     p.add_argument("--started-file", type=Path,
                    help="write the load's start (CLOCK_REALTIME ns) here when it starts")
+    p.add_argument("--end-sync", type=int, default=32, metavar="N",
+                   help="clock-sync tries per server after the load, to follow clocks "
+                        "that drift (default %(default)s; 0: none, for servers on the "
+                        "client's clock)")
 
 
 def run_client(a: argparse.Namespace) -> int:
     targets = [parse_target(s, a.guest_base + i) for i, s in enumerate(a.server)]
     cfg = ClientConfig(targets=targets, players=a.players, duration=a.duration, rate_hz=a.rate,
                        seed=a.seed, out_dir=a.out, started_file=a.started_file,
-                       wan=a.wan.split() if a.wan else None)
+                       wan=a.wan.split() if a.wan else None, end_sync_samples=a.end_sync)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

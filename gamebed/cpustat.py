@@ -4,12 +4,15 @@
 turns two readings of cores and guests into what one point's load cost: per core
 the seconds of user, system, softirq, irq, steal and idle time, per guest its CPU
 seconds and throttled time (gamebed/resources.py CpuCgroup.usage()).  Written as
-cpu.json in each point directory (docs/records.md).
+cpu.json in each point directory (docs/records.md).  `Settle` waits, before a
+load, until the guests' CPUs are back at their idle baseline (settle.json).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -38,3 +41,67 @@ def window(cores0: dict, cores1: dict, guests0: dict, guests1: dict, seconds: fl
         c["busy_fraction"] = round(busy / seconds, 4) if seconds > 0 else None
     guests = {str(g): _delta(guests0.get(g, {}), u) for g, u in guests1.items()}
     return {"window_s": round(seconds, 3), "cores": cores, "guests": guests}
+
+
+CPUACCT_PERCPU = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu")
+
+
+def cpu_ns(path: Path = CPUACCT_PERCPU) -> list[int] | None:
+    """CPU time every task used so far, per CPU (ns; the root cpuacct group's), or None
+    where there is no such file.  Finer than /proc/stat's 10 ms ticks."""
+    try:
+        return [int(v) for v in path.read_text().split()]
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Settle:
+    """The settle criterion: a load starts once the guests' CPUs are back at their idle
+    baseline.  A count's baseline is measured at its first point: the busy fraction of
+    those CPUs, window after window, until `min_windows` windows in a row lie within
+    `margin` of each other (steady: no boot or last point's work running down); the
+    lowest of them is the baseline.  Each later point at the count starts at the first
+    window within `margin` of it."""
+
+    cpus: tuple[int, ...]
+    window_s: float = 0.1
+    margin: float = 0.03
+    min_windows: int = 3
+    timeout_s: float = 10.0
+    baseline: float | None = None  # this count's, once measured
+
+    def busy(self, clock=time.monotonic, sleep=time.sleep) -> float | None:
+        """The busy fraction of `cpus` (0–1, their mean) over one window."""
+        a, t0 = cpu_ns(), clock()
+        sleep(self.window_s)
+        b, t1 = cpu_ns(), clock()
+        if a is None or b is None or t1 <= t0:
+            return None
+        used = sum(b[c] - a[c] for c in self.cpus if c < len(b))
+        return used / 1e9 / (t1 - t0) / len(self.cpus)
+
+    def _settled(self, windows: list[float]) -> bool:
+        f = windows[-1]
+        if self.baseline is not None:
+            self.baseline = min(self.baseline, f)
+            return f <= self.baseline + self.margin
+        last = windows[-self.min_windows:]
+        if len(last) == self.min_windows and max(last) - min(last) <= self.margin:
+            self.baseline = min(last)
+            return True
+        return False
+
+    def wait(self, clock=time.monotonic, sleep=time.sleep) -> dict:
+        """Sample windows until settled (or `timeout_s`); what was seen (settle.json)."""
+        windows, settled, deadline = [], False, clock() + self.timeout_s
+        while not settled and clock() < deadline:
+            f = self.busy(clock, sleep)
+            if f is None:  # no cpuacct: nothing to wait for, and said so
+                return {"cpus": list(self.cpus), "settled": None,
+                        "reason": f"no {CPUACCT_PERCPU}"}
+            windows.append(round(f, 4))
+            settled = self._settled(windows)
+        return {"cpus": list(self.cpus), "window_s": self.window_s, "margin": self.margin,
+                "baseline_busy": None if self.baseline is None else round(self.baseline, 4),
+                "windows": windows, "settled": settled}

@@ -5,8 +5,9 @@ One `Progress` per run travels with it (gamebed/run.py `Run.progress`, and every
 point's `ctx.progress`): call it with a message to print a line (above the bar when
 there is one), `status(text)` to say what the bar is doing now, and `task(total,
 desc)` to show a bar for a piece of work whose `advance(n)` moves it by n units.
-Units are whatever estimates the remaining time best: the sweep counts seconds of
-expected work per point (boot time grows with the guest count).
+Units are whatever estimates the remaining time best: the sweep's are seconds, the
+time spent and the time its budget says is left (gamebed/budget.py), set anew after
+every point.
 """
 
 from __future__ import annotations
@@ -56,14 +57,9 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
 
-    def grow(self, n: float) -> None:
-        """More work than estimated (a search chose another count)."""
+    def set(self, done: float, total: float) -> None:
+        """Where the work stands: `done` of `total` units (a fresh estimate)."""
         if self.bar is not None:
-            self.bar.total += n
+            self.bar.total = max(total, done)
+            self.bar.n = done
             self.bar.refresh()
-
-
-def sweep_work(counts: tuple[int, ...], modes: tuple[str, ...], duration: float,
-               boot_s_per_guest: float) -> dict[int, tuple[float, float]]:
-    """Expected seconds per count: (building and booting, each mode's point)."""
-    return {n: (2.0 + boot_s_per_guest * n, duration + 8.0 + 0.5 * n) for n in counts}

@@ -24,9 +24,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fpsmodel.records import sync_tree, write_json
+from gamebed.budget import Eta, point_budget, sweep_budget
 from gamebed.manifest import Manifest
 from gamebed.proc import require_net_admin, signals_unwind
-from gamebed.progress import sweep_work
 from gamebed.run import Run
 from gamebed.spec import ExperimentSpec
 
@@ -186,8 +186,8 @@ class Sweep:
             self._resumed(old)
         self.t0 = time.monotonic()
         self.per_count = len(count_points(self.spec))
-        self.work = sweep_work(self.spec.counts, self.spec.modes, self.spec.duration,
-                               run.layers.boot_s_per_guest)
+        self.eta = Eta(self.spec.duration, run.layers.boot_s_per_guest)
+        self.booted: list[tuple[int, float]] = []  # (guests booted, seconds) per count
         self.beds = ExitStack()
         self.bed = None  # with spec.reuse_guests: the testbed the next count resizes
 
@@ -199,32 +199,67 @@ class Sweep:
             s["guest_kernel"] = old["guest_kernel"]
         s["resumed_from"] = [*old.get("resumed_from", []), old.get("prefix")]
 
+    def _plan(self, current: int | None = None) -> list[tuple[int, int, int]]:
+        """What is left, as (count, guests it boots, points): the current count's points
+        not measured yet, then the counts foreseen and not begun (a search may add more)."""
+        points = self.summary["points"]
+        started = {p["guests"] for p in points} | ({current} if current else set())
+        plan, last = [], self.bed.n_guests if self.bed is not None else 0
+        if current is not None:
+            done = sum(p["guests"] == current for p in points)
+            plan.append((current, 0, self.per_count - done))
+        for n in self.spec.counts:
+            if n not in started:
+                plan.append((n, n - last if self.spec.reuse_guests else n, self.per_count))
+                last = n
+        return plan
+
+    def _estimate(self, current: int | None = None) -> float:
+        """Seconds left; the bar shows the time spent and this."""
+        left = self.eta.remaining(self._plan(current), self.summary["points"], self.booted)
+        spent = time.monotonic() - self.t0
+        self.run.progress.set(spent, spent + left)
+        return left
+
     def measure_all(self) -> None:
         """Count after count until the spec's (or the search's) counts are measured."""
         p, spec = self.run.progress, self.spec
-        total = sum(b + self.per_count * m for b, m in self.work.values())
-        with p.task(total, "sweep"):
-            for n, (b, m) in self.work.items():  # what a resumed run measured is done
-                kept = sum(pt["guests"] == n for pt in self.summary["points"])
-                p.advance((b if kept == self.per_count else 0) + kept * m)
+        with p.task(self._estimate_first(), "sweep"):
             k = 0
             search = None if self.run.dry_run else self.run.layers.search
             with self.beds:  # the testbed kept from count to count, if any
                 while (n := count_to_measure(spec, self.summary["points"], search)) is not None:
                     k += 1
-                    if n not in self.work:  # a count the estimate did not foresee (search)
-                        self.work.update(sweep_work((n,), spec.modes, spec.duration,
-                                                    self.run.layers.boot_s_per_guest))
-                        p.grow(self.work[n][0] + self.per_count * self.work[n][1])
                     self.one_count(n, k)
+                    self._count_done(n, k)
+
+    def _estimate_first(self) -> float:
+        return self.eta.remaining(self._plan(), self.summary["points"], self.booted)
+
+    def _count_done(self, n: int, k: int) -> None:
+        """The ETA after each count, on record (summary.json `eta`) and in the log."""
+        left, spent = self._estimate(), time.monotonic() - self.t0
+        if not self._plan():  # the last count foreseen: nothing left to estimate
+            return
+        self.eta.log.append({"after_count": n, "counts_done": k, "elapsed_s": round(spent, 1),
+                             "remaining_est_s": round(left, 1)})
+        if not self.run.dry_run:
+            self.run.progress(f"      {spent:.0f} s so far; about {left:.0f} s left")
 
     def finish(self) -> dict:
-        self.summary["complete"] = True
-        self.summary["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        s = self.summary
+        s["complete"] = True
+        s["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        for e in self.eta.log:  # each estimate beside what the rest really took
+            e["remaining_actual_s"] = actual = round(s["elapsed_s"] - e["elapsed_s"], 1)
+            e["error"] = round(e["remaining_est_s"] / actual - 1, 3) if actual > 0 else None
+        s["eta"] = self.eta.log
         self._save()
-        return self.summary
+        return s
 
     def _save(self) -> None:
+        self.summary["budget_s"] = sweep_budget(self.summary.get("build_s", {}),
+                                                self.summary["points"])
         if not self.run.dry_run:
             write_json(self.run.out / "summary.json", self.summary)
 
@@ -240,12 +275,14 @@ class Sweep:
         how = f"from {self.bed.n_guests}" if reuse else "building"
         run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: {how} ...")
         run.progress.status(f"{self.label} {n_guests} guests: {how}")
-        tb = time.monotonic()
+        tb, before = time.monotonic(), self.bed.n_guests if reuse else 0
         bed = self._testbed(n_guests, reuse)
-        self.summary.setdefault("build_s", {})[str(n_guests)] = round(time.monotonic() - tb, 1)
+        boot = round(time.monotonic() - tb, 1)
+        self.summary.setdefault("build_s", {})[str(n_guests)] = boot
+        self.booted.append((n_guests - before, boot))
         if not run.dry_run:
             same_guest_kernel(self.summary, bed, run.out)
-        run.progress.advance(self.work[n_guests][0])
+        self._estimate(n_guests)
         for repeat, mode in todo:
             self.measure(bed, n_guests, repeat, mode)
         if not spec.reuse_guests:
@@ -272,21 +309,22 @@ class Sweep:
         again = f" (repeat {repeat})" if repeat else ""
         run.progress(f"      {mode} stamps{again}: {spec.duration:g} s of play ...")
         run.progress.status(f"{n_guests} guests, {mode} stamps{again}: playing")
-        with bed.mode(mode, pdir, repeat) as point:
+        with bed.mode(mode, pdir, repeat) as point:  # its phases: bed.phases
             # point.json's "guests" is the count (docs/records.md)
             write_json(pdir / "point.json", {"mode": mode, "guests": n_guests,
                                              "repeat": repeat, "seed": spec.seed + repeat,
                                              "spec": spec.to_dict(),
                                              "environment": point.environment()})
             point.run_load()
-        entry = {"mode": mode, "guests": n_guests, "repeat": repeat}
+        entry, ta = {"mode": mode, "guests": n_guests, "repeat": repeat}, time.monotonic()
         if not run.dry_run:
             sync_tree(pdir)  # the point's raw files are on disk before it is listed
             entry.update(run.layers.summarize(pdir))
         entry["dir"] = str(pdir.relative_to(run.out))
+        entry["budget_s"] = point_budget(bed.phases, time.monotonic() - ta)
         self.summary["points"].append(entry)
         self._save()
-        run.progress.advance(self.work[n_guests][1])
+        self._estimate(n_guests)
         run.progress.status(f"{self.label} {n_guests} guests")
         if not run.dry_run:
             run.progress(_point_line(entry, self.t0))

@@ -82,3 +82,9 @@ class Placement:
             raise RuntimeError("restricted placement needs 2+ CPUs (shim on one, guests on "
                                "the rest); use --placement dynamic on this machine")
         return cls(placement, str(cpus[0]), ",".join(map(str, cpus[1:])))
+
+    def guest_cpu_list(self) -> tuple[int, ...]:
+        """The CPUs the guests may run on (every usable one where they float)."""
+        if self.guest_cpus is None:
+            return tuple(sorted(os.sched_getaffinity(0)))
+        return tuple(int(c) for c in self.guest_cpus.split(","))

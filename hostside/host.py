@@ -15,6 +15,7 @@ run manifest.
 from __future__ import annotations
 
 import subprocess
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class HostSide:
         self.attached = ExitStack()  # stamper and shim, on the guests' ports
         self.shim: ManagedProcess | None = None
         self.wan_via: str | None = None  # --wan: "netem" or the client's emulator
+        self.marks: dict[str, int] = {}  # a point's phases on this side (phases.json)
 
     def __enter__(self) -> HostSide:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
@@ -98,6 +100,7 @@ class HostSide:
         stamper's ground truth, its ring buffer or, to compare, its packet socket)."""
         stamper = stamper or self.ctx.spec.stamper
         prog_id = self._attach_stamper() if stamper == "bpf" else None
+        self.marks["stamper_attached"] = time.time_ns()
         self._start_shim(stamper, None if truth == "packet" else prog_id, rx_ring)
 
     def detach(self) -> None:
@@ -109,7 +112,8 @@ class HostSide:
         table = [(g.nic.ip, self._ifindex(g.host_port)) for g in t.guests]
         inc = c.dir / "bpf"
         bpf.write_guest_table(inc, t.game_port, table)
-        obj = bpf.build("stamper", c.runner, extra_include=inc, out_dir=inc)
+        # the object is cached by its inputs (the guest table too): built once per count
+        obj = bpf.build("stamper", c.runner, extra_include=inc)
         bpf.attach_ingress(c.runner, t.host_ns, t.uplink, obj)
         self.attached.callback(bpf.detach, c.runner, t.host_ns, t.uplink)
         return bpf.ingress_prog_id(c.runner, t.host_ns, t.uplink)
@@ -146,13 +150,16 @@ class HostSide:
             if not shim.alive():
                 raise RuntimeError(f"the shim exited; see {c.dir / 'shim.log'}")
 
-    def run_client(self, timeout_extra: float = 60.0, started_file: Path | None = None
-                   ) -> None:
+    def run_client(self, timeout_extra: float = 60.0, started_file: Path | None = None,
+                   end_sync: bool = True) -> None:
         """The client in its namespace for the spec's duration; raises if it fails.
-        `started_file` gets the load's start time when the load starts."""
+        `started_file` gets the load's start time when the load starts; `end_sync`: a
+        clock sync after the load too (guest clocks that may drift)."""
         c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
         args = python_cmd("fpsmodel", "client", "--players", s.players, "--duration",
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
+        if not end_sync:
+            args += ["--end-sync", 0]
         if started_file is not None:
             args += ["--started-file", started_file]
         if self.wan_via and self.wan_via != "netem":

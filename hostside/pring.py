@@ -6,11 +6,17 @@ a slot of a ring shared with this process; the shim reads every ready slot on on
 wake-up and hands the slot back, with no recvmsg per frame.  V2, not V3: V3 hands
 over whole blocks, which holds frames back by milliseconds.  The frames a socket
 filter refuses never reach the ring, and PACKET_IGNORE_OUTGOING applies as before.
+
+Setting a ring up waits out an RCU grace period in the kernel (tens of ms): it is
+done through libc, which lets go of Python's lock meanwhile, so a shim with dozens of
+guest ports sets their rings up at once, from threads (hostside/shim.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -24,6 +30,7 @@ TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 1 << 4, 1 << 6
 # struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid
 _HDR = struct.Struct("IIIHHIIHH")
 _STATUS = struct.Struct("I")
+_libc = ctypes.CDLL(None, use_errno=True)  # its calls run without Python's lock
 
 
 class RxRing:
@@ -38,8 +45,10 @@ class RxRing:
         block = per_block * frame_size
         frames = max(per_block, frames - frames % per_block)
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-        sock.setsockopt(SOL_PACKET, PACKET_RX_RING,
-                        struct.pack("IIII", block, frames // per_block, frame_size, frames))
+        req = struct.pack("IIII", block, frames // per_block, frame_size, frames)
+        if _libc.setsockopt(sock.fileno(), SOL_PACKET, PACKET_RX_RING, req, len(req)) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"PACKET_RX_RING: {os.strerror(e)}")
         self.sock, self.frames, self.size = sock, frames, frame_size
         self.map = mmap.mmap(sock.fileno(), frames * frame_size, mmap.MAP_SHARED,
                              mmap.PROT_READ | mmap.PROT_WRITE)

@@ -37,6 +37,7 @@ import struct
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _TS = struct.Struct("qq")
 _AUX = struct.Struct("IIIHHHH")
+PORT_THREADS = 64  # guest ports opened and closed at once
 SHIM_TRUTH_SPOOL = "shim_inputs.spool"  # the ring's raw records until the load is over
 CAPTURE_RECORD = struct.Struct("<QI")  # uplink.cap: stamp ns, frame length, then the frame
 
@@ -210,14 +212,22 @@ class Shim:
             if capture is None:  # a capture keeps every frame, inputs included
                 attach_filter(self.up, input_filter_program(
                     game_port, [socket.inet_aton(g.ip) for g in guests]))
-        self.ports = {g.guest: open_packet_socket(g.ifname, stamps=False) for g in guests}
         # receive rings (hostside/pring.py): a wake-up reads every frame queued, with its
         # stamp, without a recvmsg per frame; the uplink's larger (inputs arrive there)
         self.rx: dict[int, RxRing] = {}
         if cfg.rx_ring:
             self.rx[self.up.fileno()] = RxRing(self.up, frames=2048)
-            for s in self.ports.values():
-                self.rx[s.fileno()] = RxRing(s, frames=128)
+
+        def port(g: GuestPort) -> tuple[socket.socket, RxRing | None]:
+            s = open_packet_socket(g.ifname, stamps=False)
+            return s, RxRing(s, frames=128) if cfg.rx_ring else None
+
+        # each socket's bind, ring and close waits out an RCU grace period in the kernel:
+        # dozens of guests' ports wait them out together, from threads
+        with ThreadPoolExecutor(max_workers=PORT_THREADS) as ex:
+            opened = dict(zip([g.guest for g in guests], ex.map(port, guests), strict=True))
+        self.ports = {g: s for g, (s, _r) in opened.items()}
+        self.rx.update({s.fileno(): r for s, r in opened.values() if r is not None})
         self.by_ip = {socket.inet_aton(g.ip): g.guest for g in guests}
         self.by_mac = {bytes.fromhex(g.mac.replace(":", "")): g.guest for g in guests}
         self.counters: Counter[str] = Counter()
@@ -377,8 +387,8 @@ class Shim:
         for r in self.rx.values():
             self.counters["rx_ring_frames"] += r.read_frames
             r.close()
-        for s in (self.up, *self.ports.values()):
-            s.close()
+        with ThreadPoolExecutor(max_workers=PORT_THREADS) as ex:  # as they were opened
+            list(ex.map(socket.socket.close, (self.up, *self.ports.values())))
         zero = self.counters.get("zero_stamp_inputs", 0) + stamper_stats.get("zero_stamp", 0)
         summary = {"stamper": self.stamper, "counters": dict(self.counters),
                    "ground_truth_rows": self.truth.rows,

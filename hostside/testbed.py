@@ -48,6 +48,10 @@ class Testbed:
         self.backend = backend(ctx)
         self.stack = ExitStack()
         self.mode_stack = ExitStack()
+        self.settle = self._new_settle()  # its baseline is this count's
+
+    def _new_settle(self) -> cpustat.Settle:
+        return cpustat.Settle(self.ctx.placement.guest_cpu_list())
 
     @property
     def topo(self) -> Topology:
@@ -82,6 +86,7 @@ class Testbed:
         topo = dataclasses.replace(self.ctx.topo, guests=Topology.build(
             self.ctx.topo.prefix, n_guests, self.ctx.topo.game_port).guests)
         self._set(dataclasses.replace(self.ctx, topo=topo))
+        self.settle = self._new_settle()
         if n_guests < len(old):
             gone = old[n_guests:]
             self.backend.remove_guests(gone)
@@ -121,8 +126,11 @@ class Testbed:
             stack.callback(self.backend.end)
             self.backend.begin()
             self._mark("servers_ready")
+            stack.callback(self._mark, "detached")
             stack.callback(self.host.detach)  # the shim goes before the servers
+            self.host.marks = {}
             self.host.attach()
+            self.phases.update(self.host.marks)
             self._mark("attached")
             self.mode_stack = stack.pop_all()
 
@@ -142,7 +150,12 @@ class Testbed:
 
     def run_load(self, timeout_extra: float = 60.0) -> None:
         dry = self.ctx.runner.dry_run
-        if not dry:
+        if not dry:  # nothing left of the last point or of booting on the guests' CPUs
+            settle = self.settle.wait()
+            write_json(self.ctx.dir / "settle.json", settle)
+            if settle["settled"] is False:
+                self.ctx.progress(f"      the guests' CPUs did not settle within "
+                                  f"{self.settle.timeout_s:g} s (settle.json); playing anyway")
             cores0, guests0, t0 = cpustat.core_times(), self.backend.cpu_usage(), time.monotonic()
         self._mark("client_start")
         self._play(timeout_extra)
@@ -153,6 +166,7 @@ class Testbed:
                              time.monotonic() - t0)
         write_json(self.ctx.dir / "cpu.json", use)
         self._write_guests(self.backend.memory())
+        self._mark("weighed")
         self.backend.collect()
         self._mark("collected")
 
@@ -171,16 +185,20 @@ class Testbed:
     def _play(self, timeout_extra: float) -> None:
         """The client's load, with the spec's faults carried out on time meanwhile."""
         faults = parse_faults(self.spec.faults)
+        env = self.backend.environment()
+        # a second clock sync after the load follows a drifting guest clock; a guest on
+        # the host's clock (netns) or on a clock read from it (UML) needs none
+        end_sync = not env.get("shared_clock") and env.get("clock_drifts", True)
         if not faults or self.ctx.runner.dry_run:
             for f in faults:
                 self.ctx.runner.echo(f"# fault {f.text()}: {self.backend.name} guest {f.guest}")
-            self.host.run_client(timeout_extra)
+            self.host.run_client(timeout_extra, end_sync=end_sync)
             return
         started = self.ctx.dir / "load.started"
         started.unlink(missing_ok=True)
         with FaultSchedule(faults, started, self.ctx.dir, self.backend.fault,
                            self.backend.recover):
-            self.host.run_client(timeout_extra, started_file=started)
+            self.host.run_client(timeout_extra, started_file=started, end_sync=end_sync)
         self.ctx.progress("      faults: " + ", ".join(f.text() for f in faults)
                           + " carried out (faults.json)")
 

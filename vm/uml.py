@@ -321,6 +321,8 @@ class UmlGuests:
         reading first what its socket still holds, and keeps running for the next
         point) and move the records into the point directory."""
         n = len(self.procs)
+        if self.cpuset:  # the load is over: the servers' last work may take every CPU
+            self.cpuset.widen()
         for i, proc in self.procs.items():
             if i not in self.killed:
                 proc.send("flush")

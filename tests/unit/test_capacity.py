@@ -148,6 +148,7 @@ class FakeBed:
 
     def __init__(self, n, log):
         self.n, self.log = n, log
+        self.phases = {}  # a point's marks (none: an empty budget)
 
     @property
     def n_guests(self):

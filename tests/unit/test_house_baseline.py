@@ -5,7 +5,9 @@ checkout path masked; with --fresh-guests, every count booting afresh, as before
 kept their guests).  Recorded by tests/house_baseline.py before the refactor; the UML
 dry run recorded again once the refactor had been checked against it, when its
 commands changed on purpose (per-guest cgroups and directories; a server serving every
-point, so no idle exit; guests kept to their CPUs by a cpuset, not a taskset)."""
+point, so no idle exit; guests kept to their CPUs by a cpuset, not a taskset), and
+both again when the stamper's object moved to the build cache (build/bpf: compiled once
+per guest table, not once per point), which was their only change."""
 
 import csv
 import re

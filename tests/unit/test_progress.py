@@ -2,7 +2,7 @@
 
 import io
 
-from gamebed.progress import Progress, sweep_work
+from gamebed.progress import Progress
 
 
 class Tty(io.StringIO):
@@ -34,6 +34,12 @@ def test_bar_with_eta_on_a_terminal():
     assert progress.bar is None  # the task's bar ends with it
 
 
-def test_sweep_work_grows_with_the_count():
-    w = sweep_work((1, 48), ("guest", "host"), 10.0, 3.0)
-    assert w[48][0] > w[1][0] and w[48][1] > w[1][1]
+def test_set_replaces_the_estimate():
+    out = Tty()
+    progress = Progress(stream=out)
+    with progress.task(100, "sweep") as p:
+        p.set(30, 60)  # 30 s spent, 30 s left by a fresh estimate
+        assert progress.bar.n == 30 and progress.bar.total == 60
+        p.set(50, 40)  # an estimate that fell short: never below what is done
+        assert progress.bar.total == 50
+        assert "100%" in out.getvalue()

@@ -167,6 +167,7 @@ class Agent:
         self.lock = threading.Lock()
         self.point: tuple[str, str] | None = None  # (mode, dir) the server records into
         self.t_flush: float | None = None
+        self.times: dict[str, int] = {}  # CLOCK_REALTIME ns: flush, parked, synced
 
     def run(self, mode: str, idle_exit: str) -> None:
         if self.point is not None:
@@ -238,12 +239,13 @@ class Agent:
         if self.point is None:
             say("ERROR no point is running")
             return
-        self.t_flush = uptime()
+        self.t_flush, self.times = uptime(), {"flush_ns": time.time_ns()}
         if self.running():
             summary = os.path.join(self.point[1], "server_summary.json")
             self.server.signal(signal.SIGUSR1)
             while self.running() and not os.path.exists(summary):
                 time.sleep(0.01)
+            self.times["parked_ns"] = time.time_ns()
         self.done(0 if self.running() else self.server.returncode)
 
     def done(self, rc: int | None) -> None:
@@ -253,17 +255,19 @@ class Agent:
             mode, out = self.point
             self.point = None
         # when this guest got `flush`, and when its point was done
-        info = {"mode": mode, "server_rc": rc, "flush_s": self.t_flush, "uptime_s": uptime()}
+        info = {"mode": mode, "server_rc": rc, "flush_s": self.t_flush, "uptime_s": uptime(),
+                **self.times}
         if mode == "host":
             try:
                 info.update(drain_pairs(os.path.join(out, "pairs.csv")))
             except OSError as e:
                 info["pairs_error"] = str(e)
+            info["pairs_ns"] = time.time_ns()
         with open(os.path.join(out, "agent.json"), "w") as f:
             json.dump(info, f)
         sync_results()  # hostfs writes back through the guest's page cache
         with open(os.path.join(out, "done"), "w") as f:
-            f.write(str(rc))
+            f.write(f"{rc} {time.time_ns()}\n")  # the exit code, when it was synced
             f.flush()
             os.fsync(f.fileno())
         say("DONE", mode, rc)
