@@ -74,7 +74,15 @@ def play_summary(point_dir: Path, client: dict, dispatch: str) -> dict:
         "clock_uncertainty_ns": sync0.get("uncertainty_ns"),
         "dispatch": dispatch,
         "duration_s": round(dur, 3),
+        **_ticks(point_dir),
     }
+
+
+def _ticks(point_dir: Path) -> dict:
+    """The server's achieved tick rate and p99 gap between ticks (server_summary.json)."""
+    s = load_json(Path(point_dir) / "server_summary.json", {}) or {}
+    return {"tick_hz_achieved": s.get("tick_hz_achieved"),
+            "tick_gap_p99_ms": s.get("tick_gap_p99_ms")}
 
 
 def _mean(s: pd.Series) -> float:

@@ -15,7 +15,8 @@ from pathlib import Path
 from fpsmodel.client import LOAD_DEFAULTS, ClientConfig, GameClient, parse_target
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
-from fpsmodel.wire import GAME_PORT
+from fpsmodel.timing import INPUT_PROCESSES
+from fpsmodel.wire import GAME_PORT, INPUT_PAYLOAD_SIZE
 
 
 def add_server_args(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-us", type=float, default=0.0, metavar="US",
                    help="simulated game logic: CPU microseconds per player per tick "
                         "(default 0, as the paper's model server)")
+    p.add_argument("--input-bytes", type=int, default=INPUT_PAYLOAD_SIZE, metavar="N",
+                   help="the game's input size, UDP payload (default %(default)s, the "
+                        "paper's); inputs of another size are dropped as bad_size")
     p.add_argument("--out", type=Path, help="directory for server_inputs.csv and summary")
     p.add_argument("--ready-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--next-file", type=Path, metavar="PATH",
@@ -46,7 +50,7 @@ def server_config(a: argparse.Namespace) -> ServerConfig:
     return ServerConfig(host=a.host, port=a.port, session=a.session, guest=a.guest,
                         max_players=a.max_players, tick_hz=a.tick_hz, dispatch=a.dispatch,
                         duration=a.duration, idle_exit=a.idle_exit, next_file=a.next_file,
-                        out_dir=a.out, work_us=a.work_us)
+                        out_dir=a.out, work_us=a.work_us, input_bytes=a.input_bytes)
 
 
 def run_server(a: argparse.Namespace) -> int:
@@ -64,7 +68,16 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=d["duration"],
                    help="seconds of play (default %(default)s)")
     p.add_argument("--rate", type=float, default=d["rate_hz"],
-                   help="mean inputs/s per player, Poisson (default %(default)s)")
+                   help="inputs/s per player: the mean of a Poisson process, a periodic "
+                        "one's rate, or the server's tick rate for per_tick (default "
+                        "%(default)s)")
+    p.add_argument("--input-process", choices=INPUT_PROCESSES, default=d["input_process"],
+                   help="how each player sends (default %(default)s)")
+    p.add_argument("--input-jitter", type=float, default=d["input_jitter"], metavar="F",
+                   help="periodic, per_tick: each send within ±F/2 of a period of its slot "
+                        "(default %(default)s)")
+    p.add_argument("--input-bytes", type=int, default=d["input_bytes"], metavar="N",
+                   help="input size, UDP payload (default %(default)s)")
     p.add_argument("--seed", type=int, default=d["seed"],
                    help="seed of the input schedules (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="directory for the client records")
@@ -83,7 +96,9 @@ def run_client(a: argparse.Namespace) -> int:
     targets = [parse_target(s, a.guest_base + i) for i, s in enumerate(a.server)]
     cfg = ClientConfig(targets=targets, players=a.players, duration=a.duration, rate_hz=a.rate,
                        seed=a.seed, out_dir=a.out, started_file=a.started_file,
-                       wan=a.wan.split() if a.wan else None, end_sync_samples=a.end_sync)
+                       wan=a.wan.split() if a.wan else None, end_sync_samples=a.end_sync,
+                       input_process=a.input_process, input_jitter=a.input_jitter,
+                       input_bytes=a.input_bytes)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

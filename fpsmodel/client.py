@@ -27,7 +27,7 @@ from fpsmodel.records import (
     CLOCK_SYNC_FIELDS,
     RecordWriter,
 )
-from fpsmodel.timing import SyncSample, best_sample, player_rng, poisson_gaps_ns
+from fpsmodel.timing import SyncSample, best_sample, input_gaps_ns, player_rng
 from fpsmodel.wan import WanLink, WanModel
 
 
@@ -43,7 +43,9 @@ class Target:
 
 # the model game's load, the paper's: 4 players per server, each sending Poisson inputs
 # at 20/s, 10 s per session.  The one owner: gamebed's spec and every CLI read it here.
-LOAD_DEFAULTS = {"players": 4, "duration": 10.0, "rate_hz": 20.0, "seed": 1}
+LOAD_DEFAULTS = {"players": 4, "duration": 10.0, "rate_hz": 20.0, "seed": 1,
+                 "input_process": "poisson", "input_jitter": 0.0,
+                 "input_bytes": wire.INPUT_PAYLOAD_SIZE}
 
 
 @dataclass
@@ -54,6 +56,10 @@ class ClientConfig:
     rate_hz: float = LOAD_DEFAULTS["rate_hz"]
     seed: int = LOAD_DEFAULTS["seed"]
     out_dir: Path = Path(".")
+    # how each player sends (fpsmodel/timing.py input_gaps_ns) and how large an input is
+    input_process: str = LOAD_DEFAULTS["input_process"]
+    input_jitter: float = LOAD_DEFAULTS["input_jitter"]  # periodic: ± a fraction of a period
+    input_bytes: int = LOAD_DEFAULTS["input_bytes"]
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     # after the load (phase 1): to follow a guest clock that drifts; 0 where none does
     end_sync_samples: int = 32
@@ -203,11 +209,12 @@ class GameClient:
         out.mkdir(parents=True, exist_ok=True)
         self.players: list[Player] = []
         for t in cfg.targets:
-            codec = wire.Codec(t.session, cfg.psk)
+            codec = wire.Codec(t.session, cfg.psk, input_size=cfg.input_bytes)
             for pid in range(cfg.players):
                 rng = player_rng(cfg.seed, t.guest, pid)
                 self.players.append(Player(t, pid, open_socket(t), codec,
-                                           poisson_gaps_ns(cfg.rate_hz, rng), rng))
+                                           input_gaps_ns(cfg.input_process, cfg.rate_hz, rng,
+                                                         cfg.input_jitter), rng))
         self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)

@@ -44,6 +44,7 @@ class ServerConfig:
     out_dir: Path | None = None
     psk: bytes = wire.DEFAULT_PSK
     work_us: float = 0.0  # simulated game logic: CPU µs per connected player per tick
+    input_bytes: int = wire.INPUT_PAYLOAD_SIZE  # the game's input size: others are bad_size
     # one server for many sessions (a VM guest's, kept across points): SIGUSR1 closes this
     # session's records (its summary written: "parked"), SIGUSR2 opens the next one's in
     # the directory this file names, with a fresh game state (vm/guest/uml_agent.py)
@@ -156,6 +157,18 @@ def kernel_stamps(ancdata: list) -> tuple[int, int]:
     return sw, hw
 
 
+def tick_stats(tick_ns: list[int]) -> dict:
+    """The ticks the server achieved: their rate, and the 99th-percentile gap between
+    two (a server behind its ticks runs the missed ones back to back, which a mean
+    hides)."""
+    if len(tick_ns) < 2:
+        return {"tick_hz_achieved": None, "tick_gap_p99_ms": None}
+    gaps = sorted(b - a for a, b in zip(tick_ns, tick_ns[1:], strict=False))
+    p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
+    return {"tick_hz_achieved": round(len(gaps) / ((tick_ns[-1] - tick_ns[0]) / 1e9), 3),
+            "tick_gap_p99_ms": round(p99 / 1e6, 3)}
+
+
 def open_game_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
@@ -174,7 +187,7 @@ class GameServer:
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
-        self.codec = wire.Codec(cfg.session, cfg.psk)
+        self.codec = wire.Codec(cfg.session, cfg.psk, input_size=cfg.input_bytes)
         self.sock = open_game_socket(cfg.host, cfg.port)
         self.port = self.sock.getsockname()[1]
         self.players: dict[int, PlayerState] = {}
@@ -182,6 +195,7 @@ class GameServer:
         self.accepted = 0
         self.sizes: Counter[int] = Counter()
         self.ticks = self.updates_sent = self.sync_answered = 0
+        self.tick_ns: list[int] = []  # when each tick of the session ran (monotonic ns)
         self._pending: list[tuple[int, int, wire.PlayerInput]] = []
         self._stop = False
         self._park = self._resume = False
@@ -220,6 +234,7 @@ class GameServer:
             self.dropped.clear()
             self.sizes.clear()
             self.accepted = self.ticks = self.updates_sent = self.sync_answered = 0
+            self.tick_ns = []
         if self._resume and self._rec is None:
             self._resume = False
             out = Path(self.cfg.next_file.read_text().strip())
@@ -319,6 +334,7 @@ class GameServer:
             self._send(self.codec.encode_update(pid, upd), p.addr)
             self.updates_sent += 1
         self.ticks += 1
+        self.tick_ns.append(time.monotonic_ns())
         if self._rec is not None:
             self._rec.flush()  # a crash (--fault) loses at most one tick of records
 
@@ -373,7 +389,7 @@ class GameServer:
             "input_sizes": sorted(self.sizes), "ticks": self.ticks,
             "updates_sent": self.updates_sent, "sync_answered": self.sync_answered,
             "players": len(self.players), "elapsed_s": elapsed,
-            "work_us_per_player_tick": self.cfg.work_us,
+            "work_us_per_player_tick": self.cfg.work_us, **tick_stats(self.tick_ns),
         }
         if self._rec is not None:
             self._rec.close()

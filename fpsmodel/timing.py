@@ -1,4 +1,5 @@
-"""Poisson input schedules and the NTP-style clock-sync arithmetic (no privileges)."""
+"""Input schedules (Poisson, periodic with jitter, one per tick) and the NTP-style
+clock-sync arithmetic (no privileges)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,36 @@ def poisson_gaps_ns(rate_hz: float, rng: random.Random) -> Iterator[int]:
         raise ValueError("rate must be positive")
     while True:
         yield max(1, int(rng.expovariate(rate_hz) * NS))
+
+
+INPUT_PROCESSES = ("poisson", "periodic", "per_tick")
+
+
+def periodic_gaps_ns(rate_hz: float, jitter: float, rng: random.Random) -> Iterator[int]:
+    """A send every 1/rate_hz s, each moved by a uniform offset within ±jitter/2 of a
+    period (0 ≤ jitter < 1), from a random phase: the k-th send is at
+    phase + k·T + u_k, so jitter never accumulates and the rate stays exact."""
+    if rate_hz <= 0 or not 0 <= jitter < 1:
+        raise ValueError("rate must be positive and jitter a fraction of a period in [0, 1)")
+    period = NS / rate_hz
+    offset = rng.uniform(-jitter / 2, jitter / 2) * period
+    yield max(1, int(rng.uniform(0, period) + period * jitter / 2 + offset))
+    while True:
+        nxt = rng.uniform(-jitter / 2, jitter / 2) * period
+        yield max(1, int(period + nxt - offset))
+        offset = nxt
+
+
+def input_gaps_ns(process: str, rate_hz: float, rng: random.Random,
+                  jitter: float = 0.0) -> Iterator[int]:
+    """A player's gaps between inputs: `poisson` (mean rate_hz), `periodic` (rate_hz,
+    jittered) or `per_tick` (rate_hz = the tick rate: one input per server tick, as a
+    client that sends its command each frame it simulates)."""
+    if process == "poisson":
+        return poisson_gaps_ns(rate_hz, rng)
+    if process in ("periodic", "per_tick"):
+        return periodic_gaps_ns(rate_hz, jitter, rng)
+    raise ValueError(f"input process must be one of {INPUT_PROCESSES}, not {process!r}")
 
 
 def player_rng(seed: int, guest: int, player: int) -> random.Random:

@@ -43,10 +43,16 @@ INPUT_BLOCK_SIZE = 256
 INPUT_PAYLOAD_SIZE = HEADER_SIZE + INPUT_BLOCK_SIZE + TAG_SIZE  # 296, the paper's size
 assert INPUT_PAYLOAD_SIZE == 296
 
-MAX_ENTITIES = 8
+MAX_ENTITIES = 8  # in the paper's 296-byte input; a larger input tracks more
 _INPUT_FIXED = struct.Struct("!3f3fIBBHI3f3fB3x")  # 64 bytes
 _ENTITY = struct.Struct("!HH3fff")  # 24 bytes
 assert _INPUT_FIXED.size + MAX_ENTITIES * _ENTITY.size == INPUT_BLOCK_SIZE
+# an input's size (UDP payload) is the game's choice, from its fixed part to what fits a
+# 1500-byte MTU once the host's 16-byte timestamp trailer is appended (hostside/trailer.py)
+INPUT_MIN_SIZE = HEADER_SIZE + _INPUT_FIXED.size + TAG_SIZE  # 104
+PORT_MTU = 1500
+TRAILER_SIZE = 16
+INPUT_MAX_SIZE = PORT_MTU - 20 - 8 - TRAILER_SIZE  # 1456: IPv4 and UDP headers, trailer
 
 _UPDATE_FIXED = struct.Struct("!QQBB6x")  # tick, server_send_ns, n_echo, n_entities
 _ECHO = struct.Struct("!B7xQQQ")  # player, last_seq, kernel_ns, app_ns
@@ -113,20 +119,23 @@ class PlayerInput:
     vel: tuple[float, float, float] = (0.0, 0.0, 0.0)
     entities: tuple[Entity, ...] = field(default_factory=tuple)
 
-    def pack(self) -> bytes:
-        ents = self.entities[:MAX_ENTITIES]
+    def pack(self, size: int = INPUT_BLOCK_SIZE) -> bytes:
+        """The block, `size` bytes: as many entities as fit, the rest zero."""
+        ents = self.entities[:max_entities(size)]
         out = [_INPUT_FIXED.pack(*self.move, *self.view, self.buttons, self.weapon,
                                  self.impulse, 0, self.last_update_tick, *self.pos,
                                  *self.vel, len(ents))]
         out += [_ENTITY.pack(e.ident, e.flags, *e.pos, e.yaw, e.speed) for e in ents]
-        out.append(bytes(_ENTITY.size * (MAX_ENTITIES - len(ents))))
+        out.append(bytes(size - _INPUT_FIXED.size - _ENTITY.size * len(ents)))
         return b"".join(out)
 
     @classmethod
     def unpack(cls, block: bytes) -> PlayerInput:
+        if len(block) < _INPUT_FIXED.size:
+            raise WireError("bad_body", f"{len(block)}-byte input block")
         f = _INPUT_FIXED.unpack_from(block, 0)
         n = f[17]
-        if n > MAX_ENTITIES:
+        if n > max_entities(len(block)):
             raise WireError("bad_body", f"{n} entities")
         ents = tuple(
             Entity(e[0], e[1], (e[2], e[3], e[4]), e[5], e[6])
@@ -134,6 +143,20 @@ class PlayerInput:
                       for i in range(n)))
         return cls(move=f[0:3], view=f[3:6], buttons=f[6], weapon=f[7], impulse=f[8],
                    last_update_tick=f[10], pos=f[11:14], vel=f[14:17], entities=ents)
+
+
+def max_entities(block_size: int) -> int:
+    """Entities an input block of this size holds (8 in the paper's 256 bytes)."""
+    return max(0, (block_size - _INPUT_FIXED.size) // _ENTITY.size)
+
+
+def input_block_size(payload_size: int) -> int:
+    """The encrypted block of an input of `payload_size` bytes (UDP payload)."""
+    if not INPUT_MIN_SIZE <= payload_size <= INPUT_MAX_SIZE:
+        raise ValueError(f"an input is {INPUT_MIN_SIZE}..{INPUT_MAX_SIZE} bytes (its fixed "
+                         f"part; a {PORT_MTU}-byte MTU less the {TRAILER_SIZE}-byte trailer), "
+                         f"not {payload_size}")
+    return payload_size - HEADER_SIZE - TAG_SIZE
 
 
 @dataclass(frozen=True)
@@ -202,9 +225,13 @@ def _nonce(msg_type: int, player: int, seq: int) -> bytes:
 class Codec:
     """Seals and opens datagrams of one session."""
 
-    def __init__(self, session: int, psk: bytes = DEFAULT_PSK) -> None:
+    def __init__(self, session: int, psk: bytes = DEFAULT_PSK,
+                 input_size: int = INPUT_PAYLOAD_SIZE) -> None:
         self.session = session
         self._aead = AESGCM(session_key(session, psk))
+        # the game's input size: what encode_input sends and open accepts (bad_size else)
+        self.input_size = input_size
+        self._block = input_block_size(input_size)
 
     def seal(self, header: Header, body: bytes) -> bytes:
         hdr = header.pack()
@@ -214,6 +241,8 @@ class Codec:
     def open(self, datagram: bytes) -> tuple[Header, bytes]:
         """Check and decrypt; raises WireError with the drop reason."""
         hdr = parse_header(datagram)
+        if hdr.msg_type == MSG_INPUT and len(datagram) != self.input_size:
+            raise WireError("bad_size", f"{len(datagram)} != {self.input_size}")
         if hdr.session != self.session:
             raise WireError("unknown_session", str(hdr.session))
         nonce = _nonce(hdr.msg_type, hdr.player, hdr.seq)
@@ -225,7 +254,8 @@ class Codec:
 
     # -- typed helpers -------------------------------------------------------
     def encode_input(self, player: int, seq: int, send_ns: int, inp: PlayerInput) -> bytes:
-        return self.seal(Header(MSG_INPUT, player, self.session, seq, send_ns), inp.pack())
+        return self.seal(Header(MSG_INPUT, player, self.session, seq, send_ns),
+                         inp.pack(self._block))
 
     def encode_update(self, player: int, upd: StateUpdate) -> bytes:
         hdr = Header(MSG_UPDATE, player, self.session, upd.tick, upd.server_send_ns)
@@ -250,7 +280,7 @@ def parse_header(datagram: bytes) -> Header:
         raise WireError("bad_version", str(version))
     if msg_type not in MSG_TYPES:
         raise WireError("bad_type", str(msg_type))
-    if msg_type == MSG_INPUT and len(datagram) != INPUT_PAYLOAD_SIZE:
+    if msg_type == MSG_INPUT and not INPUT_MIN_SIZE <= len(datagram) <= INPUT_MAX_SIZE:
         raise WireError("bad_size", str(len(datagram)))
     return Header(msg_type, player, session, seq, time_ns)
 

@@ -40,8 +40,9 @@ def cmd_play(a: argparse.Namespace) -> int:
     from analysis.point import play_summary
     from gamebed.play import play
 
-    spec = ExperimentSpec(players=a.players, duration=a.duration, dispatch=a.dispatch,
-                          seed=a.seed, rate=a.rate)
+    given = {"profile": a.profile, "players": a.players, "duration": a.duration,
+             "dispatch": a.dispatch, "seed": a.seed, "rate": a.rate}
+    spec = ExperimentSpec.from_dict({k: v for k, v in given.items() if v is not None})
     s = play(spec, a.out, play_summary)
     print(json.dumps(s, indent=2))
     print(f"records and summary in {a.out}", file=sys.stderr)
@@ -70,7 +71,7 @@ def spec_from_args(a: argparse.Namespace) -> ExperimentSpec:
             for f in dataclasses.fields(ExperimentSpec)}
     spec = getattr(a, "spec", None)
     return (ExperimentSpec.from_toml(spec, **over) if spec
-            else ExperimentSpec().replace(**over))
+            else ExperimentSpec.from_dict({k: v for k, v in over.items() if v is not None}))
 
 
 def layers(spec: ExperimentSpec):
@@ -242,11 +243,23 @@ def modes(text: str) -> tuple[str, ...]:
     return vals
 
 
+def add_profile_arg(p: argparse.ArgumentParser, given: str | None = None) -> None:
+    from gamebed.spec import PRESETS
+
+    p.add_argument("--profile", default=given, metavar="NAME",
+                   help=f"the game (docs/workloads.md): {', '.join(PRESETS)}, or one a --spec "
+                        f"file defines; sets players, tick rate, inputs and the SLA, which "
+                        f"flags may still override (default {default('profile')}, the "
+                        "paper's game)")
+
+
 def add_guest_args(p: argparse.ArgumentParser) -> None:
     """The spec options that shape the guests: shared by `run` and `launch`."""
     p.add_argument("--spec", type=Path, help="TOML experiment spec, keys = the field names "
                                              "of gamebed/spec.py (flags override it)")
-    p.add_argument("--players", type=int, help=f"players per guest (default {default('players')})")
+    add_profile_arg(p)
+    p.add_argument("--players", type=int, help="players per guest (default: the profile's, "
+                                               f"{default('players')} for tsai2009)")
     p.add_argument("--placement", choices=CHOICES["placement"],
                    help=f"restricted (default {default('placement')}): shim on CPU 0, guests "
                         "on the rest; dynamic: everyone floats")
@@ -384,15 +397,17 @@ def _command(sub, name: str, func, text: str | None = None,
 
 def _add_play(sub) -> None:
     p = _command(sub, "play", cmd_play)
-    p.add_argument("--players", type=int, default=default("players"),
-                   help="players (default %(default)s)")
+    add_profile_arg(p)
+    p.add_argument("--players", type=int, help="players (default: the profile's, "
+                                               f"{default('players')} for tsai2009)")
     p.add_argument("--duration", type=float, default=default("duration"),
                    help="seconds (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("play-out"))
     p.add_argument("--dispatch", choices=CHOICES["dispatch"], default=default("dispatch"))
     p.add_argument("--seed", type=int, default=default("seed"))
-    p.add_argument("--rate", type=float, default=default("rate"),
-                   help="mean inputs/s per player (default %(default)s)")
+    p.add_argument("--rate", type=float,
+                   help="inputs/s per player (default: the profile's, "
+                        f"{default('rate'):g} for tsai2009)")
 
 
 def _add_run(sub) -> None:

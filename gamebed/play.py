@@ -18,8 +18,9 @@ from gamebed.spec import ExperimentSpec
 
 def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str], dict],
          runner: Runner | None = None) -> dict:
-    """One server and one client of `spec`'s load (players, duration, rate, seed,
-    dispatch) on loopback; their records and `summarize`'s summary go to `out`."""
+    """One server and one client of `spec`'s load (its profile's players, tick rate,
+    input process and size; duration, seed, dispatch) on loopback; their records and
+    `summarize`'s summary go to `out`."""
     players, duration, dispatch = spec.players, spec.duration, spec.dispatch
     seed, rate = spec.seed, spec.rate
     out = Path(out)
@@ -28,14 +29,18 @@ def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str],
     ready = out / "server.port"
     ready.unlink(missing_ok=True)
     srv_args = python_cmd("fpsmodel", "server", "--port", 0, "--dispatch", dispatch,
-                          "--out", out, "--ready-file", ready)
+                          "--out", out, "--ready-file", ready, "--tick-hz", spec.tick_hz,
+                          "--input-bytes", spec.input_bytes, "--work-us", spec.server_work_us,
+                          "--max-players", max(64, players))
     with Process(srv_args, runner, log_path=out / "server.log", name="game server") as srv:
         wait_for(lambda: ready.exists() or not srv.alive(), 15, "the game server to listen")
         if not ready.exists():
             raise RuntimeError(f"game server exited early; see {out / 'server.log'}")
         port = int(ready.read_text())
         cfg = ClientConfig(targets=[Target(0, "127.0.0.1", port)], players=players,
-                           duration=duration, rate_hz=rate, seed=seed, out_dir=out)
+                           duration=duration, rate_hz=rate, seed=seed, out_dir=out,
+                           input_process=spec.input_process, input_jitter=spec.input_jitter,
+                           input_bytes=spec.input_bytes)
         client = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
         write_json(out / "client_summary.json", client)
     summary = summarize(out, client, dispatch)

@@ -160,6 +160,7 @@ class HostSide:
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
         if not end_sync:
             args += ["--end-sync", 0]
+        args += s.game_client_flags()
         if started_file is not None:
             args += ["--started-file", started_file]
         if self.wan_via and self.wan_via != "netem":

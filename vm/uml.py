@@ -75,6 +75,12 @@ def run_mode(kernel: uml_kernel.UmlKernel, mode: str) -> str:
     return mode
 
 
+def server_flag_args(flags: list) -> list[str]:
+    """The game's server flags as kernel parameters the guest agent passes on:
+    `--tick-hz 64` → gamebed.srv.tick-hz=64 (vm/guest/uml_agent.py)."""
+    return [f"gamebed.srv.{k[2:]}={v}" for k, v in zip(flags[::2], flags[1::2], strict=True)]
+
+
 def mode_args(mode: str) -> list[str]:
     """The kernel's command line for a UML mode (seccomp= is unknown before 6.16)."""
     return ["seccomp=on"] if mode == "seccomp" else []
@@ -182,7 +188,7 @@ class UmlGuests:
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
                 f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
-                *mode_args(self.mode)]
+                *server_flag_args(s.game_server_flags()), *mode_args(self.mode)]
 
     def _boot(self, g: GuestAddr) -> None:
         """Boot guest g in its cgroup (again after a fault killed it: same slot)."""

@@ -123,7 +123,9 @@ def test_cli_choices_come_from_the_spec():
                       ("placement", "placement"), ("accel", "accel"), ("dispatch", "dispatch")):
         assert tuple(_action(p, "run", dest).choices) == spec_mod.CHOICES[key]
         assert tuple(_action(p, "launch", dest).choices) == spec_mod.CHOICES[key]
-    assert f"default {spec_mod.default('players')}" in _action(p, "run", "players").help
+    assert f"{spec_mod.default('players')} for tsai2009" in _action(p, "run", "players").help
+    for cmd in ("run", "launch", "play"):  # every preset is offered by name
+        assert all(name in _action(p, cmd, "profile").help for name in spec_mod.PRESETS)
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -130,3 +130,34 @@ def test_update_body_length_checked():
 def test_entities_truncated_to_max():
     many = dataclasses.replace(sample_input(), entities=sample_input().entities * 3)
     assert len(wire.PlayerInput.unpack(many.pack()).entities) == wire.MAX_ENTITIES
+
+
+@pytest.mark.parametrize("size", [wire.INPUT_MIN_SIZE, 200, 296, 1200 + 16, wire.INPUT_MAX_SIZE])
+def test_an_input_of_any_size_the_mtu_allows_round_trips(size):
+    c = wire.Codec(5, input_size=size)
+    inp = sample_input()
+    data = c.encode_input(1, 9, 123, inp)
+    assert len(data) == size
+    hdr, body = c.open(data)
+    back = wire.PlayerInput.unpack(body)
+    assert back.move == pytest.approx(inp.move) and hdr.seq == 9
+    # as many of its entities as the block holds
+    assert len(back.entities) == min(len(inp.entities), wire.max_entities(size - 40))
+
+
+def test_input_size_limits_follow_the_mtu_and_the_trailer():
+    from hostside import trailer
+
+    # a full input plus the host's trailer must fit a standard 1500-byte MTU frame
+    assert wire.TRAILER_SIZE == trailer.LEN and wire.PORT_MTU == trailer.ETH_DATA_LEN
+    assert wire.INPUT_MAX_SIZE + 20 + 8 + trailer.LEN == 1500
+    for bad in (wire.INPUT_MIN_SIZE - 1, wire.INPUT_MAX_SIZE + 1):
+        with pytest.raises(ValueError, match="an input is 104..1456 bytes"):
+            wire.Codec(1, input_size=bad)
+
+
+def test_a_server_expecting_one_size_refuses_another():
+    big, small = wire.Codec(5, input_size=600), wire.Codec(5)
+    with pytest.raises(wire.WireError) as e:
+        small.open(big.encode_input(1, 1, 1, sample_input()))
+    assert e.value.reason == "bad_size"

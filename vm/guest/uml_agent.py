@@ -198,6 +198,9 @@ class Agent:
         args = ["--host", c["ip"].split("/")[0], "--port", c["port"], "--guest", c["guest"],
                 "--dispatch", c["dispatch"], "--work-us", c.get("work_us", "0"), "--out", out,
                 "--ready-file", os.path.join(out, "ready"), "--next-file", NEXT]
+        for key, value in c.items():  # the game's own flags (gamebed.srv.tick-hz=64 ...)
+            if key.startswith("srv."):
+                args += [f"--{key[4:]}", value]
         if float(idle_exit) > 0:
             args += ["--idle-exit", idle_exit]
         # a fork of this process, which imported the server at boot: with dozens of

@@ -1,0 +1,99 @@
+"""Workload profiles (gamebed/spec.py): validation, presets, TOML, and the commands
+they give the game's server and client; `gamebed play --profile` per preset."""
+
+import json
+
+import pytest
+
+from gamebed.cli import build_parser, main, spec_from_args
+from gamebed.spec import PRESETS, ExperimentSpec, WorkloadProfile, sla_rule
+
+
+def test_the_default_profile_is_the_papers_game_unchanged():
+    s = ExperimentSpec()
+    assert s.profile == "tsai2009" and s.workload() == PRESETS["tsai2009"]
+    assert (s.players, s.rate, s.tick_hz, s.input_bytes, s.input_process) == (
+        4, 20.0, 20.0, 296, "poisson")
+    assert (s.sla_stat, s.sla_delay_ms, s.sla_loss) == ("mean", 1.0, 0.01)
+    # its commands are today's: nothing added to server or client
+    assert s.game_server_flags() == [] and s.game_client_flags() == []
+
+
+def test_every_presets_sla_follows_the_one_rule():
+    for p in PRESETS.values():
+        assert p.sla_delay_ms == sla_rule(p.tick_hz)
+        assert (p.sla_stat, p.sla_loss) == ("mean", 0.01)
+    assert sla_rule(20.0) == 1.0 and sla_rule(128.0) == pytest.approx(0.15625, abs=1e-4)
+
+
+def test_a_profile_sets_the_load_and_flags_still_override():
+    s = ExperimentSpec.from_dict({"profile": "tick128"})
+    assert (s.players, s.tick_hz, s.rate, s.input_process) == (10, 128.0, 128.0, "per_tick")
+    assert s.game_server_flags() == ["--tick-hz", "128"]
+    assert s.game_client_flags() == ["--input-process", "per_tick"]
+    s = ExperimentSpec.from_dict({"profile": "br30", "players": 8})
+    assert s.players == 8 and s.tick_hz == 30.0 and s.input_jitter == 0.2
+    assert ExperimentSpec.from_dict({"profile": "br30"}).game_server_flags()[-2:] == [
+        "--max-players", 100]
+
+
+@pytest.mark.parametrize("fields,msg", [
+    ({"tick_hz": 0}, "tick_hz"), ({"input_process": "bursty"}, "input_process"),
+    ({"input_jitter": 1.0}, "input_jitter"), ({"input_bytes": 103}, "input_bytes must be 104"),
+    ({"input_bytes": 1457}, "input_bytes must be 104..1456"),
+    ({"sla_stat": "median"}, "the SLA"), ({"sla_loss": 1.5}, "the SLA")])
+def test_bad_profiles_are_refused_with_the_reason(fields, msg):
+    with pytest.raises(ValueError, match=msg):
+        WorkloadProfile("x", **fields)
+
+
+def test_unknown_profile_and_libvirt_are_refused():
+    with pytest.raises(ValueError, match="unknown profile 'quake'"):
+        ExperimentSpec(profile="quake")
+    with pytest.raises(ValueError, match="libvirt's guests run the default game only"):
+        ExperimentSpec.from_dict({"profile": "tick64", "backend": "libvirt"})
+
+
+def test_a_toml_spec_defines_its_own_profile(tmp_path):
+    f = tmp_path / "spec.toml"
+    f.write_text('profile = "mygame"\nduration = 3\n[profiles.mygame]\nplayers = 6\n'
+                 'tick_hz = 60\ninput_process = "periodic"\ninput_rate_hz = 60\n'
+                 'input_bytes = 1216\nsla_delay_ms = 0.5\n')
+    s = ExperimentSpec.from_toml(f)
+    assert (s.players, s.tick_hz, s.rate, s.input_bytes, s.sla_delay_ms) == (
+        6, 60.0, 60.0, 1216, 0.5)
+    assert s.duration == 3
+    # written into the results and read back, it is the same spec
+    assert ExperimentSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_profile_flag_on_run_and_launch():
+    a = build_parser().parse_args(["run", "--profile", "tick64", "--players", "12"])
+    s = spec_from_args(a)
+    assert s.profile == "tick64" and s.tick_hz == 64.0 and s.players == 12
+
+
+def test_dry_run_passes_the_game_to_server_and_client(tmp_path, capsys):
+    assert main(["run", "--dry-run", "--backend", "netns", "--guests", "1", "--profile",
+                 "tick128", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "fpsmodel server" in out and "--tick-hz 128" in out
+    assert "--input-process per_tick" in out and "--players 10" in out and "--rate 128.0" in out
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_play_achieves_each_presets_rates(name, tmp_path, capsys):
+    """On loopback (no root): the server's ticks and the players' inputs at the preset's
+    rates, to 2% (Poisson: the client sends its seeded schedule whole)."""
+    p = PRESETS[name]
+    players = min(p.players, 20)  # br30's 100 players: 20 keep the test short
+    assert main(["play", "--profile", name, "--players", str(players), "--duration", "3",
+                 "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["inputs_lost"] == 0 and s["dropped"] == {}
+    assert s["input_payload_sizes"] == [p.input_bytes]
+    assert s["tick_hz_achieved"] == pytest.approx(p.tick_hz, rel=0.02)
+    if p.input_process == "poisson":
+        assert s["inputs_sent"] > 0.8 * p.rate_hz * 3 * players
+    else:
+        assert s["input_rate_per_player"] == pytest.approx(p.rate_hz, rel=0.02)
