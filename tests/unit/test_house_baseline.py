@@ -22,7 +22,8 @@ from tests.house_baseline import DATA, DRY_RUNS, RUNS, dry_run
 RENAMED = {k: f"inputs_{k}" for k in ("sent", "delivered", "lost", "lost_fault", "host_logged",
                                       "lost_network", "lost_host", "reordered")}
 # figures added since the baseline was recorded
-ADDED = {"load_first_send_ns", "load_last_send_ns"}
+ADDED = {"load_first_send_ns", "load_last_send_ns", "tick_hz_achieved", "tick_gap_p99_ms",
+         "input_rate_achieved", "send_lateness_p99_us", "load_bound"}
 # a BPF object's name carries its source's digest: sources change
 BPF_OBJECT = (r"(decoder|stamper)-[0-9a-f]{12}\.o", r"\1-DIGEST.o")
 

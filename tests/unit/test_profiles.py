@@ -97,3 +97,36 @@ def test_play_achieves_each_presets_rates(name, tmp_path, capsys):
         assert s["inputs_sent"] > 0.8 * p.rate_hz * 3 * players
     else:
         assert s["input_rate_per_player"] == pytest.approx(p.rate_hz, rel=0.02)
+
+
+def _point(tmp_path, lateness_us, ticks=((19.9, 60.0), (20.1, 55.0))):
+    from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
+
+    for i, (hz, gap) in enumerate(ticks):
+        g = tmp_path / f"guest{i}"
+        g.mkdir()
+        (g / "server_summary.json").write_text(json.dumps(
+            {"tick_hz_achieved": hz, "tick_gap_p99_ms": gap}))
+    rows = [",".join(CLIENT_INPUT_FIELDS)] + [
+        f"0,0,{k},0,0,{int(x * 1000)}" for k, x in enumerate(lateness_us)]
+    (tmp_path / CLIENT_INPUTS).write_text("\n".join(rows) + "\n")
+    return {"guests": 2, "spec": {"players": 4, "duration": 10.0}}
+
+
+def test_load_figures_say_how_the_game_ran(tmp_path):
+    from analysis.point import load_figures
+
+    meta = _point(tmp_path, [100.0] * 1580 + [150.0] * 20)  # 1600 inputs, 80 player-s
+    f = load_figures(tmp_path, meta, host_busy=0.2)
+    assert f["tick_hz_achieved"] == pytest.approx(20.0) and f["tick_gap_p99_ms"] == 60.0
+    assert f["input_rate_achieved"] == pytest.approx(20.0)
+    assert f["send_lateness_p99_us"] == pytest.approx(150.0, abs=1)
+    assert f["load_bound"] is False
+    assert load_figures(tmp_path, meta, host_busy=0.95)["load_bound"] is True
+
+
+def test_a_late_client_makes_the_point_load_bound(tmp_path):
+    from analysis.point import load_figures
+
+    meta = _point(tmp_path, [100.0] * 95 + [900.0] * 5)
+    assert load_figures(tmp_path, meta, host_busy=0.1)["load_bound"] is True
