@@ -9,6 +9,7 @@ NTP-style clock sync against every server and records offset and uncertainty.
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import selectors
 import socket
@@ -60,6 +61,9 @@ class ClientConfig:
     input_process: str = LOAD_DEFAULTS["input_process"]
     input_jitter: float = LOAD_DEFAULTS["input_jitter"]  # periodic: ± a fraction of a period
     input_bytes: int = LOAD_DEFAULTS["input_bytes"]
+    # spin, not sleep, this long before each send: a send on time to a few µs, for a busy
+    # host core (docs/workloads.md: what it bought, what it cost)
+    spin_us: float = 0.0
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     # after the load (phase 1): to follow a guest clock that drifts; 0 where none does
     end_sync_samples: int = 32
@@ -196,6 +200,24 @@ def clock_sync_all(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samp
     finally:
         sel.close()
     return out
+
+
+PR_SET_TIMERSLACK = 29
+
+
+def spin_until(t_ns: int) -> None:
+    while time.time_ns() < t_ns:
+        pass
+
+
+def punctual_timers() -> None:
+    """The kernel may defer this thread's timers by its slack (50 µs by default) to
+    batch wake-ups: 1 ns instead, where prctl is there (a send's lateness is on record)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class GameClient:
@@ -336,11 +358,20 @@ class GameClient:
                              echo.app_ns if echo else "", rtt)
 
     def run(self) -> dict:
+        punctual_timers()
         try:
             self.sync_clocks()
             return self._loop()
         finally:
             self.close()
+
+    def _send_due(self, heap: list, end: int) -> None:
+        """Every input due by now (before the end), in schedule order."""
+        now = time.time_ns()
+        while heap and heap[0][0] <= now and heap[0][0] < end:
+            due, i = heapq.heappop(heap)
+            self._send(self.players[i], due)
+            heapq.heappush(heap, (due + next(self.players[i].gaps), i))
 
     def _loop(self) -> dict:
         sel = selectors.DefaultSelector()
@@ -361,7 +392,9 @@ class GameClient:
             wan = self._wan_next_s()
             if wan is not None:
                 wait = min(wait, wan)
-            # epoll rounds timeouts up to whole ms: sleep the last ms precisely instead
+            # with spin_us, wake that early and spin the rest (a sleep overshoots by a
+            # wake-up); epoll rounds timeouts up to whole ms: sleep the last ms instead
+            wait -= self.cfg.spin_us / 1e6
             if wait > 0.002:
                 events = sel.select(wait - 0.001)
             else:
@@ -370,12 +403,11 @@ class GameClient:
                 events = sel.select(0)
             for key, _ in events:
                 self._receive(self.players[key.data])
+                self._send_due(heap, end)  # a burst of updates never holds a send back
             self._release()
-            now = time.time_ns()
-            while heap and heap[0][0] <= now and heap[0][0] < end:
-                due, i = heapq.heappop(heap)
-                self._send(self.players[i], due)
-                heapq.heappush(heap, (due + next(self.players[i].gaps), i))
+            if self.cfg.spin_us and heap and heap[0][0] < end:
+                spin_until(min(heap[0][0], time.time_ns() + int(self.cfg.spin_us * 1e3)))
+            self._send_due(heap, end)
             if time.monotonic() - last_note >= 5.0:
                 last_note = time.monotonic()
                 self.progress(f"client: {self.inputs_w.rows} inputs sent, "
