@@ -7,6 +7,7 @@ import html
 import statistics
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from analysis.capacity import capacity_text
@@ -218,6 +219,47 @@ FAULT_NOTE = ("Availability = (inputs sent − inputs no server recorded) / inpu
               "guest's new server (– where it was not restarted).")
 
 
+GAME_HEAD = ["mode", "guests", "repeat", "tick Hz", "p99 tick gap ms", "inputs/s/player",
+             "send lateness p99 µs", "load generator bound", "off the profile"]
+GAME_NOTE = ("How each point's game ran against its profile: the servers' achieved tick rate "
+             "and p99 gap between ticks, the players' achieved input rate, the client's p99 "
+             "lateness against its schedule. 'load generator bound': lateness p99 > 200 µs "
+             "or host core > 90% busy, on record only (docs/workloads.md). 'off the "
+             "profile': a rate more than 1% from the profile's (a Poisson schedule's input "
+             "rate: beyond 3 standard deviations of its count).")
+
+
+def _off(df_row: pd.Series, spec: dict) -> str:
+    """What of a point's game ran more than 1% off its profile (empty: nothing)."""
+    out = []
+    tick, want_tick = df_row.get("tick_hz_achieved"), spec.get("tick_hz", 20.0)
+    if tick is not None and np.isfinite(tick) and abs(tick / want_tick - 1) > 0.01:
+        out.append(f"tick {tick / want_tick - 1:+.1%}")
+    rate, want = df_row.get("input_rate_achieved"), spec.get("rate", 20.0)
+    if rate is not None and np.isfinite(rate) and want:
+        n = want * spec.get("players", 4) * int(df_row["guests"]) * spec.get("duration", 10.0)
+        poisson = spec.get("input_process", "poisson") == "poisson"
+        tol = max(0.01, 3 / np.sqrt(n)) if poisson and n > 0 else 0.01
+        if abs(rate / want - 1) > tol:
+            out.append(f"inputs {rate / want - 1:+.1%}")
+    return ", ".join(out)
+
+
+def game_rows(df: pd.DataFrame, spec: dict) -> list[list[str]]:
+    """One row per point that recorded how its game ran (load_figures)."""
+    if "tick_hz_achieved" not in df or not df["tick_hz_achieved"].notna().any():
+        return []
+    rows = []
+    for _, r in df.sort_values(["guests", "repeat", "mode"]).iterrows():
+        bound = r.get("load_bound")
+        rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
+                     _fmt(r.get("tick_hz_achieved")), _fmt(r.get("tick_gap_p99_ms")),
+                     _fmt(r.get("input_rate_achieved")), _fmt(r.get("send_lateness_p99_us")),
+                     "–" if bound is None or bound != bound else ("yes" if bound else "no"),
+                     _off(r, spec) or "–"])
+    return rows
+
+
 def fault_rows(df: pd.DataFrame) -> list[list[str]]:
     """One row per fault per point, for runs with --fault."""
     if "faults" not in df:
@@ -370,6 +412,8 @@ def document(rep: Report) -> list[Block]:
     if rep.spec.get("wan"):
         out += _table(f"Network and host (--wan {rep.spec['wan']})", "wan", WAN_HEAD,
                       wan_rows(df), WAN_NOTE)
+    if game := game_rows(df, rep.spec):
+        out += _table("How the game ran", "game", GAME_HEAD, game, GAME_NOTE)
     if faults := fault_rows(df):
         out += _table("Faults and availability", "faults", FAULT_HEAD, faults, FAULT_NOTE)
     if rep.images:

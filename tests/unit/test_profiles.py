@@ -130,3 +130,27 @@ def test_a_late_client_makes_the_point_load_bound(tmp_path):
 
     meta = _point(tmp_path, [100.0] * 95 + [900.0] * 5)
     assert load_figures(tmp_path, meta, host_busy=0.1)["load_bound"] is True
+
+
+def test_report_flags_a_game_off_its_profile():
+    import pandas as pd
+
+    from analysis.render import game_rows
+
+    spec = {"tick_hz": 128.0, "rate": 128.0, "players": 10, "duration": 10.0,
+            "input_process": "per_tick"}
+    df = pd.DataFrame([
+        {"mode": "host", "guests": 2, "repeat": 0, "tick_hz_achieved": 127.9,
+         "tick_gap_p99_ms": 9.0, "input_rate_achieved": 128.0, "send_lateness_p99_us": 80.0,
+         "load_bound": False},
+        {"mode": "guest", "guests": 2, "repeat": 0, "tick_hz_achieved": 120.0,
+         "tick_gap_p99_ms": 30.0, "input_rate_achieved": 125.0, "send_lateness_p99_us": 900.0,
+         "load_bound": True}])
+    rows = {r[0]: r for r in game_rows(df, spec)}
+    assert rows["host"][-2:] == ["no", "–"]
+    assert rows["guest"][-2] == "yes" and rows["guest"][-1] == "tick -6.2%, inputs -2.3%"
+    # a Poisson schedule's count varies: 2% off 800 inputs is within 3 standard deviations
+    poisson = {**spec, "rate": 20.0, "tick_hz": 20.0, "players": 4, "input_process": "poisson"}
+    one = df.iloc[[0]].assign(guests=1, tick_hz_achieved=20.0, input_rate_achieved=20.4)
+    assert game_rows(one, poisson)[0][-1] == "–"
+    assert game_rows(df.drop(columns=["tick_hz_achieved"]), spec) == []
