@@ -210,7 +210,10 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
                     clock_drifts=bool(env.get("clock_drifts", True)))
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
-    row, errors = figures(add_delays(j), updates)
+    jd = add_delays(j)
+    row, errors = figures(jd, updates)
+    if (meta.get("spec") or {}).get("mix"):  # a mixed host: each profile's own figures
+        row["profiles"] = profile_entries(jd, updates, meta)
     row.update(fault_figures(pdir, j, updates))
     sent, fault = row["inputs_sent"], row["inputs_lost_fault"]
     if sent:  # the SLA's loss is load's: a fault's losses are counted apart
@@ -257,6 +260,21 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
             "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
             "input_rate_achieved": len(late) / want if want else np.nan,
             "send_lateness_p99_us": late_p99, "load_bound": bound}
+
+
+def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict) -> dict:
+    """A mixed point's summary entry per profile, over that profile's guests only
+    (analysis/mix.py judges each under its own SLA)."""
+    from analysis.mix import profile_guests
+
+    out = {}
+    for name, guests in profile_guests(meta["spec"], int(meta["guests"])).items():
+        sub = jd[jd["guest"].isin(guests)]
+        fig, _ = figures(sub, updates[updates["guest"].isin(guests)])
+        if fig.get("inputs_sent"):
+            fig["loss_ratio"] = fig["inputs_lost"] / fig["inputs_sent"]
+        out[name] = {"guests": guests, **summary_entry(fig)}
+    return out
 
 
 def host_side_counts(pdir: Path) -> dict:
@@ -314,6 +332,8 @@ def summary_entry(row: dict) -> dict:
     out["host_stamp_exact_fraction"] = _round(row.get("host_stamp_exact_fraction"), 6)
     if row.get("load_bound") is not None:
         out["load_bound"] = bool(row["load_bound"])
+    if isinstance(row.get("profiles"), dict):
+        out["profiles"] = row["profiles"]
     for k in ("guest_cores_busy", "host_core_busy", "paired_coverage"):
         out[k] = _round(row.get(k), 4)
     return out

@@ -134,6 +134,39 @@ def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def capacity_csv(cap: dict, sla: dict, mixed: dict | None = None) -> pd.DataFrame:
+    """capacity.csv: per mode; for a mixed host, the mix's rows and each profile's
+    under its own SLA, with a `profile` column."""
+    if not mixed:
+        return capacity_frame(cap, sla)
+    frames = [capacity_frame(cap, sla).assign(profile="mix")]
+    for name, (_v, caps) in mixed["profiles"].items():
+        frames.append(capacity_frame(caps, mixed["slas"][name]).assign(profile=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mix_rows(run: dict) -> list[list[str]]:
+    """A mixed host's table: each profile's capacity under its SLA, then the mix's."""
+    mixed = run.get("mix")
+    if not mixed:
+        return []
+    rows = []
+    for name, (_v, caps) in mixed["profiles"].items():
+        s = mixed["slas"][name]
+        for m, c in sorted(caps.items()):
+            rows.append([name, f"{s['stat']} ≤ {s['delay_ms']:g} ms, loss ≤ {s['loss']:g}",
+                         f"{m} stamps", capacity_text(c)])
+    for m, c in sorted(mixed["mix"][1].items()):
+        rows.append(["the mix", "every profile's own", f"{m} stamps", capacity_text(c)])
+    return rows
+
+
+MIX_HEAD = ["game", "SLA", "mode", "capacity (guests of the mix)"]
+MIX_NOTE = ("A mixed host (--mix): each profile's figures over its own guests, judged under "
+            "its own SLA, at the count of the whole mix; the mix passes a count when every "
+            "profile passes it (analysis/mix.py). The capacity above is the mix's.")
+
+
 def ratio_text(cap: dict) -> str:
     """Host/guest capacity: the ratio of the lower ends, and its range over the intervals."""
     h, g = cap.get("host"), cap.get("guest")
@@ -402,6 +435,8 @@ def document(rep: Report) -> list[Block]:
             for m, c in sorted(rep.cap.items())]
     out += _table("Capacity", "capacity", ["mode", "capacity (guests)", "first failing count"],
                   caps)
+    if mix := mix_rows(run):
+        out += _table("Games on this host", "mix", MIX_HEAD, mix, MIX_NOTE)
     out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
             *(Block("p", x) for x in search_lines(run))]
     out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,

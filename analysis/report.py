@@ -185,9 +185,16 @@ def write_report(results: Path, given: SlaTerms | None = None) -> dict[str, Path
     terms = Sla.of_run(spec, given)
     judged, cap = judge(df, terms)
     sla = terms.as_dict()
+    mixed = None
+    if spec.get("mix"):  # a mixed host: every profile under its own SLA, and the mix
+        from analysis.mix import judge_mix
+
+        mixed = judge_mix(df, spec)
+        judged, cap = mixed["mix"]
     run = dict(load_json(results / "summary.json", {}) or {})
     run["ignored_points"] = point_files(results)[1]
     run["verdicts"] = judged
+    run["mix"] = mixed
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
     images = plots(df, errors, terms.delay_us, terms.loss, terms.stat)
     paths = {"html": results / "report.html", "md": results / "report.md",
@@ -196,6 +203,6 @@ def write_report(results: Path, given: SlaTerms | None = None) -> dict[str, Path
     paths["md"].write_text(render.to_markdown(render.document(
         dataclasses.replace(rep, images={}))))
     paths["html"].write_text(render.to_html(render.document(rep)))
-    render.capacity_frame(cap, sla).to_csv(paths["csv"], index=False)
-    df.to_csv(paths["points"], index=False)
+    render.capacity_csv(cap, sla, mixed).to_csv(paths["csv"], index=False)
+    df.drop(columns=["profiles"], errors="ignore").to_csv(paths["points"], index=False)
     return paths

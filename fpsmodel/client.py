@@ -40,6 +40,24 @@ class Target:
     host: str
     port: int
     session: int = 1
+    game: Game | None = None  # this server's game where it is not the client's (a mix)
+
+
+@dataclass(frozen=True)
+class Game:
+    """How one server's players play: players, inputs/s each, input process, jitter and
+    input size (a mixed host's servers play different games)."""
+
+    players: int
+    rate_hz: float
+    process: str
+    jitter: float
+    input_bytes: int
+
+    def text(self) -> str:
+        """The suffix of a --server argument: @PLAYERS,RATE,PROCESS,JITTER,BYTES."""
+        return (f"@{self.players},{self.rate_hz:g},{self.process},{self.jitter:g},"
+                f"{self.input_bytes}")
 
 
 # the model game's load, the paper's: 4 players per server, each sending Poisson inputs
@@ -231,12 +249,14 @@ class GameClient:
         out.mkdir(parents=True, exist_ok=True)
         self.players: list[Player] = []
         for t in cfg.targets:
-            codec = wire.Codec(t.session, cfg.psk, input_size=cfg.input_bytes)
-            for pid in range(cfg.players):
+            g = t.game or Game(cfg.players, cfg.rate_hz, cfg.input_process, cfg.input_jitter,
+                               cfg.input_bytes)
+            codec = wire.Codec(t.session, cfg.psk, input_size=g.input_bytes)
+            for pid in range(g.players):
                 rng = player_rng(cfg.seed, t.guest, pid)
                 self.players.append(Player(t, pid, open_socket(t), codec,
-                                           input_gaps_ns(cfg.input_process, cfg.rate_hz, rng,
-                                                         cfg.input_jitter), rng))
+                                           input_gaps_ns(g.process, g.rate_hz, rng, g.jitter),
+                                           rng))
         self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
@@ -443,10 +463,25 @@ class GameClient:
 
 
 def parse_target(text: str, guest: int) -> Target:
-    """'HOST:PORT' or 'HOST:PORT/SESSION' -> Target."""
-    addr, _, session = text.partition("/")
+    """'HOST:PORT[/SESSION][@PLAYERS,RATE,PROCESS,JITTER,BYTES]' -> Target (the suffix:
+    this server's own game, Game.text())."""
+    where, _, game = text.partition("@")
+    addr, _, session = where.partition("/")
     host, _, port = addr.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"server must be HOST:PORT[/SESSION], not {text!r}")
-    return Target(guest, host, int(port), int(session) if session else 1)
+        raise ValueError(f"server must be HOST:PORT[/SESSION][@GAME], not {text!r}")
+    return Target(guest, host, int(port), int(session) if session else 1,
+                  _parse_game(game) if game else None)
+
+
+def _parse_game(text: str) -> Game:
+    parts = text.split(",")
+    try:
+        players, rate, process, jitter, size = parts
+        g = Game(int(players), float(rate), process, float(jitter), int(size))
+    except ValueError:
+        raise ValueError(f"a server's game is PLAYERS,RATE,PROCESS,JITTER,BYTES, not "
+                         f"{text!r}") from None
+    wire.input_block_size(g.input_bytes)  # in range, or a clear error
+    return g
 

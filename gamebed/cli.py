@@ -83,6 +83,10 @@ def layers(spec: ExperimentSpec):
 
     search = (search_step(Sla.of_run(spec.to_dict()), spec.search_max) if spec.searching
               else None)
+    if spec.searching and spec.mix:  # a mixed host: every profile under its own SLA
+        from analysis.mix import mix_search_step
+
+        search = mix_search_step(spec.to_dict(), spec.search_max)
     return Layers(vm.testbeds, summarizer(spec.capture), search,
                   vm.boot_s_per_guest(spec.backend))
 
@@ -253,11 +257,27 @@ def add_profile_arg(p: argparse.ArgumentParser, given: str | None = None) -> Non
                         "paper's game)")
 
 
+def mix_list(text: str) -> tuple[str, ...]:
+    from gamebed.spec import parse_mix
+
+    entries = tuple(e.strip() for e in text.split(",") if e.strip())
+    try:
+        parse_mix(entries)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return entries
+
+
 def add_guest_args(p: argparse.ArgumentParser) -> None:
     """The spec options that shape the guests: shared by `run` and `launch`."""
     p.add_argument("--spec", type=Path, help="TOML experiment spec, keys = the field names "
                                              "of gamebed/spec.py (flags override it)")
     add_profile_arg(p)
+    p.add_argument("--mix", type=mix_list, metavar="NAME:SHARE,...",
+                   help="a host of several games, e.g. tsai2009:3,tick128:1: each count's "
+                        "guests in these shares (largest remainder, one guest each at "
+                        "least), guest i playing the same game at every count; the report "
+                        "gives each profile's capacity under its own SLA and the mix's")
     p.add_argument("--players", type=int, help="players per guest (default: the profile's, "
                                                f"{default('players')} for tsai2009)")
     p.add_argument("--placement", choices=CHOICES["placement"],

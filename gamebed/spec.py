@@ -135,6 +135,59 @@ PRESETS = {p.name: p for p in (
 assert PRESETS["tsai2009"].sla_delay_ms == sla_rule(20.0)  # the rule reproduces the paper's
 
 
+def parse_mix(entries: tuple[str, ...]) -> list[tuple[str, float]]:
+    """("tsai2009:3", "tick128:1") → [("tsai2009", 3.0), ("tick128", 1.0)]."""
+    out = []
+    for e in entries:
+        name, _, share = e.partition(":")
+        try:
+            value = float(share)
+        except ValueError:
+            raise ValueError(f"a mix entry is NAME:SHARE, not {e!r}") from None
+        if not name or value <= 0:
+            raise ValueError(f"a mix entry is NAME:SHARE with a positive share, not {e!r}")
+        out.append((name, value))
+    if len(out) < 2 or len({n for n, _ in out}) != len(out):
+        raise ValueError("a mix names two or more different profiles")
+    return out
+
+
+def mix_counts(shares: list[float], n: int) -> list[int]:
+    """Guests per profile at count n: the shares' quotas rounded by largest remainder
+    (ties to the earlier profile), then at least one guest each (taken from the
+    largest)."""
+    if n < len(shares):
+        raise ValueError(f"a mix of {len(shares)} profiles needs at least {len(shares)} "
+                         f"guests, not {n}")
+    quota = [n * w / sum(shares) for w in shares]
+    counts = [int(q) for q in quota]
+    by_rest = sorted(range(len(shares)), key=lambda k: (-(quota[k] - counts[k]), k))
+    for k in by_rest[:n - sum(counts)]:
+        counts[k] += 1
+    for k in range(len(counts)):
+        while counts[k] == 0:
+            counts[max(range(len(counts)), key=lambda j: counts[j])] -= 1
+            counts[k] += 1
+    return counts
+
+
+def mix_sequence(shares: list[float], n: int) -> list[int]:
+    """Which profile each guest 0..n-1 plays, fixed by its index: guest i is the guest
+    that count i+1 adds, so every count's guests are in the shares `mix_counts` gives.
+    Refused where rounding would take a guest from a profile as the count grows (the
+    Alabama paradox of largest remainder; impossible with two profiles)."""
+    seq, last = [], [0] * len(shares)
+    for m in range(len(shares), max(n, len(shares)) + 1):
+        now = mix_counts(shares, m)
+        if any(b < a for a, b in zip(last, now, strict=True)):
+            raise ValueError(f"this mix's rounding takes a guest from a profile at {m} "
+                             "guests (largest-remainder paradox): choose other shares")
+        for k, (a, b) in enumerate(zip(last, now, strict=True)):
+            seq += [k] * (b - a)
+        last = now
+    return seq[:n]
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     guest_counts: tuple[int, ...] | None = None  # None: the backend's DEFAULT_COUNTS
@@ -146,6 +199,9 @@ class ExperimentSpec:
     # the fields below from it); the default, tsai2009, is the paper's game
     profile: str = "tsai2009"
     profiles: dict | None = None  # more profiles, {NAME: {field: value}} (a TOML spec's)
+    # a mixed host: ("tsai2009:3", "tick128:1"): each count's guests in these shares, guest
+    # i's game fixed by i (mix_sequence); `profile` is then the first one's
+    mix: tuple[str, ...] = ()
     players: int = LOAD_DEFAULTS["players"]  # per guest
     duration: float = LOAD_DEFAULTS["duration"]  # seconds of play per point
     rate: float = LOAD_DEFAULTS["rate_hz"]  # inputs/s per player (Poisson mean, or periodic)
@@ -240,7 +296,22 @@ class ExperimentSpec:
                             input_jitter=self.input_jitter, input_bytes=self.input_bytes)
         except (ValueError, TypeError) as e:
             return [str(e)]
-        if self.backend == "libvirt" and self.profile != "tsai2009":
+        if self.mix:
+            try:
+                names = [n for n, _ in parse_mix(self.mix)]
+                known = self.known_profiles()
+                unknown = [n for n in names if n not in known]
+                if unknown:
+                    return [f"mix: unknown profile(s) {unknown}: one of {sorted(known)}"]
+                if self.profile != names[0]:
+                    return [f"with a mix, profile is the mix's first ({names[0]})"]
+                top = self.search_max or max(self.guest_counts or DEFAULT_COUNTS["uml"])
+                mix_sequence([w for _, w in parse_mix(self.mix)], top)
+                low = min(self.guest_counts or (len(names),))
+                mix_counts([1.0] * len(names), low)
+            except ValueError as e:
+                return [str(e)]
+        if self.backend == "libvirt" and (self.profile != "tsai2009" or self.mix):
             return ["libvirt's guests run the default game only (profile tsai2009); use "
                     "backend uml or netns for other profiles"]
         return []
@@ -265,9 +336,19 @@ class ExperimentSpec:
     def workload_applied(self) -> ExperimentSpec:
         return dataclasses.replace(self, **self.workload().spec_fields())
 
-    def game_server_flags(self) -> list:
+    def guest_spec(self, guest: int) -> ExperimentSpec:
+        """The spec of guest `guest`'s game: this one, or in a mix its profile's."""
+        if not self.mix:
+            return self
+        names = [n for n, _ in parse_mix(self.mix)]
+        seq = mix_sequence([w for _, w in parse_mix(self.mix)], guest + 1)
+        return dataclasses.replace(self, mix=()).with_profile(names[seq[guest]])
+
+    def game_server_flags(self, guest: int | None = None) -> list:
         """What `fpsmodel server` needs beyond its defaults to serve this game (none for
-        the default profile: its commands stay as they were)."""
+        the default profile: its commands stay as they were); in a mix, guest's game."""
+        if guest is not None and self.mix:
+            return self.guest_spec(guest).game_server_flags()
         out: list = []
         if self.tick_hz != 20.0:
             out += ["--tick-hz", f"{self.tick_hz:g}"]
@@ -313,10 +394,12 @@ class ExperimentSpec:
         """A spec from field values: its profile's load and SLA first (the default
         profile's are the defaults), then the values given."""
         data = dict(data)
-        for key in ("guest_counts", "modes", "faults"):
+        for key in ("guest_counts", "modes", "faults", "mix"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         base = cls(profiles=data.get("profiles"))
+        if data.get("mix") and "profile" not in data:  # a mix's spec is its first profile's
+            data["profile"] = parse_mix(data["mix"])[0][0]
         if data.get("profile", base.profile) != base.profile:
             base = base.with_profile(data["profile"])
         return dataclasses.replace(base, **data)

@@ -19,6 +19,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from fpsmodel.client import Game
 from fpsmodel.records import SHIM_INPUTS
 from fpsmodel.wan import WanModel
 from gamebed import wan
@@ -27,6 +28,14 @@ from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
 from gamebed.resources import ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
+
+
+def guest_game(spec, guest: int) -> str:
+    """A mixed host's guest plays its own game: the --server suffix that says which."""
+    if not spec.mix:
+        return ""
+    g = spec.guest_spec(guest)
+    return Game(g.players, g.rate, g.input_process, g.input_jitter, g.input_bytes).text()
 
 
 class HostSide:
@@ -165,8 +174,8 @@ class HostSide:
             args += ["--started-file", started_file]
         if self.wan_via and self.wan_via != "netem":
             args += ["--wan", s.wan]
-        for target in t.server_targets():
-            args += ["--server", target]
+        for g, target in zip(t.guests, t.server_targets(), strict=True):
+            args += ["--server", target + guest_game(s, g.index)]
         # the client stands for players on other machines (the paper's did): it must not
         # take the guests' CPUs, so it runs with the host side
         cmd = [*in_netns(t.client_ns), *pinned(c.placement.host_cpus, args)]

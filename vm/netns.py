@@ -87,7 +87,7 @@ class NetnsGuests:
         args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
                           c.topo.game_port, "--guest", g.index, "--dispatch", s.dispatch,
                           "--work-us", s.server_work_us, "--out", gdir,
-                          "--ready-file", gdir / "ready", *s.game_server_flags())
+                          "--ready-file", gdir / "ready", *s.game_server_flags(g.index))
         cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
         proc = self.mode_stack.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=gdir / "server.log",

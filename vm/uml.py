@@ -188,7 +188,7 @@ class UmlGuests:
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
                 f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
-                *server_flag_args(s.game_server_flags()), *mode_args(self.mode)]
+                *server_flag_args(s.game_server_flags(g.index)), *mode_args(self.mode)]
 
     def _boot(self, g: GuestAddr) -> None:
         """Boot guest g in its cgroup (again after a fault killed it: same slot)."""

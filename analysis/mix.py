@@ -1,0 +1,75 @@
+"""A mixed host (--mix): each profile judged under its own SLA, and the mix (no
+privileges).
+
+A mixed run's points carry, besides the figures of all their guests, one summary
+entry per profile (`profiles`, analysis/point.py: the same figures over that
+profile's guests).  `judge_mix` judges each profile's entries with that profile's
+SLA (gamebed/spec.py WorkloadProfile) and the mix count by count: a count passes
+when every profile passes there, fails when any fails, and is unsure otherwise.
+The mix's capacity is then the largest count at which every profile meets its SLA.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.capacity import Sla, interval, judge
+from gamebed.spec import ExperimentSpec, mix_sequence, parse_mix
+
+
+def profile_guests(spec: dict, n_guests: int) -> dict[str, list[int]]:
+    """Which of a point's guests play which profile (fixed by index)."""
+    mix = parse_mix(tuple(spec["mix"]))
+    seq = mix_sequence([w for _, w in mix], n_guests)
+    return {name: [i for i, k in enumerate(seq) if k == j] for j, (name, _) in enumerate(mix)}
+
+
+def profile_slas(spec: dict) -> dict[str, Sla]:
+    """Each profile's own SLA (the host's share for a --wan run, as for the run's)."""
+    s = ExperimentSpec.from_dict({k: v for k, v in spec.items() if k != "mix"})
+    known = s.known_profiles()
+    share = "host" if spec.get("wan") else "client"
+    return {name: Sla(known[name].sla_stat, known[name].sla_delay_ms, known[name].sla_loss,
+                      share) for name, _ in parse_mix(tuple(spec["mix"]))}
+
+
+def _combined(per: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    rows = []
+    keys = sorted({(m, int(n)) for v in per.values() for m, n in zip(v["mode"], v["guests"],
+                                                                     strict=True)})
+    for mode, n in keys:
+        got = [v[(v["mode"] == mode) & (v["guests"] == n)]["verdict"] for v in per.values()]
+        verdicts = [g.iloc[0] if len(g) else "unsure" for g in got]
+        verdict = ("fail" if "fail" in verdicts else
+                   "pass" if all(x == "pass" for x in verdicts) else "unsure")
+        why = "; ".join(f"{name} {x}" for name, x in zip(per, verdicts, strict=True))
+        rows.append({"mode": mode, "guests": n, "k": len(per), "verdict": verdict,
+                     "reason": f"the mix: {why}"})
+    return pd.DataFrame(rows)
+
+
+def judge_mix(points: list[dict] | pd.DataFrame, spec: dict) -> dict:
+    """{"profiles": {name: (verdicts, {mode: capacity})}, "mix": (verdicts, {mode:
+    capacity})} from a mixed run's points (summary.json's entries or report rows)."""
+    entries = points.to_dict("records") if isinstance(points, pd.DataFrame) else points
+    slas, per, caps = profile_slas(spec), {}, {}
+    for name, sla in slas.items():
+        rows = [{"mode": p["mode"], "guests": p["guests"], "repeat": p.get("repeat", 0),
+                 **p["profiles"][name]} for p in entries
+                if isinstance(p.get("profiles"), dict) and name in p["profiles"]]
+        per[name], caps[name] = judge(pd.DataFrame(rows), sla) if rows else (
+            pd.DataFrame(columns=["mode", "guests", "verdict"]), {})
+    mixed = _combined(per)
+    mix_caps = {m: interval(g) for m, g in mixed.groupby("mode")} if len(mixed) else {}
+    return {"profiles": {n: (per[n], caps[n]) for n in per}, "mix": (mixed, mix_caps),
+            "slas": {n: s.as_dict() for n, s in slas.items()}}
+
+
+def mix_search_step(spec: dict, maximum: int):
+    """--guests auto on a mixed host: the search follows the mix's verdicts."""
+    from analysis.capacity import next_count
+
+    def step(points: list[dict], tried: set[int]) -> int | None:
+        judged, _ = judge_mix(points, spec)["mix"]
+        return next_count(judged, tried, maximum)
+    return step

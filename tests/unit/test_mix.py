@@ -1,0 +1,82 @@
+"""Mixed hosts (--mix): shares to guests, guest i's game fixed by i, and each profile
+judged under its own SLA (gamebed/spec.py, analysis/mix.py)."""
+
+import pytest
+
+from analysis.mix import judge_mix, profile_guests
+from analysis.render import capacity_csv
+from gamebed.spec import ExperimentSpec, mix_counts, mix_sequence, parse_mix
+
+MIX = ("tsai2009:3", "tick128:1")
+
+
+def test_largest_remainder_with_one_guest_each():
+    assert mix_counts([3, 1], 12) == [9, 3]
+    assert mix_counts([3, 1], 4) == [3, 1]
+    assert mix_counts([3, 1], 5) == [4, 1]  # 3.75 / 1.25
+    assert mix_counts([3, 1], 2) == [1, 1]  # at least one each
+    assert mix_counts([5, 3, 2], 10) == [5, 3, 2]
+    with pytest.raises(ValueError, match="a mix of 2 profiles needs at least 2 guests"):
+        mix_counts([3, 1], 1)
+
+
+@pytest.mark.parametrize("shares", [[3, 1], [1, 1], [5, 3, 2], [2, 1, 1]])
+def test_every_count_has_its_shares_and_a_guest_keeps_its_game(shares):
+    seq = mix_sequence(shares, 48)
+    for n in range(len(shares), 49):
+        prefix = seq[:n]
+        assert [prefix.count(k) for k in range(len(shares))] == mix_counts(shares, n)
+    assert mix_sequence(shares, 20) == seq[:20]  # fixed by index, whatever the count
+
+
+def test_a_mix_is_named_profiles_with_positive_shares():
+    assert parse_mix(MIX) == [("tsai2009", 3.0), ("tick128", 1.0)]
+    for bad in (("tsai2009:3",), ("tsai2009:3", "tsai2009:1"), ("tsai2009:x", "tick64:1"),
+                ("tsai2009:0", "tick64:1")):
+        with pytest.raises(ValueError, match="mix"):
+            parse_mix(bad)
+
+
+def test_a_mixed_spec_gives_each_guest_its_game():
+    s = ExperimentSpec.from_dict({"mix": MIX, "guest_counts": (4, 8)})
+    assert s.profile == "tsai2009"  # the mix's first
+    games = [s.guest_spec(i).profile for i in range(8)]
+    assert games.count("tick128") == 2 and games[:4].count("tick128") == 1
+    assert s.game_server_flags(games.index("tick128")) == ["--tick-hz", "128"]
+    assert s.game_server_flags(0) == []
+    with pytest.raises(ValueError, match="unknown profile"):
+        ExperimentSpec.from_dict({"mix": ("tsai2009:3", "quake:1")})
+    with pytest.raises(ValueError, match="needs at least 2 guests"):
+        ExperimentSpec.from_dict({"mix": MIX, "guest_counts": (1, 4)})
+
+
+def entry(mode, n, tsai_us, tick_us):
+    """A mixed point's summary entry: each profile's mean delay (CI ±5 µs), no loss."""
+    def fig(d):
+        return {"delay_mean_us": d, "delay_mean_ci_lo_us": d - 5, "delay_mean_ci_hi_us": d + 5,
+                "loss_ratio": 0.0, "inputs_lost": 0, "inputs_sent": 1000}
+    return {"mode": mode, "guests": n, "repeat": 0,
+            "profiles": {"tsai2009": fig(tsai_us), "tick128": fig(tick_us)}}
+
+
+def test_each_profile_under_its_own_sla_and_the_mix_under_all():
+    spec = ExperimentSpec.from_dict({"mix": MIX, "guest_counts": (4, 8, 12)}).to_dict()
+    pts = [entry("guest", 4, 120, 120), entry("guest", 8, 400, 400),
+           entry("guest", 12, 1200, 1200)]
+    got = judge_mix(pts, spec)
+    assert got["slas"]["tick128"]["delay_ms"] == pytest.approx(0.1562)
+    tsai = got["profiles"]["tsai2009"][1]["guest"]
+    tick = got["profiles"]["tick128"][1]["guest"]
+    assert (tsai["capacity"], tsai["first_failure"]) == (8, 12)  # 1 ms SLA
+    assert (tick["capacity"], tick["first_failure"]) == (4, 8)  # 0.156 ms SLA
+    mix = got["mix"][1]["guest"]
+    assert (mix["capacity"], mix["first_failure"]) == (4, 8)  # every profile must pass
+    csv = capacity_csv(got["mix"][1], {"stat": "mean", "delay_ms": 1.0, "loss": 0.01},
+                       got)
+    assert list(csv["profile"]) == ["mix", "tsai2009", "tick128"]
+    assert list(csv["capacity"]) == [4, 8, 4]
+
+
+def test_profile_guests_follow_the_sequence():
+    spec = {"mix": list(MIX)}
+    assert profile_guests(spec, 4) == {"tsai2009": [0, 2, 3], "tick128": [1]}
