@@ -43,7 +43,7 @@ def _combined(per: dict[str, pd.DataFrame]) -> pd.DataFrame:
         verdict = ("fail" if "fail" in verdicts else
                    "pass" if all(x == "pass" for x in verdicts) else "unsure")
         why = "; ".join(f"{name} {x}" for name, x in zip(per, verdicts, strict=True))
-        rows.append({"mode": mode, "guests": n, "k": len(per), "verdict": verdict,
+        rows.append({"mode": mode, "guests": n, "k": 0, "verdict": verdict,
                      "reason": f"the mix: {why}"})
     return pd.DataFrame(rows)
 
@@ -54,8 +54,8 @@ def judge_mix(points: list[dict] | pd.DataFrame, spec: dict) -> dict:
     entries = points.to_dict("records") if isinstance(points, pd.DataFrame) else points
     slas, per, caps = profile_slas(spec), {}, {}
     for name, sla in slas.items():
-        rows = [{"mode": p["mode"], "guests": p["guests"], "repeat": p.get("repeat", 0),
-                 **p["profiles"][name]} for p in entries
+        rows = [{**p["profiles"][name], "mode": p["mode"], "guests": p["guests"],
+                 "repeat": p.get("repeat", 0)} for p in entries
                 if isinstance(p.get("profiles"), dict) and name in p["profiles"]]
         per[name], caps[name] = judge(pd.DataFrame(rows), sla) if rows else (
             pd.DataFrame(columns=["mode", "guests", "verdict"]), {})

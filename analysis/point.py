@@ -273,7 +273,7 @@ def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict) -> dict
         fig, _ = figures(sub, updates[updates["guest"].isin(guests)])
         if fig.get("inputs_sent"):
             fig["loss_ratio"] = fig["inputs_lost"] / fig["inputs_sent"]
-        out[name] = {"guests": guests, **summary_entry(fig)}
+        out[name] = {"guest_indices": guests, **summary_entry(fig)}
     return out
 
 

@@ -139,7 +139,9 @@ def capacity_csv(cap: dict, sla: dict, mixed: dict | None = None) -> pd.DataFram
     under its own SLA, with a `profile` column."""
     if not mixed:
         return capacity_frame(cap, sla)
-    frames = [capacity_frame(cap, sla).assign(profile="mix")]
+    own = {"stat": "each profile's", "delay_ms": None, "loss": None,
+           "share": sla.get("share", "client")}
+    frames = [capacity_frame(cap, own).assign(profile="mix")]
     for name, (_v, caps) in mixed["profiles"].items():
         frames.append(capacity_frame(caps, mixed["slas"][name]).assign(profile=name))
     return pd.concat(frames, ignore_index=True)

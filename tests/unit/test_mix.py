@@ -56,7 +56,8 @@ def entry(mode, n, tsai_us, tick_us):
         return {"delay_mean_us": d, "delay_mean_ci_lo_us": d - 5, "delay_mean_ci_hi_us": d + 5,
                 "loss_ratio": 0.0, "inputs_lost": 0, "inputs_sent": 1000}
     return {"mode": mode, "guests": n, "repeat": 0,
-            "profiles": {"tsai2009": fig(tsai_us), "tick128": fig(tick_us)}}
+            "profiles": {"tsai2009": {"guest_indices": [0, 2, 3], **fig(tsai_us)},
+                         "tick128": {"guest_indices": [1], **fig(tick_us)}}}
 
 
 def test_each_profile_under_its_own_sla_and_the_mix_under_all():

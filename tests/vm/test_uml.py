@@ -189,3 +189,32 @@ def test_uml_testbed_grows_and_shrinks_keeping_its_running_guests(tmp_path):
     pids = [[g["pid"] for g in p["info"]] for p in points]
     assert pids[0][0] == pids[1][0] == pids[2][0]  # guest 0 was never booted again
     assert pids[2] == pids[1][:2]  # shrinking stopped guest 2 only
+
+
+def test_a_mixed_uml_host_plays_each_guests_game_and_judges_each(tmp_path):
+    """--mix tsai2009:3,tick128:1 on 4 UML guests: guest 1 plays the 128 Hz game (its
+    server ticks at 128 Hz, its 10 players send one input per tick), the other three
+    the paper's; each profile's figures are its own guests', host stamps exact in both,
+    and capacity.csv judges each profile under its own SLA and the mix."""
+    import csv
+
+    skip_unless_uml()
+    out = tmp_path / "mix"
+    assert main(["run", "--backend", "uml", "--guests", "4", "--duration", "5", "--mix",
+                 "tsai2009:3,tick128:1", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for p in summary["points"]:
+        tick, tsai = p["profiles"]["tick128"], p["profiles"]["tsai2009"]
+        assert tick["guest_indices"] == [1] and tsai["guest_indices"] == [0, 2, 3]
+        assert tick["inputs_sent"] == 10 * 128 * 5  # one input per tick, exactly
+        assert tick["inputs_lost"] == 0 and tsai["inputs_lost"] == 0
+        if p["mode"] == "host":
+            assert tick["host_stamp_exact_fraction"] == 1.0
+            assert tsai["host_stamp_exact_fraction"] == 1.0
+    srv = json.loads((out / "points" / "host-g004" / "guest1" / "server_summary.json")
+                     .read_text())
+    assert srv["players"] == 10 and abs(srv["tick_hz_achieved"] - 128) < 128 * 0.02
+    with open(out / "capacity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["profile"] for r in rows} == {"mix", "tsai2009", "tick128"}
+    assert {r["sla_delay_ms"] for r in rows if r["profile"] == "tick128"} == {"0.1562"}
