@@ -327,10 +327,17 @@ class GameServer:
                        for pid, p in sorted(self.players.items()))
         states = tuple(wire.EntityState(pid, 0, tuple(p.pos), tuple(p.vel), p.yaw)
                        for pid, p in sorted(self.players.items()))
-        for pid, p in self.players.items():
+        whole = wire.update_size(len(echoes), len(states)) <= wire.UPDATE_MAX_SIZE
+        for k, (pid, p) in enumerate(sorted(self.players.items())):
             if p.addr is None:
                 continue
-            upd = wire.StateUpdate(tick, time.time_ns(), echoes, states)
+            if whole:  # everyone's echo and state: the paper's game, and any that fits
+                upd = wire.StateUpdate(tick, time.time_ns(), echoes, states)
+            else:  # one frame: its own echo, its own state and the players after it
+                room = wire.max_states(1)
+                near = tuple(states[(k + j) % len(states)] for j in range(min(room,
+                                                                              len(states))))
+                upd = wire.StateUpdate(tick, time.time_ns(), (echoes[k],), near)
             self._send(self.codec.encode_update(pid, upd), p.addr)
             self.updates_sent += 1
         self.ticks += 1

@@ -145,6 +145,22 @@ class PlayerInput:
                    last_update_tick=f[10], pos=f[11:14], vel=f[14:17], entities=ents)
 
 
+# an update (server → player) must fit one 1500-byte frame: a fragment lost in the
+# guest's path (or a path that drops fragments) would lose the whole update
+UPDATE_MAX_SIZE = PORT_MTU - 20 - 8  # 1472 bytes of UDP payload
+
+
+def update_size(n_echo: int, n_state: int) -> int:
+    """An update's datagram size for so many echoes and entity states."""
+    return HEADER_SIZE + _UPDATE_FIXED.size + n_echo * _ECHO.size + n_state * _STATE.size \
+        + TAG_SIZE
+
+
+def max_states(n_echo: int) -> int:
+    """Entity states an update with `n_echo` echoes holds within one frame."""
+    return (UPDATE_MAX_SIZE - update_size(n_echo, 0)) // _STATE.size
+
+
 def max_entities(block_size: int) -> int:
     """Entities an input block of this size holds (8 in the paper's 256 bytes)."""
     return max(0, (block_size - _INPUT_FIXED.size) // _ENTITY.size)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fpsmodel import wire
-from fpsmodel.server import Dispatcher, GameServer, ServerConfig
+from fpsmodel.server import Dispatcher, GameServer, PlayerState, ServerConfig
 
 CODEC = wire.Codec(1)
 VALID = CODEC.encode_input(0, 5, 123, wire.PlayerInput(move=(1.0, 0.0, 0.0)))
@@ -127,3 +127,27 @@ def test_kernel_stamps_reads_software_and_raw_hardware_stamps():
         1_700_000_000_123_456_789, 0)
     assert kernel_stamps([(socket.SOL_SOCKET, SO_TIMESTAMPING, hw[:16])]) == (0, 0)  # short
     assert kernel_stamps([]) == (0, 0)
+
+
+def test_an_update_always_fits_one_frame(tmp_path):
+    """100 players (br30): every echo and state would be 6464 bytes; each player gets
+    one frame instead, its own echo and state first, then the players after it."""
+    srv = GameServer(ServerConfig(port=0, out_dir=tmp_path, max_players=128))
+    sent = []
+    srv._send = lambda data, addr: sent.append((addr, data))
+    for pid in range(100):
+        srv.players[pid] = PlayerState(addr=("127.0.0.1", 1000 + pid), last_seq=pid + 1)
+    srv.tick(1, 1)
+    assert len(sent) == 100
+    assert all(len(d) <= wire.UPDATE_MAX_SIZE for _, d in sent)
+    addr, data = sent[7]
+    _, body = CODEC.open(data)
+    upd = wire.StateUpdate.unpack(body)
+    assert [e.player for e in upd.echoes] == [7] and upd.echoes[0].last_seq == 8
+    assert [s.ident for s in upd.states] == list(range(7, 7 + wire.max_states(1)))
+    # a game that fits keeps the whole update (the paper's: 4 players, 320 bytes)
+    sent.clear()
+    for pid in range(4, 100):
+        del srv.players[pid]
+    srv.tick(2, 2)
+    assert {len(d) for _, d in sent} == {wire.update_size(4, 4)} == {320}
