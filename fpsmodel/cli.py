@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fpsmodel.client import LOAD_DEFAULTS, ClientConfig, GameClient, parse_target
+from fpsmodel.client import LOAD_DEFAULTS, ClientConfig, GameClient, parse_target, read_sync_carry
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
 from fpsmodel.timing import INPUT_PROCESSES
@@ -93,6 +93,13 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help="clock-sync tries per server after the load, to follow clocks "
                         "that drift (default %(default)s; 0: none, for servers on the "
                         "client's clock)")
+    p.add_argument("--sync-carry", type=Path, metavar="CSV",
+                   help="each server's best clock-sync sample from an earlier point "
+                        "(guest,t1,t2,t3,t4), for servers whose clock cannot drift: kept "
+                        "where this point's tries agree with it")
+    p.add_argument("--carried-sync", type=int, default=8, metavar="N",
+                   help="clock-sync tries for a server with a carried sample (default "
+                        "%(default)s; 32 for the others)")
 
 
 def run_client(a: argparse.Namespace) -> int:
@@ -101,7 +108,9 @@ def run_client(a: argparse.Namespace) -> int:
                        seed=a.seed, out_dir=a.out, started_file=a.started_file,
                        wan=a.wan.split() if a.wan else None, end_sync_samples=a.end_sync,
                        input_process=a.input_process, input_jitter=a.input_jitter,
-                       input_bytes=a.input_bytes, spin_us=a.spin_us)
+                       input_bytes=a.input_bytes, spin_us=a.spin_us,
+                       sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
+                       carried_sync_samples=a.carried_sync)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

@@ -9,6 +9,7 @@ NTP-style clock sync against every server and records offset and uncertainty.
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import heapq
 import selectors
@@ -26,6 +27,7 @@ from fpsmodel.records import (
     CLIENT_UPDATES,
     CLOCK_SYNC,
     CLOCK_SYNC_FIELDS,
+    SYNC_CARRIED,
     RecordWriter,
 )
 from fpsmodel.timing import SyncSample, best_sample, input_gaps_ns, player_rng
@@ -83,6 +85,10 @@ class ClientConfig:
     # host core (docs/workloads.md: what it bought, what it cost)
     spin_us: float = 0.0
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
+    # a guest whose clock cannot drift keeps its offset from point to point: its best
+    # earlier sample (guest -> SyncSample) is carried in, and this many tries check it
+    sync_carry: dict[int, SyncSample] = field(default_factory=dict)
+    carried_sync_samples: int = 8
     # after the load (phase 1): to follow a guest clock that drifts; 0 where none does
     end_sync_samples: int = 32
     psk: bytes = wire.DEFAULT_PSK
@@ -151,19 +157,24 @@ def _exchange(sock: socket.socket, sel: selectors.BaseSelector, codec: wire.Code
     return None
 
 
-def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samples: int,
+def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]],
+                      samples: int | dict[int, int],
                       timeout: float = 0.2) -> dict[int, list[SyncSample]]:
     """Exchanges with one peer at a time, the quietest kind (nobody else's answer is in
     the way), in rounds: each round asks every peer once, so a peer's samples are spread
-    over the whole sync and it rests between two of them; lost replies are skipped."""
+    over the whole sync and it rests between two of them; lost replies are skipped.
+    `samples`: tries per peer, or per peer by guest (a peer leaves the rounds when done)."""
+    tries = samples if isinstance(samples, dict) else dict.fromkeys(peers, samples)
     out: dict[int, list[SyncSample]] = {g: [] for g in peers}
     sels = {}
     try:
         for g, (sock, _c, _p) in peers.items():
             sels[g] = selectors.DefaultSelector()
             sels[g].register(sock, selectors.EVENT_READ)
-        for seq in range(samples):
+        for seq in range(max(tries.values(), default=0)):
             for g, (sock, codec, pid) in peers.items():
+                if seq >= tries.get(g, 0):
+                    continue
                 s = _exchange(sock, sels[g], codec, (pid, seq), timeout)
                 if s is not None:
                     out[g].append(s)
@@ -221,6 +232,16 @@ def clock_sync_all(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samp
 
 
 PR_SET_TIMERSLACK = 29
+
+
+def read_sync_carry(path: Path) -> dict[int, SyncSample]:
+    """A sync-carry file (guest,t1,t2,t3,t4: docs/records.md): each guest's best sample
+    from an earlier point, for a guest whose clock cannot drift."""
+    out = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            out[int(row["guest"])] = SyncSample(*(int(row[k]) for k in ("t1", "t2", "t3", "t4")))
+    return out
 
 
 def spin_until(t_ns: int) -> None:
@@ -286,7 +307,10 @@ class GameClient:
         if phase:
             together = clock_sync_all(peers, self.cfg.end_sync_samples)
         else:
-            together = clock_sync_rounds(peers, self.cfg.sync_samples)
+            carry = self.cfg.sync_carry
+            together = clock_sync_rounds(peers, {
+                g: self.cfg.carried_sync_samples if g in carry else self.cfg.sync_samples
+                for g in peers})
         for guest, p in first.items():
             samples = together[guest]
             if not samples:
@@ -294,13 +318,28 @@ class GameClient:
                     continue
                 raise RuntimeError(f"clock sync with guest {guest} at "
                                    f"{p.target.host}:{p.target.port}: no answer")
-            best, unc = best_sample(samples)
+            carried = self._carried(guest, samples) if not phase else None
+            best, unc = best_sample(samples + ([carried] if carried else []))
             for i, s in enumerate(samples):
                 self.sync_w.write(guest, i, s.t1, s.t2, s.t3, s.t4, s.offset_ns, s.delay_ns,
                                   int(s is best), phase)
+            if carried is not None:
+                s = carried
+                self.sync_w.write(guest, len(samples), s.t1, s.t2, s.t3, s.t4, s.offset_ns,
+                                  s.delay_ns, int(s is best), SYNC_CARRIED)
             if phase == 0:
                 self.sync[guest] = {"offset_ns": best.offset_ns, "uncertainty_ns": unc,
-                                    "samples": len(samples)}
+                                    "samples": len(samples), "carried": carried is not None}
+
+    def _carried(self, guest: int, samples: list[SyncSample]) -> SyncSample | None:
+        """The guest's carried sample, if this point's own tries agree with it: the two
+        offsets within the sum of their uncertainties (else the guest's clock moved, and
+        only this point's tries count)."""
+        c = self.cfg.sync_carry.get(guest)
+        if c is None:
+            return None
+        own, unc = best_sample(samples)
+        return c if abs(own.offset_ns - c.offset_ns) <= unc + max(0, c.delay_ns) // 2 else None
 
     def _send(self, p: Player, sched_ns: int) -> None:
         now = time.time_ns()

@@ -25,7 +25,9 @@ CLIENT_UPDATE_FIELDS = ("guest", "player", "tick", "recv_ns", "server_send_ns", 
                         "echo_kernel_ns", "echo_app_ns", "rtt_ns")
 CLOCK_SYNC = "clock_sync.csv"
 CLOCK_SYNC_FIELDS = ("guest", "sample", "t1", "t2", "t3", "t4", "offset_ns", "delay_ns",
-                     "chosen", "phase")  # phase 0: before the load, 1: after it
+                     "chosen", "phase")  # phase 0: before the load, 1: after it,
+SYNC_CARRIED = 2  # (phase) the guest's best sample from an earlier point, carried in
+SYNC_CARRY_FIELDS = ("guest", "t1", "t2", "t3", "t4")  # a client's --sync-carry file
 SHIM_INPUTS = "shim_inputs.csv"
 SHIM_INPUT_FIELDS = ("guest", "player", "seq", "host_ns", "forward_ns")
 

@@ -79,7 +79,9 @@ class GuestBackend(Protocol):
 
     def begin(self) -> None: ...
 
-    def collect(self) -> None: ...
+    def end_load(self) -> None: ...  # the load is over: guests may start on their records
+
+    def collect(self) -> None: ...  # every guest's records in the point directory
 
     def end(self) -> None: ...
 

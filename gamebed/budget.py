@@ -3,9 +3,10 @@
 A point's phases (phases.json, CLOCK_REALTIME ns, hostside/testbed.py) become its
 budget: settle (servers resumed, stamper and shim attached, the guests' CPUs back at
 their idle baseline), load (the client: clock sync, play, last updates), collect
-(CPU and memory read, every guest's records out), teardown (shim stopped, stamper
-detached) and analysis (the point's summary).  A count adds its boot (the guests
-built or booted for it, or stopped).  summary.json keeps each point's budget in its
+(CPU and memory read, shim stopped and stamper detached while every guest writes its
+records, those records out), teardown (the mode's last parts) and analysis (the
+point's summary).  A count adds its boot (the guests built or booted for it, or
+stopped).  summary.json keeps each point's budget in its
 entry and the sweep's per count (`budget_s`); the report shows that table.
 
 `Eta` estimates the rest of a sweep from the budget so far: each remaining point

@@ -160,15 +160,18 @@ class HostSide:
                 raise RuntimeError(f"the shim exited; see {c.dir / 'shim.log'}")
 
     def run_client(self, timeout_extra: float = 60.0, started_file: Path | None = None,
-                   end_sync: bool = True) -> None:
+                   end_sync: bool = True, sync_carry: Path | None = None) -> None:
         """The client in its namespace for the spec's duration; raises if it fails.
         `started_file` gets the load's start time when the load starts; `end_sync`: a
-        clock sync after the load too (guest clocks that may drift)."""
+        clock sync after the load too (guest clocks that may drift); `sync_carry`: the
+        guests' best clock-sync samples of earlier points (clocks that cannot drift)."""
         c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
         args = python_cmd("fpsmodel", "client", "--players", s.players, "--duration",
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
         if not end_sync:
             args += ["--end-sync", 0]
+        if sync_carry is not None:
+            args += ["--sync-carry", sync_carry]
         args += s.game_client_flags()
         if started_file is not None:
             args += ["--started-file", started_file]

@@ -16,6 +16,7 @@ this module knows no backend by name.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fpsmodel.records import write_json
+from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
 from gamebed import cpustat
 from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
 from gamebed.fault import FaultSchedule, parse_faults
@@ -34,6 +35,43 @@ if TYPE_CHECKING:
     from gamebed.run import Run
 
 BackendFactory = Callable[[PointContext], GuestBackend]
+SYNC_CARRY = "sync_carry.csv"  # the client's --sync-carry file, kept in the point
+
+
+class SyncCarry:
+    """Each guest's best clock-sync sample so far, where guest clocks cannot drift (UML
+    reads the host's clock; a namespace is on it): a later point's client checks that
+    sample with a few tries instead of taking 32 (docs/records.md, sync_carry.csv).
+    A guest that stops is forgotten, so a guest booted again starts afresh."""
+
+    def __init__(self) -> None:
+        self.best: dict[int, tuple[int, list[str]]] = {}  # guest -> (delay, t1..t4)
+
+    def learn(self, sync_csv: Path) -> None:
+        if not sync_csv.exists():
+            return
+        with open(sync_csv) as f:
+            for row in csv.DictReader(f):
+                if row["phase"] == "1" or not row["delay_ns"]:
+                    continue  # after the load: servers busy with their backlogs
+                g, delay = int(row["guest"]), int(row["delay_ns"])
+                if g not in self.best or delay < self.best[g][0]:
+                    self.best[g] = (delay, [row[k] for k in SYNC_CARRY_FIELDS[1:]])
+
+    def forget(self, guests: list) -> None:
+        for g in guests:
+            self.best.pop(g.index, None)
+
+    def write(self, path: Path, guests: list) -> Path | None:
+        """The carry file for these guests, or None where none has a sample yet."""
+        rows = [[str(g.index), *self.best[g.index][1]] for g in guests if g.index in self.best]
+        if not rows:
+            return None
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(SYNC_CARRY_FIELDS)
+            w.writerows(rows)
+        return path
 
 
 class Testbed:
@@ -44,6 +82,7 @@ class Testbed:
         # per guest: when it joined the testbed (ns) and how many loads it has played
         self.added: dict[int, int] = {}
         self.loads: dict[int, int] = {}
+        self.sync_carry = SyncCarry()
         self.host = HostSide(ctx)
         self.backend = backend(ctx)
         self.stack = ExitStack()
@@ -91,6 +130,7 @@ class Testbed:
             gone = old[n_guests:]
             self.backend.remove_guests(gone)
             self.host.remove_guests(gone)
+            self.sync_carry.forget(gone)
             for g in gone:
                 self.added.pop(g.index, None)
                 self.loads.pop(g.index, None)
@@ -164,9 +204,14 @@ class Testbed:
             return
         use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
                              time.monotonic() - t0)
+        # the guests write their records while the host side weighs them and stops
+        # the shim (which writes its own): the load is over, nothing is measured now
+        self.backend.end_load()
         write_json(self.ctx.dir / "cpu.json", use)
         self._write_guests(self.backend.memory())
         self._mark("weighed")
+        self.host.detach()
+        self._mark("shim_stopped")
         self.backend.collect()
         self._mark("collected")
 
@@ -189,18 +234,23 @@ class Testbed:
         # a second clock sync after the load follows a drifting guest clock; a guest on
         # the host's clock (netns) or on a clock read from it (UML) needs none
         end_sync = not env.get("shared_clock") and env.get("clock_drifts", True)
+        carry = None
+        if not end_sync and not faults and not self.ctx.runner.dry_run:
+            carry = self.sync_carry.write(self.ctx.dir / SYNC_CARRY, self.ctx.topo.guests)
         if not faults or self.ctx.runner.dry_run:
             for f in faults:
                 self.ctx.runner.echo(f"# fault {f.text()}: {self.backend.name} guest {f.guest}")
-            self.host.run_client(timeout_extra, end_sync=end_sync)
-            return
-        started = self.ctx.dir / "load.started"
-        started.unlink(missing_ok=True)
-        with FaultSchedule(faults, started, self.ctx.dir, self.backend.fault,
-                           self.backend.recover):
-            self.host.run_client(timeout_extra, started_file=started, end_sync=end_sync)
-        self.ctx.progress("      faults: " + ", ".join(f.text() for f in faults)
-                          + " carried out (faults.json)")
+            self.host.run_client(timeout_extra, end_sync=end_sync, sync_carry=carry)
+        else:
+            started = self.ctx.dir / "load.started"
+            started.unlink(missing_ok=True)
+            with FaultSchedule(faults, started, self.ctx.dir, self.backend.fault,
+                               self.backend.recover):
+                self.host.run_client(timeout_extra, started_file=started, end_sync=end_sync)
+            self.ctx.progress("      faults: " + ", ".join(f.text() for f in faults)
+                              + " carried out (faults.json)")
+        if not end_sync and not faults:
+            self.sync_carry.learn(self.ctx.dir / CLOCK_SYNC)
 
     def environment(self) -> dict:
         return {**self.host.environment(), **self.backend.environment()}

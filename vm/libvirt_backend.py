@@ -116,6 +116,9 @@ class LibvirtGuests:
             vm.wait_console("GAMEBED-READY", timeout, "its game server")
         self.ctx.progress(f"      {len(self.vms)} VM(s) ({self.accel.name}) up")
 
+    def end_load(self) -> None:
+        """Nothing to ask yet: collect() ends each VM's point and fetches its records."""
+
     def collect(self) -> None:
         for g, vm in zip(self.ctx.topo.guests, self.vms, strict=True):
             vm.collect(self.ctx.dir / f"guest{g.index}",

@@ -118,6 +118,9 @@ class NetnsGuests:
             if not proc.alive():
                 raise RuntimeError(f"a game server exited; see {ready.parent / 'server.log'}")
 
+    def end_load(self) -> None:
+        """Nothing to ask: the servers write into the point directory themselves."""
+
     def collect(self) -> None:
         """Servers write into the point directory themselves; they flush on stop (end)."""
 

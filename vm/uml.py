@@ -322,17 +322,20 @@ class UmlGuests:
             time.sleep(0.1)
         return pending
 
-    def collect(self) -> None:
-        """End the point in every guest now (`flush`: each server writes its records,
-        reading first what its socket still holds, and keeps running for the next
-        point) and move the records into the point directory."""
-        n = len(self.procs)
+    def end_load(self) -> None:
+        """The load is over: every guest ends the point now (`flush`: each server writes
+        its records, reading first what its socket still holds, and keeps running for
+        the next point) while the host side weighs and stops its own parts."""
         if self.cpuset:  # the load is over: the servers' last work may take every CPU
             self.cpuset.widen()
         for i, proc in self.procs.items():
             if i not in self.killed:
                 proc.send("flush")
-        late = self._wait_done(20.0 + 0.5 * n)
+
+    def collect(self) -> None:
+        """Wait for every guest's records (end_load asked for them) and move them into
+        the point directory."""
+        late = self._wait_done(20.0 + 0.5 * len(self.procs))
         if late:
             raise RuntimeError(f"UML guests {sorted(late)} did not write their records; see "
                                f"their consoles under {self.work}")

@@ -47,7 +47,8 @@ def test_hostile_frames_into_the_guest_driver(backend, tmp_path):
                     liveness_frames(targets, CLIENT_MAC, CLIENT_IP, t.game_port),
                     tmp_path / "live.bin", 100)
         assert bed.host.shim.alive(), "the shim died"
-        bed.backend.collect()  # each server stops once idle and hands over its records
+        bed.backend.end_load()  # each server hands over its records
+        bed.backend.collect()
     m.close()
     accepted = check_server_records(point, [0, 1], hostile)
     assert sent["sent"] > 0.95 * N_FRAMES and accepted > 20
