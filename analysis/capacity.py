@@ -8,6 +8,10 @@ when it is broken with 95% confidence, and is *unsure* otherwise:
 - K repeated points per count (`--repeat K`): Student's t interval of the K values of
   the statistic and of the loss ratio, so run-to-run noise is in the interval.
 
+A point whose load generator was the bottleneck (`load_bound`, analysis/point.py) is
+left out; a count with only such points is *invalid*: neither pass nor fail, never
+counted for capacity.
+
 Capacity is an interval [lo, hi]: lo is the largest count that passed below the
 first failing count, hi the first failing count − 1 (counts in between were not
 measured or were unsure); with no failing count it is "≥ lo".
@@ -156,9 +160,30 @@ def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
     the columns SHARES names for the SLA's share, the statistic's and its CI's."""
     name, loss_col, lost_col, sent_col = SHARES[sla.share]
     cols = (f"{name}_{sla.stat}_us", loss_col, lost_col, sent_col)
-    rows = [{"mode": m, "guests": int(n), **_judge(g, cols, sla)}
-            for (m, n), g in points.groupby(["mode", "guests"])]
+    rows = []
+    for (m, n), g in points.groupby(["mode", "guests"]):
+        valid = g[~_load_bound(g)]
+        if valid.empty:  # the load generator, not the host, set the pace: no verdict
+            rows.append({"mode": m, "guests": int(n), "k": 0, "verdict": "invalid",
+                         "reason": f"every point load-generator-bound ({LOAD_BOUND_RULE})"})
+            continue
+        row = {"mode": m, "guests": int(n), **_judge(valid, cols, sla)}
+        if len(valid) < len(g):
+            row["reason"] += (f"; {len(g) - len(valid)} load-generator-bound point(s) "
+                              "left out")
+        rows.append(row)
     return pd.DataFrame(rows).sort_values(["mode", "guests"]).reset_index(drop=True)
+
+
+LOAD_BOUND_RULE = "client p99 send lateness > 200 µs or the host side's CPU > 90% busy"
+
+
+def _load_bound(g: pd.DataFrame) -> pd.Series:
+    """Points whose load generator was the bottleneck (analysis/point.py load_figures);
+    points recorded before the rule existed have no such column and count as valid."""
+    if "load_bound" not in g.columns:
+        return pd.Series(False, index=g.index)
+    return g["load_bound"].map(lambda x: x is True or x == 1 or x == "True").astype(bool)
 
 
 def interval(v: pd.DataFrame) -> dict:
@@ -177,6 +202,8 @@ def interval(v: pd.DataFrame) -> dict:
             "bounded_by_largest_count": first_fail is None,
             "first_failure": first_fail, "largest_measured": int(v["guests"].max()),
             "unsure": [int(n) for n in below[below["verdict"] == "unsure"]["guests"]],
+            # neither pass nor fail (the load generator was the bottleneck): not counted
+            "invalid": [int(n) for n in v[v["verdict"] == "invalid"]["guests"]],
             "passed_above_failure": [int(n) for n in above["guests"]]}
 
 

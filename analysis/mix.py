@@ -41,6 +41,7 @@ def _combined(per: dict[str, pd.DataFrame]) -> pd.DataFrame:
         got = [v[(v["mode"] == mode) & (v["guests"] == n)]["verdict"] for v in per.values()]
         verdicts = [g.iloc[0] if len(g) else "unsure" for g in got]
         verdict = ("fail" if "fail" in verdicts else
+                   "invalid" if "invalid" in verdicts else  # one client: all or none
                    "pass" if all(x == "pass" for x in verdicts) else "unsure")
         why = "; ".join(f"{name} {x}" for name, x in zip(per, verdicts, strict=True))
         rows.append({"mode": mode, "guests": n, "k": 0, "verdict": verdict,

@@ -242,9 +242,8 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
     The servers' achieved tick rate (their mean) and largest p99 gap between ticks, the
     players' achieved input rate, the client's p99 send lateness, and `load_bound`: a
     point whose client was late by more than LATENESS_LIMIT_US at p99 or whose host core
-    was more than HOST_BUSY_LIMIT busy measured the client as much as the guests.  On
-    record only, not yet used by the judge: today's client is late by 0.5-1 ms at p99
-    even with one guest (docs/workloads.md), so the rule would void every point."""
+    was more than HOST_BUSY_LIMIT busy measured the client as much as the guests: the
+    judge counts it neither as a pass nor as a fail (analysis/capacity.py verdicts)."""
     pdir = Path(pdir)
     ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
     rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]

@@ -128,6 +128,7 @@ def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
              "bounded_by_largest_count": c["bounded_by_largest_count"],
              "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
              "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
+             "invalid_counts": " ".join(str(n) for n in c.get("invalid", [])),
              "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"],
              "sla_share": sla.get("share", "client")}
             for m, c in sorted(cap.items())]
@@ -195,7 +196,9 @@ VERDICT_NOTE = ("A count passes when the SLA holds with 95% confidence, fails wh
                 "CIs, Wilson's for the loss; repeated points: Student's t over the repeats). "
                 "Capacity is the largest count that passed below the first that failed; the "
                 "interval runs to the count before that failure (counts in between were not "
-                "measured or were unsure).")
+                "measured or were unsure).  A point whose load generator was the bottleneck "
+                "(client p99 send lateness > 200 µs, or the host side's CPU > 90% busy) is "
+                "neither: a count with only such points is invalid and never counted.")
 
 
 def verdict_rows(run: dict) -> list[list[str]]:
@@ -396,8 +399,9 @@ def budget_note(run: dict) -> str:
     """What the phases are, and how good the progress bar's estimates were."""
     text = ("boot: the count's guests booted (or stopped); settle: servers resumed, stamper "
             "and shim attached, the guests' CPUs back at their idle baseline; load: clock "
-            "sync, play and last updates; collect: CPU, memory and every guest's records; "
-            "teardown: shim stopped; analysis: the point's summary.")
+            "sync, play and last updates; collect: CPU read, shim stopped while every guest "
+            "writes its records, those records, memory; teardown: the mode's last parts; "
+            "analysis: the point's summary.")
     eta = [e for e in run.get("eta") or [] if e.get("error") is not None]
     if eta:
         text += " Estimated time left after each count (actual, error): " + ", ".join(

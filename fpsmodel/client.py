@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import heapq
+import os
 import selectors
 import socket
 import time
@@ -84,6 +85,7 @@ class ClientConfig:
     # spin, not sleep, this long before each send: a send on time to a few µs, for a busy
     # host core (docs/workloads.md: what it bought, what it cost)
     spin_us: float = 0.0
+    priority: int = 0  # SCHED_FIFO priority for the load (0: the default scheduler)
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     # a guest whose clock cannot drift keeps its offset from point to point: its best
     # earlier sample (guest -> SyncSample) is carried in, and this many tries check it
@@ -259,6 +261,19 @@ def punctual_timers() -> None:
         pass
 
 
+def realtime(priority: int) -> str:
+    """SCHED_FIFO at `priority` for this process, where it may: a send that is due then
+    preempts the host side's other work on its CPU (the shim) at once, instead of waiting
+    out that work's time slice.  Returns the policy it runs under, and why."""
+    if priority <= 0:
+        return "other"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError) as e:
+        return f"other (SCHED_FIFO refused: {getattr(e, 'strerror', None) or e})"
+    return f"fifo {priority}"
+
+
 class GameClient:
     """Runs the players; `run()` writes the client records and returns a summary dict."""
 
@@ -418,9 +433,10 @@ class GameClient:
 
     def run(self) -> dict:
         punctual_timers()
+        sched = realtime(self.cfg.priority)
         try:
             self.sync_clocks()
-            return self._loop()
+            return {**self._loop(), "sched": sched}
         finally:
             self.close()
 

@@ -27,6 +27,7 @@ SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
 SOF_RX_HW_RAW = 0x4 | 0x40  # SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RAW_HARDWARE
 _TS = struct.Struct("qq")
 DISPATCH_MODES = ("epoll", "poll", "select")
+DRAIN_BATCH = 8  # datagrams a server reads at least before it looks at the clock
 SPEED = 320.0  # units/s at full stick, Quake's default run speed
 
 
@@ -291,9 +292,16 @@ class GameServer:
         except OSError:
             self.dropped["send_error"] += 1
 
-    def drain(self) -> None:
-        """Read everything queued on the socket."""
+    def drain(self, until: float | None = None) -> None:
+        """Read everything queued on the socket; with `until` (time.monotonic), stop at
+        that time once DRAIN_BATCH datagrams are read, though more are queued: on a
+        starved CPU inputs can arrive as fast as they are read, and a server that reads
+        until its socket is empty then never ticks again (its updates stop)."""
+        n = 0
         while True:
+            if until is not None and n >= DRAIN_BATCH and time.monotonic() >= until:
+                return
+            n += 1
             try:
                 data, anc, _flags, addr = self.sock.recvmsg(2048, 256)
             except (BlockingIOError, InterruptedError):
@@ -372,11 +380,12 @@ class GameServer:
                     elif seen and self.cfg.idle_exit and now - last_input > self.cfg.idle_exit:
                         break  # the load is over: a VM guest then ships its records
                     # a server that falls behind its ticks (game logic on a starved CPU)
-                    # still reads its socket between them, as a real one must
-                    self.drain()
+                    # still reads its socket between them, as a real one must, and
+                    # ticks again when the next tick is due
+                    self.drain(until=start + (tick + 1) * period)
                     continue
                 if disp.wait(min(next_tick, end) - now):
-                    self.drain()
+                    self.drain(until=next_tick)
             if self._stop:  # told to stop: what the socket holds was sent before, read it
                 self.drain()
         finally:

@@ -3,8 +3,8 @@
 A point's phases (phases.json, CLOCK_REALTIME ns, hostside/testbed.py) become its
 budget: settle (servers resumed, stamper and shim attached, the guests' CPUs back at
 their idle baseline), load (the client: clock sync, play, last updates), collect
-(CPU and memory read, shim stopped and stamper detached while every guest writes its
-records, those records out), teardown (the mode's last parts) and analysis (the
+(CPU read, shim stopped and stamper detached while every guest writes its records,
+those records out, memory read), teardown (the mode's last parts) and analysis (the
 point's summary).  A count adds its boot (the guests built or booted for it, or
 stopped).  summary.json keeps each point's budget in its
 entry and the sweep's per count (`budget_s`); the report shows that table.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 PHASES = ("boot", "settle", "load", "collect", "teardown", "analysis")
 POINT_SPANS = {"settle": ("enter", "client_start"), "load": ("client_start", "client_done"),
-               "collect": ("client_done", "collected"), "teardown": ("collected", "left")}
+               "collect": ("client_done", "weighed"), "teardown": ("weighed", "left")}
 
 
 def point_budget(phases: dict[str, int], analysis_s: float) -> dict[str, float]:

@@ -161,6 +161,64 @@ class Cpuset:
             self._entry = None
 
 
+CPU_SYSFS = Path("/sys/devices/system/cpu")
+
+
+class IdlePoll:
+    """The host side's CPUs poll when idle instead of halting, for the run: each one's
+    PM QoS resume latency set to 'n/a' (no wake-up latency allowed), which the cpuidle
+    governor answers with its polling state.  A halted vCPU here wakes a sleeping
+    client 30-60 µs late at the median and 300 µs-1 ms at the 99th percentile
+    (docs/workloads.md); the guests' CPUs are left as they are.  Listed in the manifest
+    with the value it replaced, which leaving (or `gamebed clean`) writes back.
+    Where a CPU has no such file or refuses the value, nothing is changed and
+    `result` says why (the client is then as punctual as the CPU lets it be)."""
+
+    def __init__(self, cpus: tuple[int, ...], manifest: Manifest, runner: Runner) -> None:
+        self.cpus, self.manifest, self.runner = cpus, manifest, runner
+        self._entries: list[dict] = []
+        self.result = "not tried"
+
+    @staticmethod
+    def path(cpu: int) -> Path:
+        return CPU_SYSFS / f"cpu{cpu}" / "power" / "pm_qos_resume_latency_us"
+
+    @shielding_enter
+    def __enter__(self) -> IdlePoll:
+        for cpu in self.cpus:
+            path = self.path(cpu)
+            if self.runner.dry_run:
+                self.runner.echo(f"echo n/a > {path}")
+                continue
+            try:
+                old = path.read_text().strip()
+                entry = self.manifest.add(kind="sysfs", path=str(path), value=old)
+                self._entries.append(entry)
+                path.write_text("n/a")
+            except OSError as e:
+                self.result = f"idle CPUs halt: {path}: {e.strerror or e}"
+                return self
+        self.result = "poll (PM QoS resume latency n/a on CPU " + \
+            ",".join(map(str, self.cpus)) + ")"
+        return self
+
+    @shielding
+    def __exit__(self, *exc: object) -> None:
+        for entry in reversed(self._entries):
+            restore_sysfs(entry["path"], entry["value"])
+            self.manifest.remove(entry)
+        self._entries = []
+
+
+def restore_sysfs(path: str, value: str) -> bool:
+    """Write back a sysfs value a run changed ('0' reads back as '0' and means none)."""
+    try:
+        Path(path).write_text(value)
+        return True
+    except OSError:
+        return False
+
+
 class GuestCgroups(dict):
     """Each guest's CpuCgroup, by guest index: what the backends that use them report."""
 
@@ -341,6 +399,9 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
         elif kind == "domain":
             if remove_domain(runner, e["uri"], e["name"], e.get("tap")):
                 done.append(f"destroyed VM {e['name']}")
+        elif kind == "sysfs":
+            if restore_sysfs(e["path"], e["value"]):
+                done.append(f"restored {e['path']} to {e['value']}")
         elif kind == "dir":
             shutil.rmtree(e["path"], ignore_errors=True)
             done.append(f"removed {e['path']}")

@@ -210,6 +210,12 @@ class ExperimentSpec:
     input_jitter: float = LOAD_DEFAULTS["input_jitter"]
     input_bytes: int = LOAD_DEFAULTS["input_bytes"]  # UDP payload of an input
     placement: str = "restricted"  # host side (shim, client) on CPU 0, guests on the others
+    # the load generator's punctuality (docs/workloads.md): it spins, not sleeps, the last
+    # µs before each send, runs SCHED_FIFO at this priority (0: not) where it may, and
+    # the host side's CPUs poll rather than halt when idle (restricted placement only)
+    client_spin_us: float = 150.0
+    client_priority: int = 10
+    host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
     server_work_us: float = 0.0  # simulated game logic: CPU µs per player per tick

@@ -25,7 +25,7 @@ from fpsmodel.wan import WanModel
 from gamebed import wan
 from gamebed.backend import PointContext
 from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
-from gamebed.resources import ManagedProcess, Netns, Veth
+from gamebed.resources import IdlePoll, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
 
@@ -46,6 +46,7 @@ class HostSide:
         self.shim: ManagedProcess | None = None
         self.wan_via: str | None = None  # --wan: "netem" or the client's emulator
         self.marks: dict[str, int] = {}  # a point's phases on this side (phases.json)
+        self.idle = "halt (host_idle_poll off)"  # how the host side's CPUs idle
 
     def __enter__(self) -> HostSide:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
@@ -71,6 +72,11 @@ class HostSide:
         if c.spec.wan:
             self.wan_via = self._apply_wan()
         self.add_guests(t.guests)
+        if c.placement.host_cpus is None:
+            self.idle = "halt (dynamic placement: the guests share every CPU)"
+        elif c.spec.host_idle_poll:
+            cpus = tuple(int(x) for x in c.placement.host_cpus.split(","))
+            self.idle = enter(IdlePoll(cpus, m, r)).result
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Static neighbours for these guests: the load starts at once, with no ARP round
@@ -170,6 +176,10 @@ class HostSide:
                           s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
         if not end_sync:
             args += ["--end-sync", 0]
+        if s.client_spin_us:
+            args += ["--spin-us", s.client_spin_us]
+        if s.client_priority:
+            args += ["--realtime", s.client_priority]
         if sync_carry is not None:
             args += ["--sync-carry", sync_carry]
         args += s.game_client_flags()
@@ -198,4 +208,5 @@ class HostSide:
         return {"shim_cpus": p.host_cpus, "client_cpus": p.host_cpus,
                 "guest_cpus": p.guest_cpus, "placement": p.name,
                 "stamper": self.ctx.spec.stamper, "wan": self.ctx.spec.wan,
+                "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.client_spin_us,
                 "wan_via": self.wan_via}

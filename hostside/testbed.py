@@ -204,16 +204,17 @@ class Testbed:
             return
         use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
                              time.monotonic() - t0)
-        # the guests write their records while the host side weighs them and stops
-        # the shim (which writes its own): the load is over, nothing is measured now
+        # the guests write their records while the host side stops the shim (which
+        # writes its own): the load is over, nothing is measured now.  Memory is read
+        # once the guests are done: read beside their work it takes 5-10x as long.
         self.backend.end_load()
         write_json(self.ctx.dir / "cpu.json", use)
-        self._write_guests(self.backend.memory())
-        self._mark("weighed")
         self.host.detach()
         self._mark("shim_stopped")
         self.backend.collect()
         self._mark("collected")
+        self._write_guests(self.backend.memory())
+        self._mark("weighed")
 
     def _write_guests(self, memory: dict[int, float]) -> None:
         """guests.json: each guest's age at the load's start, the loads it played before

@@ -11,7 +11,7 @@ S = 1_000_000_000
 def phases(t0: int, settle: float, load: float, collect: float, teardown: float) -> dict:
     marks = {"enter": t0}
     t = t0
-    for name, d in (("client_start", settle), ("client_done", load), ("collected", collect),
+    for name, d in (("client_start", settle), ("client_done", load), ("weighed", collect),
                     ("left", teardown)):
         t += int(d * S)
         marks[name] = t

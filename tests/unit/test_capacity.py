@@ -57,6 +57,28 @@ def test_capacity_loss_term_and_none_passing():
     assert c["host"]["capacity"] == 0 and c["host"]["first_failure"] == 1
 
 
+def test_load_generator_bound_points_are_neither_pass_nor_fail():
+    """A count whose every point was load-generator-bound is invalid: it neither raises
+    the capacity (its delay passes) nor ends it (its delay fails); a bound repeat is left
+    out of its count's t interval."""
+    df = pts("guest", [1, 2, 4, 8], [100, 200, 300, 1500], [0, 0, 0, 0])
+    df["load_bound"] = [False, False, True, False]
+    v, c = judge(df, SLA)
+    assert v.set_index("guests").loc[4, "verdict"] == "invalid"
+    assert c["guest"]["capacity"] == 2 and c["guest"]["capacity_hi"] == 7
+    assert c["guest"]["invalid"] == [4]
+    # the same count failing on a bound point does not end the capacity either
+    df["delay_mean_us"] = [100, 200, 5000, 1500]
+    df["delay_mean_ci_lo_us"] = df["delay_mean_us"] - 10
+    df["delay_mean_ci_hi_us"] = df["delay_mean_us"] + 10
+    assert judge(df, SLA)[1]["guest"]["first_failure"] == 8
+    # repeats: the bound one (an outlier) is left out, the others judged
+    rep = pts("host", [3, 3, 3], [100, 110, 9000], [0, 0, 0])
+    rep["load_bound"] = [False, False, True]
+    row = verdicts(rep, SLA).iloc[0]
+    assert row["verdict"] == "pass" and row["k"] == 2 and "1 load-generator-bound" in row["reason"]
+
+
 def test_a_point_whose_ci_straddles_the_sla_is_unsure():
     df = pts("guest", [1, 2, 4], [500, 995, 1500], [0, 0, 0], half=20.0)
     v = verdicts(df, SLA)

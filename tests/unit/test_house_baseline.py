@@ -7,7 +7,13 @@ dry run recorded again once the refactor had been checked against it, when its
 commands changed on purpose (per-guest cgroups and directories; a server serving every
 point, so no idle exit; guests kept to their CPUs by a cpuset, not a taskset), and
 both again when the stamper's object moved to the build cache (build/bpf: compiled once
-per guest table, not once per point), which was their only change."""
+per guest table, not once per point), which was their only change.  The stored runs'
+capacity.csv was recorded again when the judge began to leave out points whose load
+generator was the bottleneck: the old client's were all late by more than 200 µs at
+p99, so every count of theirs is now invalid (capacity 0, `invalid_counts`); their
+summary.json did not change.  Both dry runs were recorded again when the load
+generator was made punctual: the client's `--spin-us 150.0 --realtime 10` and the
+host CPU's `echo n/a > .../pm_qos_resume_latency_us` were their only changes."""
 
 import csv
 import re
@@ -87,6 +93,9 @@ def test_one_judge_for_report_and_search(name, tmp_path):
     run = tmp_path / name
     shutil.copytree(DATA / name, run)
     assert main(["report", str(run)]) == 0
-    from_rows = judge(pd.read_csv(run / "points.csv"), sla)[1]
+    rows = pd.read_csv(run / "points.csv")
+    # figures added since these runs were stored (load_bound) are in the rows only
+    rows = rows[[c for c in rows.columns if c in summary["points"][0]]]
+    from_rows = judge(rows, sla)[1]
     assert from_summary == from_rows
     assert sla.share == ("host" if name == "wan" else "client")

@@ -151,3 +151,19 @@ def test_an_update_always_fits_one_frame(tmp_path):
         del srv.players[pid]
     srv.tick(2, 2)
     assert {len(d) for _, d in sent} == {wire.update_size(4, 4)} == {320}
+
+
+def test_a_flooded_server_still_ticks(server):
+    """Inputs that arrive as fast as they are read must not hold the ticks back: with a
+    deadline the server reads DRAIN_BATCH datagrams, then returns to its ticks."""
+    from fpsmodel.server import DRAIN_BATCH
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for seq in range(1, 41):
+        s.sendto(CODEC.encode_input(0, seq, 1, wire.PlayerInput()), ("127.0.0.1", server.port))
+    time.sleep(0.05)
+    server.drain(until=time.monotonic() - 1.0)  # the next tick is overdue
+    assert server.accepted == DRAIN_BATCH
+    server.drain(until=time.monotonic() + 5.0)  # time left: everything queued is read
+    assert server.accepted == 40
+    s.close()
