@@ -218,6 +218,31 @@ def judge(points: pd.DataFrame | list[dict], sla: Sla) -> tuple[pd.DataFrame, di
     return v, {m: interval(g) for m, g in v.groupby("mode")}
 
 
+TICK_RATE_TOLERANCE = 0.01  # achieved tick rate at least 99% of the profile's
+TICK_GAP_LIMIT = 1.5  # p99 gap between ticks at most 1.5 tick periods
+
+
+def served(points: pd.DataFrame | list[dict], tick_hz: float) -> dict:
+    """Did the servers keep their tick rate?  Per mode: `served_up_to`, the largest
+    count below the first count where some valid point's servers ticked more than 1%
+    slow or had a p99 gap between ticks over 1.5 periods (`first_unserved`).  Beside
+    the capacity, not part of it: the SLA is on the inputs' delay and loss (the
+    paper's); this says whether the game was also served at its rate there."""
+    frame = points if isinstance(points, pd.DataFrame) else pd.DataFrame(points)
+    if not len(frame) or "tick_hz_achieved" not in frame:
+        return {}
+    frame = frame[~_load_bound(frame)]
+    out = {}
+    for mode, g in frame.groupby("mode"):
+        ok = ((g["tick_hz_achieved"] >= (1 - TICK_RATE_TOLERANCE) * tick_hz)
+              & (g["tick_gap_p99_ms"] <= TICK_GAP_LIMIT * 1e3 / tick_hz))
+        bad = sorted(int(n) for n in g.loc[~ok.fillna(False).astype(bool), "guests"])
+        first = bad[0] if bad else None
+        good = [int(n) for n in g["guests"] if first is None or n < first]
+        out[mode] = {"served_up_to": max(good) if good else 0, "first_unserved": first}
+    return out
+
+
 def capacity_text(c: dict) -> str:
     if c["bounded_by_largest_count"]:
         if c["capacity"] == 0:

@@ -244,3 +244,19 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     c = judge(s["points"], SLA)[1]  # summary.json's entries, as they are
     assert c["guest"]["capacity"] <= 10 <= c["guest"]["capacity_hi"]
     assert c["host"]["bounded_by_largest_count"] and c["host"]["capacity"] == 16
+
+
+def test_served_says_up_to_where_the_servers_kept_their_tick_rate():
+    from analysis.capacity import served
+
+    df = pts("host", [1, 2, 4, 8], [10, 10, 10, 10], [0, 0, 0, 0])
+    df["tick_hz_achieved"] = [20.0, 19.9, 19.7, 12.0]  # 4: 1.5% slow
+    df["tick_gap_p99_ms"] = [52.0, 60.0, 70.0, 900.0]
+    assert served(df, 20.0)["host"] == {"served_up_to": 2, "first_unserved": 4}
+    df.loc[2, "tick_hz_achieved"] = 19.9
+    df.loc[2, "tick_gap_p99_ms"] = 76.0  # over 1.5 periods (75 ms)
+    assert served(df, 20.0)["host"]["first_unserved"] == 4
+    df.loc[2, "tick_gap_p99_ms"] = 74.0
+    assert served(df, 20.0)["host"] == {"served_up_to": 4, "first_unserved": 8}
+    df["load_bound"] = [False, False, False, True]  # a bound point says nothing
+    assert served(df, 20.0)["host"] == {"served_up_to": 4, "first_unserved": None}
