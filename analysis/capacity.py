@@ -258,11 +258,13 @@ def resolution(lo: int) -> int:
     return max(1, math.ceil(0.1 * lo))
 
 
-def next_count(v: pd.DataFrame, tried: set[int], maximum: int) -> int | None:
+def next_count(v: pd.DataFrame, tried: set[int], maximum: int,
+               minimum: int = 1) -> int | None:
     """The search's next guest count from the verdicts so far (rows as `verdicts`), or
-    None when every mode's capacity is known to `resolution` (or the maximum passed)."""
+    None when every mode's capacity is known to `resolution` (or the maximum passed).
+    `minimum`: the smallest count that can run (a mix needs a guest per profile)."""
     if not tried:
-        return 1
+        return minimum
     caps = {m: interval(g) for m, g in v.groupby("mode")}
     top = max(tried)
     if any(c["first_failure"] is None for c in caps.values()) and top < maximum:
@@ -272,7 +274,7 @@ def next_count(v: pd.DataFrame, tried: set[int], maximum: int) -> int | None:
         lo, fail = c["capacity"], c["first_failure"]
         if fail is None or fail - lo <= resolution(lo):
             continue
-        free = [n for n in range(lo + 1, fail) if n not in tried]
+        free = [n for n in range(max(lo + 1, minimum), fail) if n not in tried]
         if not free:
             continue  # every count between is measured (unsure): the interval stays
         mid = (lo + fail) / 2

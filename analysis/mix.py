@@ -70,7 +70,9 @@ def mix_search_step(spec: dict, maximum: int):
     """--guests auto on a mixed host: the search follows the mix's verdicts."""
     from analysis.capacity import next_count
 
+    least = len(spec["mix"])  # a guest per profile, at the least
+
     def step(points: list[dict], tried: set[int]) -> int | None:
         judged, _ = judge_mix(points, spec)["mix"]
-        return next_count(judged, tried, maximum)
+        return next_count(judged, tried, maximum, least)
     return step

@@ -380,6 +380,17 @@ def _html_table(tid: str, head: list[str], rows: list[list[str]]) -> str:
             + "</table>")
 
 
+def invalid_lines(cap: dict, profile: str) -> list[str]:
+    """Where the load generator, not the host, set the pace: said, never counted."""
+    out = []
+    for m, c in sorted(cap.items()):
+        if c.get("invalid"):
+            out.append(f"{m} stamps: count(s) {', '.join(map(str, c['invalid']))} were "
+                       "load-generator-bound in every point (invalid, not counted): this "
+                       f"host's load generator cannot measure {profile} there.")
+    return out
+
+
 def search_lines(run: dict) -> list[str]:
     s = (run.get("spec") or {})
     if not s.get("search_max"):
@@ -464,6 +475,8 @@ def document(rep: Report) -> list[Block]:
     if mix := mix_rows(run):
         out += _table("Games on this host", "mix", MIX_HEAD, mix, MIX_NOTE)
     out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
+            *(Block("p", x) for x in invalid_lines(rep.cap, rep.spec.get("profile",
+                                                                           "this game"))),
             *(Block("p", x) for x in search_lines(run))]
     out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,
                   verdict_rows(run), VERDICT_NOTE)

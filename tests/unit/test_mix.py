@@ -81,3 +81,25 @@ def test_each_profile_under_its_own_sla_and_the_mix_under_all():
 def test_profile_guests_follow_the_sequence():
     spec = {"mix": list(MIX)}
     assert profile_guests(spec, 4) == {"tsai2009": [0, 2, 3], "tick128": [1]}
+
+
+def test_a_mixed_search_starts_and_stays_at_a_guest_per_profile():
+    """A 2-profile mix cannot run 1 guest: its search starts at 2 and never bisects
+    below it (the first search of tsai2009:3,tick128:1 asked for 1 and was refused)."""
+    import pandas as pd
+
+    from analysis.capacity import next_count
+    from analysis.mix import mix_search_step
+
+    spec = ExperimentSpec(mix=("tsai2009:3", "tick128:1"), profile="tsai2009").to_dict()
+    assert mix_search_step(spec, 48)([], set()) == 2
+    v = pd.DataFrame({"mode": ["guest", "guest"], "guests": [2, 8],
+                      "verdict": ["unsure", "fail"]})
+    picks = set()
+    tried = {2, 8}
+    while (n := next_count(v, tried, 48, minimum=2)) is not None and len(picks) < 10:
+        picks.add(n)
+        tried.add(n)
+        v = pd.concat([v, pd.DataFrame({"mode": ["guest"], "guests": [n],
+                                        "verdict": ["unsure"]})])
+    assert picks and min(picks) >= 3 and 1 not in tried

@@ -147,3 +147,18 @@ def test_report_names_the_guest_kernel(tmp_path):
         assert ("Guest kernel: Linux 7.2.13 (user-mode), digest da535b0c, from "
                 "linux-source-7.2 7.2.13-1 (Debian sid), patch xstate-limit.patch "
                 "sha256:78e1ac25; UML mode seccomp") in text
+
+
+def test_the_report_says_where_the_load_generator_set_the_pace():
+    from analysis.capacity import Sla, judge
+    from analysis.render import invalid_lines
+
+    df = pd.DataFrame({"mode": "host", "guests": [1, 2, 4], "delay_mean_us": 50.0,
+                       "delay_mean_ci_lo_us": 40.0, "delay_mean_ci_hi_us": 60.0,
+                       "loss_ratio": 0.0, "inputs_sent": 1000, "inputs_lost": 0,
+                       "load_bound": [False, False, True]})
+    cap = judge(df, Sla("mean", 1.0, 0.01))[1]
+    lines = invalid_lines(cap, "tick128")
+    assert len(lines) == 1 and "count(s) 4" in lines[0] and "tick128" in lines[0]
+    df["load_bound"] = False
+    assert invalid_lines(judge(df, Sla("mean", 1.0, 0.01))[1], "tick128") == []
