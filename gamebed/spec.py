@@ -428,14 +428,20 @@ class ExperimentSpec:
         if self.guest_counts is not None:
             return self.guest_counts
         if self.search_max is not None:
-            grow = [1]
+            grow = [len(self.mix) or 1]  # a mix needs a guest per profile
             while grow[-1] < self.search_max:
                 grow.append(min(2 * grow[-1], self.search_max))
             return tuple(grow)
         if self.backend == "auto":
             raise ValueError("the guest counts of backend 'auto' are known once it is "
                              "resolved (vm.resolve_backend)")
-        return DEFAULT_COUNTS[self.backend]
+        return self.default_counts(self.backend)
+
+    def default_counts(self, backend: str) -> tuple[int, ...]:
+        """The backend's default counts that this spec can run: a mix needs a guest per
+        profile, so its counts start there."""
+        least = len(self.mix) or 1
+        return tuple(n for n in DEFAULT_COUNTS[backend] if n >= least)
 
     def searching_up_to(self, maximum: int | None = None, repeats: int | None = None
                         ) -> ExperimentSpec:

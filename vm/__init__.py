@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gamebed.run import Run
-from gamebed.spec import DEFAULT_COUNTS, ExperimentSpec
+from gamebed.spec import ExperimentSpec
 
 # the one registry of backends: name → (module, class), imported only when asked for
 BACKENDS = {"netns": ("vm.netns", "NetnsGuests"), "uml": ("vm.uml", "UmlGuests"),
@@ -109,5 +109,5 @@ def resolve_backend(spec: ExperimentSpec, dry_run: bool = False
                "`gamebed run --backend uml` for the whole error)")
     if spec.searching:  # a search chooses its counts as it goes
         return spec.replace(backend=backend), why
-    counts = spec.guest_counts or DEFAULT_COUNTS[backend]
+    counts = spec.guest_counts or spec.default_counts(backend)
     return spec.replace(backend=backend, guest_counts=counts), why

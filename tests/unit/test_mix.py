@@ -103,3 +103,18 @@ def test_a_mixed_search_starts_and_stays_at_a_guest_per_profile():
         v = pd.concat([v, pd.DataFrame({"mode": ["guest"], "guests": [n],
                                         "verdict": ["unsure"]})])
     assert picks and min(picks) >= 3 and 1 not in tried
+
+
+def test_a_mixed_run_and_search_start_at_a_guest_per_profile(tmp_path, monkeypatch, capsys):
+    """Through the CLI (dry run): a mix's default counts and its search begin where a
+    guest per profile fits (both were refused at 1 guest before)."""
+    import vm
+    from gamebed.cli import main
+
+    monkeypatch.setattr(vm, "uml_prerequisites", lambda: None)
+    mix = ["--mix", "tsai2009:3,tick128:1", "--backend", "uml", "--dry-run"]
+    assert main(["run", *mix, "--guests", "auto", "--max-guests", "4",
+                 "--out", str(tmp_path / "a")]) == 0
+    assert "[1] 2 guest(s)" in capsys.readouterr().err
+    assert main(["run", *mix, "--out", str(tmp_path / "b")]) == 0
+    assert "[1/8] 4 guest(s)" in capsys.readouterr().err
