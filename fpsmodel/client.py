@@ -481,18 +481,7 @@ class GameClient:
             wan = self._wan_next_s()
             if wan is not None:
                 wait = min(wait, wan)
-            # with spin_us, wake that early and spin the rest (a sleep overshoots by a
-            # wake-up).  epoll's timeouts are whole ms, and one in 50-100 here lands
-            # another 1.2 ms late (measured): wait in epoll until EPOLL_MARGIN_S before,
-            # then in select(2), whose µs timeout is kept, still reading the sockets
-            wait -= self.cfg.spin_us / 1e6
-            if wait > EPOLL_MARGIN_S + 0.001:
-                events = sel.select(wait - EPOLL_MARGIN_S)
-            else:
-                if wait > 0:
-                    _wait_exact(fds, wait)
-                events = sel.select(0)
-            for key, _ in events:
+            for key, _ in self._wait(sel, fds, wait):
                 self._receive(self.players[key.data])
                 self._send_due(heap, end)  # a burst of updates never holds a send back
             self._release()
@@ -523,6 +512,18 @@ class GameClient:
                     "args": " ".join(self.cfg.wan), "inputs_dropped": self.wan_up.dropped,
                     "updates_dropped": self.wan_down.dropped},
                 "clock_sync": {str(k): v for k, v in self.sync.items()}}
+
+    def _wait(self, sel: selectors.BaseSelector, fds: list[int], wait: float) -> list:
+        """Wait `wait` s, less the spin (a sleep overshoots by a wake-up), or until a
+        socket has data; its events.  epoll's timeouts are whole ms, and one in 50-100
+        here lands another 1.2 ms late (measured): wait in epoll until EPOLL_MARGIN_S
+        before, then in select(2), whose µs timeout is kept, still reading the sockets."""
+        wait -= self.cfg.spin_us / 1e6
+        if wait > EPOLL_MARGIN_S + 0.001:
+            return sel.select(wait - EPOLL_MARGIN_S)
+        if wait > 0:
+            _wait_exact(fds, wait)
+        return sel.select(0)
 
     def _linger(self, sel: selectors.BaseSelector, seconds: float) -> None:
         deadline = time.monotonic() + seconds
