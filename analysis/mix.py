@@ -55,8 +55,10 @@ def judge_mix(points: list[dict] | pd.DataFrame, spec: dict) -> dict:
     entries = points.to_dict("records") if isinstance(points, pd.DataFrame) else points
     slas, per, caps = profile_slas(spec), {}, {}
     for name, sla in slas.items():
+        # one client played every profile: the point's load_bound is each profile's
         rows = [{**p["profiles"][name], "mode": p["mode"], "guests": p["guests"],
-                 "repeat": p.get("repeat", 0)} for p in entries
+                 "repeat": p.get("repeat", 0), "load_bound": p.get("load_bound")}
+                for p in entries
                 if isinstance(p.get("profiles"), dict) and name in p["profiles"]]
         per[name], caps[name] = judge(pd.DataFrame(rows), sla) if rows else (
             pd.DataFrame(columns=["mode", "guests", "verdict"]), {})

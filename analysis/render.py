@@ -380,6 +380,13 @@ def _html_table(tid: str, head: list[str], rows: list[list[str]]) -> str:
             + "</table>")
 
 
+def game_name(spec: dict) -> str:
+    """The run's game: its profile, or its mix."""
+    if spec.get("mix"):
+        return "the mix " + ", ".join(spec["mix"])
+    return spec.get("profile") or "this game"
+
+
 def invalid_lines(cap: dict, profile: str) -> list[str]:
     """Where the load generator, not the host, set the pace: said, never counted."""
     out = []
@@ -475,8 +482,7 @@ def document(rep: Report) -> list[Block]:
     if mix := mix_rows(run):
         out += _table("Games on this host", "mix", MIX_HEAD, mix, MIX_NOTE)
     out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
-            *(Block("p", x) for x in invalid_lines(rep.cap, rep.spec.get("profile",
-                                                                           "this game"))),
+            *(Block("p", x) for x in invalid_lines(rep.cap, game_name(rep.spec))),
             *(Block("p", x) for x in search_lines(run))]
     out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,
                   verdict_rows(run), VERDICT_NOTE)

@@ -78,6 +78,20 @@ def test_each_profile_under_its_own_sla_and_the_mix_under_all():
     assert list(csv["capacity"]) == [4, 8, 4]
 
 
+def test_a_mixed_count_whose_load_generator_set_the_pace_is_invalid():
+    """The point's load_bound holds for every profile (one client plays them all): the
+    first mixed search counted such counts and reported a capacity they set."""
+    spec = ExperimentSpec.from_dict({"mix": MIX, "guest_counts": (4, 8, 12)}).to_dict()
+    pts = [entry("guest", 4, 120, 120), {**entry("guest", 8, 120, 400), "load_bound": True},
+           {**entry("guest", 12, 1200, 1200), "load_bound": True}]
+    got = judge_mix(pts, spec)
+    v = got["mix"][0].set_index("guests")["verdict"]
+    assert v[4] == "pass" and v[8] == "invalid" and v[12] == "invalid"
+    mix = got["mix"][1]["guest"]
+    assert mix["capacity"] == 4 and mix["first_failure"] is None and mix["invalid"] == [8, 12]
+    assert got["profiles"]["tick128"][1]["guest"]["first_failure"] is None
+
+
 def test_profile_guests_follow_the_sequence():
     spec = {"mix": list(MIX)}
     assert profile_guests(spec, 4) == {"tsai2009": [0, 2, 3], "tick128": [1]}
