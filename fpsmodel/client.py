@@ -446,12 +446,17 @@ class GameClient:
 
     def run(self) -> dict:
         punctual_timers()
+        # the policy this process had: a client run in-process (`gamebed play`) must not
+        # leave its caller SCHED_FIFO, nor the children the caller starts later
+        before = (os.sched_getscheduler(0), os.sched_getparam(0))
         sched = realtime(self.cfg.priority)
         try:
             self.sync_clocks()
             return {**self._loop(), "sched": sched}
         finally:
             self.close()
+            if sched != "other" and not sched.startswith("other "):
+                os.sched_setscheduler(0, *before)
 
     def _send_due(self, heap: list, end: int) -> None:
         """Every input due by now (before the end), in schedule order."""

@@ -61,3 +61,18 @@ def test_realtime_policy_where_allowed_and_said_where_not():
     code = "from fpsmodel.client import realtime; print(realtime(0))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "other"
+
+
+def test_a_client_run_in_process_gives_its_caller_back_its_policy(tmp_path):
+    """`gamebed play` runs the client in its own process: after it, that process (and
+    what it starts next) is back on the default scheduler.  A test suite once turned
+    SCHED_FIFO this way, and every child it started later failed to join its cgroup."""
+    code = ("import os; from gamebed.cli import main; "
+            f"rc = main(['play', '--duration', '1', '--out', {str(tmp_path / 'p')!r}]); "
+            "print(rc, os.sched_getscheduler(0) == os.SCHED_OTHER)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1].split()
+    assert out == ["0", "True"]
+    import json
+    sched = json.loads((tmp_path / "p" / "client_summary.json").read_text())["sched"]
+    assert sched.startswith(("fifo", "other"))
