@@ -81,6 +81,9 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spin-us", type=float, default=0.0, metavar="US",
                    help="spin, not sleep, the last US before each send: on time to a few "
                         "µs at the cost of a busier core (default 0)")
+    p.add_argument("--spin-share", type=float, default=1.0, metavar="F",
+                   help="spin at most F of the core: the spin per send is at most F/rate "
+                        "at the offered rate (default 1: no limit)")
     p.add_argument("--realtime", type=int, default=0, metavar="PRIO",
                    help="run SCHED_FIFO at PRIO (root), so a due send preempts other work "
                         "on its CPU (default 0: the default scheduler)")
@@ -111,7 +114,8 @@ def run_client(a: argparse.Namespace) -> int:
                        seed=a.seed, out_dir=a.out, started_file=a.started_file,
                        wan=a.wan.split() if a.wan else None, end_sync_samples=a.end_sync,
                        input_process=a.input_process, input_jitter=a.input_jitter,
-                       input_bytes=a.input_bytes, spin_us=a.spin_us, priority=a.realtime,
+                       input_bytes=a.input_bytes, spin_us=a.spin_us, spin_share=a.spin_share,
+                       priority=a.realtime,
                        sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
                        carried_sync_samples=a.carried_sync)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()

@@ -86,6 +86,9 @@ class ClientConfig:
     # spin, not sleep, this long before each send: a send on time to a few µs, for a busy
     # host core (docs/workloads.md: what it bought, what it cost)
     spin_us: float = 0.0
+    # ...but at most this share of the core: at the offered rate, a spin per send costs
+    # rate × spin (150 µs at 3000 inputs/s would be 45% of it); 1.0: no limit
+    spin_share: float = 1.0
     priority: int = 0  # SCHED_FIFO priority for the load (0: the default scheduler)
     sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
     # a guest whose clock cannot drift keeps its offset from point to point: its best
@@ -112,6 +115,10 @@ class Player:
     last_echo: int = -1
     last_tick: int = -1
     yaw: float = 0.0
+    # the entities this player's client tracks: one is seen anew with each input, and
+    # an input carries a random number of them (drawing all 8 anew was half of an
+    # input's cost to the load generator)
+    seen: list[wire.Entity] = field(default_factory=list)
 
 
 def open_socket(target: Target) -> socket.socket:
@@ -122,12 +129,20 @@ def open_socket(target: Target) -> socket.socket:
     return sock
 
 
+def _entity(r, ident: int) -> wire.Entity:
+    return wire.Entity(ident, 1, (r.uniform(-2e3, 2e3), r.uniform(-2e3, 2e3), 0.0),
+                       r.uniform(0, 360), r.uniform(0, 320))
+
+
 def make_input(p: Player) -> wire.PlayerInput:
     """A plausible input: steering that wanders, occasional fire and jump."""
     r = p.rng
     p.yaw = (p.yaw + r.gauss(0.0, 8.0)) % 360.0
-    ents = tuple(wire.Entity(i, 1, (r.uniform(-2e3, 2e3), r.uniform(-2e3, 2e3), 0.0),
-                             r.uniform(0, 360), r.uniform(0, 320)) for i in range(r.randint(0, 8)))
+    while len(p.seen) < wire.MAX_ENTITIES:
+        p.seen.append(_entity(r, len(p.seen)))
+    i = r.randrange(wire.MAX_ENTITIES)
+    p.seen[i] = _entity(r, i)
+    ents = tuple(p.seen[:r.randint(0, wire.MAX_ENTITIES)])
     return wire.PlayerInput(
         move=(r.choice((1.0, 1.0, 0.5, 0.0, -1.0)), r.uniform(-1, 1), 0.0),
         view=(p.yaw, r.uniform(-30, 30), 0.0),
@@ -259,6 +274,14 @@ def _wait_exact(fds: list[int], seconds: float) -> None:
         time.sleep(seconds)
 
 
+def spin_per_send(spin_us: float, share: float, rate_hz: float) -> float:
+    """The spin before each send: `spin_us`, but no more than `share` of the core at
+    `rate_hz` sends/s (a dense schedule's sends are each other's wake-ups anyway)."""
+    if rate_hz <= 0:
+        return spin_us
+    return min(spin_us, share * 1e6 / rate_hz)
+
+
 def spin_until(t_ns: int) -> None:
     while time.time_ns() < t_ns:
         pass
@@ -306,6 +329,7 @@ class GameClient:
                 self.players.append(Player(t, pid, open_socket(t), codec,
                                            input_gaps_ns(g.process, g.rate_hz, rng, g.jitter),
                                            rng))
+        self.spin_us = spin_per_send(cfg.spin_us, cfg.spin_share, self.offered_rate())
         self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
@@ -316,6 +340,12 @@ class GameClient:
             model = WanModel.parse(cfg.wan)
             self.wan_up = WanLink(model, cfg.seed * 7919 + 1)
             self.wan_down = WanLink(model, cfg.seed * 7919 + 2)
+
+    def offered_rate(self) -> float:
+        """Inputs per second the schedule asks of this client, all players together."""
+        return sum(t.game.rate_hz if t.game else self.cfg.rate_hz
+                   for t in self.cfg.targets
+                   for _ in range(t.game.players if t.game else self.cfg.players))
 
     def close(self) -> None:
         for w in (self.inputs_w, self.updates_w, self.sync_w):
@@ -424,23 +454,23 @@ class GameClient:
             hdr, body = p.codec.open(data)
             if hdr.msg_type != wire.MSG_UPDATE:
                 return
-            upd = wire.StateUpdate.unpack(body)
+            tick, send_ns, echo = wire.update_echo(body, p.pid)
         except wire.WireError:
             self.errors += 1
             return
-        self._record_update(p, upd, recv_ns)
+        self._record_update(p, tick, send_ns, echo, recv_ns)
 
-    def _record_update(self, p: Player, upd: wire.StateUpdate, recv_ns: int) -> None:
-        p.last_tick = upd.tick
-        echo = next((e for e in upd.echoes if e.player == p.pid), None)
+    def _record_update(self, p: Player, tick: int, server_send_ns: int,
+                       echo: wire.Echo | None, recv_ns: int) -> None:
+        p.last_tick = tick
         rtt = ""
         # app_ns 0: the server has accepted no input of this player yet (the echo is empty)
         if (echo is not None and echo.app_ns and echo.last_seq != p.last_echo
                 and echo.last_seq in p.sent_at):
             # round trip minus the server's hold time (both on the server's clock)
-            rtt = (recv_ns - p.sent_at[echo.last_seq]) - (upd.server_send_ns - echo.app_ns)
+            rtt = (recv_ns - p.sent_at[echo.last_seq]) - (server_send_ns - echo.app_ns)
             p.last_echo = echo.last_seq
-        self.updates_w.write(p.target.guest, p.pid, upd.tick, recv_ns, upd.server_send_ns,
+        self.updates_w.write(p.target.guest, p.pid, tick, recv_ns, server_send_ns,
                              echo.last_seq if echo else "", echo.kernel_ns if echo else "",
                              echo.app_ns if echo else "", rtt)
 
@@ -452,7 +482,7 @@ class GameClient:
         sched = realtime(self.cfg.priority)
         try:
             self.sync_clocks()
-            return {**self._loop(), "sched": sched}
+            return {**self._loop(), "sched": sched, "spin_us": round(self.spin_us, 1)}
         finally:
             self.close()
             if sched.startswith("fifo"):
@@ -490,8 +520,8 @@ class GameClient:
                 self._receive(self.players[key.data])
                 self._send_due(heap, end)  # a burst of updates never holds a send back
             self._release()
-            if self.cfg.spin_us and heap and heap[0][0] < end:
-                spin_until(min(heap[0][0], time.time_ns() + int(self.cfg.spin_us * 1e3)))
+            if self.spin_us and heap and heap[0][0] < end:
+                spin_until(min(heap[0][0], time.time_ns() + int(self.spin_us * 1e3)))
             self._send_due(heap, end)
             if time.monotonic() - last_note >= 5.0:
                 last_note = time.monotonic()
@@ -523,7 +553,7 @@ class GameClient:
         socket has data; its events.  epoll's timeouts are whole ms, and one in 50-100
         here lands another 1.2 ms late (measured): wait in epoll until EPOLL_MARGIN_S
         before, then in select(2), whose µs timeout is kept, still reading the sockets."""
-        wait -= self.cfg.spin_us / 1e6
+        wait -= self.spin_us / 1e6
         if wait > EPOLL_MARGIN_S + 0.001:
             return sel.select(wait - EPOLL_MARGIN_S)
         if wait > 0:

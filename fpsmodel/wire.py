@@ -229,6 +229,24 @@ class StateUpdate:
         return cls(tick, send_ns, tuple(echoes), tuple(states))
 
 
+def update_echo(body: bytes, player: int) -> tuple[int, int, Echo | None]:
+    """(tick, server_send_ns, this player's echo or None) of an update's body, checked as
+    StateUpdate.unpack checks it but without building its entity states: a player's
+    client reads only its own echo (a br30 update's 40 states took 38 µs to build)."""
+    if len(body) < _UPDATE_FIXED.size:
+        raise WireError("bad_body", "short update")
+    tick, send_ns, n_echo, n_state = _UPDATE_FIXED.unpack_from(body, 0)
+    need = _UPDATE_FIXED.size + n_echo * _ECHO.size + n_state * _STATE.size
+    if len(body) != need:
+        raise WireError("bad_body", f"update body {len(body)} != {need}")
+    for off in range(_UPDATE_FIXED.size, _UPDATE_FIXED.size + n_echo * _ECHO.size,
+                     _ECHO.size):
+        e = _ECHO.unpack_from(body, off)
+        if e[0] == player:
+            return tick, send_ns, Echo(*e)
+    return tick, send_ns, None
+
+
 def session_key(session: int, psk: bytes = DEFAULT_PSK) -> bytes:
     """Per-session AES-128 key; a server only accepts its own session's key."""
     return hashlib.sha256(psk + struct.pack("!I", session)).digest()[:16]

@@ -41,6 +41,7 @@ def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str],
                            duration=duration, rate_hz=rate, seed=seed, out_dir=out,
                            input_process=spec.input_process, input_jitter=spec.input_jitter,
                            input_bytes=spec.input_bytes, spin_us=spec.client_spin_us,
+                           spin_share=spec.client_spin_share,
                            priority=spec.client_priority)
         client = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
         write_json(out / "client_summary.json", client)

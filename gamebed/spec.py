@@ -214,6 +214,7 @@ class ExperimentSpec:
     # µs before each send, runs SCHED_FIFO at this priority (0: not) where it may, and
     # the host side's CPUs poll rather than halt when idle (restricted placement only)
     client_spin_us: float = 150.0
+    client_spin_share: float = 0.1  # ...at most a tenth of the core at the offered rate
     client_priority: int = 10
     host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25

@@ -177,7 +177,7 @@ class HostSide:
         if not end_sync:
             args += ["--end-sync", 0]
         if s.client_spin_us:
-            args += ["--spin-us", s.client_spin_us]
+            args += ["--spin-us", s.client_spin_us, "--spin-share", s.client_spin_share]
         if s.client_priority:
             args += ["--realtime", s.client_priority]
         if sync_carry is not None:
@@ -209,4 +209,5 @@ class HostSide:
                 "guest_cpus": p.guest_cpus, "placement": p.name,
                 "stamper": self.ctx.spec.stamper, "wan": self.ctx.spec.wan,
                 "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.client_spin_us,
+                "client_spin_share": self.ctx.spec.client_spin_share,
                 "wan_via": self.wan_via}

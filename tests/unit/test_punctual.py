@@ -76,3 +76,24 @@ def test_a_client_run_in_process_gives_its_caller_back_its_policy(tmp_path):
     import json
     sched = json.loads((tmp_path / "p" / "client_summary.json").read_text())["sched"]
     assert sched.startswith(("fifo", "other"))
+
+
+def test_the_spin_is_held_to_its_share_of_the_core(tmp_path):
+    """The spin before each send is the spec's, but costs at most its share of the core
+    at the offered rate: 150 µs at the paper's 80 inputs/s, 33 µs at a br30 server's
+    3000; and the client says which it used."""
+    from fpsmodel.client import ClientConfig, Game, GameClient, Target, spin_per_send
+
+    assert spin_per_send(150.0, 0.1, 80.0) == 150.0
+    assert abs(spin_per_send(150.0, 0.1, 3000.0) - 100 / 3) < 1e-9
+    assert spin_per_send(150.0, 1.0, 3000.0) == 150.0
+    assert spin_per_send(150.0, 0.1, 0.0) == 150.0
+    br30 = Game(100, 30.0, "periodic", 0.2, 296)
+    targets = [Target(0, "127.0.0.1", 9), Target(1, "127.0.0.1", 9, game=br30)]
+    c = GameClient(ClientConfig(targets, players=4, rate_hz=20.0, spin_us=150.0,
+                                spin_share=0.1, out_dir=tmp_path))
+    try:
+        assert c.offered_rate() == 4 * 20.0 + 100 * 30.0
+        assert abs(c.spin_us - 0.1e6 / 3080.0) < 1e-9
+    finally:
+        c.close()

@@ -127,6 +127,23 @@ def test_update_body_length_checked():
         wire.StateUpdate.unpack(body + b"\0")
 
 
+def test_update_echo_reads_what_unpack_reads():
+    """The client's reader gives its player's echo, tick and send time as the full unpack
+    does, checks the body's length as strictly, and None for a player not echoed."""
+    states = tuple(wire.EntityState(i, 0, (1.0, 2.0, 3.0), (0.0, 0.0, 0.0), 9.0)
+                   for i in range(wire.max_states(3)))
+    upd = wire.StateUpdate(7, 99, (wire.Echo(0, 1, 2, 3), wire.Echo(4, 5, 6, 7),
+                                   wire.Echo(9, 8, 7, 6)), states)
+    body = upd.pack()
+    full = wire.StateUpdate.unpack(body)
+    for e in full.echoes:
+        assert wire.update_echo(body, e.player) == (full.tick, full.server_send_ns, e)
+    assert wire.update_echo(body, 1) == (7, 99, None)
+    for bad in (body[:-1], body + b"\0", body[:10]):
+        with pytest.raises(wire.WireError):
+            wire.update_echo(bad, 0)
+
+
 def test_entities_truncated_to_max():
     many = dataclasses.replace(sample_input(), entities=sample_input().entities * 3)
     assert len(wire.PlayerInput.unpack(many.pack()).entities) == wire.MAX_ENTITIES
