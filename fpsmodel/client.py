@@ -504,7 +504,9 @@ class GameClient:
         end = start + int(self.cfg.duration * 1e9)
         if self.cfg.started_file is not None:  # what a fault schedule times itself by
             Path(self.cfg.started_file).write_text(f"{start}\n")
-        fds = [p.sock.fileno() for p in self.players]
+        # select(2) on the epoll set's own fd, which is readable when any socket is: one
+        # fd to scan, not one per player (200 at two br30 servers, each wait)
+        fds = [sel.fileno()] if hasattr(sel, "fileno") else [p.sock.fileno() for p in self.players]
         heap = [(start + next(p.gaps), i) for i, p in enumerate(self.players)]
         heapq.heapify(heap)
         last_note = time.monotonic()

@@ -37,8 +37,8 @@ class Runner:
         args = [str(a) for a in args]
         self.history.append(args)
         line = shlex.join(args)
-        if self.dry_run:
-            self.echo(line)
+        if self.dry_run:  # what goes in on stdin too, as a here-document: exact
+            self.echo(line if input is None else f"{line} <<'EOF'\n{_text(input)}EOF")
             return subprocess.CompletedProcess(args, 0, "", "")
         log.debug("run: %s", line)
         if binary and isinstance(input, str):
@@ -49,6 +49,11 @@ class Runner:
             err = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip()
             raise CommandError(f"command failed ({proc.returncode}): {line}\n{err}")
         return proc
+
+
+def _text(data: str | bytes) -> str:
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    return text if text.endswith("\n") else text + "\n"
 
 
 class CommandError(RuntimeError):

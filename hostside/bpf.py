@@ -72,6 +72,31 @@ def attach_ingress(runner: Runner, netns: str, dev: str, obj: Path, section: str
                 "1", "bpf", "direct-action", "object-file", str(obj), "section", section])
 
 
+def attach_ingress_many(runner: Runner, netns: str, devs: list[str], obj: Path,
+                        section: str = "tc") -> None:
+    """attach_ingress on every device in `devs`, from one tc process (tc -batch): one
+    per guest port would cost a process start each, dozens per point."""
+    if not devs:
+        return
+    lines = []
+    for dev in devs:
+        lines += [f"qdisc replace dev {dev} clsact",
+                  f"filter replace dev {dev} ingress pref 1 handle 1 bpf direct-action "
+                  f"object-file {obj} section {section}"]
+    ns = ["ip", "netns", "exec", netns] if netns else []
+    runner.run([*ns, "tc", "-batch", "-"], input="\n".join(lines) + "\n")
+
+
+def detach_many(runner: Runner, netns: str, devs: list[str]) -> None:
+    """detach() on every device in `devs`, from one tc process; a device already gone
+    (its guest stopped) is no error (-force: the batch goes on past it)."""
+    if not devs:
+        return
+    ns = ["ip", "netns", "exec", netns] if netns else []
+    runner.run([*ns, "tc", "-force", "-batch", "-"],
+               input="".join(f"qdisc del dev {d} clsact\n" for d in devs), check=False)
+
+
 def ingress_prog_id(runner: Runner, netns: str, dev: str) -> int | None:
     """The id of the BPF program attached at `dev`'s ingress (None in a dry run)."""
     import json

@@ -109,6 +109,8 @@ class GuestPort:
 SO_ATTACH_FILTER = 26
 # classic BPF opcodes (linux/filter.h)
 _LDH, _LDB, _LDW, _LDLEN, _AND, _ADD, _TAX = 0x28, 0x30, 0x20, 0x80, 0x54, 0x04, 0x07
+_LDB_ABS = _LDB  # BPF_LD | BPF_B | BPF_ABS: at SKF_AD_OFF + n, an ancillary value
+SKF_AD_OFF, SKF_AD_VLAN_TAG_PRESENT = -0x1000, 48
 _JEQ, _JSET, _JGE, _JGEX, _JA, _RET = 0x15, 0x45, 0x35, 0x3D, 0x05, 0x06
 
 
@@ -137,6 +139,22 @@ def input_filter_program(game_port: int, guest_ips: list[bytes]) -> list[tuple[i
         prog.append((_JEQ, m - i, 0, int.from_bytes(ip, "big")))
     prog += [(_RET, 0, 0, 0x40000), (_RET, 0, 0, 0)]
     return prog
+
+
+def reply_filter_program(client_mac: bytes) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program for a guest port's socket that refuses what the tc reply
+    program (guest-driver/bpf/reply.bpf.c) sends to the uplink in the kernel: untagged
+    IPv4 frames to the client's MAC.  The tag's test is the kernel's VLAN_TAG_PRESENT
+    ancillary load (SKF_AD_VLAN_TAG_PRESENT); a tagged frame stays the shim's."""
+    hi, lo = int.from_bytes(client_mac[:4], "big"), int.from_bytes(client_mac[4:6], "big")
+    accept, drop = (_RET, 0, 0, 0x40000), (_RET, 0, 0, 0)
+    # a jump from instruction i lands at i + 1 + offset: "accept" is at 8, "drop" at 9
+    prog = [(_LDB_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT) & 0xFFFFFFFF),
+            (_JEQ, 0, 6, 0),
+            (_LDH, 0, 0, 12), (_JEQ, 0, 4, 0x0800),
+            (_LDW, 0, 0, 0), (_JEQ, 0, 2, hi),
+            (_LDH, 0, 0, 4), (_JEQ, 1, 0, lo)]
+    return [*prog, accept, drop]
 
 
 def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
@@ -190,6 +208,9 @@ class ShimConfig:
     capture: Path | None = None  # every uplink frame with its stamp (uplink.cap)
     truth_prog_id: int | None = None  # bpf: the stamper whose ring holds the ground truth
     rx_ring: bool = True  # read through mmapped receive rings, not a recvmsg per frame
+    # the tc reply program sends the guests' IPv4 frames to this MAC in the kernel: the
+    # guest ports' sockets refuse them (reply_filter_program); None: the shim forwards all
+    replies_to: bytes | None = None
 
 
 class Shim:
@@ -220,6 +241,8 @@ class Shim:
 
         def port(g: GuestPort) -> tuple[socket.socket, RxRing | None]:
             s = open_packet_socket(g.ifname, stamps=False)
+            if cfg.replies_to is not None:
+                attach_filter(s, reply_filter_program(cfg.replies_to))
             return s, RxRing(s, frames=128) if cfg.rx_ring else None
 
         # each socket's bind, ring and close waits out an RCU grace period in the kernel:
@@ -416,6 +439,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--capture", type=Path,
                    help="write every uplink frame with its kernel stamp here (uplink.cap)")
+    p.add_argument("--replies-in-kernel", metavar="CLIENT_MAC",
+                   help="the tc reply program on the guests' ports forwards their IPv4 "
+                        "frames to this MAC: leave those to it")
     p.add_argument("--truth-prog-id", type=int, metavar="ID",
                    help="--stamper bpf: the attached stamper's program id; ground truth "
                         "comes from its ring buffer and its inputs skip this process")
@@ -425,7 +451,9 @@ def run(a: argparse.Namespace) -> int:
     if a.cpus:
         os.sched_setaffinity(0, {int(c) for c in a.cpus.split(",")})
     shim = Shim(ShimConfig(a.uplink, a.guest, a.game_port, a.out, a.stamper, a.capture,
-                           a.truth_prog_id, rx_ring=not a.no_rx_ring))
+                           a.truth_prog_id, rx_ring=not a.no_rx_ring,
+                           replies_to=bytes.fromhex(a.replies_in_kernel.replace(":", ""))
+                           if a.replies_in_kernel else None))
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
     summary = shim.run(a.ready_file)

@@ -47,6 +47,18 @@ def test_two_guest_run_through_cli(two_guest_run):
     assert "| host stamps | 0–1 |" in (out / "report.md").read_text()
 
 
+def test_the_guests_replies_take_the_kernels_path(two_guest_run):
+    """With the BPF stamper, the tc reply program on each guest's port sends the state
+    updates to the uplink in the kernel: the client gets them all, and the shim forwards
+    only what is not IPv4 to the client (ARP), each frame once."""
+    for point in sorted((two_guest_run / "points").iterdir()):
+        client = json.loads((point / "client_summary.json").read_text())
+        shim = json.loads((point / "shim_summary.json").read_text())
+        # 2 servers x 4 players x 20 Hz x 3 s, less the first tick's and the last's
+        assert client["updates_received"] > 0.9 * 2 * 4 * 20 * 3, point.name
+        assert shim["counters"].get("forwarded_reply", 0) < 10, (point.name, shim["counters"])
+
+
 def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, tmp_path):
     from tests.browser import check_in_browser
 
