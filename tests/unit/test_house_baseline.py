@@ -13,7 +13,10 @@ generator was the bottleneck: the old client's were all late by more than 200 µ
 p99, so every count of theirs is now invalid (capacity 0, `invalid_counts`); their
 summary.json did not change.  Both dry runs were recorded again when the load
 generator was made punctual: the client's `--spin-us 150.0 --realtime 10` and the
-host CPU's `echo n/a > .../pm_qos_resume_latency_us` were their only changes."""
+host CPU's `echo n/a > .../pm_qos_resume_latency_us` were their only changes.  Both
+again when the reply path moved into the kernel: the reply program's build, its
+`tc -batch` here-documents on the guests' ports, the shim's `--replies-in-kernel` and
+the client's `--spin-share 0.1` were their only changes."""
 
 import csv
 import re
@@ -31,7 +34,7 @@ RENAMED = {k: f"inputs_{k}" for k in ("sent", "delivered", "lost", "lost_fault",
 ADDED = {"load_first_send_ns", "load_last_send_ns", "tick_hz_achieved", "tick_gap_p99_ms",
          "input_rate_achieved", "send_lateness_p99_us", "load_bound"}
 # a BPF object's name carries its source's digest: sources change
-BPF_OBJECT = (r"(decoder|stamper)-[0-9a-f]{12}\.o", r"\1-DIGEST.o")
+BPF_OBJECT = (r"(decoder|stamper|reply)-[0-9a-f]{12}\.o", r"\1-DIGEST.o")
 
 
 @pytest.mark.parametrize("name", RUNS)
