@@ -2,6 +2,8 @@
 
     client ns ──veth── uplink (host ns, or the root ns for libvirt's taps)
                        ├─ tc BPF stamper (--stamper bpf): inputs → trailer → guest port
+                       ├─ tc BPF reply program on each guest port (--stamper bpf): the
+                       │  guests' IPv4 frames to the client → uplink
                        └─ AF_PACKET shim: ground truth, everything else both ways
 
 `HostSide` builds the client's namespace and link (on enter), attaches the
