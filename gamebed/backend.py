@@ -63,6 +63,9 @@ class PointContext:
     placement: Placement
     progress: Callable[[str], None]  # a gamebed.progress.Progress (or any callable)
     idle_exit: float = IDLE_EXIT_S
+    # the cpu cgroup every guest's own group is made under (a --guest-cpus budget's,
+    # gamebed/guestcpu.py); None: the hierarchy's root
+    cpu_parent: Path | None = None
 
 
 class GuestBackend(Protocol):

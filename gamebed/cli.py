@@ -355,6 +355,16 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
     p.add_argument("--cpu-weight", type=int, metavar="W",
                    help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
+    p.add_argument("--guest-cpus", type=float, metavar="K",
+                   help="a smaller host, emulated: all guests together get K cores of their "
+                        "CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "
+                        "leave goes to a competing process, so a guest waits for its CPU as "
+                        "it would on a host with fewer cores; cpu.json records what they "
+                        "actually got (gamebed predict reads it)")
+    p.add_argument("--guest-cpus-by", choices=CHOICES["guest_cpus_by"],
+                   help=f"how --guest-cpus holds them to K (default "
+                        f"{default('guest_cpus_by')}): a competing process at a CFS weight "
+                        "that leaves them K, or a CFS quota of K cores with a 1 ms period")
     p.add_argument("--server-work-us", type=float, metavar="US",
                    help="simulated game logic: CPU microseconds per player per tick "
                         f"(default {default('server_work_us'):g}, as the paper's model server)")

@@ -236,8 +236,9 @@ class CpuCgroup:
 
     def __init__(self, name: str, manifest: Manifest, runner: Runner,
                  share: float | None = None, weight: int | None = None,
-                 period_us: int = 100_000) -> None:
-        self.path = CGROUP_V1_CPU / name
+                 period_us: int = 100_000, parent: Path | None = None) -> None:
+        # under `parent` where the guests share a CPU budget (gamebed/guestcpu.py)
+        self.path = (parent or CGROUP_V1_CPU) / name
         self.acct = CGROUP_V1_CPUACCT / name
         self.share, self.weight, self.period = share, weight, period_us
         self.manifest, self.runner = manifest, runner

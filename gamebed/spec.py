@@ -32,10 +32,13 @@ ACCELS = ("auto", "kvm", "tcg")
 # how a UML guest's kernel catches its processes' syscalls; auto: seccomp where the kernel
 # has it (>= 6.16), else ptrace
 UML_MODES = ("auto", "seccomp", "ptrace")
+# how --guest-cpus K holds the guests to K cores (gamebed/guestcpu.py): a competing
+# process at a CFS weight, or a quota with a 1 ms period
+GUEST_CPUS_BY = ("weight", "quota")
 SLA_STATS = ("mean", "p95", "p99")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
            "accel": ACCELS, "uml_mode": UML_MODES, "dispatch": DISPATCH_MODES,
-           "sla_stat": SLA_STATS}
+           "sla_stat": SLA_STATS, "guest_cpus_by": GUEST_CPUS_BY}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
 DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
@@ -219,6 +222,10 @@ class ExperimentSpec:
     host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
+    # all guests together get this many cores of their CPUs (gamebed/guestcpu.py): a
+    # smaller host, emulated; None: their CPUs whole
+    guest_cpus: float | None = None
+    guest_cpus_by: str = "weight"
     server_work_us: float = 0.0  # simulated game logic: CPU µs per player per tick
     stamper: str = "bpf"  # who appends trailers on the host (benchmarks/bench_paths.py)
     capture: bool = False  # every uplink frame with its stamp → capture.pcapng per point
@@ -271,6 +278,7 @@ class ExperimentSpec:
                             "backends (libvirt VMs get 1 vCPU under libvirtd's cgroups)")
         if self.uml_kernel is not None and self.backend not in ("auto", "uml"):
             problems.append("uml_kernel is a UML guest kernel: it needs backend uml")
+        problems += self._guest_cpus_problems()
         if self.cpu_cap is not None and not 0.01 <= self.cpu_cap <= 1.0:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
         if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 65535:
@@ -295,6 +303,19 @@ class ExperimentSpec:
                 problems.append(str(e))
         if problems:
             raise ValueError("bad experiment spec: " + "; ".join(problems))
+
+    def _guest_cpus_problems(self) -> list[str]:
+        if self.guest_cpus is None:
+            return []
+        if self.backend not in ("auto", *CAPPABLE):
+            return [f"guest_cpus (--guest-cpus) holds the guests' cgroups to a budget: "
+                    f"backend {' or '.join(CAPPABLE)}"]
+        if self.placement != "restricted":
+            return ["guest_cpus (--guest-cpus) budgets the guests' own CPUs: it needs "
+                    "placement restricted (with dynamic the host side shares them)"]
+        if not 0.05 <= self.guest_cpus <= 64:
+            return ["guest_cpus is a number of cores, 0.05..64"]
+        return []
 
     def _profile_problems(self) -> list[str]:
         try:

@@ -28,6 +28,7 @@ from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
 from gamebed import cpustat
 from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
 from gamebed.fault import FaultSchedule, parse_faults
+from gamebed.guestcpu import GuestCpus
 from gamebed.topology import Placement, Topology
 from hostside.host import HostSide
 
@@ -88,6 +89,7 @@ class Testbed:
         self.stack = ExitStack()
         self.mode_stack = ExitStack()
         self.settle = self._new_settle()  # its baseline is this count's
+        self.budget: GuestCpus | None = None  # --guest-cpus (made on enter)
 
     def _new_settle(self) -> cpustat.Settle:
         return cpustat.Settle(self.ctx.placement.guest_cpu_list())
@@ -98,6 +100,12 @@ class Testbed:
 
     def __enter__(self) -> Testbed:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
+            s = self.ctx.spec
+            if s.guest_cpus is not None:  # the guests' parent group, before any guest
+                self.budget = stack.enter_context(GuestCpus(
+                    s.guest_cpus, s.guest_cpus_by, self.ctx.placement.guest_cpu_list(),
+                    self.ctx.manifest.prefix, self.ctx.manifest, self.ctx.runner))
+                self._set(dataclasses.replace(self.ctx, cpu_parent=self.budget.parent))
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start()
@@ -196,14 +204,9 @@ class Testbed:
             if settle["settled"] is False:
                 self.ctx.progress(f"      the guests' CPUs did not settle within "
                                   f"{self.settle.timeout_s:g} s (settle.json); playing anyway")
-            cores0, guests0, t0 = cpustat.core_times(), self.backend.cpu_usage(), time.monotonic()
-        self._mark("client_start")
-        self._play(timeout_extra)
-        self._mark("client_done")
-        if dry:
+        use = self._measured_play(timeout_extra)
+        if use is None:  # a dry run
             return
-        use = cpustat.window(cores0, cpustat.core_times(), guests0, self.backend.cpu_usage(),
-                             time.monotonic() - t0)
         # the guests write their records while the host side stops the shim (which
         # writes its own): the load is over, nothing is measured now.  Memory is read
         # once the guests are done: read beside their work it takes 5-10x as long.
@@ -215,6 +218,31 @@ class Testbed:
         self._mark("collected")
         self._write_guests(self.backend.memory())
         self._mark("weighed")
+
+    def _measured_play(self, timeout_extra: float) -> dict | None:
+        """The load, and what it cost (cpu.json's content; None in a dry run).  A
+        --guest-cpus budget's hogs run for the load only, its counters read with the
+        others."""
+        dry = self.ctx.runner.dry_run
+        with ExitStack() as hogs:
+            if self.budget:
+                hogs.enter_context(self.budget.hogs())
+            if not dry:
+                cores0, guests0, t0 = (cpustat.core_times(), self.backend.cpu_usage(),
+                                       time.monotonic())
+                budget0 = self.budget.usage() if self.budget else {}
+            self._mark("client_start")
+            self._play(timeout_extra)
+            self._mark("client_done")
+            if dry:
+                return None
+            use = cpustat.window(cores0, cpustat.core_times(), guests0,
+                                 self.backend.cpu_usage(), time.monotonic() - t0)
+            if self.budget:
+                use["budget"] = self.budget.record(
+                    budget0, self.budget.usage(),
+                    sum(g.get("cpu_s", 0.0) for g in use["guests"].values()), use["window_s"])
+        return use
 
     def _write_guests(self, memory: dict[int, float]) -> None:
         """guests.json: each guest's age at the load's start, the loads it played before

@@ -48,7 +48,7 @@ class NetnsGuests:
                 self._guest_network(stack, g)
                 self.cgroups[g.index] = stack.enter_context(CpuCgroup(
                     f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
-                    weight=s.cpu_weight))
+                    weight=s.cpu_weight, parent=c.cpu_parent))
                 self.guests[g.index] = stack.pop_all()
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:

@@ -141,7 +141,8 @@ class UmlGuests:
                 c.runner.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
                 self.cgroups[g.index] = stack.enter_context(CpuCgroup(
                     f"{c.manifest.prefix}-ug{g.index}", c.manifest, c.runner,
-                    share=c.spec.cpu_cap, weight=c.spec.cpu_weight))
+                    share=c.spec.cpu_cap, weight=c.spec.cpu_weight,
+                    parent=c.cpu_parent))
                 self.stacks[g.index] = stack.pop_all()
             self._boot(g)
         if not c.runner.dry_run:
