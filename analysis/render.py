@@ -448,6 +448,47 @@ def budget_note(run: dict) -> str:
     return text
 
 
+MODEL_HEAD = ["guest cores", "guest stamps", "host stamps", "hosts needed, guest stamps",
+              "hosts needed, host stamps"]
+
+
+def model_blocks(m: dict) -> list[Block]:
+    """The capacity model's section: this host and the paper's, predicted from this run
+    alone (docs/model.md), and the hosts needed for a player count."""
+    from analysis.forecast import PAPER_CAPACITY, hosts_text, interval_text
+
+    if "error" in m:
+        return [Block("h2", "Capacity model"), Block("p", f"Not calibrated on this run: "
+                                                          f"{m['error']}", id="model")]
+    rows = []
+    for c in m["cases"]:
+        modes, hosts = c["modes"], c["hosts"]
+        rows.append([c["case"]["name"], *(interval_text(modes[k]) for k in ("guest", "host")),
+                     *(hosts_text(hosts[k]) for k in ("guest", "host"))])
+    note = (f"Model {m['digest']} (docs/model.md), calibrated on this run alone: each "
+            f"mode's capacity with its 90% bootstrap interval; ≥: no point of the run lost "
+            f"inputs, so the loss limit is a lower bound. Hosts needed for "
+            f"{m['players_total']} concurrent players of {m['game']['players']} per guest. "
+            f"The paper measured {PAPER_CAPACITY['guest']} (guest stamps) and "
+            f"{PAPER_CAPACITY['host']} (host stamps) on 3 guest cores under Xen; nothing "
+            "here is fitted to them.")
+    return _table("Capacity model", "model", MODEL_HEAD, rows, note) + [
+        Block("p", paper_text(m["paper"]), id="model-paper")]
+
+
+def paper_text(p: dict) -> str:
+    """How much a guest's cost alone moves the paper setup's prediction."""
+    by = p["by_factor"]
+    need = p["factor_for_paper"]
+    steps = ", ".join(f"{f}×: {v['guest']} / {v['host']}" for f, v in by.items())
+    ratios = "; ".join(f"{m} stamps {need[m]:g}×" if need[m] else f"{m} stamps: none up to 10×"
+                       for m in ("guest", "host"))
+    return (f"The paper's setup with a guest costing a multiple of what a UML guest costs "
+            f"here (guest / host stamps): {steps}. The cost at which the model comes down "
+            f"to the paper's figures: {ratios}. A UML guest's cost is this model's one "
+            f"difference from a Xen guest that the records can weigh.")
+
+
 @dataclass(frozen=True)
 class Block:
     """One piece of the report: kind is h1, h2, p, note, list, table or images."""
@@ -484,6 +525,8 @@ def document(rep: Report) -> list[Block]:
     out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
             *(Block("p", x) for x in invalid_lines(rep.cap, game_name(rep.spec))),
             *(Block("p", x) for x in search_lines(run))]
+    if rep.model is not None:
+        out += model_blocks(rep.model)
     out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,
                   verdict_rows(run), VERDICT_NOTE)
     if spread := spread_rows(df):
@@ -523,6 +566,7 @@ class Report:
     paper: list
     run: dict
     images: dict = field(default_factory=dict)
+    model: dict | None = None  # analysis/forecast.py report_model
 
 
 def to_markdown(blocks: list[Block]) -> str:

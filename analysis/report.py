@@ -31,6 +31,9 @@ PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM")
          ("Mean timestamp error removed at 46 VMs", "3.1 ms")]
 
 
+PLAYERS_TOTAL = 10000  # the report's "hosts needed" line: for this many players
+
+
 def point_files(results: Path) -> tuple[list[Path], list[str]]:
     """The point.json files of the points summary.json lists (all under points/ when it
     lists none, as for a synthetic run), and the point directories it does not list."""
@@ -174,7 +177,8 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
     }
 
 
-def write_report(results: Path, given: SlaTerms | None = None) -> dict[str, Path]:
+def write_report(results: Path, given: SlaTerms | None = None,
+                 players_total: int | None = PLAYERS_TOTAL) -> dict[str, Path]:
     """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there.
     The SLA terms not given are the run's (its spec), else 1 ms mean delay and 1% loss."""
     from analysis import render
@@ -199,7 +203,12 @@ def write_report(results: Path, given: SlaTerms | None = None) -> dict[str, Path
     images = plots(df, errors, terms.delay_us, terms.loss, terms.stat)
     paths = {"html": results / "report.html", "md": results / "report.md",
              "csv": results / "capacity.csv", "points": results / "points.csv"}
-    rep = render.Report(df, cap, sla, spec, env, PAPER, run, images)
+    model = None
+    if players_total and not spec.get("mix"):  # analysis/model.py: one game per model
+        from analysis.forecast import report_model
+
+        model = report_model(results, players_total)
+    rep = render.Report(df, cap, sla, spec, env, PAPER, run, images, model)
     paths["md"].write_text(render.to_markdown(render.document(
         dataclasses.replace(rep, images={}))))
     paths["html"].write_text(render.to_html(render.document(rep)))

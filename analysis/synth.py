@@ -140,3 +140,101 @@ def write_run(out: Path, shape: Shape, run: SynthRun = SynthRun(),
     (out / "summary.json").write_text(json.dumps({"spec": {"name": "synthetic"},
                                                   "environment": {"kernel": "synthetic"}}))
     return truth
+
+
+# -- runs for the capacity model (analysis/model.py): only the files it reads ------------
+
+@dataclass(frozen=True)
+class CostTruth:
+    """A synthetic host's true costs and scheduling: the capacity model's own form, so a
+    run drawn from it has a capacity known in advance (`true_capacity`)."""
+
+    d0: float = 0.028  # cores per guest at full tick ...
+    d1: float = 0.0002  # ... + this per guest on the host
+    c_tick: float = 0.0011  # cores·s per tick a server skips
+    x_star: float = 1.0  # loss once N·d_min/C passes this
+    y0: float = 110.0  # µs: mean delay with guest stamps, idle host
+    b: float = 40.0  # µs: times the queueing term ρ^alpha/(1 − ρ) ...
+    alpha: float = 2.0
+    v: float = 3.0  # ... times 1 + v·(1 − k)/k beside a competing process
+    tick_hz: float = 20.0
+    players: int = 4
+    rate_hz: float = 20.0
+    host_delay_us: float = 25.0
+    sla_delay_us: float = 1000.0
+
+    def demand(self, n: int) -> float:
+        return self.d0 + self.d1 * n
+
+    def floor(self, n: int) -> float:
+        return max(self.demand(n) - self.c_tick * self.tick_hz, 0.05 * self.demand(n))
+
+    def breaks(self, mode: str, n: int, supply: float, k: float) -> bool:
+        lost = n * self.floor(n) / supply > self.x_star
+        if mode == "host":
+            return lost
+        rho = n * self.demand(n) / supply
+        return lost or rho >= 1 or self.delay(rho, k) > self.sla_delay_us
+
+    def delay(self, rho: float, k: float) -> float:
+        if rho >= 1:
+            return 5000.0 + 1000.0 * rho
+        return self.y0 + self.b * rho ** self.alpha / (1 - rho) * (1 + self.v * (1 - k) / k)
+
+    def true_capacity(self, mode: str, supply: float, k: float, top: int = 250) -> int:
+        for n in range(1, top + 1):
+            if self.breaks(mode, n, supply, k):
+                return n - 1
+        return top
+
+
+def write_model_run(out: Path, truth: CostTruth, counts: Sequence[int], k: float = 1.0,
+                    repeats: int = 3, seed: int = 1) -> Path:
+    """A finished run of `counts` × both modes × `repeats` on one guest CPU with share k
+    (a --guest-cpus k budget below 1): summary.json and each point's point.json, cpu.json
+    and guests.json, with ±2% noise on cost and delay."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for mode in ("guest", "host"):
+        for n in counts:
+            for r in range(repeats):
+                name = f"{mode}-g{n:03d}" + (f"-r{r}" if r else "")
+                points.append(_model_point(out, name, truth, (mode, n, r), k, rng))
+    spec = {"profile": "synthetic", "tick_hz": truth.tick_hz, "players": truth.players,
+            "rate": truth.rate_hz, "sla_delay_ms": truth.sla_delay_us / 1e3,
+            "sla_loss": 0.01, "sla_stat": "mean", "placement": "restricted",
+            "guest_cpus": k if k < 1 else None, "mix": []}
+    (out / "summary.json").write_text(json.dumps({"spec": spec, "points": points}))
+    return out
+
+
+def _model_point(out: Path, name: str, t: CostTruth, at: tuple[str, int, int], k: float,
+                 rng: np.random.Generator) -> dict:
+    mode, n, repeat = at
+    noise = lambda: float(rng.normal(1.0, 0.02))  # noqa: E731
+    want = n * t.demand(n) * noise()
+    used = min(want, k)  # cores the guests got
+    tick = t.tick_hz if want <= k else max(1.0, t.tick_hz - (want - k) / (n * t.c_tick))
+    lost = n * t.floor(n) / k > t.x_star
+    sent = int(n * t.players * t.rate_hz * 10)
+    loss = 0.05 + 0.1 * rng.random() if lost else 0.0
+    delay = (t.delay(n * t.demand(n) / k, k) * noise() if mode == "guest"
+             else t.host_delay_us * noise())
+    pdir = out / "points" / name
+    pdir.mkdir(parents=True, exist_ok=True)
+    budget = ({"guest_cpus": k, "by": "weight", "cpus": [1], "per_cpu": k,
+               "share": round(k * noise(), 4), "cores_used": used} if k < 1 else None)
+    cpu = {"window_s": 10.0, "guests": {str(i): {"cpu_s": used * 10 / n} for i in range(n)},
+           **({"budget": budget} if budget else {})}
+    (pdir / "cpu.json").write_text(json.dumps(cpu))
+    (pdir / "guests.json").write_text(json.dumps({str(i): {"pss_mib": 55.0}
+                                                  for i in range(n)}))
+    (pdir / "point.json").write_text(json.dumps({"mode": mode, "guests": n, "repeat": repeat,
+                                                 "environment": {"guest_cpus": "1",
+                                                                 "placement": "restricted"}}))
+    return {"mode": mode, "guests": n, "repeat": repeat, "dir": f"points/{name}",
+            "guest_cpu_s": used * 10, "budget_s": {"load": 10.0}, "tick_hz_achieved": tick,
+            "delay_mean_us": delay, "loss_ratio": loss, "inputs_sent": sent,
+            "inputs_lost": int(loss * sent), "load_bound": False,
+            "host_core_busy": 0.05 + 2e-5 * n * t.players * t.rate_hz,
+            "input_rate_achieved": t.rate_hz}

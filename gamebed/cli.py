@@ -218,10 +218,70 @@ def cmd_report(a: argparse.Namespace) -> int:
     else:
         from analysis.report import write_report
 
-        paths = write_report(a.dir[0], terms)
+        paths = write_report(a.dir[0], terms, a.players_total)
     print(paths["md"].read_text())
     print(f"report: {paths['html']}", file=sys.stderr)
     return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """capacity on other hosts, from finished runs alone (no root)
+
+    Calibrates the capacity model (docs/model.md) on the runs' own records: each guest's
+    CPU cost at its tick rate and the part it cannot shed, the CPU the guests actually
+    had, and how the mean delay grew with their CPU's utilisation. Then predicts each
+    mode's capacity, with an interval, on hosts with other guest-CPU budgets, and the
+    hosts needed for a player count. --register writes the prediction as a file to
+    commit before measuring; --check sets it beside measured runs.
+    """
+    from analysis import forecast as F
+
+    if a.check:
+        if a.runs:
+            raise ValueError("--check reads the predictions and the --measured runs; give "
+                             "no calibration runs with it")
+        ch = F.check(json.loads(a.check.read_text()), dict(a.measured or []))
+        if not ch["rows"]:
+            raise ValueError("no --measured run matches a case of the predictions: give "
+                             "CASE=DIR with CASE as the predictions name it")
+        print("\n".join(F.check_lines(ch)))
+        if a.json:
+            a.json.write_text(json.dumps(ch, indent=1) + "\n")
+        return 0
+    if not a.runs:
+        raise ValueError("give one or more finished run directories to calibrate on")
+    played = {F.run_summary(r)["spec"].get("profile") for r in a.runs}
+    cases = a.guest_cpus or [F.own_case(a.runs[0])]
+    if a.profile:
+        if played != {a.profile}:
+            raise ValueError(f"--profile {a.profile}: the runs played {sorted(map(str, played))}"
+                             f"; calibrate on runs of {a.profile} (gamebed run --profile "
+                             f"{a.profile})")
+    f = F.forecast(a.runs, cases, a.memory_gib * 1024 if a.memory_gib else None)
+    print("\n".join(F.forecast_lines(f, a.players_total)))
+    if a.register:
+        print(f"registered: {F.register(f, a.register)} (commit it before measuring)",
+              file=sys.stderr)
+    if a.json:
+        a.json.write_text(json.dumps(f, indent=1) + "\n")
+    return 0
+
+
+def case_list(text: str) -> list:
+    """--guest-cpus: comma-separated guest cores (0.45, 3) or `dynamic`."""
+    from analysis.forecast import Case
+
+    try:
+        return [Case.parse(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def measured_arg(text: str) -> tuple[str, Path]:
+    case, sep, path = text.partition("=")
+    if not sep or not case or not path:
+        raise argparse.ArgumentTypeError(f"--measured is CASE=DIR, not {text!r}")
+    return case, Path(path)
 
 
 def counts(text: str) -> tuple[int, ...] | str:
@@ -325,6 +385,24 @@ def add_sla_args(p: argparse.ArgumentParser) -> None:
                    help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
 
 
+def add_cpu_args(p: argparse.ArgumentParser) -> None:
+    """The guests' CPU: per-guest caps and weights, and a budget for all of them."""
+    p.add_argument("--cpu-cap", type=float, metavar="SHARE",
+                   help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
+    p.add_argument("--cpu-weight", type=int, metavar="W",
+                   help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
+    p.add_argument("--guest-cpus", type=float, metavar="K",
+                   help="a smaller host, emulated: all guests together get K cores of their "
+                        "CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "
+                        "leave goes to a competing process, so a guest waits for its CPU as "
+                        "it would on a host with fewer cores; cpu.json records what they "
+                        "actually got (gamebed predict reads it)")
+    p.add_argument("--guest-cpus-by", choices=CHOICES["guest_cpus_by"],
+                   help=f"how --guest-cpus holds them to K (default "
+                        f"{default('guest_cpus_by')}): a competing process at a CFS weight "
+                        "that leaves them K, or a CFS quota of K cores with a 1 ms period")
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"),
                    help="results directory (default %(default)s); one holding an earlier "
@@ -351,20 +429,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")
-    p.add_argument("--cpu-cap", type=float, metavar="SHARE",
-                   help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
-    p.add_argument("--cpu-weight", type=int, metavar="W",
-                   help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
-    p.add_argument("--guest-cpus", type=float, metavar="K",
-                   help="a smaller host, emulated: all guests together get K cores of their "
-                        "CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "
-                        "leave goes to a competing process, so a guest waits for its CPU as "
-                        "it would on a host with fewer cores; cpu.json records what they "
-                        "actually got (gamebed predict reads it)")
-    p.add_argument("--guest-cpus-by", choices=CHOICES["guest_cpus_by"],
-                   help=f"how --guest-cpus holds them to K (default "
-                        f"{default('guest_cpus_by')}): a competing process at a CFS weight "
-                        "that leaves them K, or a CFS quota of K cores with a 1 ms period")
+    add_cpu_args(p)
     p.add_argument("--server-work-us", type=float, metavar="US",
                    help="simulated game logic: CPU microseconds per player per tick "
                         f"(default {default('server_work_us'):g}, as the paper's model server)")
@@ -408,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "of player inputs with guest-kernel and host-supplied timestamps.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every command run")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for add in (_add_play, _add_run, _add_report, _add_pcap, _add_image, _add_launch,
-                _add_clean, _add_components):
+    for add in (_add_play, _add_run, _add_report, _add_predict, _add_pcap, _add_image,
+                _add_launch, _add_clean, _add_components):
         add(sub)
     return ap
 
@@ -462,6 +527,36 @@ def _add_report(sub) -> None:
                    help=f"delay statistic (default: the run's; else {default('sla_stat')})")
     p.add_argument("--sla-loss", type=float,
                    help=f"largest loss ratio (default: the run's; else {default('sla_loss'):g})")
+    p.add_argument("--players-total", type=int, metavar="N", default=10000,
+                   help="the capacity model's hosts-needed line: hosts for N concurrent "
+                        "players (default %(default)s; 0: no model section)")
+
+
+def _add_predict(sub) -> None:
+    p = _command(sub, "predict", cmd_predict)
+    p.add_argument("runs", type=Path, nargs="*", metavar="RUN",
+                   help="finished `gamebed run` directories of one game to calibrate on "
+                        "(e.g. one with whole guest CPUs and one with --guest-cpus 0.6)")
+    p.add_argument("--guest-cpus", type=case_list, metavar="K[,K...]",
+                   help="hosts to predict: guest cores each (0.45: a share of one CPU; 3: "
+                        "three CPUs), or dynamic (every CPU, shared with the host side); "
+                        "default: the first run's own host")
+    add_profile_arg(p)
+    p.add_argument("--players-total", type=int, metavar="N",
+                   help="also print the hosts needed for N concurrent players, per mode")
+    p.add_argument("--memory-gib", type=float, metavar="GIB",
+                   help="the predicted host's memory (default: this machine's); guests "
+                        "beyond it at their measured PSS do not fit")
+    p.add_argument("--register", type=Path, metavar="FILE",
+                   help="write the predictions (every interval, the model's digest) to "
+                        "FILE, e.g. predictions.json, to commit before measuring")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+    p.add_argument("--check", type=Path, metavar="PREDICTIONS",
+                   help="the model check: a registered predictions file beside --measured "
+                        "runs (no calibration runs)")
+    p.add_argument("--measured", type=measured_arg, action="append", metavar="CASE=DIR",
+                   help="with --check: the run that measured CASE (as the predictions name "
+                        "it, e.g. 0.45=results/k045); repeatable")
 
 
 def _add_pcap(sub) -> None:

@@ -20,6 +20,7 @@ from gamebed.proc import How, Process, Runner, ip_cmd, log, shielding, shielding
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 CGROUP_V1_CPUSET = Path("/sys/fs/cgroup/cpuset")
+CFS_PERIOD_US = 100_000  # a per-guest cap's period (--cpu-cap): the kernel's default
 
 
 class ManagedProcess(Process):
@@ -236,11 +237,12 @@ class CpuCgroup:
 
     def __init__(self, name: str, manifest: Manifest, runner: Runner,
                  share: float | None = None, weight: int | None = None,
-                 period_us: int = 100_000, parent: Path | None = None) -> None:
+                 parent: Path | None = None) -> None:
         # under `parent` where the guests share a CPU budget (gamebed/guestcpu.py)
         self.path = (parent or CGROUP_V1_CPU) / name
         self.acct = CGROUP_V1_CPUACCT / name
-        self.share, self.weight, self.period = share, weight, period_us
+        self.share, self.weight = share, weight
+        self.period = CFS_PERIOD_US
         self.manifest, self.runner = manifest, runner
         self._entries: list[dict] = []
 

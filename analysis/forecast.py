@@ -1,0 +1,309 @@
+"""`gamebed predict`: capacity on other hosts from finished runs, the "hosts needed"
+line, pre-registered predictions and the model check (no privileges).
+
+Reads only finished runs' records (summary.json and each point's point.json,
+cpu.json, guests.json: docs/records.md); the model is analysis/model.py.
+
+- `forecast(runs, cases)`: each case's predicted capacity per mode, with its
+  interval, and the proportional baseline beside it;
+- `register(...)`: the same written as predictions.json with the model's digest, to
+  be committed before any held-out run is measured;
+- `check(predictions, measured)`: the model-check table: predicted beside measured
+  capacity per case and mode, the error in guests and percent, the baseline's too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from analysis import model as M
+from analysis.capacity import Sla, capacity_text, judge
+from analysis.records import load_json
+from gamebed.spec import MAX_GUESTS
+
+
+@dataclass(frozen=True)
+class Case:
+    """A host to predict: K cores for the guests (restricted placement), or every CPU
+    shared with the host side (`dynamic`)."""
+
+    name: str
+    cores: float
+    placement: str = "restricted"
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        """`0.45`, `3`, or `dynamic` (every CPU of the calibration host, shared)."""
+        if text == "dynamic":
+            return cls("dynamic", 0.0, "dynamic")
+        try:
+            k = float(text)
+        except ValueError:
+            raise ValueError(f"a case is a number of guest cores (e.g. 0.45) or 'dynamic', "
+                             f"not {text!r}") from None
+        if not 0 < k <= 64:
+            raise ValueError(f"a case's guest cores are in (0, 64], not {text!r}")
+        return cls(f"{k:g}", k)
+
+
+def run_summary(run: Path) -> dict:
+    """A finished run's summary.json, or a FileNotFoundError that says what to give."""
+    summary = load_json(Path(run) / "summary.json")
+    if not summary or not summary.get("points"):
+        raise FileNotFoundError(f"{run}: no summary.json with points; give a finished "
+                                "`gamebed run` directory")
+    return summary
+
+
+def memory_mib() -> float:
+    """This machine's memory (the default host to predict for)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def calibrate(runs: list[Path]) -> tuple[list[M.Obs], M.Game, list[dict]]:
+    """Every point of the calibration runs, their game and each run's recorded share."""
+    game = M.game_of(runs)
+    obs, infos = [], []
+    for i, r in enumerate(runs):
+        o, info = M.observations(r, game, i)
+        if info["spec"].get("profile") != game.profile or info["spec"].get("mix"):
+            raise ValueError(f"{r}: calibration runs play one game, all the same "
+                             f"({game.profile}), not a mix")
+        obs += o
+        infos.append({"dir": str(r), "share": round(info["share"], 4),
+                      "share_how": info["share_how"],
+                      "guest_cpus": info["spec"].get("guest_cpus"),
+                      "placement": info["spec"].get("placement"),
+                      "capacity": measured(r)})
+    return obs, game, infos
+
+
+def share_ratio(infos: list[dict]) -> float:
+    """Recorded over asked share, over the budgeted calibration runs (1 where none)."""
+    pairs = [(i["share"], i["guest_cpus"]) for i in infos
+             if i["guest_cpus"] and i["share_how"].startswith("recorded")]
+    return sum(s / k for s, k in pairs) / len(pairs) if pairs else 1.0
+
+
+def target_of(case: Case, obs: list[M.Obs], infos: list[dict]) -> M.Target:
+    if case.placement == "dynamic":  # every CPU: the guests' and the host side's
+        return M.Target(0.0, "dynamic", cpus=max(o.cpus for o in obs) + 1)
+    return M.Target(case.cores, k_ratio=share_ratio(infos) if case.cores < 1 else 1.0)
+
+
+def measured(run: Path) -> dict:
+    """A finished run's measured capacity per mode (the report's judge, its own SLA)."""
+    summary = run_summary(run)
+    _, cap = judge(summary["points"], Sla.of_run(summary["spec"]))
+    return {m: {"lo": c["capacity"], "hi": c["capacity_hi"], "text": capacity_text(c),
+                "largest": c["largest_measured"]} for m, c in cap.items()}
+
+
+def baseline(case: Case, infos: list[dict], obs: list[M.Obs]) -> dict:
+    """The naive model: capacity proportional to the guests' cores, from the calibration
+    run on whole guest CPUs (restricted, no budget)."""
+    whole = [i for i in infos if not i["guest_cpus"] and i["placement"] == "restricted"]
+    if not whole:
+        return {}
+    base_cores = max(o.cpus for o in obs if o.k == 1.0)
+    cores = (base_cores + 1) if case.placement == "dynamic" else case.cores
+    f = cores / base_cores
+    out = {}
+    for mode, c in whole[0]["capacity"].items():
+        hi = None if c["hi"] is None else math.floor(c["hi"] * f)
+        out[mode] = {"lo": math.floor(c["lo"] * f), "hi": hi, "at_least": hi is None}
+    return out
+
+
+def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
+             top: int = MAX_GUESTS) -> dict:
+    """Each case's prediction per mode (interval, what limits it), the baseline, and the
+    fitted model with its digest."""
+    for r in runs:
+        run_summary(r)
+    obs, game, infos = calibrate(runs)
+    mem = memory or memory_mib()
+    top = min(top, M.memory_limit(game, mem))
+    out = {"model_version": M.MODEL_VERSION, "game": asdict(game), "calibration": infos,
+           "memory_mib": round(mem), "top": top, "cases": []}
+    fits = M.bootstrap(obs, game)
+    out["params"] = asdict(fits[0])
+    for case in cases:
+        t = target_of(case, obs, infos)
+        pred = M.predict(fits, game, t, top)
+        out["cases"].append({"case": asdict(case), "target": asdict(t),
+                             "modes": pred["modes"], "baseline": baseline(case, infos, obs)})
+    out["digest"] = M.digest(out["params"], [json.dumps(i, sort_keys=True) for i in infos])
+    return out
+
+
+def hosts_needed(players_total: int, players_per_guest: int, cap: dict) -> dict:
+    """Hosts for `players_total` players at a predicted capacity {capacity, lo, hi}:
+    the point figure and its interval (fewest hosts at the interval's top)."""
+    def hosts(n: int) -> int | None:
+        return math.ceil(players_total / (players_per_guest * n)) if n > 0 else None
+    return {"hosts": hosts(cap["capacity"]), "lo": hosts(cap["hi"]), "hi": hosts(cap["lo"]),
+            "guests": math.ceil(players_total / players_per_guest),
+            # a capacity that is a lower bound makes the hosts an upper bound
+            "at_most": bool(cap.get("at_least"))}
+
+
+def hosts_text(h: dict) -> str:
+    text = f"{h['hosts']} ({h['lo']}–{h['hi']})"
+    return f"≤ {text}" if h["at_most"] else text
+
+
+def interval_text(c: dict) -> str:
+    text = f"{c['capacity']} ({c['lo']}–{c['hi']})"
+    return f"≥ {text}" if c.get("at_least") else text
+
+
+def forecast_lines(f: dict, players_total: int | None = None) -> list[str]:
+    """The prediction as text: per case and mode, and the hosts-needed line."""
+    g, p = f["game"], f["params"]
+    lines = [f"model {f['digest']}: {g['profile']}, calibrated on "
+             + ", ".join(f"{Path(i['dir']).name} (share {i['share']:g}, {i['share_how']})"
+                         for i in f["calibration"]),
+             f"cost per guest: {1e3 * p['d'][0]:.2f} + {1e6 * p['d'][1]:.2f}e-3·N ms of CPU "
+             f"per s at {g['tick_hz']:g} Hz; per tick "
+             + (f"{1e3 * p['c_tick']:.2f} ms" if p["c_tick"] else "unknown")
+             + f"; memory {g['pss_mib']:g} MiB per guest"]
+    for c in f["cases"]:
+        modes = c["modes"]
+        lines.append(f"{c['case']['name']} guest cores ({c['case']['placement']}): "
+                     + "; ".join(f"{m} stamps {interval_text(v)}, limited by {v['limit']}"
+                                 for m, v in sorted(modes.items())))
+        if players_total:
+            for m, v in sorted(modes.items()):
+                h = hosts_needed(players_total, g["players"], v)
+                lines.append(f"  hosts needed for {players_total} players, {m} stamps: "
+                             f"{hosts_text(h)}, {h['guests']} guests of "
+                             f"{g['players']} players")
+    return lines
+
+
+def own_case(run: Path) -> Case:
+    """The host a run measured: its guest-CPU budget, its placement."""
+    spec = run_summary(run)["spec"]
+    if spec.get("placement") == "dynamic":
+        return Case("dynamic", 0.0, "dynamic")
+    return Case("this host", float(spec.get("guest_cpus") or 1.0))
+
+
+PAPER_CASE = Case("3 (the paper's)", 3.0)  # Tsai 2009, 6.6.1: dom0 on 1 core, guests on 3
+PAPER_CAPACITY = {"guest": 30, "host": 44}
+
+
+def report_model(run: Path, players_total: int) -> dict:
+    """The report's model section: the run's own host and the paper's, predicted from the
+    run alone, with the hosts needed for `players_total` players; or why not."""
+    try:
+        f = forecast([Path(run)], [own_case(run), PAPER_CASE])
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        return {"error": str(e)}
+    f["paper"] = paper_sensitivity([Path(run)], f["top"])
+    players = f["game"]["players"]
+    for c in f["cases"]:
+        c["hosts"] = {m: hosts_needed(players_total, players, v) for m, v in c["modes"].items()}
+    f["players_total"] = players_total
+    return f
+
+
+def register(f: dict, path: Path) -> Path:
+    """predictions.json: every predicted interval and the model's digest, to commit
+    before any held-out run is measured."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(f, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _error(pred: dict, meas: dict, top: int) -> tuple[float, bool]:
+    """(error in guests, overlap): the predicted point against the measured interval.
+    A measured "≥ lo" is met by any prediction at or above lo; a predicted "≥" (the
+    loss limit was not seen in calibration) by any measurement at or above its lo."""
+    m_hi = meas["hi"] if meas["hi"] is not None else max(top, meas["lo"])
+    p_hi = top if pred.get("at_least") else pred.get("hi", pred["lo"])
+    overlap = pred["lo"] <= m_hi and p_hi >= meas["lo"]
+    point = pred.get("capacity", pred["lo"])
+    mid = meas["lo"] if meas["hi"] is None else (meas["lo"] + meas["hi"]) / 2
+    if meas["hi"] is None:  # measured a lower bound: only a prediction below it errs
+        return float(min(0, point - meas["lo"])), overlap
+    if pred.get("at_least"):  # predicted a lower bound: only a measurement below it errs
+        return float(max(0, point - mid)), overlap
+    return float(point - mid), overlap
+
+
+def check(predictions: dict, measured_runs: dict[str, Path]) -> dict:
+    """The model check: per held-out case and mode, predicted beside measured capacity,
+    the error in guests and percent, and the proportional baseline's."""
+    rows, totals = [], {"model": 0.0, "baseline": 0.0}
+    for c in predictions["cases"]:
+        name = c["case"]["name"]
+        if name not in measured_runs:
+            continue
+        meas = measured(measured_runs[name])
+        for mode, pred in sorted(c["modes"].items()):
+            m = meas.get(mode)
+            if m is None:
+                continue
+            err, ok = _error(pred, m, predictions["top"])
+            base = c["baseline"].get(mode)
+            berr = _error({**base, "capacity": base["lo"], "hi": base["hi"] or base["lo"]},
+                          m, predictions["top"])[0] if base else None
+            ref = m["lo"] if m["hi"] is None else (m["lo"] + m["hi"]) / 2
+            rows.append({"case": name, "mode": mode, "predicted": interval_text(pred),
+                         "measured": m["text"], "overlap": ok, "error": round(err, 1),
+                         "error_pct": round(100 * err / ref, 1) if ref else None,
+                         "baseline": base and (f"≥ {base['lo']}" if base["hi"] is None
+                                               else f"{base['lo']}–{base['hi']}"),
+                         "baseline_error": berr,
+                         "baseline_error_pct": round(100 * berr / ref, 1)
+                         if ref and berr is not None else None,
+                         "width_pct": _width(pred)})
+            totals["model"] += abs(err)
+            totals["baseline"] += abs(berr or 0.0)
+    return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals}
+
+
+def _width(pred: dict) -> float | None:
+    """Half the predicted interval's width, in percent of its midpoint."""
+    mid = (pred["lo"] + pred["hi"]) / 2
+    return round(100 * (pred["hi"] - pred["lo"]) / 2 / mid, 1) if mid else None
+
+
+CHECK_HEAD = ["case", "mode", "predicted", "measured", "overlap", "error (guests)",
+              "error %", "baseline", "baseline error", "baseline error %", "± width %"]
+
+
+def check_lines(ch: dict) -> list[str]:
+    """The model-check table in markdown, and the totals."""
+    out = ["| " + " | ".join(CHECK_HEAD) + " |", "|" + "---|" * len(CHECK_HEAD)]
+    for r in ch["rows"]:
+        out.append("| " + " | ".join(str(r[k]) if r[k] is not None else "–" for k in (
+            "case", "mode", "predicted", "measured", "overlap", "error", "error_pct",
+            "baseline", "baseline_error", "baseline_error_pct", "width_pct")) + " |")
+    t = ch["total_abs_error"]
+    out.append(f"\nTotal absolute error: model {t['model']:g} guests, proportional baseline "
+               f"{t['baseline']:g} guests (model {ch['digest']}).")
+    return out
+
+
+def paper_sensitivity(runs: list[Path], top: int = MAX_GUESTS) -> dict:
+    """How far the cost of a guest alone moves the paper setup's prediction: capacity on
+    3 guest cores at 1, 1.5, 2 and 3 times the measured cost, and the cost factor at
+    which each mode would come down to the paper's figure (derived, not fitted)."""
+    obs, game, infos = calibrate(runs)
+    p = M.fit(obs, game)
+    t = target_of(PAPER_CASE, obs, infos)
+    out = {"by_factor": {f"{f:g}": M.capacities(M.scaled(p, f), game, t, top)
+                         for f in (1.0, 1.5, 2.0, 3.0)}}
+    out["factor_for_paper"] = {m: M.cost_ratio_for(p, game, t, m, want, top)
+                               for m, want in PAPER_CAPACITY.items()}
+    return out

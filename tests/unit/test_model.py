@@ -1,0 +1,155 @@
+"""The capacity model (analysis/model.py, analysis/forecast.py) on synthetic runs whose
+true capacity is known in advance (analysis/synth.py CostTruth), and the guest-CPU
+budget's arithmetic (gamebed/guestcpu.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis import forecast as F
+from analysis import model as M
+from analysis.synth import CostTruth, write_model_run
+from gamebed.cli import main
+from gamebed.guestcpu import GuestCpus, parent_shares, quota_us
+from gamebed.manifest import Manifest
+from gamebed.proc import Runner
+
+TRUTH = CostTruth()
+COUNTS = (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48)
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    """Two calibration runs, the model's budgets: whole CPU and 0.6 of it."""
+    base = tmp_path_factory.mktemp("model")
+    k1 = write_model_run(base / "k100", TRUTH, COUNTS, k=1.0, seed=1)
+    k06 = write_model_run(base / "k060", TRUTH, COUNTS, k=0.6, seed=2)
+    return base, [k1, k06]
+
+
+def test_fit_recovers_the_costs(calib):
+    _, runs = calib
+    obs, game, _ = F.calibrate(runs)
+    p = M.fit(obs, game)
+    assert p.d[0] == pytest.approx(TRUTH.d0, rel=0.1)
+    assert p.d[1] == pytest.approx(TRUTH.d1, rel=0.5)
+    assert p.c_tick == pytest.approx(TRUTH.c_tick, rel=0.15)
+    y0, b, v, alpha = p.delay
+    assert alpha == pytest.approx(TRUTH.alpha, abs=0.5)
+    assert y0 == pytest.approx(TRUTH.y0, rel=0.15) and b == pytest.approx(TRUTH.b, rel=0.4)
+    assert v == pytest.approx(TRUTH.v, rel=0.4) and p.h_fitted
+    assert not p.x_censored  # the 0.6 run lost inputs at its top counts
+
+
+@pytest.mark.parametrize("k", [0.25, 0.45, 0.8])
+def test_held_out_budgets_are_predicted(calib, k):
+    """Calibrated on 1.0 and 0.6 only, the prediction at k holds the true capacity."""
+    _, runs = calib
+    f = F.forecast(runs, [F.Case.parse(str(k))], memory=24 * 1024)
+    modes = f["cases"][0]["modes"]
+    for mode in ("guest", "host"):
+        true = TRUTH.true_capacity(mode, k, k)
+        assert modes[mode]["lo"] - 1 <= true <= modes[mode]["hi"] + 1, (mode, modes, true)
+        assert abs(modes[mode]["capacity"] - true) <= max(1, 0.1 * true)
+
+
+def test_the_synthetic_runs_measure_the_true_capacity(calib, tmp_path):
+    """The generator and the report's judge agree on what a held-out run measures, and
+    the check table then scores a prediction against it (and the baseline)."""
+    _, runs = calib
+    held = write_model_run(tmp_path / "k045", TRUTH, tuple(range(1, 49)), k=0.45, seed=9)
+    meas = F.measured(held)
+    for mode in ("guest", "host"):
+        true = TRUTH.true_capacity(mode, 0.45, 0.45)
+        assert abs(meas[mode]["lo"] - true) <= 1, (mode, meas, true)
+    pred = F.forecast(runs, [F.Case.parse("0.45")], memory=24 * 1024)
+    ch = F.check(pred, {"0.45": held})
+    assert {r["mode"] for r in ch["rows"]} == {"guest", "host"}
+    assert all(r["overlap"] for r in ch["rows"])
+    assert ch["total_abs_error"]["model"] <= 4
+    assert all(r["baseline"] for r in ch["rows"])  # proportional to 0.45 of the k=1 run
+
+
+def test_one_run_without_loss_gives_a_lower_bound(tmp_path):
+    """No point lost inputs: the loss limit is censored and the host-stamp capacity is
+    shown as "≥"; one budget only: the competing process's wait is not fitted."""
+    run = write_model_run(tmp_path / "k1", TRUTH, (1, 2, 4, 8, 16, 24), k=1.0)
+    f = F.forecast([run], [F.Case.parse("1")], memory=24 * 1024)
+    p = f["params"]
+    assert p["x_censored"] and not p["h_fitted"] and p["delay"][2] == 0.0  # v
+    host = f["cases"][0]["modes"]["host"]
+    assert host["at_least"] and F.interval_text(host).startswith("≥")
+    h = F.hosts_needed(10000, 4, host)
+    assert h["at_most"] and F.hosts_text(h).startswith("≤")
+
+
+def test_memory_bounds_capacity(calib):
+    _, runs = calib
+    f = F.forecast(runs, [F.Case.parse("3")], memory=1024 + 55 * 10)  # room for 10 guests
+    assert f["top"] == 10
+    assert all(v["capacity"] <= 10 for v in f["cases"][0]["modes"].values())
+
+
+def test_hosts_needed_arithmetic():
+    h = F.hosts_needed(10000, 4, {"capacity": 30, "lo": 25, "hi": 35})
+    assert h == {"hosts": 84, "lo": 72, "hi": 100, "guests": 2500, "at_most": False}
+
+
+def test_queue_terms():
+    assert M.queue_term(np.array([0.5]), 1)[0] == pytest.approx(1.0)  # ρ/(1−ρ)
+    assert M.queue_term(np.array([0.5]), 1, 2.0)[0] == pytest.approx(0.5)  # ρ²/(1−ρ)
+    # two CPUs wait less than one at the same utilisation
+    assert M.queue_term(np.array([0.8]), 2)[0] < M.queue_term(np.array([0.8]), 1)[0]
+    assert M.hog_factor(1.0) == 0.0 and M.hog_factor(0.25) == pytest.approx(3.0)
+
+
+def test_register_and_check_through_the_cli(calib, tmp_path, capsys):
+    base, runs = calib
+    pred = tmp_path / "predictions.json"
+    assert main(["predict", *map(str, runs), "--guest-cpus", "0.45,dynamic,3",
+                 "--players-total", "10000", "--register", str(pred)]) == 0
+    out = capsys.readouterr().out
+    assert "hosts needed for 10000 players" in out and "dynamic" in out
+    saved = json.loads(pred.read_text())
+    assert len(saved["digest"]) == 16 and len(saved["cases"]) == 3
+    held = write_model_run(tmp_path / "k045", TRUTH, tuple(range(1, 49)), k=0.45, seed=5)
+    assert main(["predict", "--check", str(pred), "--measured", f"0.45={held}"]) == 0
+    assert "| 0.45 | guest |" in capsys.readouterr().out
+    # a wrong profile, a missing run: exit 2, one line that says what to do
+    assert main(["predict", str(runs[0]), "--profile", "br30"]) == 2
+    assert main(["predict", str(base / "nothing")]) == 2
+    assert "give a finished" in capsys.readouterr().err
+
+
+def test_a_run_without_spare_cpu_cannot_calibrate(tmp_path):
+    run = write_model_run(tmp_path / "full", TRUTH, (48, 60), k=1.0)
+    with pytest.raises(ValueError, match="CPU to spare"):
+        F.forecast([run], [F.Case.parse("1")], memory=24 * 1024)
+
+
+def test_guest_cpu_budget_arithmetic(tmp_path):
+    assert parent_shares(0.5) == 1024 and parent_shares(0.25) == 341
+    assert parent_shares(0.8) == 4096
+    assert quota_us(0.45) == (2222, 1000) and quota_us(2.0) == (1000, 2000)
+    lines: list[str] = []
+    runner = Runner(dry_run=True, echo=lines.append)
+    m = Manifest("gbtest00", tmp_path, dry_run=True)
+    with GuestCpus(0.45, "weight", (1,), "gbtest00", m, runner) as b:
+        assert b.needs_hogs and b.parent.name == "gbtest00-guests"
+        # listed before made: the parent, the hogs' cpu and cpuacct groups
+        assert [e["path"] for e in m.entries] == [str(b.parent), str(b.hog_cpu),
+                                                 str(b.hog_acct)]
+        assert f"echo 838 > {b.parent}/cpu.shares" in lines
+        rec = b.record({"hog_s": 1.0, "throttled_s": 0.0, "nr_throttled": 0, "nr_periods": 0},
+                       {"hog_s": 6.5, "throttled_s": 0.0, "nr_throttled": 0,
+                        "nr_periods": 0}, 4.5, 10.0)
+    assert rec["share"] == pytest.approx(0.45) and rec["cores_used"] == pytest.approx(0.45)
+    with pytest.raises(ValueError, match="give a number of cores"):
+        GuestCpus(1.5, "weight", (1,), "gbtest00", m, runner)
+    assert m.entries == []  # struck off on leaving
+    with GuestCpus(0.45, "quota", (1,), "gbtest00", m, runner) as q:
+        assert not q.needs_hogs
+    assert f"echo 2222 > {q.parent}/cpu.cfs_period_us" in lines
