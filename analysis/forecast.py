@@ -255,8 +255,7 @@ def check(predictions: dict, measured_runs: dict[str, Path]) -> dict:
                 continue
             err, ok = _error(pred, m, predictions["top"])
             base = c["baseline"].get(mode)
-            berr = _error({**base, "capacity": base["lo"], "hi": base["hi"] or base["lo"]},
-                          m, predictions["top"])[0] if base else None
+            berr = _error(_baseline_point(base), m, predictions["top"])[0] if base else None
             ref = m["lo"] if m["hi"] is None else (m["lo"] + m["hi"]) / 2
             rows.append({"case": name, "mode": mode, "predicted": interval_text(pred),
                          "measured": m["text"], "overlap": ok, "error": round(err, 1),
@@ -270,6 +269,14 @@ def check(predictions: dict, measured_runs: dict[str, Path]) -> dict:
             totals["model"] += abs(err)
             totals["baseline"] += abs(berr or 0.0)
     return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals}
+
+
+def _baseline_point(base: dict) -> dict:
+    """The baseline as a prediction: its interval's middle (its lo where unbounded)."""
+    hi = base["hi"]
+    mid = base["lo"] if hi is None else (base["lo"] + hi) / 2
+    return {"lo": base["lo"], "hi": hi if hi is not None else base["lo"],
+            "capacity": mid, "at_least": hi is None}
 
 
 def _width(pred: dict) -> float | None:
