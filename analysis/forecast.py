@@ -224,7 +224,7 @@ def register(f: dict, path: Path) -> Path:
     return path
 
 
-def _error(pred: dict, meas: dict, top: int) -> tuple[float, bool]:
+def _error(pred: dict, meas: dict, top: int) -> tuple[float | None, bool]:
     """(error in guests, overlap): the predicted point against the measured interval.
     A measured "≥ lo" is met by any prediction at or above lo; a predicted "≥" (the
     loss limit was not seen in calibration) by any measurement at or above its lo."""
@@ -233,6 +233,8 @@ def _error(pred: dict, meas: dict, top: int) -> tuple[float, bool]:
     overlap = pred["lo"] <= m_hi and p_hi >= meas["lo"]
     point = pred.get("capacity", pred["lo"])
     mid = meas["lo"] if meas["hi"] is None else (meas["lo"] + meas["hi"]) / 2
+    if meas["hi"] is None and pred.get("at_least"):  # two lower bounds: no error to take
+        return None, overlap
     if meas["hi"] is None:  # measured a lower bound: only a prediction below it errs
         return float(min(0, point - meas["lo"])), overlap
     if pred.get("at_least"):  # predicted a lower bound: only a measurement below it errs
@@ -258,16 +260,19 @@ def check(predictions: dict, measured_runs: dict[str, Path]) -> dict:
             berr = _error(_baseline_point(base), m, predictions["top"])[0] if base else None
             ref = m["lo"] if m["hi"] is None else (m["lo"] + m["hi"]) / 2
             rows.append({"case": name, "mode": mode, "predicted": interval_text(pred),
-                         "measured": m["text"], "overlap": ok, "error": round(err, 1),
-                         "error_pct": round(100 * err / ref, 1) if ref else None,
+                         "measured": m["text"], "overlap": ok,
+                         "error": None if err is None else round(err, 1),
+                         "error_pct": round(100 * err / ref, 1)
+                         if ref and err is not None else None,
                          "baseline": base and (f"≥ {base['lo']}" if base["hi"] is None
                                                else f"{base['lo']}–{base['hi']}"),
                          "baseline_error": berr,
                          "baseline_error_pct": round(100 * berr / ref, 1)
                          if ref and berr is not None else None,
                          "width_pct": _width(pred)})
-            totals["model"] += abs(err)
-            totals["baseline"] += abs(berr or 0.0)
+            if err is not None and berr is not None:  # scored where both can be
+                totals["model"] += abs(err)
+                totals["baseline"] += abs(berr)
     return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals}
 
 
@@ -297,8 +302,10 @@ def check_lines(ch: dict) -> list[str]:
             "case", "mode", "predicted", "measured", "overlap", "error", "error_pct",
             "baseline", "baseline_error", "baseline_error_pct", "width_pct")) + " |")
     t = ch["total_abs_error"]
-    out.append(f"\nTotal absolute error: model {t['model']:g} guests, proportional baseline "
-               f"{t['baseline']:g} guests (model {ch['digest']}).")
+    out.append(f"\nTotal absolute error over the rows both can be scored on: model "
+               f"{t['model']:g} guests, proportional baseline {t['baseline']:g} guests "
+               f"(model {ch['digest']}). –: a lower bound beside a lower bound, no error "
+               "to take.")
     return out
 
 

@@ -25,6 +25,7 @@ typical use:
   sudo gamebed run --out results                              # the capacity sweep
   gamebed report results --sla-delay-ms 2                     # re-read a sweep, new SLA
   gamebed report runA runB --out cmp                          # runs side by side
+  gamebed predict runA --guest-cpus 3 --players-total 10000   # another host, a fleet
   sudo gamebed run --backend libvirt --guests 1,2 --duration 10   # the same on real VMs
   sudo gamebed image build                                    # the guest image (cached)
   sudo gamebed launch --count 4 && sudo gamebed launch --destroy  # standing game VMs

@@ -153,3 +153,15 @@ def test_guest_cpu_budget_arithmetic(tmp_path):
     with GuestCpus(0.45, "quota", (1,), "gbtest00", m, runner) as q:
         assert not q.needs_hogs
     assert f"echo 2222 > {q.parent}/cpu.cfs_period_us" in lines
+
+
+def test_check_scores_only_what_can_be_scored():
+    """A predicted lower bound beside a measured one has no error (both censored); a
+    point prediction below a measured lower bound errs by the gap; one inside a measured
+    interval by its distance from the middle."""
+    assert F._error({"lo": 16, "hi": 23, "capacity": 19, "at_least": True},
+                    {"lo": 12, "hi": None}, 250) == (None, True)
+    assert F._error({"lo": 9, "hi": 11, "capacity": 10}, {"lo": 12, "hi": None}, 250) \
+        == (-2.0, False)
+    assert F._error({"lo": 12, "hi": 14, "capacity": 12}, {"lo": 11, "hi": 12}, 250) \
+        == (0.5, True)
