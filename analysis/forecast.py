@@ -122,9 +122,10 @@ def baseline(case: Case, infos: list[dict], obs: list[M.Obs]) -> dict:
 
 
 def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
-             top: int = MAX_GUESTS) -> dict:
+             top: int = MAX_GUESTS, paper: bool = False) -> dict:
     """Each case's prediction per mode (interval, what limits it), the baseline, and the
-    fitted model with its digest."""
+    fitted model with its digest; with `paper`, how a guest's cost alone moves the
+    paper setup's prediction (`paper_sensitivity`, on the same fit)."""
     for r in runs:
         run_summary(r)
     obs, game, infos = calibrate(runs)
@@ -139,6 +140,8 @@ def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
         pred = M.predict(fits, game, t, top)
         out["cases"].append({"case": asdict(case), "target": asdict(t),
                              "modes": pred["modes"], "baseline": baseline(case, infos, obs)})
+    if paper:
+        out["paper"] = paper_sensitivity(fits[0], game, target_of(PAPER_CASE, obs, infos), top)
     out["digest"] = M.digest(out["params"], [json.dumps(i, sort_keys=True) for i in infos])
     return out
 
@@ -204,10 +207,9 @@ def report_model(run: Path, players_total: int) -> dict:
     """The report's model section: the run's own host and the paper's, predicted from the
     run alone, with the hosts needed for `players_total` players; or why not."""
     try:
-        f = forecast([Path(run)], [own_case(run), PAPER_CASE])
+        f = forecast([Path(run)], [own_case(run), PAPER_CASE], paper=True)
     except (ValueError, KeyError, FileNotFoundError) as e:
         return {"error": str(e)}
-    f["paper"] = paper_sensitivity([Path(run)], f["top"])
     players = f["game"]["players"]
     for c in f["cases"]:
         c["hosts"] = {m: hosts_needed(players_total, players, v) for m, v in c["modes"].items()}
@@ -309,13 +311,10 @@ def check_lines(ch: dict) -> list[str]:
     return out
 
 
-def paper_sensitivity(runs: list[Path], top: int = MAX_GUESTS) -> dict:
-    """How far the cost of a guest alone moves the paper setup's prediction: capacity on
-    3 guest cores at 1, 1.5, 2 and 3 times the measured cost, and the cost factor at
-    which each mode would come down to the paper's figure (derived, not fitted)."""
-    obs, game, infos = calibrate(runs)
-    p = M.fit(obs, game)
-    t = target_of(PAPER_CASE, obs, infos)
+def paper_sensitivity(p: M.Params, game: M.Game, t: M.Target, top: int) -> dict:
+    """How far the cost of a guest alone moves the paper setup's prediction (`t`):
+    capacity at 1, 1.5, 2 and 3 times the measured cost, and the cost factor at which
+    each mode would come down to the paper's figure (derived, not fitted)."""
     out = {"by_factor": {f"{f:g}": M.capacities(M.scaled(p, f), game, t, top)
                          for f in (1.0, 1.5, 2.0, 3.0)}}
     out["factor_for_paper"] = {m: M.cost_ratio_for(p, game, t, m, want, top)

@@ -165,3 +165,16 @@ def test_check_scores_only_what_can_be_scored():
         == (-2.0, False)
     assert F._error({"lo": 12, "hi": 14, "capacity": 12}, {"lo": 11, "hi": 12}, 250) \
         == (0.5, True)
+
+
+def test_the_reports_model_section_from_one_run(calib):
+    """A report's section: its own host and the paper's from the run alone, hosts for the
+    player count, and the paper's setup at a guest cost times 1..3 (cost dearer, fewer
+    guests), on the same fit."""
+    _, runs = calib
+    m = F.report_model(runs[0], 10000)
+    assert [c["case"]["name"] for c in m["cases"]] == ["this host", "3 (the paper's)"]
+    assert all(set(c["hosts"]) == {"guest", "host"} for c in m["cases"])
+    by = m["paper"]["by_factor"]
+    assert by["1"]["guest"] > by["2"]["guest"] > by["3"]["guest"]
+    assert by["1"]["guest"] == m["cases"][1]["modes"]["guest"]["capacity"]  # same fit
