@@ -214,7 +214,25 @@ def report_model(run: Path, players_total: int) -> dict:
     for c in f["cases"]:
         c["hosts"] = {m: hosts_needed(players_total, players, v) for m, v in c["modes"].items()}
     f["players_total"] = players_total
+    f["first_check"] = first_check()
     return f
+
+
+FIRST_CHECK = Path(__file__).resolve().parents[1] / "benchmarks/model_check/registered_scorer.py"
+
+
+def first_check() -> dict | None:
+    """The first held-out check of the model, scored by its registered scorer (a frozen
+    copy beside predictions.json) and by the rules changed after registration; None
+    where this install has no benchmarks/ folder."""
+    if not FIRST_CHECK.exists():
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("registered_scorer", FIRST_CHECK)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.first_check()
 
 
 def register(f: dict, path: Path) -> Path:
@@ -314,7 +332,8 @@ def check_lines(ch: dict) -> list[str]:
 def paper_sensitivity(p: M.Params, game: M.Game, t: M.Target, top: int) -> dict:
     """How far the cost of a guest alone moves the paper setup's prediction (`t`):
     capacity at 1, 1.5, 2 and 3 times the measured cost, and the cost factor at which
-    each mode would come down to the paper's figure (derived, not fitted)."""
+    each mode would come down to the paper's figure. That factor is a one-parameter fit
+    per mode to the paper's figure (`cost_ratio_for` searches for it), not a prediction."""
     out = {"by_factor": {f"{f:g}": M.capacities(M.scaled(p, f), game, t, top)
                          for f in (1.0, 1.5, 2.0, 3.0)}}
     out["factor_for_paper"] = {m: M.cost_ratio_for(p, game, t, m, want, top)
