@@ -107,3 +107,17 @@ def test_filter_on_known_frames_and_many_guests():
                        wire.MSG_SYNC_REQ, 40, 0, 0))
     assert run_cbpf(prog, sync) > 0  # clock sync still reaches the shim
     assert run_cbpf(prog, b"\xff" * 42) > 0  # an ARP-sized frame: accepted, not dropped
+
+
+def test_a_guests_frame_is_named_by_its_ethertype_and_destination():
+    from hostside.shim import reply_kind
+
+    client = bytes.fromhex("02aabbccddee")
+    src = bytes.fromhex("020000000001")
+    assert reply_kind(client + src + b"\x08\x00" + b"\0" * 40, client) == "ipv4 to client"
+    assert reply_kind(b"\xff" * 6 + src + b"\x08\x06" + b"\0" * 40, client) == "arp broadcast"
+    assert reply_kind(bytes.fromhex("333300000016") + src + b"\x86\xdd", client) \
+        == "ipv6 multicast"
+    tagged = client + src + b"\x81\x00\x00\x05\x08\x00" + b"\0" * 40
+    assert reply_kind(tagged, client) == "ipv4 to client"
+    assert reply_kind(src + src + b"\x88\xcc", client) == "0x88cc to other"
