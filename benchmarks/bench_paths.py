@@ -79,7 +79,7 @@ class Topo:
         guests = NetnsGuests(ctx)
         stack.callback(guests.stop)
         self.g = ctx.topo.guests[0]
-        guests.build_guest_network(self.g)
+        guests.guest_network(stack, self.g)
         cpus = ctx.placement.guest_cpus
 
         def prog(ns: str, *args: object) -> list[str]:

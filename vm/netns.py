@@ -45,7 +45,7 @@ class NetnsGuests:
         c, s = self.ctx, self.ctx.spec
         for g in guests:
             with ExitStack() as stack:
-                self._guest_network(stack, g)
+                self.guest_network(stack, g)
                 self.cgroups[g.index] = stack.enter_context(CpuCgroup(
                     f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
                     weight=s.cpu_weight, parent=c.cpu_parent))
@@ -56,7 +56,7 @@ class NetnsGuests:
             self.cgroups.pop(g.index, None)
             self.guests.pop(g.index).close()
 
-    def _guest_network(self, stack: ExitStack, g: GuestAddr) -> None:
+    def guest_network(self, stack: ExitStack, g: GuestAddr) -> None:
         """The guest's namespace, its link to the host side, its address."""
         c, t, r = self.ctx, self.ctx.topo, self.ctx.runner
         guest_link(stack, c, g)

@@ -147,3 +147,17 @@ def destroy_launched(env: dict, check_prefix: str | None = None) -> None:
     assert r.returncode == 0, r.stderr
     assert leftovers(check_prefix) == NOTHING
     assert not list(Path(env["GAMEBED_STATE_DIR"]).glob("gl*.json"))
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 600,
+                  ok_codes: tuple[int, ...] = (0,)) -> str:
+    """Run benchmarks/SCRIPT at the given (smallest) size as a user would, from the
+    repository root; its output, or a failure that shows the script's own words.
+    `ok_codes`: the exits that are a verdict, not a breakage (a check script's 1)."""
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode in ok_codes, f"{script} exited {r.returncode}:\n{r.stdout[-3000:]}\n" \
+                              f"{r.stderr[-3000:]}"
+    return r.stdout
