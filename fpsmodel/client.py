@@ -32,6 +32,7 @@ from fpsmodel.records import (
     SYNC_CARRIED,
     RecordWriter,
 )
+from fpsmodel.server import kernel_stamps
 from fpsmodel.timing import SyncSample, best_sample, input_gaps_ns, player_rng
 from fpsmodel.wan import WanLink, WanModel
 
@@ -124,6 +125,9 @@ class Player:
 def open_socket(target: Target) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    # each update's arrival as the kernel saw it: the client's own spins and sends do
+    # not widen the gaps between ticks (the players' tick terms read these)
+    sock.setsockopt(socket.SOL_SOCKET, wire.SO_TIMESTAMPNS, 1)
     sock.connect((target.host, target.port))
     sock.setblocking(False)
     return sock
@@ -175,13 +179,18 @@ def _exchange(sock: socket.socket, sel: selectors.BaseSelector, codec: wire.Code
     return None
 
 
+SYNC_BUDGET_S = 20.0  # the opening sync's longest: starved guests must not end the run
+
+
 def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]],
-                      samples: int | dict[int, int],
-                      timeout: float = 0.2) -> dict[int, list[SyncSample]]:
+                      samples: int | dict[int, int], timeout: float = 0.2,
+                      budget_s: float = SYNC_BUDGET_S) -> dict[int, list[SyncSample]]:
     """Exchanges with one peer at a time, the quietest kind (nobody else's answer is in
     the way), in rounds: each round asks every peer once, so a peer's samples are spread
     over the whole sync and it rests between two of them; lost replies are skipped.
-    `samples`: tries per peer, or per peer by guest (a peer leaves the rounds when done)."""
+    `samples`: tries per peer, or per peer by guest (a peer leaves the rounds when done).
+    The rounds stop after `budget_s` (dozens of starved guests, 0.2 s per unanswered
+    try, once took longer than the client's whole time limit): what was got is kept."""
     tries = samples if isinstance(samples, dict) else dict.fromkeys(peers, samples)
     out: dict[int, list[SyncSample]] = {g: [] for g in peers}
     sels = {}
@@ -189,10 +198,13 @@ def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]],
         for g, (sock, _c, _p) in peers.items():
             sels[g] = selectors.DefaultSelector()
             sels[g].register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + budget_s
         for seq in range(max(tries.values(), default=0)):
             for g, (sock, codec, pid) in peers.items():
-                if seq >= tries.get(g, 0):
+                if seq >= tries.get(g, 0) or (time.monotonic() > deadline and out[g]):
                     continue
+                if time.monotonic() > deadline + budget_s:
+                    break  # twice the budget: a guest that never answered stays unsynced
                 s = _exchange(sock, sels[g], codec, (pid, seq), timeout)
                 if s is not None:
                     out[g].append(s)
@@ -334,6 +346,7 @@ class GameClient:
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
         self.sync: dict[int, dict] = {}
+        self.encode_ns: list[int] = []  # per input: header stamp to handed to the kernel
         self.errors = 0
         self.wan_up = self.wan_down = None
         if cfg.wan:  # own seeds: the inputs sent are the same with and without a WAN
@@ -372,10 +385,15 @@ class GameClient:
         for guest, p in first.items():
             samples = together[guest]
             if not samples:
-                if phase:
-                    continue
-                raise RuntimeError(f"clock sync with guest {guest} at "
-                                   f"{p.target.host}:{p.target.port}: no answer")
+                if not phase:  # a starved guest: the load goes on without its offset
+                    # (host stamps need none); the point records it and says so
+                    self.sync[guest] = {"offset_ns": None, "uncertainty_ns": None,
+                                        "samples": 0, "carried": False,
+                                        "error": f"no answer from {p.target.host}:"
+                                                 f"{p.target.port}"}
+                    self.progress(f"client: clock sync with guest {guest}: no answer; "
+                                  "playing on without its offset")
+                continue
             carried = self._carried(guest, samples) if not phase else None
             best, unc = best_sample(samples + ([carried] if carried else []))
             for i, s in enumerate(samples):
@@ -400,13 +418,17 @@ class GameClient:
         return c if abs(own.offset_ns - c.offset_ns) <= unc + max(0, c.delay_ns) // 2 else None
 
     def _send(self, p: Player, sched_ns: int) -> None:
-        now = time.time_ns()
+        now = time.time_ns()  # the header's stamp: authenticated, so before encryption
         data = p.codec.encode_input(p.pid, p.seq, now, make_input(p))
+        # when it really left: built, encrypted and handed to the kernel (to the WAN's
+        # queue with --wan, the player's own network); delay is measured from here
+        left = time.time_ns()
         if self.wan_up is not None:  # leaves once the WAN lets it (_release)
-            self.wan_up.put(now, (p, data), len(data) + 42)
+            self.wan_up.put(left, (p, data), len(data) + 42)
         else:
             self._put_on_wire(p, data)
-        self.inputs_w.write(p.target.guest, p.pid, p.seq, sched_ns, now, now - sched_ns)
+        self.encode_ns.append(left - now)
+        self.inputs_w.write(p.target.guest, p.pid, p.seq, sched_ns, now, now - sched_ns, left)
         p.sent_at[p.seq] = now
         p.sent_at.pop(p.seq - 256, None)
         p.seq += 1
@@ -424,8 +446,8 @@ class GameClient:
         now = time.time_ns()
         for _t, (p, data) in self.wan_up.due(now):
             self._put_on_wire(p, data)
-        for t, (p, data) in self.wan_down.due(now):
-            self._on_datagram(p, data, t)
+        for t, (p, data, arrive) in self.wan_down.due(now):
+            self._on_datagram(p, data, t, arrive)
 
     def _wan_next_s(self) -> float | None:
         """Seconds until the WAN next has something to let through."""
@@ -437,19 +459,20 @@ class GameClient:
     def _receive(self, p: Player) -> None:
         while True:
             try:
-                data = p.sock.recv(4096)
+                data, anc, _fl, _addr = p.sock.recvmsg(4096, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. ICMP port unreachable before the server is up
                 self.errors += 1
                 return
             recv_ns = time.time_ns()
+            arrive = kernel_stamps(anc)[0] or recv_ns
             if self.wan_down is not None:  # counts as received once the WAN delivers it
-                self.wan_down.put(recv_ns, (p, data), len(data) + 42)
+                self.wan_down.put(recv_ns, (p, data, arrive), len(data) + 42)
                 continue
-            self._on_datagram(p, data, recv_ns)
+            self._on_datagram(p, data, recv_ns, arrive)
 
-    def _on_datagram(self, p: Player, data: bytes, recv_ns: int) -> None:
+    def _on_datagram(self, p: Player, data: bytes, recv_ns: int, arrive_ns: int) -> None:
         try:
             hdr, body = p.codec.open(data)
             if hdr.msg_type != wire.MSG_UPDATE:
@@ -458,10 +481,11 @@ class GameClient:
         except wire.WireError:
             self.errors += 1
             return
-        self._record_update(p, tick, send_ns, echo, recv_ns)
+        self._record_update(p, tick, send_ns, echo, (recv_ns, arrive_ns))
 
     def _record_update(self, p: Player, tick: int, server_send_ns: int,
-                       echo: wire.Echo | None, recv_ns: int) -> None:
+                       echo: wire.Echo | None, when: tuple[int, int]) -> None:
+        recv_ns, arrive_ns = when
         p.last_tick = tick
         rtt = ""
         # app_ns 0: the server has accepted no input of this player yet (the echo is empty)
@@ -472,7 +496,7 @@ class GameClient:
             p.last_echo = echo.last_seq
         self.updates_w.write(p.target.guest, p.pid, tick, recv_ns, server_send_ns,
                              echo.last_seq if echo else "", echo.kernel_ns if echo else "",
-                             echo.app_ns if echo else "", rtt)
+                             echo.app_ns if echo else "", rtt, arrive_ns)
 
     def run(self) -> dict:
         punctual_timers()
@@ -548,7 +572,8 @@ class GameClient:
                 "wan": None if self.wan_up is None else {
                     "args": " ".join(self.cfg.wan), "inputs_dropped": self.wan_up.dropped,
                     "updates_dropped": self.wan_down.dropped},
-                "clock_sync": {str(k): v for k, v in self.sync.items()}}
+                "clock_sync": {str(k): v for k, v in self.sync.items()},
+                "encode": percentiles_us(self.encode_ns)}
 
     def _wait(self, sel: selectors.BaseSelector, fds: list[int], wait: float) -> list:
         """Wait `wait` s, less the spin (a sleep overshoots by a wake-up), or until a
@@ -569,6 +594,15 @@ class GameClient:
             for key, _ in sel.select(left if wan is None else min(left, wan)):
                 self._receive(self.players[key.data])
             self._release()
+
+
+def percentiles_us(ns: list[int]) -> dict:
+    """p50 and p99 of a list of ns, in µs (None where empty)."""
+    if not ns:
+        return {"p50_us": None, "p99_us": None}
+    v = sorted(ns)
+    return {"p50_us": round(v[len(v) // 2] / 1e3, 3),
+            "p99_us": round(v[min(len(v) - 1, int(0.99 * len(v)))] / 1e3, 3)}
 
 
 def parse_target(text: str, guest: int) -> Target:

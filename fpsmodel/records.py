@@ -19,10 +19,13 @@ SERVER_INPUTS = "server_inputs.csv"
 SERVER_INPUT_FIELDS = ("guest", "player", "seq", "client_send_ns", "kernel_ns", "hw_ns",
                        "app_ns", "size", "verdict")
 CLIENT_INPUTS = "client_inputs.csv"
-CLIENT_INPUT_FIELDS = ("guest", "player", "seq", "sched_ns", "send_ns", "lateness_ns")
+CLIENT_INPUT_FIELDS = ("guest", "player", "seq", "sched_ns", "send_ns", "lateness_ns",
+                       "left_ns")  # left_ns: encrypted and handed to the kernel (send(2))
 CLIENT_UPDATES = "client_updates.csv"
 CLIENT_UPDATE_FIELDS = ("guest", "player", "tick", "recv_ns", "server_send_ns", "echo_seq",
-                        "echo_kernel_ns", "echo_app_ns", "rtt_ns")
+                        "echo_kernel_ns", "echo_app_ns", "rtt_ns", "arrive_ns")
+# arrive_ns: the kernel's receive stamp on the client's socket (SO_TIMESTAMPNS), before
+# any emulated WAN: what the players' tick terms read (analysis/ticks.py)
 CLOCK_SYNC = "clock_sync.csv"
 CLOCK_SYNC_FIELDS = ("guest", "sample", "t1", "t2", "t3", "t4", "offset_ns", "delay_ns",
                      "chosen", "phase")  # phase 0: before the load, 1: after it,

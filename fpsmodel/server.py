@@ -197,6 +197,9 @@ class GameServer:
         self.sizes: Counter[int] = Counter()
         self.ticks = self.updates_sent = self.sync_answered = 0
         self.tick_ns: list[int] = []  # when each tick of the session ran (monotonic ns)
+        # ...and on this guest's wall clock, for the players' tick cross-check over the
+        # load window alone (analysis/ticks.py)
+        self.tick_wall_ns: list[int] = []
         self._pending: list[tuple[int, int, wire.PlayerInput]] = []
         self._stop = False
         self._park = self._resume = False
@@ -235,7 +238,7 @@ class GameServer:
             self.dropped.clear()
             self.sizes.clear()
             self.accepted = self.ticks = self.updates_sent = self.sync_answered = 0
-            self.tick_ns = []
+            self.tick_ns, self.tick_wall_ns = [], []
         if self._resume and self._rec is None:
             self._resume = False
             out = Path(self.cfg.next_file.read_text().strip())
@@ -350,6 +353,8 @@ class GameServer:
             self.updates_sent += 1
         self.ticks += 1
         self.tick_ns.append(time.monotonic_ns())
+        # once this tick's updates are handed to the kernel: what its players can receive
+        self.tick_wall_ns.append(time.time_ns())
         if self._rec is not None:
             self._rec.flush()  # a crash (--fault) loses at most one tick of records
 
@@ -406,6 +411,7 @@ class GameServer:
             "updates_sent": self.updates_sent, "sync_answered": self.sync_answered,
             "players": len(self.players), "elapsed_s": elapsed,
             "work_us_per_player_tick": self.cfg.work_us, **tick_stats(self.tick_ns),
+            "tick_wall_ns": self.tick_wall_ns,
         }
         if self._rec is not None:
             self._rec.close()

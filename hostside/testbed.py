@@ -134,11 +134,13 @@ class Testbed:
             self.ctx.topo.prefix, n_guests, self.ctx.topo.game_port).guests)
         self._set(dataclasses.replace(self.ctx, topo=topo))
         self.settle = self._new_settle()
+        # every count syncs its clocks afresh: a sample taken with fewer guests running
+        # is not carried to a count whose guests wait longer for their CPU
+        self.sync_carry = SyncCarry()
         if n_guests < len(old):
             gone = old[n_guests:]
             self.backend.remove_guests(gone)
             self.host.remove_guests(gone)
-            self.sync_carry.forget(gone)
             for g in gone:
                 self.added.pop(g.index, None)
                 self.loads.pop(g.index, None)

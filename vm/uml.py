@@ -43,17 +43,29 @@ from vm import uml_image, uml_kernel
 from vm.shared import guest_link, once
 
 BOOT_TIMEOUT_S = 60.0  # plus 5 s per guest: they boot concurrently on the guests' cores
-COST_MODEL = ("a guest is a user-mode Linux kernel: one host process for its kernel plus "
-              "one per guest process; guest system calls and page faults trap through "
-              "ptrace, so a guest costs more CPU per packet than a hardware-virtualised VM "
-              "and absolute counts hold for UML on this host only")
+TRAPS = {"seccomp": "trap to its kernel through a seccomp filter's SIGSYS (seccomp "
+                    "userspace mode)",
+         "ptrace": "trap to its kernel through ptrace"}
+
+
+def cost_model(mode: str) -> str:
+    """What a guest costs, for the mode in use (seccomp or ptrace)."""
+    how = TRAPS.get(mode, f"trap to its kernel ({mode} mode)")
+    return ("a guest is a user-mode Linux kernel: one host process for its kernel plus "
+            f"one per guest process; guest system calls and page faults {how}, so a guest "
+            "costs more CPU per packet than a hardware-virtualised VM and absolute counts "
+            "hold for UML on this host only")
 CLOCK_NOTE = ("UML's clock source reads the host's CLOCK_MONOTONIC, so it does not drift "
-              "from the host's, but its wall clock is set once at boot and falls behind by "
-              "the timer ticks lost while the kernel waits for its CPU (ms alone, seconds "
-              "when dozens boot at once); a guest program cannot read the host's clock "
-              "(its clock_gettime traps into the guest kernel), so the client's clock sync "
-              "measures the offset before and after each load, and the analysis takes the "
-              "sample with the shortest round trip of the two")
+              "from the host's, but its wall clock is set once at boot and may lag the "
+              "host's by the timer ticks lost while the kernel waited for its CPU; a guest "
+              "program cannot read the host's clock (its clock_gettime traps into the guest "
+              "kernel), so the client measures each guest's offset before every load (32 "
+              "tries at a count's first point; at its later points 8 tries, checked against "
+              "the guest's best sample from that count's earlier points, which is kept "
+              "where they agree; a resize starts afresh), and, the clock not drifting, "
+              "none after the load; the analysis takes the sample with the shortest round "
+              "trip. Host-stamp delays need no offset at all; a guest the sync could not "
+              "reach is named in the point's summary (clock_unsynced)")
 
 def guest_kernel(given: str | None, mode: str, progress=print) -> uml_kernel.UmlKernel:
     """The guests' kernel: `given` (--uml-kernel), else gamebed's own (built once, cached);
@@ -389,7 +401,7 @@ class UmlGuests:
                 "guest_nic": "vec0 (raw socket on a veth); host mode: tc BPF decoder on "
                              "vec0, logging the guest kernel's own stamp too; guest mode: "
                              "no decoder",
-                "boot_s": self.boot_s, **self.boot_memory, "cost_model": COST_MODEL}
+                "boot_s": self.boot_s, **self.boot_memory, "cost_model": cost_model(self.mode)}
 
 
 def _mem_available_mib() -> int | None:

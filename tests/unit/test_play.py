@@ -57,11 +57,11 @@ def test_empty_echo_gives_no_round_trip(tmp_path):
     now = time.time_ns()
     p.sent_at[0] = now - 1_000_000
     empty = wire.StateUpdate(1, now, (wire.Echo(0, 0, 0, 0),), ())
-    c._on_datagram(p, p.codec.encode_update(0, empty), now)
+    c._on_datagram(p, p.codec.encode_update(0, empty), now, now)
     other = wire.Echo(1, 0, now - 600_000, now - 500_000)  # another player's echo first
     real = wire.StateUpdate(2, now, (other, wire.Echo(0, 0, now - 600_000, now - 500_000)),
                             (wire.EntityState(3, 0, (1.0, 2.0, 3.0), (0.0, 0.0, 0.0), 9.0),))
-    c._on_datagram(p, p.codec.encode_update(0, real), now + 100_000)
+    c._on_datagram(p, p.codec.encode_update(0, real), now + 100_000, now + 90_000)
     c.close()
     rows = list(csv.DictReader((tmp_path / "client_updates.csv").open()))
     assert c.errors == 0 and len(rows) == 2
