@@ -1,12 +1,23 @@
 """Capacity under an SLA, with its uncertainty, and the search for it (no privileges).
 
-A guest count *passes* for a mode when the SLA holds with 95% confidence, *fails*
-when it is broken with 95% confidence, and is *unsure* otherwise:
+The SLA's terms (spec `sla_terms`, `--sla-terms`):
+- **players** (the default): what players feel.  The inputs' delay statistic and loss,
+  as the paper's, and the ticks each player received over the load window
+  (analysis/ticks.py): at least 99% of those scheduled, and a p99 gap between them of
+  at most 1.5 tick periods, for the worst player of every server.
+- **paper**: the inputs' delay and loss alone (Tsai 2009's terms): what host stamps
+  buy, whatever the servers' tick rate.
 
-- one point per count: the point's own 95% CIs (the delay statistic's, analytic, in
-  analysis/stats.py; the loss ratio's, Wilson's interval on lost/sent);
+Each term gets a verdict from its 95% CI: *pass* when the CI lies within its limit,
+*fail* when it lies wholly beyond, *unsure* otherwise; a count fails when any term
+fails, passes when every term passes, and is unsure otherwise (`failed_terms` names
+the terms that failed).  The CIs:
+
+- one point per count: the point's own (analysis/stats.py: batch means for the mean
+  and the loss ratio, a moving-block bootstrap for p95, p99 and the tick gap; the
+  point is a time series, not independent draws);
 - K repeated points per count (`--repeat K`): Student's t interval of the K values of
-  the statistic and of the loss ratio, so run-to-run noise is in the interval.
+  each figure, so run-to-run noise is in the interval.
 
 A point whose load generator was the bottleneck (`load_bound`, analysis/point.py) is
 left out; a count with only such points is *invalid*: neither pass nor fail, never
@@ -29,11 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-Z95 = 1.959964
-# Student's t, two-sided 95%, by degrees of freedom (1..30); the normal beyond
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+from analysis.stats import Z95, t975
+from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
+
 STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
 # what the SLA judges: the whole path (client send → stamp the server used), or with
 # players on a WAN (--wan) the host's share only: from the host's arrival stamp (the
@@ -50,17 +59,21 @@ class SlaTerms:
     delay_ms: float | None = None
     stat: str | None = None
     loss: float | None = None
+    terms: str | None = None  # "players" or "paper"
 
 
 @dataclass(frozen=True)
 class Sla:
-    """The SLA a run is judged by: a delay statistic and limit, a loss limit, and the
-    share of the path they apply to."""
+    """The SLA a run is judged by: a delay statistic and limit, a loss limit, the share
+    of the path they apply to, and which terms: "players" adds the tick terms
+    (analysis/ticks.py) at `tick_hz`; "paper" is delay and loss alone."""
 
     stat: str
     delay_ms: float
     loss: float
     share: str = "client"
+    terms: str = "players"
+    tick_hz: float = 20.0
 
     @classmethod
     def of_run(cls, spec: dict, given: SlaTerms | None = None) -> Sla:
@@ -69,25 +82,26 @@ class Sla:
         from gamebed.spec import default  # the spec owns the SLA's defaults
 
         g = given or SlaTerms()
-        pick = [(g.stat, "sla_stat"), (g.delay_ms, "sla_delay_ms"), (g.loss, "sla_loss")]
-        s, d, x = (given if given is not None else spec.get(key, default(key))
-                   for given, key in pick)
-        return cls(s, float(d), float(x), "host" if spec.get("wan") else "client")
+        pick = [(g.stat, "sla_stat"), (g.delay_ms, "sla_delay_ms"), (g.loss, "sla_loss"),
+                (g.terms, "sla_terms")]
+        s, d, x, t = (given if given is not None else spec.get(key, default(key))
+                      for given, key in pick)
+        return cls(s, float(d), float(x), "host" if spec.get("wan") else "client", t,
+                   float(spec.get("tick_hz", default("tick_hz"))))
 
     @property
     def delay_us(self) -> float:
         return self.delay_ms * 1000.0
 
-    def terms(self) -> SlaTerms:
-        return SlaTerms(self.delay_ms, self.stat, self.loss)
+    def terms_asked(self) -> SlaTerms:
+        return SlaTerms(self.delay_ms, self.stat, self.loss, self.terms)
+
+    def with_terms(self, terms: str) -> Sla:
+        return Sla(self.stat, self.delay_ms, self.loss, self.share, terms, self.tick_hz)
 
     def as_dict(self) -> dict:
         return {"stat": self.stat, "delay_ms": self.delay_ms, "loss": self.loss,
-                "share": self.share}
-
-
-def t975(df: int) -> float:
-    return _T975[df - 1] if 1 <= df <= len(_T975) else Z95
+                "share": self.share, "terms": self.terms, "tick_hz": self.tick_hz}
 
 
 def wilson(lost: float, sent: float) -> tuple[float, float]:
@@ -107,21 +121,19 @@ def _t_interval(v: np.ndarray) -> tuple[float, float, float]:
 
 
 def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
-    """One (mode, count): the statistic and the loss ratio with their CIs, and the verdict.
-    `cols`: the statistic's column, the loss ratio's, and the lost and sent counts'."""
-    col, loss_col, lost_col, sent_col = cols
+    """One (mode, count): the statistic and the loss ratio with their CIs, the players'
+    tick figures with theirs, each term's verdict and the count's.  `cols`: the
+    statistic's column, the loss ratio's, and the lost and sent counts'."""
+    col, loss_col, _lost, _sent = cols
     g = g.dropna(subset=[col, loss_col])
     if g.empty:
-        return {"k": 0, "verdict": "fail", "reason": "no delivered inputs"}
+        return {"k": 0, "verdict": "fail", "reason": "no delivered inputs",
+                "failed_terms": "delivery"}
     if len(g) == 1:
         r = g.iloc[0]
         value, lo, hi = r[col], r.get(f"{col[:-3]}_ci_lo_us", r[col]), \
             r.get(f"{col[:-3]}_ci_hi_us", r[col])
-        loss = float(r[loss_col])
-        # a fault's losses are not load's
-        load_lost = float(r[lost_col]) - float(r.get("inputs_lost_fault", 0) or 0)
-        loss_lo, loss_hi = (wilson(load_lost, float(r[sent_col])) if sent_col in r
-                            else (loss, loss))
+        loss, (loss_lo, loss_hi) = float(r[loss_col]), _point_loss_ci(r, cols)
         how = "the point's 95% CI"
     else:
         value, lo, hi = _t_interval(g[col].to_numpy(dtype="float64"))
@@ -130,28 +142,87 @@ def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
         how = f"t interval over {len(g)} repeats"
     lo = value if not np.isfinite(lo) else lo
     hi = value if not np.isfinite(hi) else hi
-    return {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
-            "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
-            "loss_ci_hi": float(loss_hi),
-            **_verdict((lo, hi), (loss_lo, loss_hi), sla, how)}
+    terms = {"delay": _term((lo, hi), sla.delay_us, above_fails=True),
+             "loss": _term((loss_lo, loss_hi), sla.loss, above_fails=True)}
+    out = {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
+           "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
+           "loss_ci_hi": float(loss_hi)}
+    if sla.terms == "players":
+        ticks = _tick_terms(g, sla.tick_hz)
+        out.update(ticks.pop("figures"))
+        terms.update(ticks)
+    return {**out, **_combine(terms, sla, how)}
 
 
-def _verdict(delay: tuple[float, float], loss: tuple[float, float], sla: Sla,
-             how: str) -> dict:
-    """pass: both CIs within the SLA; fail: either CI beyond it; else unsure."""
-    d_ok, d_bad = delay[1] <= sla.delay_us, delay[0] > sla.delay_us
-    l_ok, l_bad = loss[1] <= sla.loss, loss[0] > sla.loss
-    if d_bad or l_bad:
-        verdict = "fail"
-        why = " and ".join(s for s, b in ((f"delay CI above {sla.delay_us:g} µs", d_bad),
-                                          (f"loss CI above {sla.loss:g}", l_bad)) if b)
-    elif d_ok and l_ok:
-        verdict, why = "pass", "delay and loss CIs within the SLA"
+def _point_loss_ci(r: pd.Series, cols: tuple[str, str, str, str]) -> tuple[float, float]:
+    """One point's loss CI: by batch means over its send times (analysis/point.py) where
+    recorded; else Wilson's on the load's lost and sent counts (a fault's losses are not
+    load's)."""
+    _col, loss_col, lost_col, sent_col = cols
+    if loss_col == "loss_ratio" and np.isfinite(float(r.get("loss_ci_lo", np.nan) or np.nan)):
+        return float(r["loss_ci_lo"]), float(r["loss_ci_hi"])
+    load_lost = float(r[lost_col]) - float(r.get("inputs_lost_fault", 0) or 0)
+    if sent_col in r:
+        return wilson(load_lost, float(r[sent_col]))
+    return float(r[loss_col]), float(r[loss_col])
+
+
+def _term(ci: tuple[float, float], limit: float, above_fails: bool) -> str:
+    """pass: the CI within the limit; fail: the CI wholly beyond it; else unsure."""
+    lo, hi = ci
+    if not above_fails:
+        lo, hi, limit = -hi, -lo, -limit
+    return "fail" if lo > limit else "pass" if hi <= limit else "unsure"
+
+
+def _tick_terms(g: pd.DataFrame, tick_hz: float) -> dict:
+    """The tick terms of one (mode, count) (analysis/ticks.py): each point's envelope over
+    its players, or Student's t over repeats of the worst player's figures.  A point
+    recorded before the players' ticks were (no ticks_share_worst) is "not recorded"."""
+    if "ticks_share_worst" not in g or g["ticks_share_worst"].isna().all():
+        return {"figures": {}, "tick rate": "not recorded", "tick gap": "not recorded"}
+    g = g.dropna(subset=["ticks_share_worst"])
+    if len(g) == 1:
+        r = g.iloc[0]
+        share = (r["ticks_share_ci_lo"], r["ticks_share_ci_hi"])
+        gap = (r["tick_gap_p99_ci_lo_ms"], r["tick_gap_p99_ci_hi_ms"])
+        s_val, g_val = r["ticks_share_worst"], r["tick_gap_p99_worst_ms"]
     else:
-        verdict = "unsure"
-        why = " and ".join(s for s, b in (("delay CI straddles the SLA", not d_ok),
-                                          ("loss CI straddles the SLA", not l_ok)) if b)
-    return {"verdict": verdict, "reason": f"{why} ({how})"}
+        s_val, *share = _t_interval(g["ticks_share_worst"].to_numpy(dtype="float64"))
+        g_val, *gap = _t_interval(g["tick_gap_p99_worst_ms"].to_numpy(dtype="float64"))
+    return {"figures": {"ticks_share": float(s_val), "ticks_share_ci_lo": float(share[0]),
+                        "ticks_share_ci_hi": float(share[1]), "tick_gap_ms": float(g_val),
+                        "tick_gap_ci_lo_ms": float(gap[0]), "tick_gap_ci_hi_ms": float(gap[1])},
+            "tick rate": _term(tuple(share), 1 - TICK_RATE_TOLERANCE, above_fails=False),
+            "tick gap": _term(tuple(gap), TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True)}
+
+
+TERMS = ("delay", "loss", "tick rate", "tick gap")
+TERM_TEXT = {"delay": "delay CI {} {:g} µs", "loss": "loss CI {} {:g}",
+             "tick rate": "worst player's tick share CI {} {:g}",
+             "tick gap": "worst player's p99 tick gap CI {} {:g} ms"}
+
+
+def _combine(terms: dict[str, str], sla: Sla, how: str) -> dict:
+    """The count's verdict from its terms': fail if any fails, pass if all pass (a term
+    not recorded is left out, and said), else unsure; each term's verdict too."""
+    limits = {"delay": sla.delay_us, "loss": sla.loss, "tick rate": 1 - TICK_RATE_TOLERANCE,
+              "tick gap": TICK_GAP_LIMIT * 1e3 / sla.tick_hz}
+    judged = {t: v for t, v in terms.items() if v != "not recorded"}
+    failed = [t for t, v in judged.items() if v == "fail"]
+    unsure = [t for t, v in judged.items() if v == "unsure"]
+    if failed:
+        verdict, names, word = "fail", failed, "beyond"
+    elif unsure:
+        verdict, names, word = "unsure", unsure, "straddles"
+    else:
+        verdict, names, word = "pass", list(judged), "within"
+    why = " and ".join(TERM_TEXT[t].format(word, limits[t]) for t in names)
+    if len(terms) > len(judged):
+        why += "; ticks not recorded (a run before the players' SLA)"
+    return {"verdict": verdict, "reason": f"{why} ({how})",
+            "failed_terms": ", ".join(failed),
+            **{f"{t.replace(' ', '_')}_verdict": v for t, v in terms.items()}}
 
 
 def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
@@ -218,29 +289,6 @@ def judge(points: pd.DataFrame | list[dict], sla: Sla) -> tuple[pd.DataFrame, di
     return v, {m: interval(g) for m, g in v.groupby("mode")}
 
 
-TICK_RATE_TOLERANCE = 0.01  # achieved tick rate at least 99% of the profile's
-TICK_GAP_LIMIT = 1.5  # p99 gap between ticks at most 1.5 tick periods
-
-
-def served(points: pd.DataFrame | list[dict], tick_hz: float) -> dict:
-    """Did the servers keep their tick rate?  Per mode: `served_up_to`, the largest
-    count below the first count where some valid point's servers ticked more than 1%
-    slow or had a p99 gap between ticks over 1.5 periods (`first_unserved`).  Beside
-    the capacity, not part of it: the SLA is on the inputs' delay and loss (the
-    paper's); this says whether the game was also served at its rate there."""
-    frame = points if isinstance(points, pd.DataFrame) else pd.DataFrame(points)
-    if not len(frame) or "tick_hz_achieved" not in frame:
-        return {}
-    frame = frame[~_load_bound(frame)]
-    out = {}
-    for mode, g in frame.groupby("mode"):
-        ok = ((g["tick_hz_achieved"] >= (1 - TICK_RATE_TOLERANCE) * tick_hz)
-              & (g["tick_gap_p99_ms"] <= TICK_GAP_LIMIT * 1e3 / tick_hz))
-        bad = sorted(int(n) for n in g.loc[~ok.fillna(False).astype(bool), "guests"])
-        first = bad[0] if bad else None
-        good = [int(n) for n in g["guests"] if first is None or n < first]
-        out[mode] = {"served_up_to": max(good) if good else 0, "first_unserved": first}
-    return out
 
 
 def capacity_text(c: dict) -> str:

@@ -74,7 +74,7 @@ def compare(dirs: list[Path], terms: SlaTerms | None = None,
     # the SLA terms not given are the first run's
     first = Sla.of_run(next(iter(specs.values())), terms)
     # each run judged as `gamebed report` judges it: a --wan run on the host's share
-    caps = {label: judge(df, Sla.of_run(specs[label], first.terms()))[1]
+    caps = {label: judge(df, Sla.of_run(specs[label], first.terms_asked()))[1]
             for label, df in runs.items()}
     # repeated points: their median per count (the capacities above use every repeat)
     points = pd.concat([per_count(df).assign(run=label) for label, df in runs.items()],

@@ -29,8 +29,10 @@ def profile_slas(spec: dict) -> dict[str, Sla]:
     s = ExperimentSpec.from_dict({k: v for k, v in spec.items() if k != "mix"})
     known = s.known_profiles()
     share = "host" if spec.get("wan") else "client"
+    terms = spec.get("sla_terms", "players")
     return {name: Sla(known[name].sla_stat, known[name].sla_delay_ms, known[name].sla_loss,
-                      share) for name, _ in parse_mix(tuple(spec["mix"]))}
+                      share, terms, known[name].tick_hz)
+            for name, _ in parse_mix(tuple(spec["mix"]))}
 
 
 def _combined(per: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from analysis.records import (
     update_loss,
     update_rates,
 )
-from analysis.stats import ccdf_points, describe
+from analysis.stats import batch_ids, batch_ratio_ci, ccdf_points, describe, describe_series
 from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
 
@@ -96,8 +96,11 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
     stamp errors (µs) for the CDF.  p99.9 is NaN where the point has fewer than
     MIN_N_P999 delivered inputs (too few to say)."""
     d = j[j["delivered"]]
-    delay = describe(d["delay_ns"].to_numpy() / 1e3)
-    err = describe(d["stamp_error_ns"].to_numpy() / 1e3)
+    # a point is a time series: intervals by batch means and a block bootstrap, in the
+    # order the inputs were sent (analysis/stats.py)
+    sent = d["send_ns"].to_numpy(dtype="float64", na_value=np.nan)
+    delay = describe_series(d["delay_ns"].to_numpy() / 1e3, sent)
+    err = describe_series(d["stamp_error_ns"].to_numpy() / 1e3, sent)
     # the clock-sync uncertainty of the stamps used (0 for host-clock stamps)
     unc = float(np.nan_to_num(d["stamp_uncertainty_ns"].max())) / 1e3 if len(d) else 0.0
     exact = d["stamp_error_ns"] == 0  # integer difference: NaN (no host stamp) ≠ 0
@@ -111,7 +114,12 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
            "update_jitter_us": update_jitter_us(updates) if updates is not None else np.nan,
            "app_delay_mean_us": _mean(d["app_delay_ns"]) / 1e3,
            "app_stamp_error_mean_us": _mean(d["app_stamp_error_ns"]) / 1e3,
-           "host_stamp_exact_fraction": float(exact.mean()) if len(d) else np.nan}
+           "host_stamp_exact_fraction": float(exact.mean()) if len(d) else np.nan,
+           "delay_batches": delay.get("batches")}
+    if len(j) >= 2:  # the loss ratio's CI by batch means over the send times
+        lost = (~j["delivered"].to_numpy(bool)).astype("float64")
+        row["loss_ci_lo"], row["loss_ci_hi"] = batch_ratio_ci(
+            lost, batch_ids(j["send_ns"].to_numpy(dtype="float64", na_value=np.nan)))
     for name, s in (("delay", delay), ("stamp_error", err)):
         for k in ("mean", "p50", "p95", "p99", "p999", "min", "max"):
             row[f"{name}_{k}_us"] = s.get(k, np.nan)
@@ -134,7 +142,8 @@ def path_split(j: pd.DataFrame) -> dict:
     if "host_ns" not in j or not j["host_ns"].notna().any():
         return {}
     seen = j["host_ns"].notna().to_numpy(bool)
-    net = describe((j.loc[seen, "host_ns"] - j.loc[seen, "send_ns"]).astype("float64")
+    left = "left_ns" if "left_ns" in j else "send_ns"
+    net = describe((j.loc[seen, "host_ns"] - j.loc[seen, left]).astype("float64")
                    .to_numpy() / 1e3)
     gone = ~j["delivered"].to_numpy(bool)
     stale = j["stale"].to_numpy(bool) if "stale" in j else np.zeros(len(j), bool)
@@ -213,7 +222,7 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     jd = add_delays(j)
     row, errors = figures(jd, updates)
     if (meta.get("spec") or {}).get("mix"):  # a mixed host: each profile's own figures
-        row["profiles"] = profile_entries(jd, updates, meta)
+        row["profiles"] = profile_entries(jd, updates, meta, pdir)
     row.update(fault_figures(pdir, j, updates))
     sent, fault = row["inputs_sent"], row["inputs_lost_fault"]
     if sent:  # the SLA's loss is load's: a fault's losses are counted apart
@@ -224,13 +233,32 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     if len(j):  # when the load ran: its first and last input's send time
         row["load_first_send_ns"] = int(j["send_ns"].min())
         row["load_last_send_ns"] = int(j["send_ns"].max())
+        row.update(tick_row(pdir, meta, updates, j))
+    if fault and "loss_ci_lo" in row:  # a fault's losses are not load's: Wilson's then
+        del row["loss_ci_lo"], row["loss_ci_hi"]
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     cpu = cpu_figures(pdir, env)
-    return {"mode": meta.get("mode"), "guests": meta.get("guests"),
-            "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
-            **row, **paired(pdir, j), **cpu, **host_side_counts(pdir),
-            **load_figures(pdir, meta, cpu.get("host_core_busy")),
-            "dropped": _dropped(pdir)}, {"stamp_error": errors, "delay_ccdf": tail}
+    out = {"mode": meta.get("mode"), "guests": meta.get("guests"),
+           "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
+           **row, **paired(pdir, j), **cpu, **host_side_counts(pdir),
+           **load_figures(pdir, meta, cpu.get("host_core_busy")),
+           "dropped": _dropped(pdir), **client_figures(pdir)}
+    if row.get("server_tick_hz_mean") is not None:  # the servers' own, over the load only
+        out["tick_hz_achieved"] = row["server_tick_hz_mean"]
+        out["tick_gap_p99_ms"] = row["server_tick_gap_p99_max_ms"]
+    return out, {"stamp_error": errors, "delay_ccdf": tail}
+
+
+def client_figures(pdir: Path) -> dict:
+    """From client_summary.json: the time from an input's header stamp to its hand-over
+    to the kernel (build and encryption: not part of the delay), and the guests whose
+    clock the sync could not reach (their guest-clock stamps are not moved)."""
+    c = load_json(Path(pdir) / "client_summary.json", {}) or {}
+    enc = c.get("encode") or {}
+    unsynced = sorted(int(g) for g, v in (c.get("clock_sync") or {}).items()
+                      if v.get("offset_ns") is None)
+    return {"encode_p50_us": enc.get("p50_us"), "encode_p99_us": enc.get("p99_us"),
+            "clock_unsynced": unsynced}
 
 
 LATENESS_LIMIT_US = 200.0  # the client's p99 send lateness beyond which it is the bottleneck
@@ -261,7 +289,47 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
             "send_lateness_p99_us": late_p99, "load_bound": bound}
 
 
-def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict) -> dict:
+def tick_hz_by_guest(meta: dict) -> dict[int, float]:
+    """Each guest's tick rate: the run's game's, or in a mix its profile's."""
+    spec, n = meta.get("spec") or {}, int(meta.get("guests") or 0)
+    rate = float(spec.get("tick_hz", 20.0))
+    out = dict.fromkeys(range(n), rate)
+    if spec.get("mix"):
+        from analysis.mix import profile_guests
+        from gamebed.spec import ExperimentSpec
+
+        known = ExperimentSpec.from_dict({k: v for k, v in spec.items()
+                                          if k != "mix"}).known_profiles()
+        for name, guests in profile_guests(spec, n).items():
+            out.update(dict.fromkeys(guests, float(known[name].tick_hz)))
+    return out
+
+
+def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
+             guests: list[int] | None = None) -> dict:
+    """The players' tick figures over the load window (analysis/ticks.py), of `guests`
+    (default all); {} where no update was recorded."""
+    from analysis import ticks
+
+    window = (int(j["send_ns"].min()), int(j["send_ns"].max()))
+    rates = tick_hz_by_guest(meta)
+    u = updates if guests is None else updates[updates["guest"].isin(guests)]
+    jj = j if guests is None else j[j["guest"].isin(guests)]
+    first = jj.groupby(["guest", "player"])["send_ns"].min()
+    joined = {(int(g), int(p)): int(t) for (g, p), t in first.items()}
+    pl = ticks.players(u, joined, window[1], rates)
+    offsets = {int(g): float(o) for g, o in j.groupby("guest")["clock_offset_ns"].first()
+               .fillna(0).items()}
+    walls = ticks.server_walls(pdir)
+    if guests is not None:
+        walls = {g: t for g, t in walls.items() if g in guests}
+    hz = rates[guests[0]] if guests else next(iter(rates.values()), 20.0)
+    fig = ticks.figures(pl, ticks.server_ticks(walls, offsets, window), window, hz)
+    return fig.row() if fig else {}
+
+
+def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict,
+                    pdir: Path | None = None) -> dict:
     """A mixed point's summary entry per profile, over that profile's guests only
     (analysis/mix.py judges each under its own SLA)."""
     from analysis.mix import profile_guests
@@ -272,6 +340,8 @@ def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict) -> dict
         fig, _ = figures(sub, updates[updates["guest"].isin(guests)])
         if fig.get("inputs_sent"):
             fig["loss_ratio"] = fig["inputs_lost"] / fig["inputs_sent"]
+        if pdir is not None and len(jd):
+            fig.update(tick_row(pdir, meta, updates, jd, guests))
         out[name] = {"guest_indices": guests, **summary_entry(fig)}
     return out
 
@@ -307,7 +377,15 @@ SUMMARY_FIELDS = (
     "load_first_send_ns", "load_last_send_ns",
     # did the game run as its profile says, and was the client the bottleneck (load_figures)
     "tick_hz_achieved", "tick_gap_p99_ms", "input_rate_achieved", "send_lateness_p99_us",
+    # what the players received of the ticks over the load window (analysis/ticks.py)
+    "tick_hz", "window_s", "players",
+    "tick_gap_p99_worst_ms", "tick_gap_p99_ci_lo_ms", "tick_gap_p99_ci_hi_ms",
+    "tick_hz_received_mean", "tick_hz_received_min", "server_tick_hz_mean",
+    "server_tick_gap_p99_max_ms", "delay_batches", "encode_p50_us", "encode_p99_us",
 )
+RATIO_FIELDS = ("ticks_share_worst", "ticks_share_ci_lo", "ticks_share_ci_hi",
+                "update_loss_worst", "tick_rate_disagreement", "tick_gap_disagreement",
+                "loss_ci_lo", "loss_ci_hi")
 
 
 def _round(v, digits: int):
@@ -320,6 +398,8 @@ def summary_entry(row: dict) -> dict:
     """summary.json's fields, taken from a point's row (µs to 3 decimals, ratios to 6)."""
     out = {k: _round(row.get(k), 3) for k in SUMMARY_FIELDS}
     out["loss_ratio"] = _round(row.get("loss_ratio"), 6)
+    for k in RATIO_FIELDS:
+        out[k] = _round(row.get(k), 6)
     out["availability"] = _round(row.get("availability"), 6)
     out["host_loss_ratio"] = _round(row.get("host_loss_ratio"), 6)
     out["inputs_lost_fault"] = _round(row.get("inputs_lost_fault"), 0)
@@ -333,6 +413,8 @@ def summary_entry(row: dict) -> dict:
         out["load_bound"] = bool(row["load_bound"])
     if isinstance(row.get("profiles"), dict):
         out["profiles"] = row["profiles"]
+    if row.get("clock_unsynced"):
+        out["clock_unsynced"] = row["clock_unsynced"]
     for k in ("guest_cores_busy", "host_core_busy", "paired_coverage"):
         out[k] = _round(row.get(k), 4)
     return out
@@ -368,3 +450,21 @@ def between_loads_s(points: list[dict]) -> list[float]:
     times = [(p["load_first_send_ns"], p["load_last_send_ns"]) for p in points
              if p.get("load_first_send_ns") and p.get("load_last_send_ns")]
     return [round((b[0] - a[1]) / 1e9, 2) for a, b in zip(times, times[1:], strict=False)]
+
+
+def machine_speed(points: list[dict]) -> dict | None:
+    """How fast this machine ran the guests, for comparing runs: the guests' CPU ms per
+    1000 inputs at the run's lowest count (its points in both modes, repeats pooled),
+    where the guests had CPU to spare and the figure is the cost of the work alone.
+    `report A B` weighs capacity differences against it (analysis/compare.py)."""
+    ok = [p for p in points if p.get("guest_cpu_s") and p.get("inputs_sent")]
+    if not ok:
+        return None
+    low = min(int(p["guests"]) for p in ok)
+    at = [p for p in ok if int(p["guests"]) == low]
+    per = [1e6 * p["guest_cpu_s"] / p["inputs_sent"] for p in at]
+    mean = float(np.mean(per))
+    sd = float(np.std(per, ddof=1)) if len(per) > 1 else None
+    return {"guest_cpu_ms_per_1000_inputs": round(mean, 3),
+            "sd": None if sd is None else round(sd, 3), "at_guests": low, "points": len(at),
+            "what": "the guests' CPU ms per 1000 inputs at the lowest count"}

@@ -23,7 +23,7 @@ _STR_COLS = {"verdict"}
 # keeps a 10-million-input point under 4 GiB.
 JOIN_COLUMNS = {
     "server": ("guest", "player", "seq", "kernel_ns", "app_ns", "verdict"),
-    "client": ("guest", "player", "seq", "send_ns"),
+    "client": ("guest", "player", "seq", "send_ns", "left_ns"),
     "shim": ("guest", "player", "seq", "host_ns"),
 }
 
@@ -33,7 +33,9 @@ def _empty(fields: tuple[str, ...]) -> pd.DataFrame:
                          for f in fields})
 
 
-OPTIONAL = {"phase"}  # columns added later; older record files lack them
+# columns added later; older record files lack them (left_ns: delay from the header's
+# send stamp; arrive_ns: the ticks from the time after recv)
+OPTIONAL = {"phase", "left_ns", "arrive_ns"}
 
 
 def _whole_rows(path: Path):
@@ -207,6 +209,10 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
     out = pd.DataFrame({"guest": want >> 40, "player": (want >> 32) & 0xFF,
                         "seq": want & 0xFFFFFFFF})
     out["send_ns"] = pd.Series(client["send_ns"].array[crows])
+    # when the input really left: encrypted and handed to the kernel (older records: the
+    # header's stamp, taken before the input was built)
+    left = client["left_ns"] if "left_ns" in client else client["send_ns"]
+    out["left_ns"] = pd.Series(left.array[crows]).fillna(out["send_ns"])
     srv = rec["server"]
     ok = srv[(srv["verdict"] == "ok").fillna(False).to_numpy(dtype=bool)]
     stale = srv[(srv["verdict"] == "stale").fillna(False).to_numpy(dtype=bool)]
@@ -231,17 +237,19 @@ def _diff_float(a: pd.Series, b: pd.Series) -> pd.Series:
 
 
 def add_delays(j: pd.DataFrame) -> pd.DataFrame:
-    """delay = server stamp − client send; stamp_error = server stamp − host arrival stamp,
-    both on the host's clock.  A stamp equal to the host's arrival stamp *is* a host-clock
-    value (the host stamp delivered); any other kernel stamp, and every app_ns, is on the
-    guest's clock and is moved to the host's by the guest's sync offset.  Differences are
-    taken in integer ns before any conversion to float."""
+    """delay = server stamp − when the input left the client (left_ns); stamp_error =
+    server stamp − host arrival stamp, both on the host's clock.  A stamp equal to the
+    host's arrival stamp *is* a host-clock value (the host stamp delivered); any other
+    kernel stamp, and every app_ns, is on the guest's clock and is moved to the host's
+    by the guest's sync offset.  Differences are taken in integer ns before any
+    conversion to float."""
     host_clock = (j["server_ns"] == j["host_ns"]).fillna(False).to_numpy(dtype=bool)
     off = j["clock_offset_ns"].fillna(0)
     stamp = j["server_ns"] - off.mask(host_clock, 0)
     app = j["app_ns"] - off
-    j["delay_ns"] = _diff_float(stamp, j["send_ns"])
-    j["app_delay_ns"] = _diff_float(app, j["send_ns"])
+    left = j["left_ns"] if "left_ns" in j else j["send_ns"]
+    j["delay_ns"] = _diff_float(stamp, left)  # from when the input left, not its header
+    j["app_delay_ns"] = _diff_float(app, left)
     j["stamp_error_ns"] = _diff_float(stamp, j["host_ns"])
     j["app_stamp_error_ns"] = _diff_float(app, j["host_ns"])
     # what the offset's uncertainty does to each stamp: nothing to a host-clock stamp

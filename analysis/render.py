@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.capacity import capacity_text, served
+from analysis.capacity import capacity_text
 from analysis.point import between_loads_s
 
 COLS = [("mode", "mode"), ("guests", "guests"), ("inputs_sent", "sent"), ("inputs_lost", "lost"),
@@ -110,12 +110,18 @@ def setup_lines(env: dict, run: dict) -> list[str]:
         kept = (run.get("spec") or {}).get("reuse_guests")
         out.append(("Guests booted for each count, beside the last count's (s): " if kept
                     else "Guests built and booted per count (s): ")
-                   + ", ".join(f"{k}: {v}" for k, v in boots.items()))
+                   + ", ".join(f"{k}: {v}" for k, v in sorted(boots.items(),
+                                                               key=lambda kv: int(kv[0]))))
     gaps = between_loads_s(run.get("points") or [])
     if gaps:
         out.append(f"Between loads (a point's last input to the next one's first): median "
                    f"{statistics.median(gaps):.1f} s, longest {max(gaps):.1f} s "
                    f"({len(gaps)} gaps); the whole run took {run.get('elapsed_s', '?')} s")
+    if speed := run.get("machine_speed"):
+        out.append(f"Machine speed (to compare runs): {speed_text(speed)}")
+    if env.get("commit"):
+        out.append(f"gamebed commit {env['commit'][:12]}"
+                   + (" with local changes" if env.get("dirty") else ""))
     if env.get("pss_mib_per_guest") is not None:
         out.append(f"Memory per guest after boot (PSS of its processes, largest count): "
                    f"{env['pss_mib_per_guest']} MiB; host memory used by the guests: "
@@ -123,23 +129,45 @@ def setup_lines(env: dict, run: dict) -> list[str]:
     return out
 
 
-def capacity_frame(cap: dict, sla: dict) -> pd.DataFrame:
-    rows = [{"mode": m, "capacity": c["capacity"], "capacity_hi": c.get("capacity_hi"),
-             "bounded_by_largest_count": c["bounded_by_largest_count"],
-             "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
-             "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
-             "invalid_counts": " ".join(str(n) for n in c.get("invalid", [])),
-             "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"], "sla_loss": sla["loss"],
-             "sla_share": sla.get("share", "client")}
-            for m, c in sorted(cap.items())]
+def speed_text(speed: dict) -> str:
+    sd = f" ± {speed['sd']:g} (sd)" if speed.get("sd") is not None else ""
+    return (f"the guests used {speed['guest_cpu_ms_per_1000_inputs']:g}{sd} ms of CPU per "
+            f"1000 inputs at {speed['at_guests']} guest(s) ({speed['points']} points)")
+
+
+def capacity_frame(cap: dict, sla: dict, both: dict | None = None) -> pd.DataFrame:
+    """capacity.csv's rows: per mode, the capacity under the run's SLA; with `both`, the
+    other terms' capacity beside it (paper_* or players_*) and what failed first."""
+    other = None
+    if both:
+        other = "paper" if sla.get("terms", "players") == "players" else "players"
+    rows = []
+    for m, c in sorted(cap.items()):
+        row = {"mode": m, "capacity": c["capacity"], "capacity_hi": c.get("capacity_hi"),
+               "bounded_by_largest_count": c["bounded_by_largest_count"],
+               "largest_measured": c["largest_measured"], "first_failure": c["first_failure"],
+               "unsure_counts": " ".join(str(n) for n in c.get("unsure", [])),
+               "invalid_counts": " ".join(str(n) for n in c.get("invalid", [])),
+               "sla_stat": sla["stat"], "sla_delay_ms": sla["delay_ms"],
+               "sla_loss": sla["loss"], "sla_share": sla.get("share", "client")}
+        if other:
+            v = both[sla.get("terms", "players")][0]
+            oc = both[other][1].get(m, {})
+            row.update({"sla_terms": sla.get("terms", "players"),
+                        "failed_first": first_failed(v, m, c).partition(": ")[2],
+                        f"{other}_capacity": oc.get("capacity"),
+                        f"{other}_capacity_hi": oc.get("capacity_hi"),
+                        f"{other}_bounded_by_largest_count": oc.get("bounded_by_largest_count")})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def capacity_csv(cap: dict, sla: dict, mixed: dict | None = None) -> pd.DataFrame:
+def capacity_csv(cap: dict, sla: dict, mixed: dict | None = None,
+                 both: dict | None = None) -> pd.DataFrame:
     """capacity.csv: per mode; for a mixed host, the mix's rows and each profile's
     under its own SLA, with a `profile` column."""
     if not mixed:
-        return capacity_frame(cap, sla)
+        return capacity_frame(cap, sla, both)
     own = {"stat": "each profile's", "delay_ms": None, "loss": None,
            "share": sla.get("share", "client")}
     frames = [capacity_frame(cap, own).assign(profile="mix")]
@@ -170,30 +198,60 @@ MIX_NOTE = ("A mixed host (--mix): each profile's figures over its own guests, j
             "profile passes it (analysis/mix.py). The capacity above is the mix's.")
 
 
+def sla_text(sla: dict) -> str:
+    """The SLA in a line: its delay and loss terms, and the tick terms where they apply."""
+    terms = sla.get("terms", "players")
+    who = {"players": "the players' SLA", "paper": "the paper's terms"}.get(terms, terms)
+    text = (f"SLA ({who}): {sla['stat']} delay ≤ "
+            f"{sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}"
+            + SHARE_TEXT.get(sla.get("share", "client"), ""))
+    if sla.get("terms", "players") == "players":
+        tick = sla.get("tick_hz", 20.0)
+        text += (f"; every player receives ≥ 99% of the {tick:g} Hz ticks, p99 gap ≤ "
+                 f"{1.5e3 / tick:g} ms")
+    return text
+
+
 def ratio_text(cap: dict) -> str:
-    """Host/guest capacity: the ratio of the lower ends, and its range over the intervals."""
+    """Host/guest capacity: the ratio of the lower ends, and its range over the intervals;
+    "≥" where host stamps were not bounded, with the reason."""
     h, g = cap.get("host"), cap.get("guest")
     if not h or not g:
         return "needs both modes"
     if g["capacity"] == 0:
         return "undefined (guest stamps meet the SLA at no measured count)"
+    if g["bounded_by_largest_count"] and h["bounded_by_largest_count"]:
+        return "undefined (both modes met the SLA at every count measured)"
     r = h["capacity"] / g["capacity"]
-    text = f"{r:.2f}×"
     g_hi, h_hi = g.get("capacity_hi"), h.get("capacity_hi")
+    if h["bounded_by_largest_count"]:
+        return (f"≥ {r:.2f}× (a lower bound: no measured count failed with host stamps, "
+                f"so their capacity is at least {h['capacity']})")
+    text = f"{r:.2f}×"
     if g_hi and g_hi > g["capacity"] or (h_hi and h_hi > h["capacity"]):
         lo = h["capacity"] / (g_hi or g["capacity"])
         hi = (h_hi or h["capacity"]) / g["capacity"]
         text += f" (over the capacity intervals: {lo:.2f}–{hi:.2f}×)"
-    if h["bounded_by_largest_count"]:
-        text += " (a lower bound: no measured count failed with host stamps)"
     return text
 
 
+def ratio_lines(caps: dict[str, tuple]) -> list[str]:
+    """Both headline ratios, each labelled with the question it answers."""
+    return [f"Host/guest capacity ratio, paper's terms (what host stamps buy): "
+            f"{ratio_text(caps['paper'][1])}",
+            f"Host/guest capacity ratio, players' SLA (how many fit): "
+            f"{ratio_text(caps['players'][1])}"]
+
+
 VERDICT_HEAD = ["tried", "guests", "mode", "points", "delay stat µs", "95% CI µs", "loss",
-                "loss 95% CI", "verdict", "why"]
-VERDICT_NOTE = ("A count passes when the SLA holds with 95% confidence, fails when it is "
-                "broken with 95% confidence, and is unsure otherwise (one point: the point's "
-                "CIs, Wilson's for the loss; repeated points: Student's t over the repeats). "
+                "loss 95% CI", "worst tick share (95% CI)", "worst p99 tick gap ms (95% CI)",
+                "verdict", "failed", "why"]
+VERDICT_NOTE = ("A count passes when every term of the SLA holds with 95% confidence, fails "
+                "when any is broken with 95% confidence, and is unsure otherwise (one point: "
+                "the point's CIs, which treat it as a time series: batch means of about 1 s "
+                "for the mean delay, the loss and the tick share, a moving-block bootstrap "
+                "for p95, p99 and the tick gap; repeated points: Student's t over the "
+                "repeats). 'failed': the terms that failed at that count. "
                 "Capacity is the largest count that passed below the first that failed; the "
                 "interval runs to the count before that failure (counts in between were not "
                 "measured or were unsure).  A point whose load generator was the bottleneck "
@@ -216,8 +274,22 @@ def verdict_rows(run: dict) -> list[list[str]]:
         lci = (f"{r['loss_ci_lo']:.4f}–{r['loss_ci_hi']:.4f}" if r.get("k", 0) else "–")
         rows.append([str(r["tried"] or "–"), str(r["guests"]), r["mode"], str(r["k"]),
                      _fmt(r.get("value_us", float("nan"))), ci,
-                     _fmt(r.get("loss", float("nan"))), lci, r["verdict"], r["reason"]])
+                     _fmt(r.get("loss", float("nan"))), lci,
+                     _with_ci(r, "ticks_share", "ticks_share_ci_lo", "ticks_share_ci_hi", 3),
+                     _with_ci(r, "tick_gap_ms", "tick_gap_ci_lo_ms", "tick_gap_ci_hi_ms", 1),
+                     r["verdict"], _text(r.get("failed_terms")) or "–", r["reason"]])
     return rows
+
+
+def _with_ci(r: pd.Series, col: str, lo: str, hi: str, digits: int) -> str:
+    v = r.get(col)
+    if v is None or v != v:
+        return "–"
+    return f"{v:.{digits}f} ({r[lo]:.{digits}f}–{r[hi]:.{digits}f})"
+
+
+def _text(v) -> str:
+    return v if isinstance(v, str) else ""
 
 
 SPREAD_HEAD = ["mode", "guests", "repeats", "delay mean µs", "delay p95 µs", "loss",
@@ -257,34 +329,56 @@ FAULT_NOTE = ("Availability = (inputs sent − inputs no server recorded) / inpu
               "guest's new server (– where it was not restarted).")
 
 
-CAPACITY_HEAD = ["mode", "capacity (guests)", "first failing count",
-                 "servers at their tick rate"]
-CAPACITY_NOTE = ("Capacity: the SLA on the inputs' delay and loss (below). Beside it, not part "
-                 "of it: up to how many guests every server kept its tick rate (achieved "
-                 "within 1% of the profile's, p99 gap between ticks ≤ 1.5 periods, in every "
-                 "valid point of those counts; 'not at M': the first count measured where "
-                 "some server did not). With host "
-                 "stamps an input's stamp is on time even when its server is starved, so "
-                 "read the two together.")
+CAPACITY_HEAD = ["mode", "capacity, players' SLA", "first failing count: what failed",
+                 "capacity, paper's terms", "first failing count: what failed"]
+CAPACITY_NOTE = ("The players' SLA (the default; --sla-terms): a count passes only if its "
+                 "inputs meet the delay and loss terms and, over the load window, the worst "
+                 "player of every server received at least 99% of the scheduled ticks with "
+                 "a p99 gap between them of at most 1.5 tick periods (analysis/ticks.py). "
+                 "The paper's terms: delay and loss alone (Tsai 2009): with host stamps an "
+                 "input's stamp is on time even when its server is starved, so these say "
+                 "what host stamps buy, not how many guests fit.")
 
 
-def served_text(s: dict | None) -> str:
-    if not s:
+def first_failed(v: pd.DataFrame | None, mode: str, c: dict) -> str:
+    """The first failing count of a mode and the terms that failed there."""
+    n = c.get("first_failure")
+    if n is None:
         return "–"
-    if s["first_unserved"] is None:
-        return f"all counts measured (≥ {s['served_up_to']})"
-    return f"up to {s['served_up_to']} (not at {s['first_unserved']})"
+    if v is None or not len(v) or "failed_terms" not in v:
+        return str(n)
+    row = v[(v["mode"] == mode) & (v["guests"] == n)]
+    what = row["failed_terms"].iloc[0] if len(row) else ""
+    return f"{n}: {what}" if isinstance(what, str) and what else str(n)
 
 
-GAME_HEAD = ["mode", "guests", "repeat", "tick Hz", "p99 tick gap ms", "inputs/s/player",
-             "send lateness p99 µs", "load generator bound", "off the profile"]
-GAME_NOTE = ("How each point's game ran against its profile: the servers' achieved tick rate "
-             "and p99 gap between ticks, the players' achieved input rate, the client's p99 "
-             "lateness against its schedule. 'load generator bound': lateness p99 > 200 µs "
-             "or host core > 90% busy; such a point is never counted (docs/workloads.md). "
-             "'off the "
-             "profile': a rate more than 1% from the profile's (a Poisson schedule's input "
-             "rate: beyond 3 standard deviations of its count).")
+def capacity_rows(caps: dict[str, tuple]) -> list[list[str]]:
+    """One row per mode: its capacity under the players' SLA and under the paper's."""
+    pv, pc = caps["players"]
+    av, ac = caps["paper"]
+    return [[f"{m} stamps", capacity_text(pc[m]), first_failed(pv, m, pc[m]),
+             capacity_text(ac[m]) if m in ac else "–",
+             first_failed(av, m, ac[m]) if m in ac else "–"] for m in sorted(pc)]
+
+
+GAME_HEAD = ["mode", "guests", "repeat", "order", "worst player's tick share",
+             "worst player's p99 tick gap ms", "players' Hz mean (min)",
+             "servers' own Hz", "servers' p99 gap ms", "rate / gap disagreement",
+             "inputs/s/player", "send lateness p99 µs", "encode p99 µs",
+             "load generator bound", "off the profile"]
+GAME_NOTE = ("How each point's game ran, over its load window (first to last input sent). "
+             "The players' side: what each player received, by the kernel's receive stamps "
+             "on the client's sockets; the worst player's share of the scheduled ticks and "
+             "p99 gap between them, and the players' mean (lowest) received rate. The "
+             "servers' own: their ticks over the same window on the host's clock (guest "
+             "clocks moved by their offsets); disagreement: the largest relative difference, "
+             "over the guests, between a server's own rate (p99 gap) and its players'. "
+             "order: 0 where the point was its repeat's first on the count's guests. "
+             "Encode: an input's header stamp to its hand-over to the kernel (not part of "
+             "its delay). 'load generator bound': lateness p99 > 200 µs or host core > 90% "
+             "busy; such a point is never counted (docs/workloads.md). 'off the profile': "
+             "a rate more than 1% from the profile's (a Poisson schedule's input rate: "
+             "beyond 3 standard deviations of its count).")
 
 
 def _off(df_row: pd.Series, spec: dict) -> str:
@@ -310,9 +404,17 @@ def game_rows(df: pd.DataFrame, spec: dict) -> list[list[str]]:
     rows = []
     for _, r in df.sort_values(["guests", "repeat", "mode"]).iterrows():
         bound = r.get("load_bound")
+        order = r.get("order")
+        dis = (r.get("tick_rate_disagreement"), r.get("tick_gap_disagreement"))
         rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
+                     "–" if order is None or order != order else str(int(order)),
+                     _fmt(r.get("ticks_share_worst")), _fmt(r.get("tick_gap_p99_worst_ms")),
+                     f"{_fmt(r.get('tick_hz_received_mean'))} "
+                     f"({_fmt(r.get('tick_hz_received_min'))})",
                      _fmt(r.get("tick_hz_achieved")), _fmt(r.get("tick_gap_p99_ms")),
+                     " / ".join("–" if x is None or x != x else f"{x:.1%}" for x in dis),
                      _fmt(r.get("input_rate_achieved")), _fmt(r.get("send_lateness_p99_us")),
+                     _fmt(r.get("encode_p99_us")),
                      "–" if bound is None or bound != bound else ("yes" if bound else "no"),
                      _off(r, spec) or "–"])
     return rows
@@ -410,7 +512,9 @@ def search_lines(run: dict) -> list[str]:
 
 # -- the report: one model (a list of blocks), rendered as Markdown and as HTML ----------
 
-DELAY_NOTE = ("Delay = stamp the server used − client send time; stamp error = stamp the "
+DELAY_NOTE = ("Delay = stamp the server used − when the input left the client (built, "
+              "encrypted and handed to the kernel: client_inputs.csv left_ns); stamp error = "
+              "stamp the "
               "server used − host arrival stamp. The mean's CI is widened by the clock-sync "
               "uncertainty (clock ±, 0 where guests share the host's clock). Where a guest has "
               "its own clock, its stamps are moved to the host's by the measured offset, so a "
@@ -531,20 +635,24 @@ def document(rep: Report) -> list[Block]:
     """The report's content, once: what both renderings show."""
     sla, env, run, df = rep.sla, rep.env, rep.run, rep.points
     out = [Block("h1", "gamebed capacity report"),
-           Block("p", f"SLA: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ "
-                      f"{sla['loss']:g}" + SHARE_TEXT.get(sla.get("share", "client"), "")),
+           Block("p", sla_text(sla)),
            Block("p", f"Backend: {env.get('backend', '?')}, placement: "
                       f"{env.get('placement', '?')}."),
            Block("list", rows=tuple(setup_lines(env, run)), id="setup")]
     if env.get("accel_reason"):
         out.append(Block("p", f"Accelerator: {env['accel_reason']}", id="accel"))
-    ticks = {} if rep.spec.get("mix") else served(df, rep.spec.get("tick_hz", 20.0))
-    caps = [[f"{m} stamps", capacity_text(c), str(c["first_failure"] or "–"), served_text(
-        ticks.get(m))] for m, c in sorted(rep.cap.items())]
-    out += _table("Capacity", "capacity", CAPACITY_HEAD, caps, CAPACITY_NOTE)
+    if rep.caps:
+        out += _table("Capacity", "capacity", CAPACITY_HEAD, capacity_rows(rep.caps),
+                      CAPACITY_NOTE)
+    else:  # a mixed host: the mix's capacity under its profiles' own SLAs
+        caps = [[f"{m} stamps", capacity_text(c), str(c["first_failure"] or "–"), "–", "–"]
+                for m, c in sorted(rep.cap.items())]
+        out += _table("Capacity", "capacity", CAPACITY_HEAD, caps, CAPACITY_NOTE)
     if mix := mix_rows(run):
         out += _table("Games on this host", "mix", MIX_HEAD, mix, MIX_NOTE)
-    out += [Block("p", f"Host/guest capacity ratio: {ratio_text(rep.cap)}"),
+    ratios = ratio_lines(rep.caps) if rep.caps else [
+        f"Host/guest capacity ratio: {ratio_text(rep.cap)}"]
+    out += [*(Block("p", x, id=f"ratio{i}") for i, x in enumerate(ratios)),
             *(Block("p", x) for x in invalid_lines(rep.cap, game_name(rep.spec))),
             *(Block("p", x) for x in search_lines(run))]
     if rep.model is not None:
@@ -589,6 +697,8 @@ class Report:
     run: dict
     images: dict = field(default_factory=dict)
     model: dict | None = None  # analysis/forecast.py report_model
+    # {"players": (verdicts, caps), "paper": (verdicts, caps)}: the run judged both ways
+    caps: dict | None = None
 
 
 def to_markdown(blocks: list[Block]) -> str:

@@ -189,16 +189,24 @@ def write_report(results: Path, given: SlaTerms | None = None,
     terms = Sla.of_run(spec, given)
     judged, cap = judge(df, terms)
     sla = terms.as_dict()
+    # both readings side by side: the players' SLA (how many fit) and the paper's terms
+    # (what host stamps buy)
+    both = {t: judge(df, terms.with_terms(t)) for t in ("players", "paper")}
     mixed = None
     if spec.get("mix"):  # a mixed host: every profile under its own SLA, and the mix
         from analysis.mix import judge_mix
 
         mixed = judge_mix(df, spec)
         judged, cap = mixed["mix"]
+        both = None
     run = dict(load_json(results / "summary.json", {}) or {})
     run["ignored_points"] = point_files(results)[1]
     run["verdicts"] = judged
     run["mix"] = mixed
+    if "machine_speed" not in run:  # a run before the measure, or a synthetic one
+        from analysis.point import machine_speed
+
+        run["machine_speed"] = machine_speed(df.to_dict("records"))
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
     images = plots(df, errors, terms.delay_us, terms.loss, terms.stat)
     paths = {"html": results / "report.html", "md": results / "report.md",
@@ -208,10 +216,10 @@ def write_report(results: Path, given: SlaTerms | None = None,
         from analysis.forecast import report_model
 
         model = report_model(results, players_total)
-    rep = render.Report(df, cap, sla, spec, env, PAPER, run, images, model)
+    rep = render.Report(df, cap, sla, spec, env, PAPER, run, images, model, both)
     paths["md"].write_text(render.to_markdown(render.document(
         dataclasses.replace(rep, images={}))))
     paths["html"].write_text(render.to_html(render.document(rep)))
-    render.capacity_csv(cap, sla, mixed).to_csv(paths["csv"], index=False)
+    render.capacity_csv(cap, sla, mixed, both).to_csv(paths["csv"], index=False)
     df.drop(columns=["profiles"], errors="ignore").to_csv(paths["points"], index=False)
     return paths

@@ -1,7 +1,16 @@
 """Statistics (no privileges; numpy, vectorised); the capacity rule is analysis/capacity.py.
 
-Confidence intervals are analytic so they scale to millions of records:
-normal-theory for the mean, distribution-free order statistics for quantiles.
+A point is a time series, not independent draws: one slow wake-up of a guest delays a
+run of inputs, so neighbouring delays are correlated, and an interval that treats
+them as independent is too narrow (two main jobs on the same code gave capacities
+that did not overlap).  `describe_series` therefore gives
+- the mean's 95% CI by batch means: the point cut into about 1-s batches by send time
+  (at least MIN_BATCHES), Student's t over the batch means;
+- the p95's and p99's by a moving-block bootstrap: blocks of about a batch's inputs,
+  in time order, resampled BOOT_R times (seeded: a report is reproducible);
+- a loss ratio's CI by batch means too (`batch_ratio_ci`).
+`describe` keeps the independent-draws intervals (normal theory for the mean,
+order statistics for quantiles), for what has no time order.
 """
 
 from __future__ import annotations
@@ -58,3 +67,126 @@ def ccdf_points(values: np.ndarray, floor: float = 1e-4, n: int = 120
     lowest = max(floor, 1.0 / len(v))
     exceed = np.logspace(0, math.log10(lowest), n)
     return np.quantile(v, 1.0 - exceed), exceed
+
+
+MIN_BATCHES = 10  # a short point is still cut into this many batches
+BATCH_S = 1.0  # a batch: about a second of the point
+BOOT_R = 200  # bootstrap resamples
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """Student's t, two-sided 95%, df degrees of freedom (the normal beyond 30)."""
+    return _T975[df - 1] if 1 <= df <= len(_T975) else Z95
+
+
+def batch_ids(times: np.ndarray, batch_s: float = BATCH_S,
+              min_batches: int = MIN_BATCHES) -> np.ndarray:
+    """Each value's batch by its time (ns): about `batch_s` long, at least `min_batches`
+    over the span."""
+    t = np.asarray(times, dtype="float64")
+    if not len(t):
+        return np.zeros(0, dtype=np.int64)
+    t0, span = float(np.nanmin(t)), float(np.nanmax(t) - np.nanmin(t))
+    k = max(min_batches, round(span / (batch_s * 1e9)))
+    width = span / k if span > 0 else 1.0
+    return np.minimum(((t - t0) / width).astype(np.int64), k - 1)
+
+
+def batch_mean_ci(values: np.ndarray, batches: np.ndarray) -> tuple[float, float]:
+    """95% CI of the mean by batch means (Student's t over the batches' means)."""
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    v, b = v[ok], np.asarray(batches)[ok]
+    if len(v) < 2:
+        return (float("nan"), float("nan"))
+    ids, inv = np.unique(b, return_inverse=True)
+    if len(ids) < 2:
+        return (float("nan"), float("nan"))
+    means = np.bincount(inv, weights=v) / np.bincount(inv)
+    half = t975(len(means) - 1) * float(means.std(ddof=1)) / math.sqrt(len(means))
+    m = float(v.mean())
+    return (m - half, m + half)
+
+
+def batch_ratio_ci(hits: np.ndarray, batches: np.ndarray) -> tuple[float, float]:
+    """95% CI of a ratio (e.g. inputs lost / sent) by batch means: each batch's ratio,
+    weighted by its size, Student's t over the batches; clipped to [0, 1]."""
+    h = np.asarray(hits, dtype="float64")
+    b = np.asarray(batches)
+    if len(h) < 2:
+        return (float("nan"), float("nan"))
+    ids, inv = np.unique(b, return_inverse=True)
+    if len(ids) < 2:
+        return (float("nan"), float("nan"))
+    n = np.bincount(inv).astype("float64")
+    r = np.bincount(inv, weights=h) / n
+    p = float(h.mean())
+    # the ratio estimator's batch-means variance: sizes differ from batch to batch
+    var = float(np.sum((n / n.mean()) ** 2 * (r - p) ** 2)) / (len(n) * (len(n) - 1))
+    half = t975(len(n) - 1) * math.sqrt(var)
+    return (max(0.0, p - half), min(1.0, p + half))
+
+
+def block_bootstrap_quantiles(v: np.ndarray, qs: tuple[float, ...], block: int,
+                              r: int = BOOT_R, seed: int = 0) -> dict[float, tuple]:
+    """95% CIs of quantiles of a series `v` in time order, by a moving-block bootstrap:
+    `r` resamples, each of whole blocks of `block` neighbours (percentile intervals).
+    Each resample's quantiles are its order statistics (np.partition, no sort), taken
+    a few resamples at a time so memory stays near BOOT_CHUNK values."""
+    v = np.asarray(v, dtype="float64")
+    n = len(v)
+    if n < 2:
+        return {q: (float("nan"), float("nan")) for q in qs}
+    # a point of millions of inputs has a narrow interval anyway: fewer resamples keep
+    # its analysis near BOOT_WORK values (docs/records.md; bench_analyzer's target)
+    r = max(BOOT_R_MIN, min(r, BOOT_WORK // n))
+    block = int(min(max(1, block), n))
+    k = -(-n // block)  # blocks per resample
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, size=(r, k))
+    kth = sorted({min(n - 1, int(q * (n - 1))) for q in qs} | {min(n - 1, int(q * (n - 1)) + 1)
+                                                               for q in qs})
+    est = np.empty((len(qs), r))
+    step = max(1, BOOT_CHUNK // n)
+    offs = np.arange(block)
+    for a in range(0, r, step):
+        idx = (starts[a:a + step, :, None] + offs).reshape(min(step, r - a), -1)[:, :n]
+        part = np.partition(v[idx], kth, axis=1)
+        for i, q in enumerate(qs):  # numpy's linear interpolation between neighbours
+            pos = q * (n - 1)
+            lo = int(pos)
+            frac = pos - lo
+            hi = min(n - 1, lo + 1)
+            est[i, a:a + step] = part[:, lo] * (1 - frac) + part[:, hi] * frac
+    lo, hi = np.quantile(est, [0.025, 0.975], axis=1)
+    return {q: (float(lo[i]), float(hi[i])) for i, q in enumerate(qs)}
+
+
+BOOT_CHUNK = 4_000_000  # values resampled at once
+BOOT_WORK = 20_000_000  # values resampled in all, per quantile set
+BOOT_R_MIN = 40
+
+
+def describe_series(values: np.ndarray, times: np.ndarray) -> dict:
+    """`describe`'s figures of a point's series (`times`: each value's send time, ns),
+    with intervals that carry the series' correlation: batch means for the mean, a
+    moving-block bootstrap for p95 and p99 (blocks of about one batch)."""
+    v = np.asarray(values, dtype="float64")
+    t = np.asarray(times, dtype="float64")
+    ok = np.isfinite(v) & np.isfinite(t)
+    v, t = v[ok], t[ok]
+    out = describe(v)
+    if out["n"] < 2:
+        return out
+    order = np.argsort(t, kind="stable")
+    v, t = v[order], t[order]
+    b = batch_ids(t)
+    out["mean_ci"] = batch_mean_ci(v, b)
+    block = max(1, round(len(v) / (int(b.max()) + 1)))
+    ci = block_bootstrap_quantiles(v, (0.95, 0.99), block)
+    out["p95_ci"], out["p99_ci"] = ci[0.95], ci[0.99]
+    out["batches"] = int(b.max()) + 1
+    return out

@@ -67,12 +67,16 @@ def write_point(pdir: Path, pt: SynthPoint, players: int = 2,
     mode, n_guests, n, repeat = pt.mode, pt.n_guests, len(pt.delay_us), pt.repeat
     delay_us, host_delay_us, lost_mask = pt.delay_us, pt.host_delay_us, pt.lost_mask
     g, p, s = _keys(n_guests, players, n)
-    send = T0 + np.arange(n, dtype=np.int64) * 50_000  # one input every 50 µs
+    # spread over 10 s (a point's default), one input every 50 µs at the least: the tick
+    # terms need a window of seconds to tell 99% of the ticks
+    step = max(50_000, 10_000_000_000 // max(n, 1))
+    send = T0 + np.arange(n, dtype=np.int64) * step
     host = send + np.round(host_delay_us * 1e3).astype(np.int64)
     kernel = send + np.round(delay_us * 1e3).astype(np.int64)
     keep = ~lost_mask
     _write(pdir / CLIENT_INPUTS, {"guest": g, "player": p, "seq": s, "sched_ns": send,
-                                  "send_ns": send, "lateness_ns": np.zeros(n, np.int64)})
+                                  "send_ns": send, "lateness_ns": np.zeros(n, np.int64),
+                                  "left_ns": send})
     _write(pdir / SHIM_INPUTS, {"guest": g[keep], "player": p[keep], "seq": s[keep],
                                 "host_ns": host[keep], "forward_ns": np.zeros(keep.sum(),
                                                                               np.int64)})
@@ -82,12 +86,17 @@ def write_point(pdir: Path, pt: SynthPoint, players: int = 2,
         "kernel_ns": kernel[keep], "hw_ns": np.zeros(k, np.int64),
         "app_ns": kernel[keep] + 5_000, "size": np.full(k, 296, np.int64),
         "verdict": np.full(k, "ok")})
-    ticks = np.arange(100, dtype=np.int64)
+    # every player gets every tick of the load window, evenly (20 Hz; the tick terms
+    # pass): a synthetic point's delays and losses are what it is made to vary
+    n_ticks = int((send[-1] - send[0]) // 50_000_000) + 2
+    gp = np.unique(np.stack([g, p], axis=1), axis=0)
+    ticks = np.tile(np.arange(n_ticks, dtype=np.int64), len(gp))
+    recv = send[0] + 25_000_000 * (len(send) > 1) + ticks * 50_000_000 - 50_000_000
     _write(pdir / CLIENT_UPDATES, {
-        "guest": np.zeros(100, np.int64), "player": np.zeros(100, np.int64), "tick": ticks,
-        "recv_ns": T0 + ticks * 50_000_000, "server_send_ns": T0 + ticks * 50_000_000 - 20_000,
+        "guest": np.repeat(gp[:, 0], n_ticks), "player": np.repeat(gp[:, 1], n_ticks),
+        "tick": ticks, "recv_ns": recv, "server_send_ns": recv - 20_000,
         "echo_seq": ticks, "echo_kernel_ns": T0 + ticks, "echo_app_ns": T0 + ticks,
-        "rtt_ns": np.full(100, 200_000, np.int64)})
+        "rtt_ns": np.full(len(ticks), 200_000, np.int64), "arrive_ns": recv})
     _write(pdir / CLOCK_SYNC, {
         "guest": np.arange(n_guests, dtype=np.int64), "sample": np.zeros(n_guests, np.int64),
         **{t: np.full(n_guests, T0, np.int64) for t in ("t1", "t2", "t3", "t4")},

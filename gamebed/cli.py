@@ -79,7 +79,7 @@ def layers(spec: ExperimentSpec):
     """What vm/ and analysis/ hand a run of `spec` (gamebed/run.py Layers)."""
     import vm
     from analysis.capacity import Sla, search_step
-    from analysis.point import summarizer
+    from analysis.point import machine_speed, summarizer
     from gamebed.run import Layers
 
     search = (search_step(Sla.of_run(spec.to_dict()), spec.search_max) if spec.searching
@@ -89,7 +89,7 @@ def layers(spec: ExperimentSpec):
 
         search = mix_search_step(spec.to_dict(), spec.search_max)
     return Layers(vm.testbeds, summarizer(spec.capture), search,
-                  vm.boot_s_per_guest(spec.backend))
+                  vm.boot_s_per_guest(spec.backend), speed=machine_speed)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -210,7 +210,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     """
     from analysis.capacity import SlaTerms
 
-    terms = SlaTerms(a.sla_delay_ms, a.sla_stat, a.sla_loss)
+    terms = SlaTerms(a.sla_delay_ms, a.sla_stat, a.sla_loss, a.sla_terms)
     if len(a.dir) > 1:
         from analysis.compare import write_comparison
 
@@ -384,6 +384,10 @@ def add_sla_args(p: argparse.ArgumentParser) -> None:
                    help=f"SLA: which delay statistic (default {default('sla_stat')})")
     p.add_argument("--sla-loss", type=float,
                    help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
+    p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS,
+                   help="players (the default): delay, loss and the ticks every player "
+                        "received (what players feel; --guests auto searches on it); paper: "
+                        "delay and loss alone (Tsai 2009's terms: what host stamps buy)")
 
 
 def add_cpu_args(p: argparse.ArgumentParser) -> None:
@@ -528,6 +532,9 @@ def _add_report(sub) -> None:
                    help=f"delay statistic (default: the run's; else {default('sla_stat')})")
     p.add_argument("--sla-loss", type=float,
                    help=f"largest loss ratio (default: the run's; else {default('sla_loss'):g})")
+    p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS,
+                   help="which terms judge a count (default: the run's; else players). The "
+                        "report gives both capacities side by side either way")
     p.add_argument("--players-total", type=int, metavar="N", default=10000,
                    help="the capacity model's hosts-needed line: hosts for N concurrent "
                         "players (default %(default)s; 0: no model section)")

@@ -36,9 +36,12 @@ UML_MODES = ("auto", "seccomp", "ptrace")
 # process at a CFS weight, or a quota with a 1 ms period
 GUEST_CPUS_BY = ("weight", "quota")
 SLA_STATS = ("mean", "p95", "p99")
+# players: the inputs' delay and loss and the ticks each player received (what players
+# feel, analysis/ticks.py); paper: the inputs' delay and loss alone (Tsai 2009's terms)
+SLA_TERMS = ("players", "paper")
 CHOICES = {"modes": MODES, "placement": PLACEMENTS, "stamper": STAMPERS, "backend": BACKENDS,
            "accel": ACCELS, "uml_mode": UML_MODES, "dispatch": DISPATCH_MODES,
-           "sla_stat": SLA_STATS, "guest_cpus_by": GUEST_CPUS_BY}
+           "sla_stat": SLA_STATS, "guest_cpus_by": GUEST_CPUS_BY, "sla_terms": SLA_TERMS}
 MAX_GUESTS = 250  # guest addresses: 198.18.1.1 .. (gamebed/topology.py)
 # each backend's default sweep: where its capacity lies on this machine kind (README)
 DEFAULT_COUNTS = {"netns": (1, 2, 4, 8, 16, 32), "uml": (1, 4, 8, 12, 16, 20, 24, 32, 48),
@@ -249,6 +252,7 @@ class ExperimentSpec:
     sla_stat: str = "mean"
     sla_delay_ms: float = 1.0
     sla_loss: float = 0.01
+    sla_terms: str = "players"  # SLA_TERMS: the players' (ticks too) or the paper's
     # guest faults during every point's load, e.g. "server:0@4+2" (gamebed/fault.py)
     faults: tuple[str, ...] = ()
     # players on a WAN: netem arguments for the client's side, e.g. "delay 30ms 5ms"

@@ -43,7 +43,26 @@ def environment() -> dict:
     return {"kernel": platform.release(), "machine": platform.machine(),
             "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
             "cpu_model": cpu_model, "python": platform.python_version(),
-            "hostname": platform.node()}
+            "hostname": platform.node(), **provenance()}
+
+
+def provenance() -> dict:
+    """The commit gamebed ran from and whether its tree had changes (None outside a git
+    checkout, e.g. an installed copy)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 @contextmanager
@@ -117,8 +136,13 @@ def point_name(mode: str, n_guests: int, repeat: int = 0) -> str:
 
 
 def count_points(spec: ExperimentSpec) -> list[tuple[int, str]]:
-    """(repeat, mode) of one count, in run order: the modes alternate within a repeat."""
-    return [(r, m) for r in range(spec.repeats) for m in spec.modes]
+    """(repeat, mode) of one count, in run order: the modes take turns within a repeat,
+    in the spec's order in even repeats and the other way round in odd ones, so that
+    with repeats neither mode is always the first on a count's guests (order never
+    lines up with count: it is the same at every count).  Each entry records its
+    `order` (0: the repeat's first point)."""
+    return [(r, m) for r in range(spec.repeats)
+            for m in (spec.modes if r % 2 == 0 else tuple(reversed(spec.modes)))]
 
 
 def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None) -> int | None:
@@ -254,6 +278,8 @@ class Sweep:
             e["remaining_actual_s"] = actual = round(s["elapsed_s"] - e["elapsed_s"], 1)
             e["error"] = round(e["remaining_est_s"] / actual - 1, 3) if actual > 0 else None
         s["eta"] = self.eta.log
+        if self.run.layers.speed is not None and not self.run.dry_run:
+            s["machine_speed"] = self.run.layers.speed(s["points"])
         self._save()
         return s
 
@@ -316,7 +342,9 @@ class Sweep:
                                              "spec": spec.to_dict(),
                                              "environment": point.environment()})
             point.run_load()
-        entry, ta = {"mode": mode, "guests": n_guests, "repeat": repeat}, time.monotonic()
+        order = [m for r, m in count_points(spec) if r == repeat].index(mode)
+        entry, ta = ({"mode": mode, "guests": n_guests, "repeat": repeat, "order": order},
+                     time.monotonic())
         if not run.dry_run:
             sync_tree(pdir)  # the point's raw files are on disk before it is listed
             entry.update(run.layers.summarize(pdir))

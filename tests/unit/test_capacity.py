@@ -246,17 +246,34 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     assert c["host"]["bounded_by_largest_count"] and c["host"]["capacity"] == 16
 
 
-def test_served_says_up_to_where_the_servers_kept_their_tick_rate():
-    from analysis.capacity import served
-
+def test_the_players_sla_fails_a_count_whose_ticks_a_player_missed():
+    """Host stamps keep the delay term at every count; the players' SLA still fails the
+    count where the worst player's tick share or p99 tick gap falls outside its terms,
+    says which term, and the paper's terms do not see it."""
     df = pts("host", [1, 2, 4, 8], [10, 10, 10, 10], [0, 0, 0, 0])
-    df["tick_hz_achieved"] = [20.0, 19.9, 19.7, 12.0]  # 4: 1.5% slow
-    df["tick_gap_p99_ms"] = [52.0, 60.0, 70.0, 900.0]
-    assert served(df, 20.0)["host"] == {"served_up_to": 2, "first_unserved": 4}
-    df.loc[2, "tick_hz_achieved"] = 19.9
-    df.loc[2, "tick_gap_p99_ms"] = 76.0  # over 1.5 periods (75 ms)
-    assert served(df, 20.0)["host"]["first_unserved"] == 4
-    df.loc[2, "tick_gap_p99_ms"] = 74.0
-    assert served(df, 20.0)["host"] == {"served_up_to": 4, "first_unserved": 8}
-    df["load_bound"] = [False, False, False, True]  # a bound point says nothing
-    assert served(df, 20.0)["host"] == {"served_up_to": 4, "first_unserved": None}
+    df["ticks_share_worst"] = [1.0, 0.999, 0.995, 0.25]
+    df["ticks_share_ci_lo"] = [0.995, 0.994, 0.985, 0.20]  # 4: straddles 0.99
+    df["ticks_share_ci_hi"] = [1.005, 1.004, 1.004, 0.30]
+    df["tick_gap_p99_worst_ms"] = [52.0, 60.0, 70.0, 270.0]
+    df["tick_gap_p99_ci_lo_ms"] = [51.0, 55.0, 60.0, 250.0]
+    df["tick_gap_p99_ci_hi_ms"] = [53.0, 65.0, 74.0, 290.0]
+    v, c = judge(df, SLA)
+    assert c["host"]["capacity"] == 2 and c["host"]["first_failure"] == 8
+    assert c["host"]["unsure"] == [4]
+    row = v[v["guests"] == 8].iloc[0]
+    assert row["verdict"] == "fail" and row["failed_terms"] == "tick rate, tick gap"
+    assert row["tick_rate_verdict"] == "fail" and row["delay_verdict"] == "pass"
+    paper = judge(df, SLA.with_terms("paper"))[1]
+    assert paper["host"]["bounded_by_largest_count"] and paper["host"]["capacity"] == 8
+    # a gap CI wholly above 1.5 periods fails on its own
+    df.loc[1, "tick_gap_p99_ci_lo_ms"] = 76.0
+    df.loc[1, "tick_gap_p99_ci_hi_ms"] = 80.0
+    assert judge(df, SLA)[1]["host"]["first_failure"] == 2
+
+
+def test_a_run_without_tick_records_is_judged_on_delay_and_loss_and_says_so():
+    df = pts("host", [1, 2], [10, 10], [0, 0])
+    v, c = judge(df, SLA)
+    assert c["host"]["capacity"] == 2
+    assert (v["tick_rate_verdict"] == "not recorded").all()
+    assert "ticks not recorded" in v["reason"].iloc[0]

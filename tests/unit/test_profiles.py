@@ -108,7 +108,7 @@ def _point(tmp_path, lateness_us, ticks=((19.9, 60.0), (20.1, 55.0))):
         (g / "server_summary.json").write_text(json.dumps(
             {"tick_hz_achieved": hz, "tick_gap_p99_ms": gap}))
     rows = [",".join(CLIENT_INPUT_FIELDS)] + [
-        f"0,0,{k},0,0,{int(x * 1000)}" for k, x in enumerate(lateness_us)]
+        f"0,0,{k},0,0,{int(x * 1000)},0" for k, x in enumerate(lateness_us)]
     (tmp_path / CLIENT_INPUTS).write_text("\n".join(rows) + "\n")
     return {"guests": 2, "spec": {"players": 4, "duration": 10.0}}
 

@@ -126,7 +126,7 @@ def test_repeated_points_are_judged_together_and_their_spread_shown(tmp_path):
     assert c.loc["guest", "capacity"] == 4 and c.loc["guest", "capacity_hi"] == 15
     assert str(c.loc["guest", "unsure_counts"]) == "10"
     row = next(line for line in md.splitlines() if line.startswith("| – | 10 | guest | 3 |"))
-    assert "| unsure | delay CI straddles the SLA (t interval over 3 repeats) |" in row
+    assert "| unsure | – | delay CI straddles 1000 µs (t interval over 3 repeats) |" in row
     page = (tmp_path / "report.html").read_text()
     assert 'id="verdicts"' in page and 'id="spread"' in page and "4–15" in page
 
