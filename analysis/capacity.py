@@ -14,7 +14,7 @@ fails, passes when every term passes, and is unsure otherwise (`failed_terms` na
 the terms that failed).  The CIs:
 
 - one point per count: the point's own (analysis/stats.py: batch means for the mean
-  and the loss ratio, a moving-block bootstrap for p95, p99 and the tick gap; the
+  and the loss ratio, sectioning for p95, p99 and the tick gap; the
   point is a time series, not independent draws);
 - K repeated points per count (`--repeat K`): Student's t interval of the K values of
   each figure, so run-to-run noise is in the interval.

@@ -7,6 +7,13 @@ share, with a CI for that difference (normal approximation: the two means' CI
 half-widths combine in quadrature).  Runs whose load differs (players, rate,
 duration, seed) are refused unless asked, naming the field, since a difference in
 delay would then say nothing about the testbeds.
+
+The same code measures differently on different hours: the guests' CPU cost moves
+with the machine.  Each run's speed (analysis/point.py machine_speed: the guests' CPU
+per 1000 inputs at the lowest count) is given beside its capacity, and each run's
+capacity is set against the first run's scaled by their speeds (capacity goes
+inversely with a guest's cost): "explained by speed" where the two intervals
+overlap, "beyond speed" where they do not.
 Writes OUT/comparison.html, OUT/comparison.md and OUT/comparison.csv.
 """
 
@@ -24,6 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.capacity import Sla, SlaTerms, capacity_text, judge  # noqa: E402
+from analysis.point import machine_speed  # noqa: E402
+from analysis.records import load_json  # noqa: E402
 from analysis.report import _png, analyze, per_count  # noqa: E402
 
 LOAD_FIELDS = ("players", "rate", "duration", "seed")
@@ -56,11 +65,13 @@ def compare(dirs: list[Path], terms: SlaTerms | None = None,
     """Every run analysed, capacities, the joined point table and the differences."""
     if len(dirs) < 2:
         raise ValueError("a comparison needs two or more results directories")
-    runs, specs, envs = {}, {}, {}
+    runs, specs, envs, speeds = {}, {}, {}, {}
     for label, d in zip(_labels(dirs), dirs, strict=True):
         df, _dists, meta = analyze(d)
         runs[label], specs[label] = df.assign(run=label), meta.get("spec", {})
         envs[label] = meta.get("environment", {})
+        summary = load_json(Path(d) / "summary.json", {}) or {}
+        speeds[label] = summary.get("machine_speed") or machine_speed(df.to_dict("records"))
     diff = differing(specs, LOAD_FIELDS)
     kdiff = differing(envs, KERNEL_FIELDS)
     if kdiff and not allow_kernel_difference:
@@ -76,13 +87,45 @@ def compare(dirs: list[Path], terms: SlaTerms | None = None,
     # each run judged as `gamebed report` judges it: a --wan run on the host's share
     caps = {label: judge(df, Sla.of_run(specs[label], first.terms_asked()))[1]
             for label, df in runs.items()}
+    other = "paper" if first.terms == "players" else "players"
+    other_caps = {label: judge(df, Sla.of_run(specs[label], first.terms_asked())
+                               .with_terms(other))[1] for label, df in runs.items()}
     # repeated points: their median per count (the capacities above use every repeat)
     points = pd.concat([per_count(df).assign(run=label) for label, df in runs.items()],
                        ignore_index=True)
     return {"runs": runs, "specs": specs, "caps": caps, "points": points,
             "differences": differences(points, list(runs)), "load_differences": diff,
-            "kernel_differences": kdiff,
-            "sla": first.as_dict()}
+            "kernel_differences": kdiff, "speeds": speeds,
+            "other_caps": other_caps, "other_terms": other,
+            "by_speed": by_speed(caps, speeds, list(runs)), "sla": first.as_dict()}
+
+
+def by_speed(caps: dict, speeds: dict, labels: list[str]) -> list[dict]:
+    """Each later run's capacity against the first run's scaled by their speeds (a guest
+    that costs r times as much fits 1/r times as often): per mode, the speed ratio, the
+    expected interval, and whether the measured one overlaps it."""
+    base, s0 = caps[labels[0]], (speeds.get(labels[0]) or {})
+    out = []
+    for label in labels[1:]:
+        s1 = speeds.get(label) or {}
+        c0, c1 = s0.get("guest_cpu_ms_per_1000_inputs"), s1.get("guest_cpu_ms_per_1000_inputs")
+        if not c0 or not c1:
+            continue
+        r = c0 / c1  # > 1: this run's guests were cheaper
+        for mode, c in sorted(caps[label].items()):
+            b = base.get(mode)
+            if not b or b["capacity"] == 0 or c["capacity"] == 0:
+                continue
+            lo = b["capacity"] * r
+            hi = None if b["capacity_hi"] is None else (b["capacity_hi"] + 1) * r
+            c_hi = c["capacity_hi"]
+            overlap = (c_hi is None or c_hi >= math.floor(lo)) and \
+                (hi is None or c["capacity"] <= math.ceil(hi))
+            out.append({"run": label, "mode": mode, "cost_ratio": round(c1 / c0, 3),
+                        "expected": f"{math.floor(lo)}–{'' if hi is None else math.ceil(hi)}",
+                        "measured": capacity_text(c),
+                        "verdict": "explained by speed" if overlap else "beyond speed"})
+    return out
 
 
 def differences(points: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -131,10 +174,22 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
     setup = [["run", *LOAD_FIELDS, *SETUP_FIELDS]]
     for label, s in c["specs"].items():
         setup.append([label, *(_fmt(s.get(f)) for f in (*LOAD_FIELDS, *SETUP_FIELDS))])
-    caps = [["run", "mode", "capacity (guests)", "first failing count"]]
+    other = c["other_terms"]
+    caps = [["run", "mode", f"capacity, {c['sla'].get('terms', 'players')}' terms",
+             "first failing count", f"capacity, {other}' terms", "machine speed"]]
     for label, cap in c["caps"].items():
+        sp = c["speeds"].get(label)
         for m, v in sorted(cap.items()):
-            caps.append([label, m, capacity_text(v), _fmt(v["first_failure"] or "–")])
+            o = c["other_caps"][label].get(m)
+            caps.append([label, m, capacity_text(v), _fmt(v["first_failure"] or "–"),
+                         capacity_text(o) if o else "–",
+                         f"{sp['guest_cpu_ms_per_1000_inputs']:g} ms CPU / 1000 inputs "
+                         f"at {sp['at_guests']}" if sp else "–"])
+    speed = [["run", "mode", "its guests' cost / the first's", "the first's capacity at "
+              "that cost", "measured", "verdict"]]
+    for r in c["by_speed"]:
+        speed.append([r["run"], r["mode"], f"{r['cost_ratio']:.3f}", r["expected"],
+                      r["measured"], r["verdict"]])
     pts = [["run", "mode", "guests", "sent", "loss", "delay mean µs", "mean 95% CI µs",
             "delay p95 µs", "stamp err mean µs"]]
     for _, r in c["points"].sort_values(["mode", "guests", "run"]).iterrows():
@@ -149,7 +204,8 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
                       _fmt(r["delay_mean_diff_us"]),
                       f"{r['diff_ci_lo_us']:.1f}–{r['diff_ci_hi_us']:.1f}",
                       "yes" if r["significant"] else "no", f"{r['loss_diff']:+.4f}"])
-    return {"Setup and load": setup, "Capacity": caps, "Per point": pts,
+    return {"Setup and load": setup, "Capacity": caps,
+            "Capacity against the machine's speed": speed, "Per point": pts,
             "Differences to the first run": diffs}
 
 

@@ -96,7 +96,7 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
     stamp errors (µs) for the CDF.  p99.9 is NaN where the point has fewer than
     MIN_N_P999 delivered inputs (too few to say)."""
     d = j[j["delivered"]]
-    # a point is a time series: intervals by batch means and a block bootstrap, in the
+    # a point is a time series: intervals by batch means and sectioning, in the
     # order the inputs were sent (analysis/stats.py)
     sent = d["send_ns"].to_numpy(dtype="float64", na_value=np.nan)
     delay = describe_series(d["delay_ns"].to_numpy() / 1e3, sent)

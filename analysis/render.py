@@ -117,6 +117,13 @@ def setup_lines(env: dict, run: dict) -> list[str]:
         out.append(f"Between loads (a point's last input to the next one's first): median "
                    f"{statistics.median(gaps):.1f} s, longest {max(gaps):.1f} s "
                    f"({len(gaps)} gaps); the whole run took {run.get('elapsed_s', '?')} s")
+    unsynced = [f"{p['mode']} {p['guests']}" + (f" r{p['repeat']}" if p.get("repeat") else "")
+                + f" (guests {', '.join(map(str, p['clock_unsynced']))})"
+                for p in run.get("points") or [] if p.get("clock_unsynced")]
+    if unsynced:
+        out.append("Clock sync got no answer from some guests (their guest-clock stamps were "
+                   "not moved to the host's clock; host stamps need no offset): "
+                   + "; ".join(unsynced))
     if speed := run.get("machine_speed"):
         out.append(f"Machine speed (to compare runs): {speed_text(speed)}")
     if env.get("commit"):
@@ -248,8 +255,8 @@ VERDICT_HEAD = ["tried", "guests", "mode", "points", "delay stat Âµs", "95% CI Â
                 "verdict", "failed", "why"]
 VERDICT_NOTE = ("A count passes when every term of the SLA holds with 95% confidence, fails "
                 "when any is broken with 95% confidence, and is unsure otherwise (one point: "
-                "the point's CIs, which treat it as a time series: batch means of about 1 s "
-                "for the mean delay, the loss and the tick share, a moving-block bootstrap "
+                "the point's CIs, which treat it as a time series: batch means of about 2 s "
+                "for the mean delay, the loss and the tick share, sectioning "
                 "for p95, p99 and the tick gap; repeated points: Student's t over the "
                 "repeats). 'failed': the terms that failed at that count. "
                 "Capacity is the largest count that passed below the first that failed; the "

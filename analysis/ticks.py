@@ -14,12 +14,12 @@ spins and sends do not widen the gaps.  A player's window runs from its first in
 (a server sends a player updates once it has heard from it) to the load's last input.
 A count passes only if the worst player of every server does.
 
-Each player's figures carry a 95% CI: batch means (about 1-s batches) for the share of
-ticks received, a moving-block bootstrap for the p99 gap (analysis/stats.py).  A point
-keeps the envelope over its players: the lowest share with the lowest CI bounds, and
-the largest p99 gap with the largest CI bounds.  So "every player's CI within the
-term" is the envelope's CI within it (pass), and "some player's CI beyond it" is the
-envelope's other bound beyond it (fail).
+Each player's figures carry a 95% CI: for the share of ticks received, the count's
+resolution widened by batch means (about 2-s batches); for the p99 gap, sectioning
+(analysis/stats.py).  A point keeps the envelope over its players: the lowest share
+with the lowest CI bounds, and the largest p99 gap with the largest CI bounds.  So
+"every player's CI within the term" is the envelope's CI within it (pass), and "some
+player's CI beyond it" is the envelope's other bound beyond it (fail).
 
 The servers' own ticks (server_summary.json `tick_wall_ns`: when each tick's updates
 had been handed to the guest's kernel, on the guest's clock, moved to the host's by the
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.stats import batch_ids, batch_mean_ci, block_bootstrap_quantiles
+from analysis.stats import batch_ids, batch_mean_ci, batch_quantile_ci
 
 TICK_RATE_TOLERANCE = 0.01  # received ticks at least 99% of those scheduled
 TICK_GAP_LIMIT = 1.5  # p99 gap between received ticks at most 1.5 tick periods
@@ -93,7 +93,7 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
 
     The share received is n / scheduled.  Its CI: the count's resolution, a tick either
     way at the window's edges, widened by the relative 95% half-width of the mean gap
-    between ticks by batch means (about 1-s batches): a server that ticks evenly has a
+    between ticks by batch means (about 2-s batches): a server that ticks evenly has a
     narrow one, one that stalls and bursts a wide one."""
     w0, w1 = window
     inside = (arrive >= w0) & (arrive <= w1)
@@ -111,8 +111,7 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
     share_ci = (max(0.0, (n - 1) / scheduled * (1 - rel)), (n + 1) / scheduled * (1 + rel))
     if len(gaps) >= 2:
         p99 = float(np.quantile(gaps, 0.99))
-        ci = block_bootstrap_quantiles(gaps, (0.99,), max(1, round(tick_hz)),
-                                       seed=key[0] * 256 + key[1])[0.99]
+        ci = batch_quantile_ci(gaps, batch_ids(a[1:]), 0.99)
     else:  # fewer than three ticks in the window: the gap is the window itself
         p99 = (w1 - w0) / 1e6
         ci = (p99, p99)

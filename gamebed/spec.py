@@ -239,6 +239,9 @@ class ExperimentSpec:
     # a count's guests are the last count's, grown (new ones boot beside them) or shrunk;
     # False: every count boots all its guests afresh (benchmarks/reuse_check.py compares)
     reuse_guests: bool = True
+    # ...and once a kept testbed has grown, its guests play this long, unmeasured, before
+    # the count's first point: new guests pay for their first load (hostside/testbed.py)
+    warm_up_s: float = 2.0
     # uml: ptrace (every guest syscall stops the guest process for its kernel) or seccomp
     # (a filter turns it into a signal handled in the process; trusted guests only, ours
     # are; kernels >= 6.16); auto: seccomp where the kernel has it, measured faster and

@@ -308,6 +308,10 @@ class Sweep:
         self.booted.append((n_guests - before, boot))
         if not run.dry_run:
             same_guest_kernel(self.summary, bed, run.out)
+        if reuse and n_guests > before and todo and spec.warm_up_s > 0:
+            run.progress(f"      warm-up: {spec.warm_up_s:g} s of play, not measured, on the "
+                         f"{n_guests - before} new guest(s) and the others")
+            bed.warm_up(run.out / "points" / f"warmup-g{n_guests:03d}", spec.warm_up_s)
         self._estimate(n_guests)
         for repeat, mode in todo:
             self.measure(bed, n_guests, repeat, mode)

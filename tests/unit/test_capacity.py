@@ -184,6 +184,9 @@ class FakeBed:
         self.log.append(("resize", n))
         self.n = n
 
+    def warm_up(self, work_dir, seconds):
+        self.log.append(("warm_up", self.n, seconds))
+
     def __exit__(self, *exc):
         return None
 
@@ -229,6 +232,12 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
     # one testbed, built once at the first count and resized to every later one
     assert [what for what, *_ in log].count("build") == 1
     builds = [n for what, n, *_ in log if what in ("build", "resize")]
+    # a grown testbed warms up, unmeasured, before its first point; a shrunk one does not
+    grown = {b for a, b in zip(builds, builds[1:], strict=False) if b > a}
+    assert {n for what, n, *_ in log if what == "warm_up"} == grown and grown
+    for i, e in enumerate(log):
+        if e[0] == "warm_up":
+            assert log[i - 1] == ("resize", e[1]) and log[i + 1][0] in ("guest", "host")
     # guest mode: 10 passes (1000 µs ± 5 µs would be unsure), 11 fails; host never fails
     assert builds[:5] == [1, 2, 4, 8, 16]
     assert set(builds) >= {8, 16} and len(builds) == len(set(builds))

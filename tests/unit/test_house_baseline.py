@@ -19,7 +19,7 @@ again when the reply path moved into the kernel: the reply program's build, its
 the client's `--spin-share 0.1` were their only changes.  The stored runs' summary.json
 entries, capacity.csv and points.csv were recorded again when a point became a time
 series (its mean delay and loss CIs by batch means, its p95 and p99 CIs by a
-moving-block bootstrap: analysis/stats.py), gained the players' tick figures over the
+sectioning: analysis/stats.py), gained the players' tick figures over the
 load window (analysis/ticks.py), the encode time and the loss CI, and capacity.csv
 gained the other SLA's capacity beside the run's (the players' SLA and the paper's
 terms); every other figure is as it was."""
