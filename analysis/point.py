@@ -324,7 +324,8 @@ def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
     if guests is not None:
         walls = {g: t for g, t in walls.items() if g in guests}
     hz = rates[guests[0]] if guests else next(iter(rates.values()), 20.0)
-    fig = ticks.figures(pl, ticks.server_ticks(walls, offsets, window), window, hz)
+    check = ticks.cross_check(u, joined, window[1], walls, offsets)
+    fig = ticks.figures(pl, check, window, hz)
     return fig.row() if fig else {}
 
 

@@ -41,6 +41,7 @@ from analysis.stats import batch_ids, batch_mean_ci, batch_quantile_ci
 
 TICK_RATE_TOLERANCE = 0.01  # received ticks at least 99% of those scheduled
 TICK_GAP_LIMIT = 1.5  # p99 gap between received ticks at most 1.5 tick periods
+EDGE_95 = 1 - 0.05 ** 0.5  # a count's 95% resolution at a window's edges, in ticks
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,12 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
                  tick_hz: float, key: tuple[int, int]) -> PlayerTicks:
     """One player's figures from its updates' arrival stamps (ns) and tick numbers.
 
-    The share received is n / scheduled.  Its CI: the count's resolution, a tick either
-    way at the window's edges, widened by the relative 95% half-width of the mean gap
-    between ticks by batch means (about 2-s batches): a server that ticks evenly has a
-    narrow one, one that stalls and bursts a wide one."""
+    The share received is n / scheduled.  Its CI: the count's resolution at the window's
+    edges, widened by the relative 95% half-width of the mean gap between ticks by batch
+    means (about 2-s batches): a server that ticks evenly has a narrow one, one that
+    stalls and bursts a wide one.  The resolution: with the ticks' phase against the
+    window uniform, a window holding s·scheduled ticks gives n within a tick of it with
+    a triangular likelihood, whose central 95% is ±EDGE_95 ticks."""
     w0, w1 = window
     inside = (arrive >= w0) & (arrive <= w1)
     order = np.argsort(arrive[inside], kind="stable")
@@ -108,7 +111,8 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
         lo, hi = batch_mean_ci(gaps, batch_ids(a[1:]))
         if np.isfinite(lo) and gaps.mean() > 0:
             rel = (hi - lo) / 2 / gaps.mean()
-    share_ci = (max(0.0, (n - 1) / scheduled * (1 - rel)), (n + 1) / scheduled * (1 + rel))
+    share_ci = (max(0.0, (n - EDGE_95) / scheduled * (1 - rel)),
+                (n + EDGE_95) / scheduled * (1 + rel))
     if len(gaps) >= 2:
         p99 = float(np.quantile(gaps, 0.99))
         ci = batch_quantile_ci(gaps, batch_ids(a[1:]), 0.99)
@@ -127,66 +131,113 @@ def players(updates: pd.DataFrame, joined: dict[tuple[int, int], int], end_ns: i
     a player updates once it has heard from it) to the load's last input.  `joined`:
     each player's first send (ns); `tick_hz_of`: each guest's tick rate (a mix's
     differ).  A player that received nothing in its window counts with share 0."""
-    col = "arrive_ns" if "arrive_ns" in updates and updates["arrive_ns"].notna().any() \
-        else "recv_ns"
-    u = updates.dropna(subset=[col])
-    got = {(int(g), int(p)): grp for (g, p), grp in u.groupby(["guest", "player"], sort=True)}
-    out = []
-    for (g, p), start in sorted(joined.items()):
-        grp = got.get((g, p))
-        arrive = grp[col].to_numpy(dtype="int64") if grp is not None else np.zeros(0, "int64")
-        ticks = grp["tick"].to_numpy(dtype="int64") if grp is not None else arrive
-        out.append(player_ticks(arrive, ticks, (start, end_ns), tick_hz_of[g], (g, p)))
-    return out
+    got = arrivals_of(updates)
+    ticks = ticks_of(updates)
+    none = np.zeros(0, "int64")
+    return [player_ticks(got.get(k, none), ticks.get(k, none), (start, end_ns),
+                         tick_hz_of[k[0]], k) for k, start in sorted(joined.items())]
 
 
-def server_ticks(tick_wall: dict[int, list[int]], offsets: dict[int, float],
-                 window: tuple[int, int]) -> dict[int, tuple[float, float]]:
-    """Each server's own (rate Hz, p99 gap ms) over the window, on the host's clock."""
-    w0, w1 = window
-    out = {}
-    for g, times in tick_wall.items():
-        t = np.asarray(times, dtype="int64") - int(round(offsets.get(g, 0.0)))
-        t = t[(t >= w0) & (t <= w1)]
-        if len(t) < 3:
+@dataclass(frozen=True)
+class CrossCheck:
+    """The servers' own ticks against their players', each guest over one window."""
+
+    server_tick_hz_mean: float | None
+    server_tick_gap_p99_max_ms: float | None
+    tick_rate_disagreement: float | None
+    tick_gap_disagreement: float | None
+
+
+def _rate_gap(t: np.ndarray, window: tuple[int, int]) -> tuple[float, float] | None:
+    t = np.sort(t[(t >= window[0]) & (t <= window[1])])
+    if len(t) < 3:
+        return None
+    return len(t) / ((window[1] - window[0]) / 1e9), float(np.quantile(np.diff(t) / 1e6, 0.99))
+
+
+def delivery_lag(arrivals: dict, ticks: dict, guest: int, wall: np.ndarray) -> int:
+    """The median time from a server's tick (its updates handed to its kernel, host
+    clock) to its players' receiving that tick, matched by tick number (tick k is the
+    session's k-th: wall[k - 1]); 0 where none match."""
+    lags = []
+    for (g, _p), a in arrivals.items():
+        if g != guest:
             continue
-        gaps = np.diff(t) / 1e6
-        out[g] = (len(t) / ((w1 - w0) / 1e9), float(np.quantile(gaps, 0.99)))
-    return out
+        k = ticks[(g, _p)] - 1
+        ok = (k >= 0) & (k < len(wall))
+        lags.append(a[ok] - wall[k[ok]])
+    lags = np.concatenate(lags) if lags else np.zeros(0, "int64")
+    return int(np.median(lags)) if len(lags) else 0
 
 
-def figures(pl: list[PlayerTicks], servers: dict[int, tuple[float, float]],
-            window: tuple[int, int], tick_hz: float) -> TickFigures | None:
+def cross_check(updates: pd.DataFrame, joined: dict[tuple[int, int], int], end_ns: int,
+                tick_wall: dict[int, list[int]], offsets: dict[int, float]) -> CrossCheck:
+    """Per guest, over one window (from its last player's first input to the load's
+    last): its players' mean rate and median p99 gap between ticks received, against the
+    server's own over the same ticks: its tick times on the host's clock, moved by the
+    median delivery lag, so that a tick at the window's edge counts for both or neither.
+    The largest relative difference over the guests."""
+    arrivals, ticks = arrivals_of(updates), ticks_of(updates)
+    servers, rd, gd = {}, [], []
+    for g, times in tick_wall.items():
+        mine = [k for k in joined if k[0] == g]
+        if not mine:
+            continue
+        wall = np.asarray(times, dtype="int64") - int(round(offsets.get(g, 0.0)))
+        w = (max(joined[k] for k in mine), end_ns)
+        own = _rate_gap(wall + delivery_lag(arrivals, ticks, g, wall), w)
+        if own is None:
+            continue
+        servers[g] = own
+        theirs = [_rate_gap(arrivals.get(k, np.zeros(0, "int64")), w) for k in mine]
+        theirs = [x for x in theirs if x is not None]
+        if theirs:
+            rd.append(abs(np.mean([r for r, _ in theirs]) / own[0] - 1))
+            gd.append(abs(np.median([gp for _, gp in theirs]) / own[1] - 1))
+    if not servers:
+        return CrossCheck(None, None, None, None)
+    return CrossCheck(float(np.mean([r for r, _ in servers.values()])),
+                      float(max(gp for _, gp in servers.values())),
+                      float(max(rd)) if rd else None, float(max(gd)) if gd else None)
+
+
+def figures(pl: list[PlayerTicks], check: CrossCheck, window: tuple[int, int],
+            tick_hz: float) -> TickFigures | None:
     """The point's envelope over its players, and the servers' cross-check."""
     if not pl:
         return None
-    w = (window[1] - window[0]) / 1e9
     worst_share = min(pl, key=lambda p: p.share)
     worst_gap = max(pl, key=lambda p: p.gap_p99_ms)
     rates = np.array([p.rate_hz for p in pl])
-    rate_dis = gap_dis = None
-    if servers:
-        by_guest: dict[int, list[PlayerTicks]] = {}
-        for p in pl:
-            by_guest.setdefault(p.guest, []).append(p)
-        rd, gd = [], []
-        for g, (rate, gap) in servers.items():
-            mine = by_guest.get(g)
-            if not mine or not rate or not gap:
-                continue
-            rd.append(abs(np.mean([p.rate_hz for p in mine]) / rate - 1))
-            gd.append(abs(np.median([p.gap_p99_ms for p in mine]) / gap - 1))
-        rate_dis = float(max(rd)) if rd else None
-        gap_dis = float(max(gd)) if gd else None
     return TickFigures(
-        tick_hz, round(w, 3), len(pl), worst_share.share,
+        tick_hz, round((window[1] - window[0]) / 1e9, 3), len(pl), worst_share.share,
         min(p.share_ci[0] for p in pl), min(p.share_ci[1] for p in pl),
         worst_gap.gap_p99_ms, max(p.gap_p99_ci_ms[0] for p in pl),
         max(p.gap_p99_ci_ms[1] for p in pl), max(p.update_loss for p in pl),
-        float(rates.mean()), float(rates.min()),
-        float(np.mean([r for r, _ in servers.values()])) if servers else None,
-        float(max(gp for _, gp in servers.values())) if servers else None,
-        rate_dis, gap_dis)
+        float(rates.mean()), float(rates.min()), check.server_tick_hz_mean,
+        check.server_tick_gap_p99_max_ms, check.tick_rate_disagreement,
+        check.tick_gap_disagreement)
+
+
+def _arrival_col(updates: pd.DataFrame) -> str:
+    """The kernel's receive stamps where recorded, else the time after recv (older)."""
+    return "arrive_ns" if "arrive_ns" in updates and updates["arrive_ns"].notna().any() \
+        else "recv_ns"
+
+
+def arrivals_of(updates: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
+    """Each player's update arrivals (ns)."""
+    col = _arrival_col(updates)
+    u = updates.dropna(subset=[col])
+    return {(int(g), int(p)): grp[col].to_numpy(dtype="int64")
+            for (g, p), grp in u.groupby(["guest", "player"], sort=True)}
+
+
+def ticks_of(updates: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
+    """Each player's received tick numbers, in the order of arrivals_of."""
+    u = updates.dropna(subset=[_arrival_col(updates)])
+    return {(int(g), int(p)): grp["tick"].to_numpy(dtype="int64")
+            for (g, p), grp in u.groupby(["guest", "player"], sort=True)}
 
 
 def server_walls(point_dir: Path) -> dict[int, list[int]]:

@@ -2,7 +2,9 @@
 `gamebed report` on three stored runs (tests/data/house/: netns, 1 and 2 guests; plain,
 `--wan "delay 5ms 1ms"`, `--repeat 2`), recorded before the refactor.
 
-    python -m tests.house_baseline --record   # write the expected dry runs (once)
+    python -m tests.house_baseline --record           # write the expected dry runs
+    python -m tests.house_baseline --record-reports   # the stored runs' summary entries,
+                                                      # capacity.csv and points.csv again
 
 tests/unit/test_house_baseline.py checks both against what is recorded.
 """
@@ -49,8 +51,42 @@ def record() -> None:
             (DATA / f"dry-run-{backend}.txt").write_text(dry_run(backend, Path(tmp) / "out"))
 
 
+def record_reports() -> None:
+    """Each stored run's summary.json entries derived again from its raw records (the
+    run's own fields kept), and its capacity.csv and points.csv from `gamebed report`:
+    for when a figure changes on purpose (say so in tests/unit/test_house_baseline.py)."""
+    import json
+    import shutil
+    import tempfile
+
+    from analysis.point import point_summary
+    from fpsmodel.records import write_json
+    from gamebed.cli import main
+
+    for name in RUNS:
+        run = DATA / name
+        s = json.loads((run / "summary.json").read_text())
+        for p in s["points"]:
+            again = point_summary(run / p["dir"])
+            keep = {k: p[k] for k in ("mode", "guests", "repeat", "dir") if k in p}
+            rest = {k: v for k, v in p.items() if k not in again and k not in keep}
+            p.clear()
+            p.update({**keep, **again, **rest})
+        write_json(run / "summary.json", s)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / name
+            shutil.copytree(run, copy)
+            with contextlib.redirect_stdout(io.StringIO()):
+                if main(["report", str(copy)]) != 0:
+                    raise RuntimeError(f"report on {name} failed")
+            for f in ("capacity.csv", "points.csv"):
+                shutil.copy(copy / f, run / f)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--record"]:
         record()
+    elif sys.argv[1:] == ["--record-reports"]:
+        record_reports()
     else:
         print(__doc__)
