@@ -209,6 +209,27 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
             "Differences to the first run": diffs}
 
 
+def speed_line(c: dict) -> str:
+    """How far each run's machine speed lay from the first's, with the spread within a
+    run (the sd of its points at the lowest count): a difference called beyond CI where
+    the speeds differ by more than that spread may be the machine's, not the testbed's."""
+    labels = list(c["speeds"])
+    s0 = c["speeds"].get(labels[0]) or {}
+    parts = []
+    for label in labels[1:]:
+        s1 = c["speeds"].get(label) or {}
+        a, b = s0.get("guest_cpu_ms_per_1000_inputs"), s1.get("guest_cpu_ms_per_1000_inputs")
+        if a and b:
+            sd = max(s0.get("sd") or 0.0, s1.get("sd") or 0.0)
+            parts.append(f"{label}'s guests used {b / a - 1:+.1%} of the CPU per input of "
+                         f"{labels[0]}'s ({b:g} against {a:g} ms per 1000 inputs; the larger "
+                         f"spread within a run: {sd:g})")
+    if not parts:
+        return ""
+    return ("Machine speed: " + "; ".join(parts) + ". Where the speeds differ by more than "
+            "that spread, a difference called beyond CI may be the machine's, not the code's.")
+
+
 def write_comparison(dirs: list[Path], out: Path, terms: SlaTerms | None = None,
                      allow_load_difference: bool = False,
                      allow_kernel_difference: bool = False) -> dict[str, Path]:
@@ -218,6 +239,8 @@ def write_comparison(dirs: list[Path], out: Path, terms: SlaTerms | None = None,
     sla = c["sla"]
     head = (f"SLA: {sla['stat']} delay ≤ {sla['delay_ms']:g} ms and loss ≤ {sla['loss']:g}. "
             "Δ = this run − the first; 'beyond CI' when the difference's 95% CI excludes 0.")
+    if (speed := speed_line(c)):
+        head += " " + speed
     if c["load_differences"]:
         head += " The loads differ (" + "; ".join(c["load_differences"]) + ")."
     if c.get("kernel_differences"):

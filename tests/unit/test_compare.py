@@ -111,3 +111,23 @@ def test_report_and_compare_judge_a_wan_run_alike(tmp_path):
         assert caps[mode]["first_failure"] == (None if pd.isna(report.loc[mode, "first_failure"])
                                                else report.loc[mode, "first_failure"])
     assert caps["guest"]["capacity"] == 4 and caps["host"]["capacity"] == 16
+
+
+def test_capacity_is_weighed_against_the_machines_speed():
+    """A run whose guests cost 20% less fits about 1.25 times the guests: an interval
+    there is explained by speed; one that moved the other way is beyond it."""
+    from analysis.compare import by_speed, speed_line
+
+    def cap(lo, hi):
+        return {"capacity": lo, "capacity_hi": hi, "bounded_by_largest_count": hi is None,
+                "first_failure": None if hi is None else hi + 1, "largest_measured": 48}
+
+    speeds = {"a": {"guest_cpu_ms_per_1000_inputs": 100.0, "sd": 3.0, "at_guests": 1},
+              "b": {"guest_cpu_ms_per_1000_inputs": 80.0, "sd": 2.0, "at_guests": 1}}
+    caps = {"a": {"guest": cap(16, 19)}, "b": {"guest": cap(20, 23)}}
+    [row] = by_speed(caps, speeds, ["a", "b"])
+    assert row["cost_ratio"] == 0.8 and row["verdict"] == "explained by speed"
+    caps["b"]["guest"] = cap(8, 11)
+    assert by_speed(caps, speeds, ["a", "b"])[0]["verdict"] == "beyond speed"
+    line = speed_line({"speeds": speeds})
+    assert "-20.0%" in line and "80 against 100" in line
