@@ -315,7 +315,10 @@ def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
     rates = tick_hz_by_guest(meta)
     u = updates if guests is None else updates[updates["guest"].isin(guests)]
     jj = j if guests is None else j[j["guest"].isin(guests)]
-    first = jj.groupby(["guest", "player"])["send_ns"].min()
+    # a player joins when the host side has its first input (a server can send it
+    # updates from then; with --wan that is the WAN's delay after it was sent)
+    at = jj["host_ns"].fillna(jj["send_ns"]) if "host_ns" in jj else jj["send_ns"]
+    first = at.groupby([jj["guest"], jj["player"]]).min()
     joined = {(int(g), int(p)): int(t) for (g, p), t in first.items()}
     pl = ticks.players(u, joined, window[1], rates)
     offsets = {int(g): float(o) for g, o in j.groupby("guest")["clock_offset_ns"].first()

@@ -264,23 +264,29 @@ def interarrival_cv(server: pd.DataFrame) -> float:
     return float(gaps.std() / gaps.mean()) if len(gaps) > 1 else float("nan")
 
 
+def received(updates: pd.DataFrame) -> pd.DataFrame:
+    """The updates the client received: not those an emulated WAN lost on the way
+    (rows with an arrival at the host's edge and no recv_ns; docs/records.md)."""
+    return updates[updates["recv_ns"].notna().to_numpy(dtype=bool)]
+
+
 def update_rates(updates: pd.DataFrame) -> pd.Series:
     """Updates per second per (guest, player), from first to last arrival."""
-    g = updates.groupby(["guest", "player"])["recv_ns"]
+    g = received(updates).groupby(["guest", "player"])["recv_ns"]
     span = (g.max() - g.min()).astype("float64") / 1e9
     return (g.count() - 1) / span.replace(0, np.nan)
 
 
 def update_jitter_us(updates: pd.DataFrame) -> float:
     """Standard deviation of update inter-arrival gaps (µs), pooled over players."""
-    u = updates.sort_values(["guest", "player", "recv_ns"])
+    u = received(updates).sort_values(["guest", "player", "recv_ns"])
     gaps = u.groupby(["guest", "player"])["recv_ns"].diff().dropna().astype("float64")
     return float(gaps.std() / 1e3) if len(gaps) > 1 else float("nan")
 
 
 def update_loss(updates: pd.DataFrame) -> float:
     """Share of ticks missing between each player's first and last update."""
-    g = updates.groupby(["guest", "player"])["tick"]
+    g = received(updates).groupby(["guest", "player"])["tick"]
     expected = (g.max() - g.min() + 1).sum()
     got = g.nunique().sum()
     return float(1 - got / expected) if expected else float("nan")

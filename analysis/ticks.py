@@ -10,8 +10,9 @@ any of this was measured (issue 26's report used them first):
 Both are read per player, from what the player received: the kernel's receive stamp
 on the client's socket (client_updates.csv `arrive_ns`, before any emulated WAN), so
 a caught-up burst of ticks counts with the long gap before it, and the client's own
-spins and sends do not widen the gaps.  A player's window runs from its first input
-(a server sends a player updates once it has heard from it) to the load's last input.
+spins and sends do not widen the gaps.  A player's window runs from its first input's
+arrival at the host side (a server sends a player updates once it has heard from it)
+to the load's last input.
 A count passes only if the worst player of every server does.
 
 Each player's figures carry a 95% CI: for the share of ticks received, the count's

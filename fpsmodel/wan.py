@@ -84,10 +84,11 @@ class WanLink:
         self._link_free_ns = 0
         self.dropped = self.passed = 0
 
-    def put(self, now_ns: int, item: object, size: int) -> None:
+    def put(self, now_ns: int, item: object, size: int) -> bool:
+        """Queue `item` to come out after the link's delay; False: the link lost it."""
         if self.m.loss and self.rng.random() < self.m.loss:
             self.dropped += 1
-            return
+            return False
         t = now_ns
         if self.m.rate_bps:  # serialisation on a link of that rate, in order
             t = max(t, self._link_free_ns) + int(size * 8 * 1e9 / self.m.rate_bps)
@@ -98,6 +99,7 @@ class WanLink:
         heapq.heappush(self._heap, (max(t, now_ns), self._n, item))
         self._n += 1
         self.passed += 1
+        return True
 
     def next_ns(self) -> int | None:
         return self._heap[0][0] if self._heap else None
