@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from gamebed.resources import CGROUP_V1_CPUACCT, pss_mib
+from gamebed import cgroups
+from gamebed.resources import pss_mib
 from gamebed.spec import UML_MODES, ExperimentSpec, default
 from vm.launch import destroy, launch
 
@@ -73,7 +74,7 @@ def play_load(info: dict, seconds: float) -> None:
 
 def guest_pss_mib(prefix: str, n: int) -> list[float]:
     """Each UML guest's PSS: every process in its cgroup (vm/uml.py names them)."""
-    return [round(pss_mib(CGROUP_V1_CPUACCT / f"{prefix}-ug{i}"), 1) for i in range(n)]
+    return [round(pss_mib(cgroups.pids_of(f"{prefix}-ug{i}")), 1) for i in range(n)]
 
 
 def bench_one(backend: str, n: int, memory: int, uml_mode: str = "auto",

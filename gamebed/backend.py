@@ -16,7 +16,7 @@ guests, and each guest's host-side port, named by the point's `Topology`:
 - `collect()`: after the load, bring the guests' records into `ctx.dir`;
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
-- `cpu_usage()`: cumulative CPU counters per guest index (CpuCgroup.usage());
+- `cpu_usage()`: cumulative CPU counters per guest index (gamebed.cgroups Group.usage());
 - `memory()`: each guest's memory now, MiB of PSS per guest index (empty where the
   guests are not in cgroups of ours);
 - `environment()`: what a report must state about these guests;
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gamebed.cgroups import CgroupTree
 from gamebed.fault import Fault
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
@@ -63,9 +64,9 @@ class PointContext:
     placement: Placement
     progress: Callable[[str], None]  # a gamebed.progress.Progress (or any callable)
     idle_exit: float = IDLE_EXIT_S
-    # the cpu cgroup every guest's own group is made under (a --guest-cpus budget's,
-    # gamebed/guestcpu.py); None: the hierarchy's root
-    cpu_parent: Path | None = None
+    # the testbed's cgroups (gamebed/cgroups.py): every guest's group is made under its
+    # `guests` parent (a --guest-cpus budget's, the UML guests' cpuset); None: no testbed
+    cgroups: CgroupTree | None = None
 
 
 class GuestBackend(Protocol):

@@ -3,7 +3,7 @@
 `core_times()` reads each core's cumulative times from /proc/stat; `window()`
 turns two readings of cores and guests into what one point's load cost: per core
 the seconds of user, system, softirq, irq, steal and idle time, per guest its CPU
-seconds and throttled time (gamebed/resources.py CpuCgroup.usage()).  Written as
+seconds and throttled time (gamebed/cgroups.py Group.usage()).  Written as
 cpu.json in each point directory (docs/records.md).  `Settle` waits, before a
 load, until the guests' CPUs are back at their idle baseline (settle.json).
 """
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from gamebed.cgroups import PerCpuSource, per_cpu_source
 
 FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
@@ -43,16 +45,10 @@ def window(cores0: dict, cores1: dict, guests0: dict, guests1: dict, seconds: fl
     return {"window_s": round(seconds, 3), "cores": cores, "guests": guests}
 
 
-CPUACCT_PERCPU = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu")
-
-
-def cpu_ns(path: Path = CPUACCT_PERCPU) -> list[int] | None:
-    """CPU time every task used so far, per CPU (ns; the root cpuacct group's), or None
-    where there is no such file.  Finer than /proc/stat's 10 ms ticks."""
-    try:
-        return [int(v) for v in path.read_text().split()]
-    except (OSError, ValueError):
-        return None
+def cpu_ns(source: PerCpuSource | None = None) -> list[int] | None:
+    """CPU time every task used so far, per CPU (ns), or None where the source is not
+    readable: v1's root cpuacct group (ns), else /proc/stat (gamebed/cgroups.py)."""
+    return (source or per_cpu_source()).read()
 
 
 @dataclass
@@ -62,7 +58,12 @@ class Settle:
     those CPUs, window after window, until `min_windows` windows in a row lie within
     `margin` of each other (steady: no boot or last point's work running down); the
     lowest of them is the baseline.  Each later point at the count starts at the first
-    window within `margin` of it."""
+    window within `margin` of it.
+
+    Where per-CPU usage comes from /proc/stat (no v1 cpuacct: a cgroup-v2 host), a read
+    is good to one 10-ms tick, so a window is lengthened until one tick is at most half
+    the margin (0.67 s for 0.03): a window then tells busy from idle as finely as a
+    0.1-s window of cpuacct's nanoseconds does, and settling takes longer, not less."""
 
     cpus: tuple[int, ...]
     window_s: float = 0.1
@@ -70,12 +71,18 @@ class Settle:
     min_windows: int = 3
     timeout_s: float = 10.0
     baseline: float | None = None  # this count's, once measured
+    source: PerCpuSource = field(default_factory=per_cpu_source)
+
+    @property
+    def window(self) -> float:
+        """The window used: `window_s`, or longer where the source is coarse."""
+        return max(self.window_s, round(self.source.resolution_s / (self.margin / 2), 2))
 
     def busy(self, clock=time.monotonic, sleep=time.sleep) -> float | None:
         """The busy fraction of `cpus` (0–1, their mean) over one window."""
-        a, t0 = cpu_ns(), clock()
-        sleep(self.window_s)
-        b, t1 = cpu_ns(), clock()
+        a, t0 = cpu_ns(self.source), clock()
+        sleep(self.window)
+        b, t1 = cpu_ns(self.source), clock()
         if a is None or b is None or t1 <= t0:
             return None
         used = sum(b[c] - a[c] for c in self.cpus if c < len(b))
@@ -97,11 +104,12 @@ class Settle:
         windows, settled, deadline = [], False, clock() + self.timeout_s
         while not settled and clock() < deadline:
             f = self.busy(clock, sleep)
-            if f is None:  # no cpuacct: nothing to wait for, and said so
+            if f is None:  # no per-CPU usage at all: nothing to wait for, and said so
                 return {"cpus": list(self.cpus), "settled": None,
-                        "reason": f"no {CPUACCT_PERCPU}"}
+                        "reason": f"{self.source.path} is not readable"}
             windows.append(round(f, 4))
             settled = self._settled(windows)
-        return {"cpus": list(self.cpus), "window_s": self.window_s, "margin": self.margin,
+        return {"cpus": list(self.cpus), "window_s": self.window, "margin": self.margin,
+                "source": self.source.name, "resolution_s": self.source.resolution_s,
                 "baseline_busy": None if self.baseline is None else round(self.baseline, 4),
                 "windows": windows, "settled": settled}

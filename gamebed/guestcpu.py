@@ -1,4 +1,4 @@
-"""A guest-CPU budget: the guests get K cores' worth of their CPUs (root; cgroup v1).
+"""A guest-CPU budget: the guests get K cores' worth of their CPUs (root; cgroup v1 or v2).
 
 `--guest-cpus K` emulates a host with less CPU for its guests, so that a capacity
 model (analysis/model.py) can be checked here against hosts it was not calibrated
@@ -9,7 +9,7 @@ on.  Two ways, both on one parent cgroup that every guest's own group sits under
   the G guest CPUs whenever both want it.  Unlike a quota it never stalls all the
   guests at once: a waking guest waits as it would behind another busy guest, which
   is what a host with fewer cores does to it.  The hogs run only during the load.
-- `quota`: a CFS quota of K cores on the parent with the shortest period cgroup v1
+- `quota`: a CFS quota of K cores on the parent with the shortest period the kernel
   allows for it: 1 ms where K ≥ 1, else a 1 ms quota (the least there is) every
   1/K ms, 2.2 ms at K = 0.45.  A second check only: with the default 100 ms period
   a quota stalls every guest at once for up to (1 − K/G) × 100 ms, and on this
@@ -17,6 +17,9 @@ on.  Two ways, both on one parent cgroup that every guest's own group sits under
 
 What the guests actually got is recorded per point (cpu.json `budget`: the hogs'
 CPU seconds, the guests', the parent's throttling), and the model reads that, not K.
+The weights are each hierarchy's own (gamebed/cgroups.py budget_weights): v1's
+cpu.shares beside the hogs' 1024, v2's cpu.weight at the top of its 1..10000; both
+give the guests the same share K/G, and cpu.json records the weights written.
 """
 
 from __future__ import annotations
@@ -24,23 +27,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
-from gamebed.manifest import Manifest
-from gamebed.proc import How, Runner, pinned
-from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT, ManagedProcess, remove_cgroup
+from gamebed.cgroups import CgroupError, CgroupTree, Group, budget_weights
+from gamebed.proc import How, pinned
+from gamebed.resources import ManagedProcess
 
-SHARES_BASE = 1024  # the hogs' group's cpu.shares; the guests' parent's follows from K
-QUOTA_MIN_US = 1000  # cgroup v1's shortest CFS period, and its smallest quota
+QUOTA_MIN_US = 1000  # the shortest CFS period the kernel takes, and its smallest quota
 HOG_CODE = "while True: pass"
 
 
 def parent_shares(per_cpu: float) -> int:
-    """The guests' parent's cpu.shares beside the hogs' SHARES_BASE, so the guests get
-    `per_cpu` of each CPU when both groups want it: w_g / (w_g + w_h) = per_cpu."""
-    if not 0 < per_cpu < 1:
-        raise ValueError("a share of a CPU beside a hog is in (0, 1)")
-    return max(2, min(262144, round(SHARES_BASE * per_cpu / (1 - per_cpu))))
+    """The guests' parent's v1 cpu.shares beside the hogs' 1024 (budget_weights)."""
+    return budget_weights("v1", per_cpu)[0]
 
 
 def quota_us(cores: float) -> tuple[int, int]:
@@ -50,76 +48,54 @@ def quota_us(cores: float) -> tuple[int, int]:
     return round(QUOTA_MIN_US / cores), QUOTA_MIN_US
 
 
-def _read_kv(path: Path) -> dict[str, int]:
-    return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
-
-
 class GuestCpus:
     """The guests' parent cgroup (every guest's cpu group is made under `parent`) and,
     in `weight` mode, the hogs' group; both listed in the run manifest before they are
     made.  `hogs()` runs the hogs for one load; `usage()` reads the counters that
     `cpu.json` records."""
 
-    def __init__(self, cores: float, by: str, cpus: tuple[int, ...], prefix: str,
-                 manifest: Manifest, runner: Runner) -> None:
+    def __init__(self, cores: float, by: str, cpus: tuple[int, ...], tree: CgroupTree) -> None:
         if not 0 < cores <= len(cpus):
             raise ValueError(f"--guest-cpus {cores:g}: the guests have {len(cpus)} CPU(s) "
                              f"here; give a number of cores in (0, {len(cpus)}]")
         self.cores, self.by, self.cpus = cores, by, cpus
         self.per_cpu = cores / len(cpus)
-        self.parent = CGROUP_V1_CPU / f"{prefix}-guests"
-        self.hog_cpu = CGROUP_V1_CPU / f"{prefix}-hog"
-        self.hog_acct = CGROUP_V1_CPUACCT / f"{prefix}-hog"
-        self.manifest, self.runner = manifest, runner
-        self._entries: list[dict] = []
+        self.tree, self.parent = tree, tree.guests
+        self.hog: Group | None = None
+        self.weights: tuple[int, int] | None = None
+        self.manifest, self.runner = tree.manifest, tree.runner
 
     @property
     def needs_hogs(self) -> bool:
         return self.by == "weight" and self.per_cpu < 1
 
-    def settings(self) -> dict[Path, dict[str, int]]:
-        """What each group is given: cgroup file → value."""
-        if self.by == "quota":
-            period, quota = quota_us(self.cores)
-            return {self.parent: {"cpu.cfs_period_us": period, "cpu.cfs_quota_us": quota}}
-        if not self.needs_hogs:
-            return {self.parent: {}}
-        return {self.parent: {"cpu.shares": parent_shares(self.per_cpu)},
-                self.hog_cpu: {"cpu.shares": SHARES_BASE}, self.hog_acct: {}}
-
     def __enter__(self) -> GuestCpus:
-        if not CGROUP_V1_CPU.is_dir() or not CGROUP_V1_CPUACCT.is_dir():
-            raise FileNotFoundError("--guest-cpus needs the cgroup-v1 cpu and cpuacct "
-                                    "hierarchies under /sys/fs/cgroup (mount them)")
         try:
-            for path, values in self.settings().items():
-                self._entries.append(self.manifest.add(kind="cgroup", path=str(path)))
-                self._write(path, values)
+            self.parent.ensure(("cpu",))
+            hier = self.parent.hierarchy("cpu")
+            if self.by == "quota":
+                period, quota = quota_us(self.cores)
+                self.parent.set_quota(quota, period)
+            elif self.needs_hogs:
+                self.weights = budget_weights(hier, self.per_cpu)
+                self.parent.set_weight(self.weights[0])
+                self.hog = self.tree.group(f"{self.tree.prefix}-hog", ("cpu", "cpuacct"))
+                self.hog.__enter__()
+                self.hog.set_weight(self.weights[1])
+        except CgroupError as e:
+            self.__exit__()
+            raise RuntimeError(f"--guest-cpus: {e}; try --guest-cpus-by "
+                               f"{'weight' if self.by == 'quota' else 'quota'}") from e
         except BaseException:
             self.__exit__()
             raise
         return self
 
-    def _write(self, path: Path, values: dict[str, int]) -> None:
-        if self.runner.dry_run:
-            self.runner.echo(f"mkdir {path}")
-            for key, value in values.items():
-                self.runner.echo(f"echo {value} > {path / key}")
-            return
-        path.mkdir()
-        for key, value in values.items():
-            try:
-                (path / key).write_text(str(value))
-            except OSError as e:
-                raise RuntimeError(f"--guest-cpus: the kernel refused {value} for "
-                                   f"{path / key} ({e.strerror}); try --guest-cpus-by "
-                                   f"{'weight' if self.by == 'quota' else 'quota'}") from e
-
     def __exit__(self, *exc: object) -> None:
-        for entry in reversed(self._entries):
-            if self.runner.dry_run or remove_cgroup(Path(entry["path"])):
-                self.manifest.remove(entry)  # else it stays listed for `gamebed clean`
-        self._entries = []
+        if self.hog is not None:
+            self.hog.__exit__()
+            self.hog = None
+        # the guests' parent is the tree's: it goes with the testbed
 
     @contextmanager
     def hogs(self) -> Iterator[None]:
@@ -127,8 +103,7 @@ class GuestCpus:
         block (none in quota mode or at a whole core per CPU)."""
         with ExitStack() as stack:
             if self.needs_hogs:
-                groups = () if self.runner.dry_run else (
-                    self.hog_cpu / "cgroup.procs", self.hog_acct / "cgroup.procs")
+                groups = () if self.runner.dry_run else tuple(self.hog.procs_files)
                 for cpu in self.cpus:
                     stack.enter_context(ManagedProcess(
                         pinned(str(cpu), [sys.executable, "-c", HOG_CODE]), self.runner,
@@ -139,11 +114,10 @@ class GuestCpus:
         """Cumulative counters: the hogs' CPU seconds and the parent's throttling."""
         if self.runner.dry_run:
             return {}
-        stat = _read_kv(self.parent / "cpu.stat")
-        hog = (int((self.hog_acct / "cpuacct.usage").read_text()) / 1e9
-               if self.needs_hogs else 0.0)
-        return {"hog_s": hog, "throttled_s": stat["throttled_time"] / 1e9,
-                "nr_throttled": stat["nr_throttled"], "nr_periods": stat["nr_periods"]}
+        t = self.parent.throttling()
+        hog = self.hog.usage().cpu_s if self.hog is not None else 0.0
+        return {"hog_s": hog, "throttled_s": t.throttled_s, "nr_throttled": t.nr_throttled,
+                "nr_periods": t.nr_periods}
 
     def record(self, before: dict, after: dict, guests_s: float, window_s: float) -> dict:
         """cpu.json's `budget`: what was asked, and what the guests got during the load.
@@ -152,7 +126,10 @@ class GuestCpus:
         gave the guests); `cores_used`: the guests' CPU seconds per second."""
         d = {k: round(after[k] - before[k], 4) for k in after}
         both = guests_s + d.get("hog_s", 0.0)
+        weights = ({"guests": self.weights[0], "hogs": self.weights[1],
+                    "hierarchy": self.parent.hierarchy("cpu")} if self.weights else None)
         return {"guest_cpus": self.cores, "by": self.by, "cpus": list(self.cpus),
-                "per_cpu": round(self.per_cpu, 4), **d, "guests_s": round(guests_s, 4),
+                "per_cpu": round(self.per_cpu, 4), "weights": weights, **d,
+                "guests_s": round(guests_s, 4),
                 "share": round(guests_s / both, 4) if self.needs_hogs and both > 0 else None,
                 "cores_used": round(guests_s / window_s, 4) if window_s > 0 else None}

@@ -13,8 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from gamebed import cgroups
 from gamebed.manifest import STATE_DIR, VM_DIR
-from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT
 
 KINDS = ("netns", "links", "cgroups", "processes", "domains", "vm_files", "state_files")
 NOTHING = {k: [] for k in KINDS}
@@ -64,8 +64,7 @@ def leftovers(prefix: str, *marks: str) -> dict[str, list[str]]:
     return {
         "netns": netns,
         "links": sorted(n for n in os.listdir("/sys/class/net") if n.startswith(prefix)),
-        "cgroups": sorted(f"{r.name}/{p.name}" for r in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT)
-                          if r.is_dir() for p in r.iterdir() if p.name.startswith(prefix)),
+        "cgroups": cgroups.leftovers(prefix),
         "processes": _processes(tuple(m for m in (prefix, *marks) if m), netns),
         "domains": sorted(d for d in domains if d.startswith(prefix)),
         "vm_files": sorted(str(p) for p in VM_DIR.glob(f"{prefix}*") if p.name != "cache"),

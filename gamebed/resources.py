@@ -7,20 +7,21 @@ teardown and `gamebed clean` after a killed run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from gamebed.cgroups import CgroupTree, Group, xen_weight
 from gamebed.manifest import Manifest
 from gamebed.proc import How, Process, Runner, ip_cmd, log, shielding, shielding_enter
 
-CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
-CGROUP_V1_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
-CGROUP_V1_CPUSET = Path("/sys/fs/cgroup/cpuset")
 CFS_PERIOD_US = 100_000  # a per-guest cap's period (--cpu-cap): the kernel's default
+GUEST_CONTROLLERS = ("cpu", "cpuacct", "memory")  # a guest's group: weight, cap, usage
 
 
 class ManagedProcess(Process):
@@ -97,11 +98,11 @@ class Veth:
         self.manifest.remove(self._entry)
 
 
-def pss_mib(group: Path) -> float:
-    """Proportional set size of every process in a cgroup directory: its memory, with
-    the pages its processes share counted once."""
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size of these processes (a group's): their memory, with the
+    pages they share counted once."""
     total = 0
-    for pid in (group / "cgroup.procs").read_text().split():
+    for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
@@ -112,54 +113,29 @@ def pss_mib(group: Path) -> float:
 
 
 class Cpuset:
-    """A cgroup-v1 cpuset for a run's guests: every CPU while they boot (nothing is
-    measured then), `narrow()`ed to the guests' CPUs before a load; every task in it,
-    those it starts later too, keeps to its CPUs (a taskset would fix them at start)."""
+    """The guests' CPUs, for every task of theirs now and later (the guests' parent
+    group's cpuset; a taskset would fix them at start): every CPU while they boot
+    (nothing is measured then), `narrow()`ed to the guests' CPUs before a load."""
 
-    def __init__(self, name: str, manifest: Manifest, runner: Runner) -> None:
-        self.path = CGROUP_V1_CPUSET / name
-        self.manifest, self.runner = manifest, runner
-        self._entry: dict | None = None
+    def __init__(self, tree: CgroupTree) -> None:
+        self.tree = tree
         self.cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
 
-    @property
-    def procs_file(self) -> Path:
-        return self.path / "cgroup.procs"
-
-    @shielding_enter
     def __enter__(self) -> Cpuset:
-        if not CGROUP_V1_CPUSET.is_dir():
-            raise FileNotFoundError(f"{CGROUP_V1_CPUSET} is not mounted: gamebed keeps UML "
-                                    "guests to their CPUs with a cpuset cgroup (mount it)")
-        self._entry = self.manifest.add(kind="cgroup", path=str(self.path))
-        if self.runner.dry_run:
-            self.runner.echo(f"mkdir {self.path}")
-        else:
-            self.path.mkdir()
-            mems = (CGROUP_V1_CPUSET / "cpuset.mems").read_text().strip()
-            (self.path / "cpuset.mems").write_text(mems)
+        self.tree.guests.ensure(("cpuset",))
         self.widen()
         return self
 
-    def _set(self, cpus: str) -> None:
-        if self.runner.dry_run:
-            self.runner.echo(f"echo {cpus} > {self.path / 'cpuset.cpus'}")
-        else:
-            (self.path / "cpuset.cpus").write_text(cpus)
+    def __exit__(self, *exc: object) -> None:
+        pass  # the guests' parent is the tree's: it goes with the testbed
 
     def widen(self) -> None:
         """Every CPU this run may use (while guests boot)."""
-        self._set(self.cpus)
+        self.tree.guests.set_cpus(self.cpus)
 
     def narrow(self, cpus: str) -> None:
         """Only `cpus` (a taskset list), for every task in it now and later."""
-        self._set(cpus)
-
-    @shielding
-    def __exit__(self, *exc: object) -> None:
-        if self._entry is not None and (self.runner.dry_run or remove_cgroup(self.path)):
-            self.manifest.remove(self._entry)
-            self._entry = None
+        self.tree.guests.set_cpus(cpus)
 
 
 CPU_SYSFS = Path("/sys/devices/system/cpu")
@@ -221,86 +197,41 @@ def restore_sysfs(path: str, value: str) -> bool:
 
 
 class GuestCgroups(dict):
-    """Each guest's CpuCgroup, by guest index: what the backends that use them report."""
+    """Each guest's cgroup (a gamebed.cgroups.Group), by guest index: what the backends
+    that use them report."""
 
     def usage(self) -> dict[int, dict]:
-        return {i: cg.usage() for i, cg in self.items()}
+        out = {}
+        for i, g in self.items():
+            u = g.usage()
+            out[i] = dataclasses.asdict(u) if u else {}
+        return out
 
     def memory(self) -> dict[int, float]:
-        return {i: round(cg.pss_mib(), 1) for i, cg in self.items()}
+        return {i: round(pss_mib(g.pids()), 1) for i, g in self.items()}
+
+    def charged_mib(self) -> dict[int, float]:
+        """What the memory controller charges each guest (MiB)."""
+        out = {}
+        for i, g in self.items():
+            m = g.memory()
+            if m is not None:
+                out[i] = round(m.current / 2**20, 1)
+        return out
 
 
-class CpuCgroup:
-    """A guest's cgroup-v1 groups: `cpu` (quota: a share of one CPU; shares: a relative
-    weight; throttling statistics) and `cpuacct` (the CPU time it used).  A guest's
-    processes join both (`procs_files`), so what it costs is on record even uncapped."""
-
-    def __init__(self, name: str, manifest: Manifest, runner: Runner,
-                 share: float | None = None, weight: int | None = None,
-                 parent: Path | None = None) -> None:
-        # under `parent` where the guests share a CPU budget (gamebed/guestcpu.py)
-        self.path = (parent or CGROUP_V1_CPU) / name
-        self.acct = CGROUP_V1_CPUACCT / name
-        self.share, self.weight = share, weight
-        self.period = CFS_PERIOD_US
-        self.manifest, self.runner = manifest, runner
-        self._entries: list[dict] = []
-
-    @shielding_enter
-    def __enter__(self) -> CpuCgroup:
-        for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT):
-            if not root.is_dir():
-                raise FileNotFoundError(f"{root} is not mounted: gamebed puts each guest in "
-                                        "cgroup-v1 cpu and cpuacct groups (mount them)")
-        settings = {}
-        if self.share is not None:
-            settings["cpu.cfs_period_us"] = self.period
-            settings["cpu.cfs_quota_us"] = int(self.share * self.period)
-        if self.weight is not None:  # Xen's credit weight (default 256) → shares (1024)
-            settings["cpu.shares"] = self.weight * 4
-        for path in (self.path, self.acct):
-            self._entries.append(self.manifest.add(kind="cgroup", path=str(path)))
-            if self.runner.dry_run:
-                self.runner.echo(f"mkdir {path}")
-            else:
-                path.mkdir()
-        for key, value in settings.items():
-            if self.runner.dry_run:
-                self.runner.echo(f"echo {value} > {self.path / key}")
-            else:
-                (self.path / key).write_text(str(value))
-        return self
-
-    @property
-    def procs_files(self) -> list[Path]:
-        return [self.path / "cgroup.procs", self.acct / "cgroup.procs"]
-
-    def add_pid(self, pid: int) -> None:
-        if not self.runner.dry_run:
-            for f in self.procs_files:
-                f.write_text(str(pid))
-
-    def pss_mib(self) -> float:
-        """Proportional set size of the group's processes (0 in a dry run)."""
-        return 0.0 if self.runner.dry_run else pss_mib(self.acct)
-
-    def usage(self) -> dict:
-        """Cumulative counters: CPU seconds (all, user, system), throttling."""
-        if self.runner.dry_run:
-            return {}
-        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
-        acct = dict(line.split() for line in (self.acct / "cpuacct.stat").read_text().splitlines())
-        hz = os.sysconf("SC_CLK_TCK")
-        return {"cpu_s": int((self.acct / "cpuacct.usage").read_text()) / 1e9,
-                "user_s": int(acct["user"]) / hz, "system_s": int(acct["system"]) / hz,
-                "throttled_s": int(stat["throttled_time"]) / 1e9,
-                "nr_throttled": int(stat["nr_throttled"]), "nr_periods": int(stat["nr_periods"])}
-
-    @shielding
-    def __exit__(self, *exc: object) -> None:
-        for entry in reversed(self._entries):
-            if remove_cgroup(Path(entry["path"])):  # else it stays listed for `gamebed clean`
-                self.manifest.remove(entry)
+@contextmanager
+def guest_cgroup(tree: CgroupTree, name: str, share: float | None = None,
+                 weight: int | None = None) -> Iterator[Group]:
+    """A guest's group under the guests' parent: a CFS cap of `share` of one CPU
+    (--cpu-cap), a relative `weight` (--cpu-weight, Xen's units), its CPU time and
+    throttling on record even uncapped."""
+    with tree.group(name, GUEST_CONTROLLERS, parent=tree.guests) as g:
+        if share is not None:
+            g.set_quota(int(share * CFS_PERIOD_US), CFS_PERIOD_US)
+        if weight is not None:
+            g.set_weight(xen_weight(g.hierarchy("cpu"), weight))
+        yield g
 
 
 # --- removal, shared by teardown and `gamebed clean` ---------------------------------------

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
 from gamebed import cpustat
 from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
+from gamebed.cgroups import CgroupTree
 from gamebed.fault import FaultSchedule, parse_faults
 from gamebed.guestcpu import GuestCpus
 from gamebed.topology import Placement, Topology
@@ -100,12 +101,13 @@ class Testbed:
 
     def __enter__(self) -> Testbed:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
-            s = self.ctx.spec
+            s, c = self.ctx.spec, self.ctx
+            # the testbed's cgroups (made as its parts ask), removed after every guest
+            tree = stack.enter_context(CgroupTree(c.manifest.prefix, c.manifest, c.runner))
+            self._set(dataclasses.replace(self.ctx, cgroups=tree))
             if s.guest_cpus is not None:  # the guests' parent group, before any guest
                 self.budget = stack.enter_context(GuestCpus(
-                    s.guest_cpus, s.guest_cpus_by, self.ctx.placement.guest_cpu_list(),
-                    self.ctx.manifest.prefix, self.ctx.manifest, self.ctx.runner))
-                self._set(dataclasses.replace(self.ctx, cpu_parent=self.budget.parent))
+                    s.guest_cpus, s.guest_cpus_by, self.ctx.placement.guest_cpu_list(), tree))
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start()
@@ -301,7 +303,8 @@ class Testbed:
             self.sync_carry.learn(self.ctx.dir / CLOCK_SYNC)
 
     def environment(self) -> dict:
-        return {**self.host.environment(), **self.backend.environment()}
+        cgroups = self.ctx.cgroups.describe() if self.ctx.cgroups else None
+        return {**self.host.environment(), **self.backend.environment(), "cgroups": cgroups}
 
 
 def point_context(run: Run, n_guests: int, work_dir: Path, host_in_root_ns: bool,

@@ -36,3 +36,18 @@ def chromium_ok():
 def netns_ok():
     skip_unless_netns()
     skip_unless_clang()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_see_a_v1_host(request):
+    """A unit test's dry run prints the commands of this machine kind's cgroup layout
+    (v1 controllers beside an empty cgroup2 mount) on any host; tests/net and tests/vm
+    use the host's own, and unit tests of other layouts pin theirs inside."""
+    if Path(str(request.node.fspath)).relative_to(ROOT / "tests").parts[0] != "unit":
+        yield
+        return
+    from gamebed.cgroups import pinned_layout
+    from tests.support import cgroup_layout
+
+    with pinned_layout(cgroup_layout("hybrid")):
+        yield

@@ -32,11 +32,15 @@ def masked(text: str, out: Path) -> str:
     return text.replace(str(ROOT), "ROOT")
 
 
-def dry_run(backend: str, out: Path) -> str:
+def dry_run(backend: str, out: Path, layout: str = "hybrid") -> str:
+    """The main job's dry run as a host with this cgroup layout prints it (the stored
+    ones: this machine kind's, v1 controllers beside an empty cgroup2 mount)."""
+    from gamebed.cgroups import pinned_layout
     from gamebed.cli import main
+    from tests.support import cgroup_layout
 
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with contextlib.redirect_stdout(buf), pinned_layout(cgroup_layout(layout)):
         rc = main([*DRY_RUNS[backend], "--out", str(out)])
     if rc != 0:
         raise RuntimeError(f"dry run {backend} exited {rc}")

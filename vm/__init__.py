@@ -58,13 +58,15 @@ def boot_s_per_guest(name: str) -> float:
 def uml_prerequisites() -> str | None:
     """What UML guests lack here without starting anything (None: nothing): cgroups for
     their accounting, and what gamebed's kernel needs to be built or found."""
-    from gamebed.resources import CGROUP_V1_CPU, CGROUP_V1_CPUACCT, CGROUP_V1_CPUSET
+    from gamebed import cgroups
     from vm import uml_kernel
 
-    for root in (CGROUP_V1_CPU, CGROUP_V1_CPUACCT, CGROUP_V1_CPUSET):
-        if not root.is_dir():
-            return (f"{root} is not mounted (UML guests are accounted in cgroups and kept "
-                    "to their CPUs by a cpuset)")
+    layout = cgroups.detect()
+    missing = layout.missing(("cpu", "cpuacct", "cpuset"))
+    if missing:
+        return (f"no cgroup hierarchy holds {', '.join(missing)} ({layout.kind} host; UML "
+                "guests are accounted in cgroups and kept to their CPUs by a cpuset): "
+                "mount cgroup2 at /sys/fs/cgroup")
     if uml_kernel.cached(uml_kernel.Recipe()) is None:
         missing = [t for t in uml_kernel.BUILD_TOOLS if not shutil.which(t)]
         if missing:

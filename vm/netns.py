@@ -19,7 +19,7 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.proc import How, in_netns, ip_cmd, pinned, python_cmd, wait_for
-from gamebed.resources import CpuCgroup, GuestCgroups, ManagedProcess
+from gamebed.resources import GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
@@ -46,9 +46,8 @@ class NetnsGuests:
         for g in guests:
             with ExitStack() as stack:
                 self.guest_network(stack, g)
-                self.cgroups[g.index] = stack.enter_context(CpuCgroup(
-                    f"{c.manifest.prefix}-g{g.index}", c.manifest, c.runner, share=s.cpu_cap,
-                    weight=s.cpu_weight, parent=c.cpu_parent))
+                self.cgroups[g.index] = stack.enter_context(guest_cgroup(
+                    c.cgroups, f"{c.manifest.prefix}-g{g.index}", s.cpu_cap, s.cpu_weight))
                 self.guests[g.index] = stack.pop_all()
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:

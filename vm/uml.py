@@ -37,7 +37,7 @@ from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
 from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding, wait_for
-from gamebed.resources import CpuCgroup, Cpuset, GuestCgroups, ManagedProcess
+from gamebed.resources import Cpuset, GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from vm import uml_image, uml_kernel
 from vm.shared import guest_link, once
@@ -136,8 +136,7 @@ class UmlGuests:
             self.mode = run_mode(self.kernel, c.spec.uml_mode)
             self.image = once("uml-image", lambda: uml_image.build(c.runner, c.progress))
         if c.placement.guest_cpus:  # guests boot on every CPU, loads run on theirs
-            self.cpuset = self.shared.enter_context(
-                Cpuset(f"{c.manifest.prefix}-uml", c.manifest, c.runner))
+            self.cpuset = self.shared.enter_context(Cpuset(c.cgroups))
         self.add_guests(c.topo.guests)
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
@@ -151,10 +150,9 @@ class UmlGuests:
                 self._guest_dir(stack, g)
                 guest_link(stack, c, g)
                 c.runner.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
-                self.cgroups[g.index] = stack.enter_context(CpuCgroup(
-                    f"{c.manifest.prefix}-ug{g.index}", c.manifest, c.runner,
-                    share=c.spec.cpu_cap, weight=c.spec.cpu_weight,
-                    parent=c.cpu_parent))
+                self.cgroups[g.index] = stack.enter_context(guest_cgroup(
+                    c.cgroups, f"{c.manifest.prefix}-ug{g.index}", c.spec.cpu_cap,
+                    c.spec.cpu_weight))
                 self.stacks[g.index] = stack.pop_all()
             self._boot(g)
         if not c.runner.dry_run:
@@ -215,7 +213,7 @@ class UmlGuests:
         # on the guests' CPUs through the cpuset where there is one (set before each load)
         cpus = None if self.cpuset else c.placement.guest_cpus
         cmd = [*in_netns(g.netns), *pinned(cpus, [binary, *self._cmdline(g, gdir)])]
-        groups = [*self.cgroups[i].procs_files, *([self.cpuset.procs_file] if self.cpuset else [])]
+        groups = self.cgroups[i].procs_files  # the guests' parent's cpuset's too
         self.procs[i] = self.stacks[i].enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{i}",
             how=How(3.0, stdin_pipe=True, group=True,
@@ -281,10 +279,13 @@ class UmlGuests:
         wait_for(booted, timeout, f"{len(pending)} UML guest(s) to boot", interval=0.2)
 
     def _memory(self, avail0: int | None) -> dict:
-        pss = [cg.pss_mib() for cg in self.cgroups.values()]
+        pss = list(self.cgroups.memory().values())
+        charged = list(self.cgroups.charged_mib().values())
         avail1 = _mem_available_mib()
         used = avail0 - avail1 if avail0 is not None and avail1 is not None else None
         return {"pss_mib_per_guest": round(sum(pss) / len(pss), 1) if pss else None,
+                "charged_mib_per_guest": (round(sum(charged) / len(charged), 1)
+                                          if charged else None),
                 "host_memory_used_mib": used}
 
     # --- one mode: receive path and servers ----------------------------------------------

@@ -161,3 +161,16 @@ def run_benchmark(script: str, *args: str, timeout: float = 600,
     assert r.returncode in ok_codes, f"{script} exited {r.returncode}:\n{r.stdout[-3000:]}\n" \
                               f"{r.stderr[-3000:]}"
     return r.stdout
+
+
+V2_ROOT_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
+
+
+def cgroup_layout(name: str):
+    """A stored host's cgroup layout (tests/data/cgroups/mountinfo-NAME): hybrid is this
+    machine kind's, unified a Debian cloud kernel's with cgroup2 alone."""
+    from gamebed.cgroups import parse_mountinfo
+
+    text = (ROOT / "tests" / "data" / "cgroups" / f"mountinfo-{name}").read_text()
+    offered = V2_ROOT_CONTROLLERS if name == "unified" else ()
+    return parse_mountinfo(text, lambda mount: list(offered))

@@ -4,6 +4,7 @@ import pytest
 
 from gamebed import cpustat
 from gamebed.budget import PHASES, Eta, point_budget, sweep_budget
+from gamebed.cgroups import PerCpuSource
 
 S = 1_000_000_000
 
@@ -84,9 +85,7 @@ class FakeCpus:
 def cpus(tmp_path, monkeypatch):
     def make(busy):
         fake = FakeCpus(tmp_path, busy)
-        monkeypatch.setattr(cpustat, "CPUACCT_PERCPU", fake.path)
-        monkeypatch.setattr(cpustat, "cpu_ns", lambda path=None: [
-            int(v) for v in fake.path.read_text().split()])
+        fake.source = PerCpuSource("fake usage_percpu", fake.path, 1e-9)
         return fake
     return make
 
@@ -94,7 +93,7 @@ def cpus(tmp_path, monkeypatch):
 def test_settle_measures_a_steady_baseline_first(cpus):
     # boot work running down: falling windows are not idle until three agree
     fake = cpus([0.9, 0.6, 0.3, 0.2, 0.11, 0.1, 0.12, 0.5, 0.3, 0.12])
-    st = cpustat.Settle((1,), window_s=0.1, margin=0.03, min_windows=3)
+    st = cpustat.Settle((1,), window_s=0.1, margin=0.03, min_windows=3, source=fake.source)
     out = st.wait(fake.clock, fake.sleep)
     assert out["settled"] and out["windows"] == [0.9, 0.6, 0.3, 0.2, 0.11, 0.1, 0.12]
     assert out["baseline_busy"] == 0.1
@@ -105,7 +104,8 @@ def test_settle_measures_a_steady_baseline_first(cpus):
 
 def test_settle_gives_up_and_says_so(cpus):
     fake = cpus([0.9, 0.5] * 20)
-    st = cpustat.Settle((1,), window_s=0.1, margin=0.03, min_windows=3, timeout_s=0.95)
+    st = cpustat.Settle((1,), window_s=0.1, margin=0.03, min_windows=3, timeout_s=0.95,
+                        source=fake.source)
     out = st.wait(fake.clock, fake.sleep)
     assert out["settled"] is False and out["baseline_busy"] is None
     assert len(out["windows"]) == 10

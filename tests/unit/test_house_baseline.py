@@ -22,7 +22,11 @@ series (its mean delay and loss CIs by batch means, its p95 and p99 CIs by a
 sectioning: analysis/stats.py), gained the players' tick figures over the
 load window (analysis/ticks.py), the encode time and the loss CI, and capacity.csv
 gained the other SLA's capacity beside the run's (the players' SLA and the paper's
-terms); every other figure is as it was."""
+terms); every other figure is as it was.  Both dry runs were recorded again when every
+cgroup went through one layer (gamebed/cgroups.py), printed as on this machine kind's
+hybrid layout: a `mkdir` of each guest's memory group, and the UML guests' cpuset
+renamed from `PREFIX-uml` to `PREFIX-guests` (the guests' parent, which a v2 guest's
+group must sit under), were their only changes."""
 
 import csv
 import re

@@ -7,6 +7,7 @@ registered scorer and the guest-CPU budget's arithmetic (gamebed/guestcpu.py).""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from analysis import forecast as F
 from analysis import model as M
 from analysis.synth import CostTruth, write_model_run
+from gamebed.cgroups import CgroupTree
 from gamebed.cli import main
 from gamebed.guestcpu import GuestCpus, parent_shares, quota_us
 from gamebed.manifest import Manifest
@@ -140,22 +142,26 @@ def test_guest_cpu_budget_arithmetic(tmp_path):
     lines: list[str] = []
     runner = Runner(dry_run=True, echo=lines.append)
     m = Manifest("gbtest00", tmp_path, dry_run=True)
-    with GuestCpus(0.45, "weight", (1,), "gbtest00", m, runner) as b:
+    with CgroupTree("gbtest00", m, runner) as tree, \
+            GuestCpus(0.45, "weight", (1,), tree) as b:
         assert b.needs_hogs and b.parent.name == "gbtest00-guests"
         # listed before made: the parent, the hogs' cpu and cpuacct groups
-        assert [e["path"] for e in m.entries] == [str(b.parent), str(b.hog_cpu),
-                                                 str(b.hog_acct)]
-        assert f"echo 838 > {b.parent}/cpu.shares" in lines
+        cpu, acct = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup/cpuacct")
+        assert [e["path"] for e in m.entries] == [
+            str(cpu / "gbtest00-guests"), str(cpu / "gbtest00-hog"), str(acct / "gbtest00-hog")]
+        assert f"echo 838 > {cpu}/gbtest00-guests/cpu.shares" in lines
+        assert f"echo 1024 > {cpu}/gbtest00-hog/cpu.shares" in lines
         rec = b.record({"hog_s": 1.0, "throttled_s": 0.0, "nr_throttled": 0, "nr_periods": 0},
                        {"hog_s": 6.5, "throttled_s": 0.0, "nr_throttled": 0,
                         "nr_periods": 0}, 4.5, 10.0)
     assert rec["share"] == pytest.approx(0.45) and rec["cores_used"] == pytest.approx(0.45)
+    assert rec["weights"] == {"guests": 838, "hogs": 1024, "hierarchy": "v1"}
     with pytest.raises(ValueError, match="give a number of cores"):
-        GuestCpus(1.5, "weight", (1,), "gbtest00", m, runner)
+        GuestCpus(1.5, "weight", (1,), tree)
     assert m.entries == []  # struck off on leaving
-    with GuestCpus(0.45, "quota", (1,), "gbtest00", m, runner) as q:
+    with CgroupTree("gbtest00", m, runner) as tree, GuestCpus(0.45, "quota", (1,), tree) as q:
         assert not q.needs_hogs
-    assert f"echo 2222 > {q.parent}/cpu.cfs_period_us" in lines
+    assert f"echo 2222 > {cpu}/gbtest00-guests/cpu.cfs_period_us" in lines
 
 
 def test_the_later_reading_leaves_two_lower_bounds_unscored():
