@@ -4,7 +4,7 @@ For each backend that works here and each of SIGINT, SIGTERM and SIGKILL, N time
 (default 20): start a small sweep (`--guests 1,2`, both modes, 2 s of play), send the
 signal at a seeded random moment within the run's usual length, wait for the exit
 (after SIGKILL: `gamebed clean`, as a user would), then compare with what was there
-before: network namespaces, links, cgroups (cpu, cpuacct), UML/QEMU/game processes,
+before: network namespaces, links, cgroups (every hierarchy), UML/QEMU/game processes,
 libvirt domains, files under the state directories (/run/gamebed, /var/lib/gamebed)
 and the sysctls a testbed might touch.  Each run has a state directory of its own
 (GAMEBED_STATE_DIR), so its manifests name its prefix; only what carries that prefix
