@@ -9,17 +9,24 @@ cpu.json, guests.json: docs/records.md); the model is analysis/model.py.
 - `register(...)`: the same written as predictions.json with the model's digest, to
   be committed before any held-out run is measured;
 - `check(predictions, measured)`: the model-check table: predicted beside measured
-  capacity per case and mode, the error in guests and percent, the baseline's too.
+  capacity per case and mode, the error in guests and percent, the baseline's too,
+  scored by the scorer registered with the predictions (`registered_scorer`: the
+  frozen copy of analysis/scorer.py beside them, its digest checked).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 from analysis import model as M
+from analysis import scorer as S
 from analysis.capacity import Sla, capacity_text, judge
 from analysis.records import load_json
 from gamebed.spec import MAX_GUESTS
@@ -227,87 +234,77 @@ def first_check() -> dict | None:
     where this install has no benchmarks/ folder."""
     if not FIRST_CHECK.exists():
         return None
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("registered_scorer", FIRST_CHECK)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.first_check()
 
 
+SCORER = Path(S.__file__)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def register(f: dict, path: Path) -> Path:
     """predictions.json: every predicted interval and the model's digest, to commit
-    before any held-out run is measured."""
+    before any held-out run is measured, with its provenance (the commit and whether
+    the tree was dirty, the sha256 of the model's and the scorer's code) and a frozen
+    copy of the scorer beside it (`<stem>.scorer.py`), which --check scores with."""
+    from gamebed.sweep import provenance
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    frozen = path.with_name(f"{path.stem}.scorer.py")
+    shutil.copyfile(SCORER, frozen)
+    f = {**f, "provenance": {**provenance(), "model_sha256": sha256(Path(M.__file__)),
+                             "scorer_file": frozen.name, "scorer_sha256": sha256(frozen)}}
     path.write_text(json.dumps(f, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def _error(pred: dict, meas: dict, top: int) -> tuple[float | None, bool]:
-    """(error in guests, overlap): the predicted point against the measured interval.
-    A measured "≥ lo" is met by any prediction at or above lo; a predicted "≥" (the
-    loss limit was not seen in calibration) by any measurement at or above its lo."""
-    m_hi = meas["hi"] if meas["hi"] is not None else max(top, meas["lo"])
-    p_hi = top if pred.get("at_least") else pred.get("hi", pred["lo"])
-    overlap = pred["lo"] <= m_hi and p_hi >= meas["lo"]
-    point = pred.get("capacity", pred["lo"])
-    mid = meas["lo"] if meas["hi"] is None else (meas["lo"] + meas["hi"]) / 2
-    if meas["hi"] is None and pred.get("at_least"):  # two lower bounds: no error to take
-        return None, overlap
-    if meas["hi"] is None:  # measured a lower bound: only a prediction below it errs
-        return float(min(0, point - meas["lo"])), overlap
-    if pred.get("at_least"):  # predicted a lower bound: only a measurement below it errs
-        return float(max(0, point - mid)), overlap
-    return float(point - mid), overlap
+@dataclass(frozen=True)
+class Scorer:
+    """The rules a check is scored by, and how they were found."""
+
+    module: ModuleType
+    label: str
+    registered: bool
 
 
-def check(predictions: dict, measured_runs: dict[str, Path]) -> dict:
-    """The model check: per held-out case and mode, predicted beside measured capacity,
-    the error in guests and percent, and the proportional baseline's."""
-    rows, totals = [], {"model": 0.0, "baseline": 0.0}
-    for c in predictions["cases"]:
-        name = c["case"]["name"]
-        if name not in measured_runs:
-            continue
-        meas = measured(measured_runs[name])
-        for mode, pred in sorted(c["modes"].items()):
-            m = meas.get(mode)
-            if m is None:
-                continue
-            err, ok = _error(pred, m, predictions["top"])
-            base = c["baseline"].get(mode)
-            berr = _error(_baseline_point(base), m, predictions["top"])[0] if base else None
-            ref = m["lo"] if m["hi"] is None else (m["lo"] + m["hi"]) / 2
-            rows.append({"case": name, "mode": mode, "predicted": interval_text(pred),
-                         "measured": m["text"], "overlap": ok,
-                         "error": None if err is None else round(err, 1),
-                         "error_pct": round(100 * err / ref, 1)
-                         if ref and err is not None else None,
-                         "baseline": base and (f"≥ {base['lo']}" if base["hi"] is None
-                                               else f"{base['lo']}–{base['hi']}"),
-                         "baseline_error": berr,
-                         "baseline_error_pct": round(100 * berr / ref, 1)
-                         if ref and berr is not None else None,
-                         "width_pct": _width(pred)})
-            if err is not None and berr is not None:  # scored where both can be
-                totals["model"] += abs(err)
-                totals["baseline"] += abs(berr)
-    return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals}
+def registered_scorer(path: Path, predictions: dict) -> Scorer:
+    """The scorer registered with the predictions at `path`: its frozen copy, checked
+    against the digest the predictions recorded.  Predictions registered without one
+    are scored by today's scorer, and the label says so."""
+    prov = predictions.get("provenance")
+    if not prov:
+        return Scorer(S, f"today's scorer ({SCORER.name}, sha256 {sha256(SCORER)[:16]}): "
+                         "these predictions registered none", False)
+    frozen = Path(path).parent / prov["scorer_file"]
+    if not frozen.exists() or sha256(frozen) != prov["scorer_sha256"]:
+        raise ValueError(f"{frozen} is not the scorer registered with {path} (sha256 "
+                         f"{prov['scorer_sha256'][:16]}): restore it from the commit "
+                         f"{prov.get('commit') or '?'}")
+    spec = importlib.util.spec_from_file_location(f"registered_{frozen.stem}", frozen)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Scorer(module, f"the registered scorer {frozen.name} (sha256 "
+                          f"{prov['scorer_sha256'][:16]}, registered at commit "
+                          f"{(prov.get('commit') or '?')[:12]}"
+                          f"{', dirty tree' if prov.get('dirty') else ''})", True)
 
 
-def _baseline_point(base: dict) -> dict:
-    """The baseline as a prediction: its interval's middle (its lo where unbounded)."""
-    hi = base["hi"]
-    mid = base["lo"] if hi is None else (base["lo"] + hi) / 2
-    return {"lo": base["lo"], "hi": hi if hi is not None else base["lo"],
-            "capacity": mid, "at_least": hi is None}
-
-
-def _width(pred: dict) -> float | None:
-    """Half the predicted interval's width, in percent of its midpoint."""
-    mid = (pred["lo"] + pred["hi"]) / 2
-    return round(100 * (pred["hi"] - pred["lo"]) / 2 / mid, 1) if mid else None
+def check(predictions: dict, measured_runs: dict[str, Path], scorer: Scorer | None = None
+          ) -> dict:
+    """The model check: each held-out run's measured capacity per mode, scored against
+    the predictions by `scorer` (analysis/scorer.py's rules where none is given)."""
+    rules = scorer.module if scorer else S
+    names = {c["case"]["name"] for c in predictions["cases"]}
+    measured_ = {n: measured(r) for n, r in measured_runs.items() if n in names}
+    out = rules.score(predictions, measured_)
+    out["scored_by"] = scorer.label if scorer else f"today's scorer ({SCORER.name})"
+    return out
 
 
 CHECK_HEAD = ["case", "mode", "predicted", "measured", "overlap", "error (guests)",
@@ -322,7 +319,8 @@ def check_lines(ch: dict) -> list[str]:
             "case", "mode", "predicted", "measured", "overlap", "error", "error_pct",
             "baseline", "baseline_error", "baseline_error_pct", "width_pct")) + " |")
     t = ch["total_abs_error"]
-    out.append(f"\nTotal absolute error over the rows both can be scored on: model "
+    out.append(f"\nScored by {ch['scored_by']}.")
+    out.append(f"Total absolute error over the rows both can be scored on: model "
                f"{t['model']:g} guests, proportional baseline {t['baseline']:g} guests "
                f"(model {ch['digest']}). –: a lower bound beside a lower bound, no error "
                "to take.")

@@ -233,7 +233,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     had, and how the mean delay grew with their CPU's utilisation. Then predicts each
     mode's capacity, with an interval, on hosts with other guest-CPU budgets, and the
     hosts needed for a player count. --register writes the prediction as a file to
-    commit before measuring; --check sets it beside measured runs.
+    commit before measuring, with its commit, the digests of the model's and the
+    scorer's code and a frozen copy of the scorer; --check sets it beside measured
+    runs and scores them with that copy.
     """
     from analysis import forecast as F
 
@@ -241,11 +243,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
         if a.runs:
             raise ValueError("--check reads the predictions and the --measured runs; give "
                              "no calibration runs with it")
-        ch = F.check(json.loads(a.check.read_text()), dict(a.measured or []))
+        predictions = json.loads(a.check.read_text())
+        scorer = F.registered_scorer(a.check, predictions)
+        ch = F.check(predictions, dict(a.measured or []), scorer)
         if not ch["rows"]:
             raise ValueError("no --measured run matches a case of the predictions: give "
                              "CASE=DIR with CASE as the predictions name it")
         print("\n".join(F.check_lines(ch)))
+        if a.later_rules and scorer.registered:  # beside the registered result, labelled
+            later = F.check(predictions, dict(a.measured or []))
+            print("\nLater reading, NOT the registered result: the same measurements "
+                  "scored by today's rules (analysis/scorer.py):")
+            print("\n".join(F.check_lines(later)))
+            ch["later_reading"] = later
         if a.json:
             a.json.write_text(json.dumps(ch, indent=1) + "\n")
         return 0
@@ -561,7 +571,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--check", type=Path, metavar="PREDICTIONS",
                    help="the model check: a registered predictions file beside --measured "
-                        "runs (no calibration runs)")
+                        "runs (no calibration runs), scored by the scorer registered with "
+                        "it (its frozen copy beside it, digest checked)")
+    p.add_argument("--later-rules", action="store_true",
+                   help="with --check: also show the same measurements scored by today's "
+                        "rules, labelled as a later reading, after the registered result")
     p.add_argument("--measured", type=measured_arg, action="append", metavar="CASE=DIR",
                    help="with --check: the run that measured CASE (as the predictions name "
                         "it, e.g. 0.45=results/k045); repeatable")

@@ -14,6 +14,7 @@ import pytest
 
 from analysis import forecast as F
 from analysis import model as M
+from analysis import scorer as S
 from analysis.synth import CostTruth, write_model_run
 from gamebed.cgroups import CgroupTree
 from gamebed.cli import main
@@ -22,6 +23,8 @@ from gamebed.manifest import Manifest
 from gamebed.proc import Runner
 
 TRUTH = CostTruth()
+SCORER_SRC = Path(S.__file__)
+FIRST_PREDICTIONS = Path(__file__).resolve().parents[2] / "benchmarks/model_check/predictions.json"
 COUNTS = (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48)
 
 
@@ -76,6 +79,52 @@ def test_the_judge_measures_the_synthetic_truth_and_the_check_scores_it(calib, t
     assert all(r["overlap"] for r in ch["rows"])
     assert ch["total_abs_error"]["model"] <= 4
     assert all(r["baseline"] for r in ch["rows"])  # proportional to 0.45 of the k=1 run
+
+
+def test_registered_predictions_carry_their_provenance_and_their_scorer(calib, tmp_path,
+                                                                          capsys):
+    """--register records the commit and the sha256 of the model's and the scorer's code
+    and freezes the scorer beside the predictions; --check scores with that copy, says
+    so, and shows today's rules only as a labelled later reading."""
+    _, runs = calib
+    held = write_model_run(tmp_path / "k045", TRUTH, tuple(range(1, 49)), k=0.45, seed=9)
+    path = tmp_path / "reg" / "predictions.json"
+    assert main(["predict", *map(str, runs), "--guest-cpus", "0.45", "--memory-gib", "24",
+                 "--register", str(path)]) == 0
+    pred = json.loads(path.read_text())
+    prov = pred["provenance"]
+    frozen = path.with_name("predictions.scorer.py")
+    assert prov["scorer_file"] == frozen.name and frozen.read_bytes() == SCORER_SRC.read_bytes()
+    assert prov["scorer_sha256"] == F.sha256(frozen)
+    assert prov["model_sha256"] == F.sha256(Path(M.__file__))
+    assert {"commit", "dirty"} <= set(prov)
+    capsys.readouterr()
+    assert main(["predict", "--check", str(path), "--measured", f"0.45={held}"]) == 0
+    out = capsys.readouterr().out
+    assert f"Scored by the registered scorer predictions.scorer.py (sha256 " \
+           f"{prov['scorer_sha256'][:16]}" in out and "Later reading" not in out
+    # the rules registered are the rules scored by, whatever today's say
+    scorer = F.registered_scorer(path, pred)
+    frozen_rows = F.check(pred, {"0.45": held}, scorer)["rows"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "error", lambda *a: (99.0, False))
+        assert F.check(pred, {"0.45": held}, scorer)["rows"] == frozen_rows
+        assert F.check(pred, {"0.45": held})["rows"][0]["error"] == 99.0
+    assert main(["predict", "--check", str(path), "--measured", f"0.45={held}",
+                 "--later-rules"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Scored by the registered scorer") < out.index("Later reading, NOT")
+    # a scorer that is not the registered one is refused, with what to do
+    frozen.write_text(frozen.read_text() + "\n# changed\n")
+    assert main(["predict", "--check", str(path), "--measured", f"0.45={held}"]) == 2
+    assert "is not the scorer registered" in capsys.readouterr().err
+
+
+def test_predictions_registered_without_a_scorer_say_whose_rules_scored_them():
+    pred = json.loads(FIRST_PREDICTIONS.read_text())
+    assert "provenance" not in pred  # the first check's, registered at ebafe27
+    s = F.registered_scorer(FIRST_PREDICTIONS, pred)
+    assert not s.registered and "these predictions registered none" in s.label
 
 
 def test_one_run_without_loss_gives_a_lower_bound(tmp_path):
@@ -165,15 +214,15 @@ def test_guest_cpu_budget_arithmetic(tmp_path):
 
 
 def test_the_later_reading_leaves_two_lower_bounds_unscored():
-    """`gamebed predict --check` as it stands (the rules changed after the first
-    registration, e25a326): a predicted lower bound beside a measured one has no error;
+    """analysis/scorer.py as it stands (the rules changed after the first registration,
+    e25a326): a predicted lower bound beside a measured one has no error;
     a point prediction below a measured lower bound errs by the gap; one inside a
     measured interval by its distance from the middle."""
-    assert F._error({"lo": 16, "hi": 23, "capacity": 19, "at_least": True},
+    assert S.error({"lo": 16, "hi": 23, "capacity": 19, "at_least": True},
                     {"lo": 12, "hi": None}, 250) == (None, True)
-    assert F._error({"lo": 9, "hi": 11, "capacity": 10}, {"lo": 12, "hi": None}, 250) \
+    assert S.error({"lo": 9, "hi": 11, "capacity": 10}, {"lo": 12, "hi": None}, 250) \
         == (-2.0, False)
-    assert F._error({"lo": 12, "hi": 14, "capacity": 12}, {"lo": 11, "hi": 12}, 250) \
+    assert S.error({"lo": 12, "hi": 14, "capacity": 12}, {"lo": 11, "hi": 12}, 250) \
         == (0.5, True)
 
 
