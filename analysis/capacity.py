@@ -142,8 +142,8 @@ def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
         how = f"t interval over {len(g)} repeats"
     lo = value if not np.isfinite(lo) else lo
     hi = value if not np.isfinite(hi) else hi
-    terms = {"delay": _term((lo, hi), sla.delay_us, above_fails=True),
-             "loss": _term((loss_lo, loss_hi), sla.loss, above_fails=True)}
+    terms = {"delay": verdict((lo, hi), sla.delay_us, above_fails=True),
+             "loss": verdict((loss_lo, loss_hi), sla.loss, above_fails=True)}
     out = {"k": len(g), "value_us": float(value), "ci_lo_us": float(lo),
            "ci_hi_us": float(hi), "loss": loss, "loss_ci_lo": float(loss_lo),
            "loss_ci_hi": float(loss_hi)}
@@ -167,7 +167,7 @@ def _point_loss_ci(r: pd.Series, cols: tuple[str, str, str, str]) -> tuple[float
     return float(r[loss_col]), float(r[loss_col])
 
 
-def _term(ci: tuple[float, float], limit: float, above_fails: bool) -> str:
+def verdict(ci: tuple[float, float], limit: float, above_fails: bool) -> str:
     """pass: the CI within the limit; fail: the CI wholly beyond it; else unsure."""
     lo, hi = ci
     if not above_fails:
@@ -193,8 +193,8 @@ def _tick_terms(g: pd.DataFrame, tick_hz: float) -> dict:
     return {"figures": {"ticks_share": float(s_val), "ticks_share_ci_lo": float(share[0]),
                         "ticks_share_ci_hi": float(share[1]), "tick_gap_ms": float(g_val),
                         "tick_gap_ci_lo_ms": float(gap[0]), "tick_gap_ci_hi_ms": float(gap[1])},
-            "tick rate": _term(tuple(share), 1 - TICK_RATE_TOLERANCE, above_fails=False),
-            "tick gap": _term(tuple(gap), TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True)}
+            "tick rate": verdict(tuple(share), 1 - TICK_RATE_TOLERANCE, above_fails=False),
+            "tick gap": verdict(tuple(gap), TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True)}
 
 
 TERMS = ("delay", "loss", "tick rate", "tick gap")

@@ -12,6 +12,10 @@ docs/model.md explains it in a page.  In short, per mode and for the run's game:
   two share CPUs (dynamic placement);
 - **loss**: inputs are lost once the guests cannot even pay d_min: N·d_min(N)/C
   beyond a threshold x* (the calibration's last passing and first failing point);
+- **ticks** (the players' SLA): the servers stop keeping their players' ticks once
+  ρ = N·d(N)/C passes ρ_tick, bracketed the same way by the points whose tick terms
+  passed and failed; it bounds both modes, and host stamps end there before the loss
+  limit (which stays a second bound);
 - **delay**: the mean delay at utilisation ρ = N·d(N)/C is a waiting-time curve,
   y0 + b·Q(ρ, c)·(1 + v·(1 − k)/k): Q is Sakasegawa's M/G/c form
   ρ^(α(√(2(c+1))−1))/(c(1 − ρ)) over c guest CPUs with a fitted exponent α, and the
@@ -34,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.capacity import verdict
 from analysis.records import load_json
+from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: the tick term (the players' SLA)
 BOOTSTRAPS = 400
 INTERVAL = (5.0, 95.0)  # the predicted interval: these percentiles of the bootstrap's
 UNSATURATED = 0.85  # demand fitted where the guests used at most this share of C
@@ -59,6 +65,7 @@ class Obs:
     delay_us: float
     loss: float
     load_bound: bool
+    ticks: str | None = None  # the players' tick terms: pass, fail, unsure (None: not kept)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,10 @@ class Params:
     x_censored: bool  # no point lost inputs: x* is a lower bound
     delay: tuple[float, ...]  # y0 (µs), b (µs), v, alpha
     h_fitted: bool  # some calibration point had a competing process (k < 1)
+    # the tick threshold on ρ = N·d(N)/C beyond which the servers stop keeping their
+    # players' ticks (None: no point recorded them); censored: none failed, a lower bound
+    rho_tick: float | None = None
+    tick_censored: bool = True
 
     def demand(self, n: np.ndarray | int) -> np.ndarray:
         return self.d[0] + self.d[1] * np.asarray(n, dtype=float)
@@ -172,7 +183,8 @@ def observations(results: Path, game: Game, run: int = 0) -> tuple[list[Obs], di
         out.append(Obs(run, p["mode"], int(p["guests"]), c, k, supply, used,
                        float(p.get("tick_hz_achieved") or 0.0),
                        float(p.get("delay_mean_us") or np.nan),
-                       float(p.get("loss_ratio") or 0.0), bool(p.get("load_bound"))))
+                       float(p.get("loss_ratio") or 0.0), bool(p.get("load_bound")),
+                       tick_verdict(p, game.tick_hz)))
     return out, {"spec": spec, "share": k, "share_how": how, "dir": str(results)}
 
 
@@ -277,6 +289,34 @@ def fit_loss(obs: list[Obs], p: Params, game: Game) -> tuple[float, float] | Non
     return (max(passes), max(passes)) if passes else None
 
 
+def tick_verdict(point: dict, tick_hz: float) -> str | None:
+    """A point's players' tick terms together (the judge's, analysis/capacity.py): fail
+    where either fails, pass where both pass, else unsure; None where not recorded."""
+    if point.get("ticks_share_ci_lo") is None or point.get("tick_gap_p99_ci_lo_ms") is None:
+        return None
+    terms = (verdict((point["ticks_share_ci_lo"], point["ticks_share_ci_hi"]),
+                   1 - TICK_RATE_TOLERANCE, above_fails=False),
+             verdict((point["tick_gap_p99_ci_lo_ms"], point["tick_gap_p99_ci_hi_ms"]),
+                   TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True))
+    return "fail" if "fail" in terms else "pass" if set(terms) == {"pass"} else "unsure"
+
+
+def fit_ticks(obs: list[Obs], p: Params) -> tuple[float, float] | None:
+    """The bracket of ρ_tick, where the servers stop keeping their players' ticks on
+    ρ = N·d(N)/C: from the last passing to the first failing point's ρ (censored: both
+    ends the largest passing ρ); unsure points count neither way; None where no point
+    recorded ticks.  Both modes' points count: a server's ticks do not depend on where
+    its inputs were stamped."""
+    xs = [(o.guests * float(p.demand(o.guests)) / o.supply, o.ticks == "fail")
+          for o in obs if not o.load_bound and o.ticks in ("pass", "fail")]
+    fails = [x for x, bad in xs if bad]
+    passes = [x for x, bad in xs if not bad]
+    if fails:
+        below = [x for x in passes if x < min(fails)]
+        return (max(below) if below else 0.0), min(fails)
+    return (max(passes), max(passes)) if passes else None
+
+
 ALPHAS = tuple(np.arange(1.0, 8.01, 0.25))  # the queue exponent's grid
 
 
@@ -322,6 +362,11 @@ def fit(obs: list[Obs], game: Game, rng: np.random.Generator | None = None,
         lo, hi = bracket
         x_star = (lo + hi) / 2 if rng is None else float(rng.uniform(lo, hi))
         p = replace(p, x_star=x_star, x_censored=lo == hi)
+    bracket = fit_ticks(obs, p)
+    if bracket is not None:  # like x*: any threshold between the two points fits them
+        lo, hi = bracket
+        rho = (lo + hi) / 2 if rng is None else float(rng.uniform(lo, hi))
+        p = replace(p, rho_tick=rho, tick_censored=lo == hi)
     delay, hog = fit_delay(obs, p, alphas)
     return replace(p, delay=delay, h_fitted=hog)
 
@@ -347,9 +392,11 @@ def breaks(p: Params, game: Game, t: Target, n: np.ndarray) -> dict[str, np.ndar
     rho = n * p.demand(n) / supply
     lost = (n * p.floor(n, game.tick_hz) / supply > p.x_star if p.x_star is not None
             else np.zeros(n.shape, bool))
+    # the players' SLA: past ρ_tick the servers no longer keep their ticks, in both modes
+    ticks = rho > p.rho_tick if p.rho_tick is not None else np.zeros(n.shape, bool)
     delay = delay_us(p, rho, c, k)
     late = (rho >= 1.0) | (delay > game.sla_delay_us)
-    return {"guest": lost | late, "host": lost}
+    return {"guest": lost | late | ticks, "host": lost | ticks}
 
 
 def delay_us(p: Params, rho: np.ndarray, c: int, k: float) -> np.ndarray:
@@ -405,9 +452,9 @@ def predict(fits: tuple[Params, list[Params]], game: Game, t: Target, top: int) 
     for m, v in central.items():
         lo, hi = (np.percentile(draws[m], INTERVAL) if draws[m] else (v, v))
         limit = _limit(p, game, t, m, v, top)
+        censored = (limit == "loss" and p.x_censored) or (limit == "ticks" and p.tick_censored)
         out[m] = {"capacity": v, "lo": int(math.floor(lo)), "hi": int(math.ceil(hi)),
-                  "limit": limit, "at_least": bool(p.x_censored and limit == "loss"
-                                                   or v >= top)}
+                  "limit": limit, "at_least": bool(censored or v >= top)}
     return {"modes": out, "params": asdict(p)}
 
 
@@ -415,8 +462,10 @@ def _limit(p: Params, game: Game, t: Target, mode: str, v: int, top: int) -> str
     if v >= top:
         return "top"
     n = np.array([v + 1])
-    if p.x_star is not None and (n * p.floor(n, game.tick_hz) / _supply(t, game, n))[0] \
-            > p.x_star:
+    supply = _supply(t, game, n)
+    if p.rho_tick is not None and (n * p.demand(n) / supply)[0] > p.rho_tick:
+        return "ticks"
+    if p.x_star is not None and (n * p.floor(n, game.tick_hz) / supply)[0] > p.x_star:
         return "loss"
     return "delay"
 

@@ -6,6 +6,7 @@ registered scorer and the guest-CPU budget's arithmetic (gamebed/guestcpu.py).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -290,3 +291,42 @@ def test_the_reports_model_section_states_the_first_check_as_registered(calib):
     assert any(b.id == "model-check" for b in model_blocks(m))
     paper = next(b.text for b in model_blocks(m) if b.id == "model-paper")
     assert "fitted" in paper and "not predictions" in paper
+
+
+def _obs(guests: int, ticks: str | None, used: float = 0.0) -> M.Obs:
+    return M.Obs(0, "host", guests, 1, 1.0, 1.0, used, 20.0, 100.0, 0.0, False, ticks)
+
+
+def test_a_points_tick_terms_are_the_judges():
+    ok = {"ticks_share_ci_lo": 0.995, "ticks_share_ci_hi": 1.0,
+          "tick_gap_p99_ci_lo_ms": 50.0, "tick_gap_p99_ci_hi_ms": 55.0}
+    assert M.tick_verdict(ok, 20.0) == "pass"
+    assert M.tick_verdict({**ok, "ticks_share_ci_lo": 0.9, "ticks_share_ci_hi": 0.95},
+                          20.0) == "fail"
+    assert M.tick_verdict({**ok, "tick_gap_p99_ci_hi_ms": 80.0}, 20.0) == "unsure"
+    assert M.tick_verdict({}, 20.0) is None  # recorded before the players' ticks were
+
+
+def test_the_tick_threshold_is_bracketed_by_passing_and_failing_points():
+    p = M.Params((0.01, 0.0), None, None, True, (0.0, 0.0, 0.0, 1.0), False)
+    obs = [_obs(50, "pass"), _obs(70, "pass"), _obs(80, "unsure"), _obs(90, "fail"),
+           _obs(110, "fail"), _obs(60, None)]
+    assert M.fit_ticks(obs, p) == (pytest.approx(0.7), pytest.approx(0.9))
+    assert M.fit_ticks(obs[:2], p) == (pytest.approx(0.7), pytest.approx(0.7))  # censored
+    assert M.fit_ticks([_obs(60, None)], p) is None
+
+
+def test_the_tick_term_bounds_host_stamps_before_the_loss_limit():
+    """ρ = N·0.01 on one core: ticks end past ρ_tick 0.8 (N = 80), the loss limit at
+    x* 0.9 (N = 90) stays the second bound, and guest stamps end there too."""
+    game = M.Game("g", 20.0, 4, 20.0, 1000.0, 0.01, 50.0, (0.0, 0.0))
+    p = M.Params((0.01, 0.0), None, 0.9, False, (0.0, 0.0, 0.0, 1.0), False,
+                 rho_tick=0.8, tick_censored=False)
+    t = M.Target(1.0)
+    out = M.predict((p, []), game, t, 250)["modes"]
+    assert out["host"]["capacity"] == 80 and out["host"]["limit"] == "ticks"
+    assert out["guest"]["capacity"] == 80 and not out["host"]["at_least"]
+    no_ticks = M.predict((dataclasses.replace(p, rho_tick=None), []), game, t, 250)["modes"]
+    assert no_ticks["host"]["capacity"] == 90 and no_ticks["host"]["limit"] == "loss"
+    censored = dataclasses.replace(p, tick_censored=True)
+    assert M.predict((censored, []), game, t, 250)["modes"]["host"]["at_least"]
