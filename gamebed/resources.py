@@ -12,8 +12,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from gamebed.cgroups import CgroupTree, Group, xen_weight
@@ -220,18 +219,32 @@ class GuestCgroups(dict):
         return out
 
 
-@contextmanager
-def guest_cgroup(tree: CgroupTree, name: str, share: float | None = None,
-                 weight: int | None = None) -> Iterator[Group]:
+class guest_cgroup:  # noqa: N801 -- used like a function: `with guest_cgroup(...) as g`
     """A guest's group under the guests' parent: a CFS cap of `share` of one CPU
     (--cpu-cap), a relative `weight` (--cpu-weight, Xen's units), its CPU time and
-    throttling on record even uncapped."""
-    with tree.group(name, GUEST_CONTROLLERS, parent=tree.guests) as g:
-        if share is not None:
-            g.set_quota(int(share * CFS_PERIOD_US), CFS_PERIOD_US)
-        if weight is not None:
-            g.set_weight(xen_weight(g.hierarchy("cpu"), weight))
-        yield g
+    throttling on record even uncapped.  A class, not a generator: a generator left
+    open by `gamebed launch` (its guests outlive the process) would be closed when the
+    interpreter exits, and removing the group kills the guest in it."""
+
+    def __init__(self, tree: CgroupTree, name: str, share: float | None = None,
+                 weight: int | None = None) -> None:
+        self.group = tree.group(name, GUEST_CONTROLLERS, parent=tree.guests)
+        self.share, self.weight = share, weight
+
+    def __enter__(self) -> Group:
+        g = self.group.__enter__()
+        try:
+            if self.share is not None:
+                g.set_quota(int(self.share * CFS_PERIOD_US), CFS_PERIOD_US)
+            if self.weight is not None:
+                g.set_weight(xen_weight(g.hierarchy("cpu"), self.weight))
+        except BaseException:
+            g.__exit__()
+            raise
+        return g
+
+    def __exit__(self, *exc: object) -> None:
+        self.group.__exit__()
 
 
 # --- removal, shared by teardown and `gamebed clean` ---------------------------------------

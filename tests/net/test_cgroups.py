@@ -127,3 +127,27 @@ def test_clean_removes_the_groups_a_killed_run_left(tmp_path):
     p.wait(timeout=10)
     assert cgroups.leftovers(prefix) == [], done
     assert any("removed cgroup" in line for line in done)
+
+
+def test_a_group_left_running_outlives_the_object_that_made_it(tmp_path):
+    """`gamebed launch` leaves its guests running past the process: dropping what made
+    a guest's group (an ExitStack popped, then collected) must not remove the group,
+    which would kill the guest in it."""
+    import gc
+    from contextlib import ExitStack
+
+    prefix = f"gbt{uuid.uuid4().hex[:5]}"
+    manifest = Manifest(prefix, tmp_path)
+    tree = cgroups.CgroupTree(prefix, manifest, Runner())
+    with ExitStack() as stack:
+        g = stack.enter_context(guest_cgroup(tree, f"{prefix}-g0", weight=256))
+        p = _in_group(g, "import time; time.sleep(60)")
+        stack.pop_all()
+    del stack, tree
+    gc.collect()
+    try:
+        assert p.poll() is None and cgroups.leftovers(prefix)  # still there, still running
+    finally:
+        clean_manifest(manifest.path, Runner())
+        p.wait(timeout=10)
+    assert cgroups.leftovers(prefix) == []
