@@ -279,8 +279,13 @@ def fit_loss(obs: list[Obs], p: Params, game: Game) -> tuple[float, float] | Non
     """The bracket of x*, where loss begins on N·d_min(N)/C: from the last passing to the
     first failing point's x (censored, both ends the largest passing x, where nothing
     failed); None where no point counts."""
-    xs = [(o.guests * float(p.floor(o.guests, game.tick_hz)) / o.supply,
-           o.loss > game.sla_loss) for o in obs if not o.load_bound]
+    return _bracket([(o.guests * float(p.floor(o.guests, game.tick_hz)) / o.supply,
+                      o.loss > game.sla_loss) for o in obs if not o.load_bound])
+
+
+def _bracket(xs: list[tuple[float, bool]]) -> tuple[float, float] | None:
+    """(x, failed) pairs → (the last passing x below the first failing one, the first
+    failing x); with no failure both ends the largest passing x; None with no x."""
     fails = [x for x, bad in xs if bad]
     passes = [x for x, bad in xs if not bad]
     if fails:
@@ -307,14 +312,8 @@ def fit_ticks(obs: list[Obs], p: Params) -> tuple[float, float] | None:
     ends the largest passing ρ); unsure points count neither way; None where no point
     recorded ticks.  Both modes' points count: a server's ticks do not depend on where
     its inputs were stamped."""
-    xs = [(o.guests * float(p.demand(o.guests)) / o.supply, o.ticks == "fail")
-          for o in obs if not o.load_bound and o.ticks in ("pass", "fail")]
-    fails = [x for x, bad in xs if bad]
-    passes = [x for x, bad in xs if not bad]
-    if fails:
-        below = [x for x in passes if x < min(fails)]
-        return (max(below) if below else 0.0), min(fails)
-    return (max(passes), max(passes)) if passes else None
+    return _bracket([(o.guests * float(p.demand(o.guests)) / o.supply, o.ticks == "fail")
+                     for o in obs if not o.load_bound and o.ticks in ("pass", "fail")])
 
 
 ALPHAS = tuple(np.arange(1.0, 8.01, 0.25))  # the queue exponent's grid
