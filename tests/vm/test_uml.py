@@ -122,11 +122,14 @@ def test_sigint_during_uml_run_leaves_nothing(tmp_path):
 def test_uml_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_uml()
     info, env = launch(tmp_path, "uml", 2)
-    assert info["backend"] == "uml"
-    assert all(g["answer"]["answered"] > 0 for g in info["guests"])
-    time.sleep(2)  # the launching process is gone: the guests must keep serving
-    assert len(leftovers(info["prefix"])["processes"]) >= 2
-    destroy_launched(env, info["prefix"])
+    try:
+        assert info["backend"] == "uml"
+        assert all(g["answer"]["answered"] > 0 for g in info["guests"])
+        time.sleep(2)  # the launching process is gone: the guests must keep serving
+        serving = len(leftovers(info["prefix"])["processes"])
+    finally:  # a failure above must not leave the launch behind
+        destroy_launched(env, info["prefix"])
+    assert serving >= 2
 
 
 def test_trailer_on_small_and_full_size_frames_into_a_uml_guest(tmp_path):

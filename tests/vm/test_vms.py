@@ -98,9 +98,12 @@ def test_tun_patch_appends_trailer_inside_a_guest(tmp_path):
 def test_launch_then_destroy_leaves_nothing(tmp_path):
     skip_unless_vm()
     info, env = launch(tmp_path, "libvirt", 1, timeout=400)
-    assert info["guests"][0]["answer"]["answered"] > 0
-    assert leftovers(info["prefix"])["domains"] == [info["guests"][0]["name"]]
-    destroy_launched(env, info["prefix"])
+    try:
+        answered = info["guests"][0]["answer"]["answered"]
+        domains = leftovers(info["prefix"])["domains"]
+    finally:  # a failure above must not leave the launch behind
+        destroy_launched(env, info["prefix"])
+    assert answered > 0 and domains == [info["guests"][0]["name"]]
 
 
 def test_sigint_during_launch_leaves_nothing(tmp_path):
