@@ -430,7 +430,7 @@ class CgroupTree:
             return []
         self._enabled.add(path)
         offered = (set(self.layout.v2_controllers) if self.runner.dry_run
-                   else set(_read_controllers_at(path)))
+                   else set(_read_controllers(path)))
         want = [c for c in V2_ENABLE if c in offered]
         if not self.runner.dry_run:
             have = set((path / "cgroup.subtree_control").read_text().split())
@@ -471,10 +471,6 @@ class CgroupTree:
                 "v2_base": str(self._base) if self._base else None,
                 "delegation": self.delegation, "enabled_at_root": self.enabled_at_root,
                 "per_cpu_usage": per_cpu_source(self.layout).name}
-
-
-def _read_controllers_at(path: Path) -> list[str]:
-    return _read_controllers(path)
 
 
 def _wait_for_cgroup(pid: int, unit: str, seconds: float = 10.0) -> str:
