@@ -87,8 +87,15 @@ def calibrate(runs: list[Path]) -> tuple[list[M.Obs], M.Game, list[dict]]:
                       "share_how": info["share_how"],
                       "guest_cpus": info["spec"].get("guest_cpus"),
                       "placement": info["spec"].get("placement"),
-                      "capacity": measured(r)})
+                      "capacity": measured(r), "machine_speed": speed_of(r)})
     return obs, game, infos
+
+
+def speed_of(run: Path) -> float | None:
+    """The run's machine speed (summary.json: the guests' CPU ms per 1000 inputs at its
+    lowest count), for telling the machine's drift from the model's error."""
+    s = run_summary(run).get("machine_speed") or {}
+    return s.get("guest_cpu_ms_per_1000_inputs")
 
 
 def share_ratio(infos: list[dict]) -> float:
@@ -112,20 +119,33 @@ def measured(run: Path) -> dict:
                 "largest": c["largest_measured"]} for m, c in cap.items()}
 
 
-def baseline(case: Case, infos: list[dict], obs: list[M.Obs]) -> dict:
-    """The naive model: capacity proportional to the guests' cores, from the calibration
-    run on whole guest CPUs (restricted, no budget)."""
+def baseline(case: Case, infos: list[dict], obs: list[M.Obs], game: M.Game) -> dict:
+    """The naive model: the capacity the calibration run on whole guest CPUs
+    (restricted, no budget) measured per guest core, times the guest cores the case
+    gives: K restricted; under dynamic placement every CPU less the host side's cores
+    at that count (the calibration's line in inputs/s, `Game.host_cores`)."""
     whole = [i for i in infos if not i["guest_cpus"] and i["placement"] == "restricted"]
     if not whole:
         return {}
     base_cores = max(o.cpus for o in obs if o.k == 1.0)
-    cores = (base_cores + 1) if case.placement == "dynamic" else case.cores
-    f = cores / base_cores
     out = {}
     for mode, c in whole[0]["capacity"].items():
-        hi = None if c["hi"] is None else math.floor(c["hi"] * f)
-        out[mode] = {"lo": math.floor(c["lo"] * f), "hi": hi, "at_least": hi is None}
+        hi = None if c["hi"] is None else proportional(c["hi"] / base_cores, case,
+                                                       game, base_cores)
+        out[mode] = {"lo": proportional(c["lo"] / base_cores, case, game, base_cores),
+                     "hi": hi, "at_least": hi is None}
     return out
+
+
+def proportional(per_core: float, case: Case, game: M.Game, base_cores: int) -> int:
+    """Guests at `per_core` guests per guest core on `case`.  Dynamic: N = per_core ·
+    (CPUs − a − b·rate·N), the host side's cores taken at the count itself, solved for N."""
+    if case.placement != "dynamic":
+        return math.floor(per_core * case.cores + 1e-9)
+    a, b = game.host_side
+    cpus = base_cores + 1  # the calibration host's CPUs: the guests' and the host side's
+    n = per_core * (cpus - a) / (1 + per_core * b * game.players * game.rate_hz)
+    return max(0, math.floor(n + 1e-9))
 
 
 def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
@@ -146,7 +166,8 @@ def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
         t = target_of(case, obs, infos)
         pred = M.predict(fits, game, t, top)
         out["cases"].append({"case": asdict(case), "target": asdict(t),
-                             "modes": pred["modes"], "baseline": baseline(case, infos, obs)})
+                             "modes": pred["modes"],
+                             "baseline": baseline(case, infos, obs, game)})
     if paper:
         out["paper"] = paper_sensitivity(fits[0], game, target_of(PAPER_CASE, obs, infos), top)
     out["digest"] = M.digest(out["params"], [json.dumps(i, sort_keys=True) for i in infos])
@@ -303,6 +324,10 @@ def check(predictions: dict, measured_runs: dict[str, Path], scorer: Scorer | No
     names = {c["case"]["name"] for c in predictions["cases"]}
     measured_ = {n: measured(r) for n, r in measured_runs.items() if n in names}
     out = rules.score(predictions, measured_)
+    # not a scoring rule: how far the machine moved between calibration and each run
+    out["machine_speed"] = {
+        "calibration": [i.get("machine_speed") for i in predictions["calibration"]],
+        "held_out": {n: speed_of(r) for n, r in measured_runs.items() if n in names}}
     out["scored_by"] = scorer.label if scorer else f"today's scorer ({SCORER.name})"
     return out
 
@@ -324,6 +349,21 @@ def check_lines(ch: dict) -> list[str]:
                f"{t['model']:g} guests, proportional baseline {t['baseline']:g} guests "
                f"(model {ch['digest']}). –: a lower bound beside a lower bound, no error "
                "to take.")
+    for mode, v in (ch.get("verdict") or {}).items():
+        t = ch["by_mode"][mode]
+        out.append(f"{mode} stamps: {'PASSES' if v['passes'] else 'does not pass'}: "
+                   f"{v['overlaps']} of {v['rows']} overlap (needs {v['overlaps_needed']}); "
+                   f"every interval within ±{v['width_pct_max']:g}%: "
+                   f"{'yes' if v['within_width'] else 'no'}; "
+                   f"total error {t['model']:g} against the baseline's {t['baseline']:g} "
+                   f"over {t['scored']} rows")
+    sp = ch.get("machine_speed")
+    if sp:
+        out.append("Machine speed (guests' CPU ms per 1000 inputs at the lowest count; the "
+                   "intervals do not carry it): calibration "
+                   + ", ".join("–" if v is None else f"{v:g}" for v in sp["calibration"])
+                   + "; held out " + ", ".join(f"{n} {'–' if v is None else f'{v:g}'}"
+                                               for n, v in sp["held_out"].items()))
     return out
 
 

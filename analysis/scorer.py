@@ -14,7 +14,11 @@ Rules (as of this file):
 - a lower bound beside a lower bound has no error to take (the row is unscored);
 - the baseline is scored as a prediction at its interval's middle (lo if unbounded);
 - the totals sum the absolute errors over the rows both model and baseline are
-  scored on.
+  scored on, over all rows and per mode;
+- a mode passes (`verdict`) when at least 3 of every 4 of its rows overlap (all but
+  a quarter, rounded down), every predicted interval in it is bounded and within
+  ±20% of its middle (a lower bound is not), and its total error is below the
+  baseline's on the same rows; a mode with no row scored does not pass.
 """
 
 from __future__ import annotations
@@ -44,8 +48,14 @@ def baseline_point(base: dict) -> dict:
             "capacity": mid, "at_least": hi is None}
 
 
+WIDTH_PCT = 20.0  # the most a predicted interval's half-width may be, % of its middle
+
+
 def width(pred: dict) -> float | None:
-    """Half the predicted interval's width, in percent of its midpoint."""
+    """Half the predicted interval's width, in percent of its midpoint (None for a
+    lower bound: it has no width to give)."""
+    if pred.get("at_least"):
+        return None
     mid = (pred["lo"] + pred["hi"]) / 2
     return round(100 * (pred["hi"] - pred["lo"]) / 2 / mid, 1) if mid else None
 
@@ -59,6 +69,7 @@ def score(predictions: dict, measured: dict[str, dict]) -> dict:
     (`measured[case][mode]`: lo, hi (None: at least lo), text), the errors in guests and
     percent, and the baseline's; the totals over the rows both are scored on."""
     rows, totals = [], {"model": 0.0, "baseline": 0.0}
+    by_mode: dict[str, dict] = {}
     for c in predictions["cases"]:
         meas = measured.get(c["case"]["name"])
         for mode, pred in sorted(c["modes"].items()) if meas else ():
@@ -77,10 +88,31 @@ def score(predictions: dict, measured: dict[str, dict]) -> dict:
                                                else f"{base['lo']}–{base['hi']}"),
                          "baseline_error": berr, "baseline_error_pct": _pct(berr, ref),
                          "width_pct": width(pred)})
+            t = by_mode.setdefault(mode, {"model": 0.0, "baseline": 0.0, "scored": 0})
             if err is not None and berr is not None:  # scored where both can be
-                totals["model"] += abs(err)
-                totals["baseline"] += abs(berr)
-    return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals}
+                for tot in (totals, t):
+                    tot["model"] += abs(err)
+                    tot["baseline"] += abs(berr)
+                t["scored"] += 1
+    return {"digest": predictions["digest"], "rows": rows, "total_abs_error": totals,
+            "by_mode": by_mode, "verdict": verdict(rows, by_mode)}
+
+
+def verdict(rows: list[dict], by_mode: dict[str, dict]) -> dict[str, dict]:
+    """Per mode, whether the check passes, and each of its three conditions."""
+    out = {}
+    for mode, t in sorted(by_mode.items()):
+        mine = [r for r in rows if r["mode"] == mode]
+        overlaps = sum(1 for r in mine if r["overlap"])
+        need = len(mine) - len(mine) // 4
+        narrow = all(r["width_pct"] is not None and r["width_pct"] <= WIDTH_PCT
+                     for r in mine)
+        beats = t["scored"] > 0 and t["model"] < t["baseline"]
+        out[mode] = {"overlaps": overlaps, "rows": len(mine), "overlaps_needed": need,
+                     "width_pct_max": WIDTH_PCT,
+                     "within_width": narrow, "beats_baseline": beats,
+                     "passes": overlaps >= need and narrow and beats}
+    return out
 
 
 def _text(pred: dict) -> str:

@@ -330,3 +330,56 @@ def test_the_tick_term_bounds_host_stamps_before_the_loss_limit():
     assert no_ticks["host"]["capacity"] == 90 and no_ticks["host"]["limit"] == "loss"
     censored = dataclasses.replace(p, tick_censored=True)
     assert M.predict((censored, []), game, t, 250)["modes"]["host"]["at_least"]
+
+
+def _preds(rows: list[tuple[str, dict, dict]]) -> dict:
+    """A predictions file's shape for the scorer: (case, model modes, baseline modes)."""
+    return {"digest": "d", "top": 250, "cases": [
+        {"case": {"name": n}, "modes": m, "baseline": b} for n, m, b in rows]}
+
+
+def _iv(lo: int, hi: int | None, cap: float | None = None) -> dict:
+    return {"lo": lo, "hi": hi, "capacity": cap if cap is not None else lo,
+            "at_least": hi is None, "text": f"{lo}–{hi}"}
+
+
+def test_a_mode_passes_only_on_overlap_width_and_beating_the_baseline():
+    """The second check's registered pass rule (analysis/scorer.py verdict), per mode:
+    3 of 4 rows overlap, every interval bounded within ±20%, the total error below the
+    baseline's; each condition alone can fail it."""
+    meas = {c: {"guest": _iv(lo, lo + 2)} for c, lo in
+            (("a", 10), ("b", 20), ("c", 30), ("d", 40))}
+    good = {c: {"guest": _iv(m["guest"]["lo"], m["guest"]["lo"] + 2,
+                             m["guest"]["lo"] + 1)} for c, m in meas.items()}
+    far = {c: {"guest": _iv(v["guest"]["lo"] + 5, v["guest"]["lo"] + 7)}
+           for c, v in good.items()}
+    ok = S.score(_preds([(c, good[c], far[c]) for c in meas]), meas)
+    assert ok["verdict"]["guest"]["passes"] and ok["by_mode"]["guest"]["scored"] == 4
+    # two rows that miss: 2 of 4 overlap
+    two = S.score(_preds([(c, far[c] if c in "ab" else good[c], far[c]) for c in meas]),
+                  meas)["verdict"]["guest"]
+    assert two["overlaps"] == 2 and not two["passes"]
+    # one interval too wide (10 ± 5 is ±50%)
+    wide = dict(good, a={"guest": _iv(5, 15, 11)})
+    w = S.score(_preds([(c, wide[c], far[c]) for c in meas]), meas)["verdict"]["guest"]
+    assert w["overlaps"] == 4 and not w["within_width"] and not w["passes"]
+    # a lower bound has no width, so it cannot pass the width rule
+    lb = dict(good, a={"guest": _iv(11, None)})
+    assert not S.score(_preds([(c, lb[c], far[c]) for c in meas]), meas)[
+        "verdict"]["guest"]["within_width"]
+    # the baseline as good as the model: not below it
+    tie = S.score(_preds([(c, good[c], {"guest": _iv(good[c]["guest"]["lo"],
+                                                     good[c]["guest"]["hi"])})
+                          for c in meas]), meas)["verdict"]["guest"]
+    assert not tie["beats_baseline"] and not tie["passes"]
+
+
+def test_the_baseline_is_whole_core_capacity_per_guest_core_less_the_host_side():
+    """Restricted: capacity per guest core × K; dynamic: every CPU less the host side's
+    cores at the count itself, N = r·(CPUs − a − b·rate·N) solved for N."""
+    game = M.Game("tsai2009", 20.0, 4, 20.0, 1000.0, 0.01, 50.0, (0.1, 1e-4))
+    assert F.proportional(24.0, F.Case.parse("0.45"), game, 1) == 10
+    assert F.proportional(24.0, F.Case.parse("0.8"), game, 1) == 19
+    n = F.proportional(24.0, F.Case.parse("dynamic"), game, 1)
+    exact = 24.0 * (2 - 0.1) / (1 + 24.0 * 1e-4 * 4 * 20)
+    assert n == int(exact) and abs(24.0 * (2 - game.host_cores(exact)) - exact) < 1e-6
