@@ -206,7 +206,20 @@ def cpu_figures(pdir: Path, env: dict) -> dict:
             "host_core_busy": busy(cpus("shim_cpus")),
             "guest_cpu_s": float(sum(g.get("cpu_s", 0.0) for g in guests)),
             "guest_throttled_s": float(sum(g.get("throttled_s", 0.0) for g in guests)),
-            "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values()))}
+            "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values())),
+            **run_queue_figures(guests)}
+
+
+def run_queue_figures(guests) -> dict:
+    """The guests' run-queue wait over the load (cpu.json `rq_*`, gamebed/schedwait.py):
+    the total, the number of times a guest thread got a CPU, and the mean wait per
+    wake-up over all guests' threads (NaN where the backend records none)."""
+    have = [g for g in guests if "rq_waits" in g]
+    if not have:
+        return {"rq_wait_s": np.nan, "rq_waits": np.nan, "rq_wait_per_wake_us": np.nan}
+    wait, n = sum(g["rq_wait_s"] for g in have), sum(g["rq_waits"] for g in have)
+    return {"rq_wait_s": float(wait), "rq_waits": int(n),
+            "rq_wait_per_wake_us": 1e6 * wait / n if n else np.nan}
 
 
 def analyze_point(pdir: Path) -> tuple[dict, dict]:
@@ -370,6 +383,8 @@ SUMMARY_FIELDS = (
     "app_stamp_error_mean_us", "clock_uncertainty_us", "rtt_p50_us", "rtt_p99_us",
     "update_jitter_us", "paired_stamp_error_mean_us", "paired_stamp_error_p95_us",
     "guest_cpu_s", "guest_throttled_s", "zero_stamp_inputs", "ring_drops",
+    # the guests' run-queue wait over the load (cpu.json rq_*: gamebed/schedwait.py)
+    "rq_wait_s", "rq_waits", "rq_wait_per_wake_us",
     # the path split at the host stamp (--wan): the network's share and the host's
     "inputs_host_logged", "inputs_lost_network", "inputs_lost_host", "inputs_reordered",
     *(f"net_delay_{k}_us" for k in ("mean", "p50", "p95", "p99")),

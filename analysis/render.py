@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis.capacity import capacity_text
 from analysis.point import between_loads_s
+from analysis.waits import WAIT_HEAD, wait_figures, wait_lines, wait_rows
 
 COLS = [("mode", "mode"), ("guests", "guests"), ("inputs_sent", "sent"), ("inputs_lost", "lost"),
         ("loss_ratio", "loss"), ("delay_mean_us", "delay mean µs"),
@@ -46,7 +47,9 @@ CAPTIONS = {"loss": "Inputs lost (never reached the server) per placement and mo
             "p95_delay": "95th-percentile delay with its distribution-free 95% CI",
             "stamp_error_cdf": "Stamp error at the largest guest count: 0 = the host's stamp",
             "delay_ccdf_guest": "Delay tail with guest stamps, per guest count (log-log)",
-            "delay_ccdf_host": "Delay tail with host stamps, per guest count (log-log)"}
+            "delay_ccdf_host": "Delay tail with host stamps, per guest count (log-log)",
+            "stamp_vs_wait": "Guest-stamp error against the guests' run-queue wait per "
+                             "wake-up (schedstat), per guest count"}
 TAIL_NOTE = ("p99.9 is given where a point has at least 10,000 delivered inputs ('–': too "
              "few to say); min and max are exact; the p99's CI is distribution-free.")
 
@@ -666,6 +669,10 @@ def document(rep: Report) -> list[Block]:
         out += model_blocks(rep.model)
     out += _table("Counts: why each passed or failed", "verdicts", VERDICT_HEAD,
                   verdict_rows(run), VERDICT_NOTE)
+    if (w := wait_figures(df)) is not None:
+        out += _table("Why the stamps are late", "waits", WAIT_HEAD, wait_rows(w),
+                      " ".join(wait_lines(w)) + " Guest stamps; medians over a count's "
+                      "repeats.")
     if spread := spread_rows(df):
         out += _table("Spread over repeats", "spread", SPREAD_HEAD, spread,
                       "Each figure over a count's repeated points: mean ± sd (min–max).")

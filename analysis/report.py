@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from analysis.capacity import Sla, SlaTerms, judge  # noqa: E402
 from analysis.point import analyze_point  # noqa: E402
 from analysis.records import load_json  # noqa: E402
+from analysis.waits import WaitFigures, wait_figures  # noqa: E402
 
 PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
          ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),
@@ -158,8 +159,28 @@ def _ccdf(dists: dict, mode: str) -> bytes:
     return _png(fig)
 
 
+def _waits(w: WaitFigures) -> bytes:
+    """The mean stamp error against the mean wait per wake-up, one point per count."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    x = [r.wait_per_wake_us for r in w.rows]
+    y = [r.stamp_error_mean_us for r in w.rows]
+    ax.plot(x, y, "o")
+    for r in w.rows:
+        ax.annotate(str(r.guests), (r.wait_per_wake_us, r.stamp_error_mean_us),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    top = max(x + y) if x else 1.0
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="wait = stamp error")
+    ax.set_xlabel("guests' mean run-queue wait per wake-up (µs, schedstat)")
+    ax.set_ylabel("mean stamp error, guest stamps (µs)")
+    ax.set_title("Why guest stamps are late (labels: guest count)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
 def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
           stat: str) -> dict[str, bytes]:
+    w = wait_figures(df)  # over every point, before the medians per count
     df = per_count(df)
     df = df.assign(placement_mode=df["placement"] + ", " + df["mode"] + " stamps")
     return {
@@ -174,6 +195,7 @@ def plots(df: pd.DataFrame, errors: dict, sla_us: float, sla_loss: float,
                                       ci=("delay_p95_ci_lo_us", "delay_p95_ci_hi_us"))),
         "stamp_error_cdf": _cdf(errors, int(df["guests"].max())),
         **{f"delay_ccdf_{m}": _ccdf(errors, m) for m in sorted(df["mode"].unique())},
+        **({"stamp_vs_wait": _waits(w)} if w else {}),
     }
 
 

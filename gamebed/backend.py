@@ -17,6 +17,9 @@ guests, and each guest's host-side port, named by the point's `Topology`:
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
 - `cpu_usage()`: cumulative CPU counters per guest index (gamebed.cgroups Group.usage());
+- `guest_pids()`: each guest's host processes, by guest index (its cgroup's; empty
+  where the guests are not in cgroups of ours): whose run-queue wait is recorded
+  (gamebed/schedwait.py) and whose scheduler slice --guest-slice-ms sets;
 - `memory()`: each guest's memory now, MiB of PSS per guest index (empty where the
   guests are not in cgroups of ours);
 - `environment()`: what a report must state about these guests;
@@ -92,6 +95,8 @@ class GuestBackend(Protocol):
     def stop(self) -> None: ...
 
     def cpu_usage(self) -> dict[int, dict]: ...
+
+    def guest_pids(self) -> dict[int, list[int]]: ...
 
     def memory(self) -> dict[int, float]: ...
 

@@ -406,6 +406,10 @@ def add_cpu_args(p: argparse.ArgumentParser) -> None:
                    help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
     p.add_argument("--cpu-weight", type=int, metavar="W",
                    help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
+    p.add_argument("--guest-slice-ms", type=float, metavar="X",
+                   help="every guest thread's own scheduler slice, 0.1-100 ms (Linux 6.12+ "
+                        "EEVDF, sched_setattr's sched_runtime; netns, uml), read back and "
+                        "recorded in point.json: e.g. 30 for Xen credit's slice")
     p.add_argument("--guest-cpus", type=float, metavar="K",
                    help="a smaller host, emulated: all guests together get K cores of their "
                         "CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "

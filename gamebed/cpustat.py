@@ -3,7 +3,8 @@
 `core_times()` reads each core's cumulative times from /proc/stat; `window()`
 turns two readings of cores and guests into what one point's load cost: per core
 the seconds of user, system, softirq, irq, steal and idle time, per guest its CPU
-seconds and throttled time (gamebed/cgroups.py Group.usage()).  Written as
+seconds and throttled time (gamebed/cgroups.py Group.usage()) and its threads'
+run-queue wait (gamebed/schedwait.py, `add_run_queue`).  Written as
 cpu.json in each point directory (docs/records.md).  `Settle` waits, before a
 load, until the guests' CPUs are back at their idle baseline (settle.json).
 """
@@ -15,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gamebed import schedwait
 from gamebed.cgroups import PerCpuSource, per_cpu_source
+from gamebed.schedwait import Snapshot
 
 FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
@@ -43,6 +46,15 @@ def window(cores0: dict, cores1: dict, guests0: dict, guests1: dict, seconds: fl
         c["busy_fraction"] = round(busy / seconds, 4) if seconds > 0 else None
     guests = {str(g): _delta(guests0.get(g, {}), u) for g, u in guests1.items()}
     return {"window_s": round(seconds, 3), "cores": cores, "guests": guests}
+
+
+def add_run_queue(use: dict, rq0: dict[int, Snapshot], rq1: dict[int, Snapshot]) -> None:
+    """Each guest's run-queue wait over the window (gamebed/schedwait.py) into its
+    entry of `use["guests"]`: `rq_wait_s`, `rq_waits`, `rq_threads`, `rq_exited`."""
+    for g, b in rq1.items():
+        w = schedwait.window(rq0.get(g, {}), b)
+        use["guests"].setdefault(str(g), {}).update(
+            rq_wait_s=w.wait_s, rq_waits=w.waits, rq_threads=w.threads, rq_exited=w.exited)
 
 
 def cpu_ns(source: PerCpuSource | None = None) -> list[int] | None:

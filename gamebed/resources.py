@@ -209,6 +209,10 @@ class GuestCgroups(dict):
     def memory(self) -> dict[int, float]:
         return {i: round(pss_mib(g.pids()), 1) for i, g in self.items()}
 
+    def pids(self) -> dict[int, list[int]]:
+        """Each guest's processes (its cgroup's)."""
+        return {i: g.pids() for i, g in self.items()}
+
     def charged_mib(self) -> dict[int, float]:
         """What the memory controller charges each guest (MiB)."""
         out = {}

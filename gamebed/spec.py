@@ -225,6 +225,9 @@ class ExperimentSpec:
     host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
+    # every guest thread's own EEVDF slice, ms (sched_attr.sched_runtime; Linux >= 6.12;
+    # gamebed/guestslice.py); None: the kernel's default
+    guest_slice_ms: float | None = None
     # all guests together get this many cores of their CPUs (gamebed/guestcpu.py): a
     # smaller host, emulated; None: their CPUs whole
     guest_cpus: float | None = None
@@ -290,6 +293,10 @@ class ExperimentSpec:
             problems.append("cpu_cap is a share of one CPU between 0.01 and 1.0")
         if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 65535:
             problems.append("cpu_weight is a relative weight between 1 and 65535 (256 = 1x)")
+        if self.guest_slice_ms is not None and (self.backend == "libvirt"
+                                                or not 0.1 <= self.guest_slice_ms <= 100):
+            problems.append("guest_slice_ms is a slice of 0.1 to 100 ms (the kernel's range) "
+                            f"for the {' and '.join(CAPPABLE)} backends' guest threads")
         if not 0 <= self.server_work_us <= 1e6:
             problems.append("server_work_us is CPU microseconds per player per tick, 0..1e6")
         if self.search_max is not None and (self.guest_counts is not None

@@ -188,6 +188,10 @@ def run_sweep(run: Run, resume: bool = False, overwrite: bool = False,
     if spec.searching and run.layers.search is None and not dry_run:
         raise ValueError("a searching spec (--guests auto) needs a search function")
     with _closing(run.manifest):
+        if spec.guest_slice_ms is not None and not dry_run:  # tried before anything is built
+            from gamebed.guestslice import check
+
+            check(spec.guest_slice_ms)
         old = prepare_out(run.out, spec, resume, overwrite, dry_run)
         run.out.mkdir(parents=True, exist_ok=True)
         sweep = Sweep(run, old)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
-from gamebed import cpustat
+from gamebed import cpustat, guestslice, schedwait
 from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
 from gamebed.cgroups import CgroupTree
 from gamebed.fault import FaultSchedule, parse_faults
@@ -81,6 +81,7 @@ class Testbed:
         self.ctx = ctx
         self.spec = ctx.spec  # the run's; a repeat plays its own seed (enter_mode)
         self.phases: dict[str, int] = {}  # one point's phases: CLOCK_REALTIME ns
+        self.slice: dict | None = None  # --guest-slice-ms as set and read back
         # per guest: when it joined the testbed (ns) and how many loads it has played
         self.added: dict[int, int] = {}
         self.loads: dict[int, int] = {}
@@ -178,6 +179,7 @@ class Testbed:
             stack.callback(self.backend.end)
             self.backend.begin()
             self._mark("servers_ready")
+            self.slice = self._set_slice()
             stack.callback(self._mark, "detached")
             stack.callback(self.host.detach)  # the shim goes before the servers
             self.host.marks = {}
@@ -185,6 +187,19 @@ class Testbed:
             self.phases.update(self.host.marks)
             self._mark("attached")
             self.mode_stack = stack.pop_all()
+
+    def _set_slice(self) -> dict | None:
+        """--guest-slice-ms on every thread of every guest, once its servers run (their
+        forks inherit it), each read back: point.json's `guest_slice`."""
+        ms = self.spec.guest_slice_ms
+        if ms is None:
+            return None
+        if self.ctx.runner.dry_run:
+            self.ctx.runner.echo(f"# sched_setattr sched_runtime={ms:g} ms: every thread "
+                                 f"of every {self.backend.name} guest")
+            return None
+        pids = [p for ps in self.backend.guest_pids().values() for p in ps]
+        return dataclasses.asdict(guestslice.apply(pids, ms))
 
     def _mark(self, phase: str) -> None:
         self.phases[phase] = time.time_ns()
@@ -252,18 +267,25 @@ class Testbed:
                 cores0, guests0, t0 = (cpustat.core_times(), self.backend.cpu_usage(),
                                        time.monotonic())
                 budget0 = self.budget.usage() if self.budget else {}
+                rq0 = self._run_queue()
             self._mark("client_start")
             self._play(timeout_extra)
             self._mark("client_done")
             if dry:
                 return None
+            rq1 = self._run_queue()
             use = cpustat.window(cores0, cpustat.core_times(), guests0,
                                  self.backend.cpu_usage(), time.monotonic() - t0)
+            cpustat.add_run_queue(use, rq0, rq1)
             if self.budget:
                 use["budget"] = self.budget.record(
                     budget0, self.budget.usage(),
                     sum(g.get("cpu_s", 0.0) for g in use["guests"].values()), use["window_s"])
         return use
+
+    def _run_queue(self) -> dict[int, schedwait.Snapshot]:
+        """Each guest's threads' run-queue wait so far (gamebed/schedwait.py)."""
+        return {g: schedwait.snapshot(p) for g, p in self.backend.guest_pids().items()}
 
     def _write_guests(self, memory: dict[int, float]) -> None:
         """guests.json: each guest's age at the load's start, the loads it played before
@@ -304,7 +326,10 @@ class Testbed:
 
     def environment(self) -> dict:
         cgroups = self.ctx.cgroups.describe() if self.ctx.cgroups else None
-        return {**self.host.environment(), **self.backend.environment(), "cgroups": cgroups}
+        out = {**self.host.environment(), **self.backend.environment(), "cgroups": cgroups}
+        if self.spec.guest_slice_ms is not None:
+            out["guest_slice"] = self.slice
+        return out
 
 
 def point_context(run: Run, n_guests: int, work_dir: Path, host_in_root_ns: bool,

@@ -42,15 +42,17 @@ def open_report(html: Path, screenshot: Path) -> dict:
     return facts
 
 
-def check_in_browser(html, shot):
-    """The report as Chromium shows it: capacity rows, six decoded plots, nothing fetched."""
+def check_in_browser(html, shot, waits: bool = False):
+    """The report as Chromium shows it: capacity rows, six decoded plots (seven with the
+    guests' run-queue wait recorded: `waits`), nothing fetched."""
     facts = open_report(html, shot)
     assert facts["title"] == "gamebed report"
     assert len(facts["capacity_rows"]) == 2
     assert {r.split()[0] for r in facts["capacity_rows"]} == {"guest", "host"}
     assert [i["alt"] for i in facts["imgs"]] == ["loss", "mean_delay", "p95_delay",
                                                  "stamp_error_cdf", "delay_ccdf_guest",
-                                                 "delay_ccdf_host"]
+                                                 "delay_ccdf_host"] + (
+                                                     ["stamp_vs_wait"] if waits else [])
     for img in facts["imgs"]:
         assert img["complete"] and img["w"] > 300 and img["h"] > 200 and img["shown_w"] > 0
     assert facts["fetched"] == []  # self-contained: no request leaves the page

@@ -139,6 +139,9 @@ class LibvirtGuests:
     def cpu_usage(self) -> dict[int, dict]:
         return {}  # QEMU runs under libvirtd's cgroups, not ours
 
+    def guest_pids(self) -> dict[int, list[int]]:
+        return {}  # likewise: its vCPU threads are libvirtd's
+
     def memory(self) -> dict[int, float]:
         return {}  # likewise (benchmarks/bench_vms.py weighs QEMU's RSS)
 

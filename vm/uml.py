@@ -382,6 +382,9 @@ class UmlGuests:
     def cpu_usage(self) -> dict[int, dict]:
         return self.cgroups.usage()
 
+    def guest_pids(self) -> dict[int, list[int]]:
+        return self.cgroups.pids()
+
     def memory(self) -> dict[int, float]:
         return self.cgroups.memory()
 

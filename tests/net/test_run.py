@@ -40,7 +40,9 @@ def test_two_guest_run_through_cli(two_guest_run):
     assert pts["guest"]["host_stamp_exact_fraction"] < 0.01
     # the report came at the end, regenerated from raw records alone
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and 'id="capacity"' in page
+    # 6 plots, and the stamp error against the guests' run-queue wait (analysis/waits.py)
+    assert page.count("data:image/png;base64,") == 7 and 'id="capacity"' in page
+    assert 'id="waits"' in page
     assert (out / "capacity.csv").read_text().startswith("mode,capacity")
     assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
     # 2 guests fail: capacity 0, and 1 guest was not measured, so the interval is 0–1
@@ -68,7 +70,7 @@ def test_report_of_a_real_run_in_headless_chromium(chromium_ok, two_guest_run, t
     from tests.browser import check_in_browser
 
     assert main(["report", str(two_guest_run)]) == 0
-    facts = check_in_browser(two_guest_run / "report.html", tmp_path / "run.png")
+    facts = check_in_browser(two_guest_run / "report.html", tmp_path / "run.png", waits=True)
     assert all(r.split("\t")[1].strip() for r in facts["capacity_rows"])
 
 
@@ -232,3 +234,59 @@ def test_a_testbed_grows_and_shrinks_between_points(netns_ok, tmp_path):
 
     points = resize_through(tmp_path, "netns", (1, 3, 2))
     assert [p["n"] for p in points] == [1, 3, 2]
+
+
+def test_every_point_records_its_guests_run_queue_wait(two_guest_run):
+    """cpu.json holds each guest's threads' run-queue wait over the load, read from the
+    kernel's per-thread schedstat (gamebed/schedwait.py), and the summary the mean per
+    wake-up."""
+    s = json.loads((two_guest_run / "summary.json").read_text())
+    for p in s["points"]:
+        use = json.loads((two_guest_run / p["dir"] / "cpu.json").read_text())
+        guests = use["guests"].values()
+        for g in guests:
+            assert g["rq_waits"] > 0 and g["rq_threads"] >= 1 and g["rq_wait_s"] >= 0
+        assert p["rq_waits"] == sum(g["rq_waits"] for g in guests)
+        assert p["rq_wait_per_wake_us"] == pytest.approx(  # summary.json rounds to 3 places
+            1e6 * sum(g["rq_wait_s"] for g in guests) / p["rq_waits"], abs=1e-3)
+
+
+def test_a_guest_slice_is_set_read_back_and_recorded(netns_ok, tmp_path):
+    """--guest-slice-ms 30: every guest thread reads 30 ms back, point.json records it,
+    and nothing of the run is left."""
+    from gamebed.guestslice import SliceUnsupported, check
+
+    try:
+        check(30.0)
+    except SliceUnsupported as e:
+        pytest.skip(str(e))
+    out = tmp_path / "res"
+    assert main(["run", "--backend", "netns", "--guests", "1", "--modes", "guest",
+                 "--duration", "2", "--guest-slice-ms", "30", "--no-report",
+                 "--out", str(out)]) == 0
+    (pdir,) = (out / "points").glob("guest-*")
+    sl = json.loads((pdir / "point.json").read_text())["environment"]["guest_slice"]
+    assert sl["asked_ms"] == 30.0 and sl["threads"] >= 1 and sl["read_back_ms"] == [30.0, 30.0]
+    prefix = json.loads((out / "summary.json").read_text())["prefix"]
+    assert leftovers(prefix, str(out)) == NOTHING
+
+
+def test_a_kernel_without_own_slices_is_refused_before_anything_is_built(
+        netns_ok, tmp_path, monkeypatch, capsys):
+    """Faked at the syscall's edge: a kernel that accepts a fair task's slice and keeps
+    nothing (before 6.12).  The run says so in one line, exits 2, builds nothing."""
+    from gamebed import guestslice
+
+    class Before612(guestslice.Syscalls):
+        def set(self, tid, attr):  # accepted, kept nowhere
+            pass
+    monkeypatch.setattr(guestslice, "Syscalls", Before612)
+    from gamebed.manifest import STATE_DIR
+
+    out, before = tmp_path / "res", set(STATE_DIR.glob("*.json"))
+    assert main(["run", "--backend", "netns", "--guests", "1", "--guest-slice-ms", "30",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Linux 6.12" in err[-1] and "run without --guest-slice-ms" in err[-1]
+    assert not out.exists()  # refused before the results directory was made
+    assert set(STATE_DIR.glob("*.json")) == before  # and its manifest is gone

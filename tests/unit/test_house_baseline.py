@@ -26,7 +26,10 @@ terms); every other figure is as it was.  Both dry runs were recorded again when
 cgroup went through one layer (gamebed/cgroups.py), printed as on this machine kind's
 hybrid layout: a `mkdir` of each guest's memory group, and the UML guests' cpuset
 renamed from `PREFIX-uml` to `PREFIX-guests` (the guests' parent, which a v2 guest's
-group must sit under), were their only changes."""
+group must sit under), were their only changes.  The stored runs' summary.json entries
+and points.csv were recorded again when a point gained its guests' run-queue wait
+(gamebed/schedwait.py): the columns `rq_wait_s`, `rq_waits`, `rq_wait_per_wake_us`,
+empty for these runs (recorded before the measure), were their only change."""
 
 import csv
 import re
