@@ -243,6 +243,7 @@ def report_model(run: Path, players_total: int) -> dict:
         c["hosts"] = {m: hosts_needed(players_total, players, v) for m, v in c["modes"].items()}
     f["players_total"] = players_total
     f["first_check"] = first_check()
+    f["second_check"] = second_check()
     return f
 
 
@@ -259,6 +260,24 @@ def first_check() -> dict | None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.first_check()
+
+
+SECOND_CHECK = FIRST_CHECK.parent / "second"
+
+
+def second_check() -> dict | None:
+    """The second held-out check, scored from the stored files alone by the scorer
+    registered with its predictions (its frozen copy, digest checked): predictions.json
+    and the held-out runs' measured intervals, measured.json; None where this install
+    has no benchmarks/ folder or the check has not been measured."""
+    pred_path, meas_path = SECOND_CHECK / "predictions.json", SECOND_CHECK / "measured.json"
+    if not (pred_path.exists() and meas_path.exists()):
+        return None
+    predictions = json.loads(pred_path.read_text())
+    scorer = registered_scorer(pred_path, predictions)
+    out = scorer.module.score(predictions, json.loads(meas_path.read_text()))
+    out["scored_by"] = scorer.label
+    return out
 
 
 SCORER = Path(S.__file__)

@@ -590,7 +590,25 @@ def model_blocks(m: dict) -> list[Block]:
         Block("p", paper_text(m["paper"]), id="model-paper")]
     if m.get("first_check"):
         out.append(Block("p", first_check_text(m["first_check"]), id="model-check"))
+    if m.get("second_check"):
+        out.append(Block("p", second_check_text(m["second_check"]), id="model-check2"))
     return out
+
+
+def second_check_text(c: dict) -> str:
+    """The model's second held-out check, as its registered scorer scores it."""
+    def mode(name: str, v: dict) -> str:
+        t = c["by_mode"][name]
+        return (f"{name} stamps {'pass' if v['passes'] else 'do not pass'} ({v['overlaps']} "
+                f"of {v['rows']} intervals overlap, {v['overlaps_needed']} needed; every "
+                f"interval within ±{v['width_pct_max']:g}%: "
+                f"{'yes' if v['within_width'] else 'no'}; total absolute error "
+                f"{t['model']:g} guests against the proportional baseline's "
+                f"{t['baseline']:g})")
+    return ("The model's second held-out check (docs/model.md; predictions and scorer "
+            "registered before any held-out run, git tag model-check-2-registered), scored "
+            f"by {c['scored_by']}: "
+            + "; ".join(mode(n, v) for n, v in sorted(c["verdict"].items())) + ".")
 
 
 def first_check_text(c: dict) -> str:

@@ -383,3 +383,24 @@ def test_the_baseline_is_whole_core_capacity_per_guest_core_less_the_host_side()
     n = F.proportional(24.0, F.Case.parse("dynamic"), game, 1)
     exact = 24.0 * (2 - 0.1) / (1 + 24.0 * 1e-4 * 4 * 20)
     assert n == int(exact) and abs(24.0 * (2 - game.host_cores(exact)) - exact) < 1e-6
+
+
+def test_the_second_check_is_scored_from_its_stored_files_by_its_registered_scorer():
+    """benchmarks/model_check/second: the predictions, their frozen scorer and the
+    held-out runs' measured intervals rescore to the check that was run (check.json,
+    `gamebed predict --check`'s output), and the report states each mode's verdict
+    from that registered scoring."""
+    from analysis.render import second_check_text
+
+    c = F.second_check()
+    stored = json.loads((F.SECOND_CHECK / "check.json").read_text())
+    assert c["rows"] == stored["rows"] and c["verdict"] == stored["verdict"]
+    assert c["total_abs_error"] == stored["total_abs_error"]
+    assert c["scored_by"].startswith("the registered scorer predictions.scorer.py")
+    text = second_check_text(c)
+    for mode, v in c["verdict"].items():
+        t = c["by_mode"][mode]
+        assert (f"{mode} stamps {'pass' if v['passes'] else 'do not pass'} "
+                f"({v['overlaps']} of {v['rows']} intervals overlap") in text
+        assert f"total absolute error {t['model']:g} guests against the proportional " \
+               f"baseline's {t['baseline']:g}" in text
