@@ -1,6 +1,13 @@
 """Behaviour the house refactor must keep (no privileges): the main job's dry run, and
-`gamebed report` on three stored runs (tests/data/house/: netns, 1 and 2 guests; plain,
-`--wan "delay 5ms 1ms"`, `--repeat 2`), recorded before the refactor.
+`gamebed report` on four stored runs (tests/data/house/, netns, 10 s points, 2 players
+per guest, seed 1), recorded again on the code before the third pass (f2e2f50) so
+that their counts pass and fail (before, at 3 s a point, every count was unsure):
+
+    plain    --guests 1,2                        both modes pass at 1 and 2
+    wan      --guests 1,2 --wan "delay 5ms 1ms"  both pass, judged on the host's share
+    repeat   --guests 1,2 --repeat 2 --sla-delay-ms 0.018   both fail at 1 (delay)
+    mix      --guests 2,3 --spec mix/spec.toml --mix tsai2009:1,small64:1
+             --wan "delay 5ms 1ms" (the profiles' own players)
 
     python -m tests.house_baseline --record           # write the expected dry runs
     python -m tests.house_baseline --record-reports   # the stored runs' summary entries,
@@ -19,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "house"
-RUNS = ("plain", "wan", "repeat")
+RUNS = ("plain", "wan", "repeat", "mix")
 # the main job's dry run, per backend it can resolve to
 DRY_RUNS = {"uml": ["run", "--dry-run", "--backend", "uml", "--fresh-guests"],
             "netns": ["run", "--dry-run", "--backend", "netns", "--fresh-guests"]}
