@@ -85,10 +85,10 @@ def uml_usable(spec: ExperimentSpec | None = None, progress: Callable[[str], Non
         return False, problem
     if dry_run:
         return True, "dry run: UML's prerequisites are here (no probe guest booted)"
-    from vm import uml
+    from vm import uml_probe
 
     try:
-        return True, uml.probe(spec or ExperimentSpec(), progress)
+        return True, uml_probe.probe(spec or ExperimentSpec(), progress)
     except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
         from vm.accel import first_line
 

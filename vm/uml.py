@@ -16,17 +16,18 @@ on its veth with a fixed MAC (a random one would leave the host's neighbour
 entries pointing at the previous boot), and writes results to its own host
 directory through hostfs (work directory, cgroup and namespace are the guest's
 own, so a testbed can grow and shrink).  A guest boots once; every timestamp mode
-then runs on it: the guest's agent (vm/guest/uml_agent.py) takes "run MODE"
-on its console, sets the tc BPF decoder (attached at the first run) to decode
-(host mode) or to pass every frame untouched (guest mode: as if none were there),
-and starts the game server, once: later points only tell it where their records
-go, and "flush" ends each point.  In host mode the decoder also logs the guest
-kernel's own stamp of each input beside the host's (pairs.csv).
+then runs on it: the guest's agent (vm/guest/uml_agent.py) takes a `run` request
+on its console (JSON lines, each answered: vm/guestlink.py), sets the tc BPF decoder
+(attached at the first run) to decode (host mode) or to pass every frame untouched
+(guest mode: as if none were there), and starts the game server, once: later points
+only tell it where their records go, and `flush` ends each point.  In host mode the
+decoder also logs the guest kernel's own stamp of each input beside the host's
+(pairs.csv).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 import signal
 import time
@@ -36,11 +37,14 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
-from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding, wait_for
+from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding
 from gamebed.resources import Cpuset, GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from vm import uml_image, uml_kernel
+from vm.guestlink import GuestError, GuestLink, await_replies, await_up, reason_lines
 from vm.shared import guest_link, once
+
+log = logging.getLogger(__name__)
 
 BOOT_TIMEOUT_S = 60.0  # plus 5 s per guest: they boot concurrently on the guests' cores
 TRAPS = {"seccomp": "trap to its kernel through a seccomp filter's SIGSYS (seccomp "
@@ -110,6 +114,8 @@ class UmlGuests:
         self.shared = ExitStack()  # what every guest shares: the cpuset
         self.cpuset: Cpuset | None = None
         self.procs: dict[int, ManagedProcess] = {}
+        self.links: dict[int, GuestLink] = {}  # each guest's agent (vm/guestlink.py)
+        self.flushing: dict[int, tuple[GuestLink, int]] = {}  # flush requests asked
         self.cgroups = GuestCgroups()
         self.image: uml_image.UmlImage | None = None
         self.kernel: uml_kernel.UmlKernel | None = None
@@ -164,9 +170,10 @@ class UmlGuests:
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Power these guests off (in parallel), then remove what each had."""
-        self._quit([self.procs[g.index] for g in guests if g.index in self.procs])
+        self._quit([g.index for g in guests if g.index in self.procs])
         for g in reversed(guests):
             self.procs.pop(g.index, None)
+            self.links.pop(g.index, None)
             self.cgroups.pop(g.index, None)
             self.killed.discard(g.index)
             if g.index in self.stacks:
@@ -218,6 +225,7 @@ class UmlGuests:
             cmd, c.runner, c.manifest, log_path=gdir / "console.log", name=f"uml{i}",
             how=How(3.0, stdin_pipe=True, group=True,
                     cgroups=() if c.runner.dry_run else tuple(groups))))
+        self.links[i] = GuestLink(i, self.procs[i].send, gdir / "console.log")
 
     def fault(self, f: Fault) -> None:
         """`guest`: the UML kernel's process and its helpers die (SIGKILL).  What its
@@ -238,13 +246,13 @@ class UmlGuests:
             self._wait_agents(sorted(self.killed))
         self.killed.clear()
 
-    @staticmethod
-    def _quit(procs: list[ManagedProcess]) -> None:
+    def _quit(self, indices: list[int]) -> None:
         """Ask these guests to power off (they do in parallel); each process's own exit
         then kills whatever remains of it."""
-        live = [p for p in procs if p.alive()]
-        for p in live:
-            p.send("quit")
+        live = [self.procs[i] for i in indices if self.procs[i].alive()]
+        for i in indices:
+            if self.procs[i].alive():
+                self.links[i].request("quit")
         deadline = time.monotonic() + 5.0 + 0.1 * len(live)
         for p in live:
             while p.alive() and time.monotonic() < deadline:
@@ -256,27 +264,22 @@ class UmlGuests:
         except OSError:
             return ""
 
-    def _check_alive(self, i: int, what: str) -> None:
+    def _check_alive(self, i: int, what: str = "it answered") -> None:
         if not self.procs[i].alive():
-            why = uml_kernel.reason_lines(self._console(i)) or ["(no reason on its console)"]
+            why = reason_lines(self._console(i)) or ["(no reason on its console)"]
             raise RuntimeError(f"UML guest {i} stopped before {what}: {' | '.join(why)} "
                                f"(console {self.work / f'g{i}' / 'console.log'})")
 
     def _wait_agents(self, indices: list[int]) -> None:
-        timeout = BOOT_TIMEOUT_S + 5.0 * len(indices)
-        pending = set(indices)
+        def status(up: int, total: int) -> None:
+            self.ctx.progress.status(f"{up}/{total} UML guests booted")
+        await_up([self.links[i] for i in indices], BOOT_TIMEOUT_S + 5.0 * len(indices),
+                 lambda i: self._check_alive(i, "its agent started"), status)
 
-        def booted() -> bool:
-            for i in list(pending):
-                if "GAMEBED-AGENT" in self._console(i):
-                    pending.discard(i)
-                else:
-                    self._check_alive(i, "its agent started")
-            self.ctx.progress.status(f"{len(indices) - len(pending)}/{len(indices)} UML "
-                                     "guests booted")
-            return not pending
-
-        wait_for(booted, timeout, f"{len(pending)} UML guest(s) to boot", interval=0.2)
+    def _ask(self, op: str, indices: list[int], **args: object
+             ) -> dict[int, tuple[GuestLink, int]]:
+        """One request to each of these guests' agents; what to await the replies by."""
+        return {i: (self.links[i], self.links[i].request(op, **args)) for i in indices}
 
     def _memory(self, avail0: int | None) -> dict:
         pss = list(self.cgroups.memory().values())
@@ -296,45 +299,19 @@ class UmlGuests:
     def begin(self) -> None:
         c = self.ctx
         self._reboot_killed()
-        for i, proc in self.procs.items():
-            if not c.runner.dry_run:
+        if not c.runner.dry_run:
+            for i in self.procs:
                 shutil.rmtree(self._mode_dir(i), ignore_errors=True)
-            # no idle exit: the server serves every point, each ended by collect()
-            proc.send(f"run {c.mode} 0")
+        # no idle exit: the server serves every point, each ended by collect(); each
+        # agent answers once its server is ready (a fork of the agent per guest, all on
+        # the guests' CPUs: seconds each when dozens share one core)
+        asked = self._ask("run", list(self.procs), mode=c.mode, idle_exit=0)
         self.running_mode = c.mode
         if not c.runner.dry_run:
-            self._wait_ready()
+            await_replies(asked, 30.0 + 3.0 * len(self.procs),
+                          "their game servers' start", self._check_alive)
         if self.cpuset:  # the load runs on the guests' CPUs only, every guest task
             self.cpuset.narrow(c.placement.guest_cpus)
-
-    def _wait_ready(self) -> None:
-        pending = set(self.procs)
-
-        def ready() -> bool:
-            for i in list(pending):
-                if (self._mode_dir(i) / "ready").exists():
-                    pending.discard(i)
-                else:
-                    self._check_alive(i, "its game server answered")
-            return not pending
-
-        # a fork of the agent per guest, all on the guests' CPUs: seconds each when dozens
-        # share one core
-        wait_for(ready, 30.0 + 3.0 * len(self.procs), "the UML guests' game servers",
-                 interval=0.05)
-
-    def _wait_done(self, timeout: float) -> set[int]:
-        pending = {i for i in self.procs
-                   if i not in self.killed and not (self._mode_dir(i) / "done").exists()}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for i in list(pending):
-                if (self._mode_dir(i) / "done").exists():
-                    pending.discard(i)
-                else:
-                    self._check_alive(i, "its records were written")
-            time.sleep(0.1)
-        return pending
 
     def end_load(self) -> None:
         """The load is over: every guest ends the point now (`flush`: each server writes
@@ -342,23 +319,23 @@ class UmlGuests:
         the next point) while the host side weighs and stops its own parts."""
         if self.cpuset:  # the load is over: the servers' last work may take every CPU
             self.cpuset.widen()
-        for i, proc in self.procs.items():
-            if i not in self.killed:
-                proc.send("flush")
+        self.flushing = self._ask("flush", [i for i in self.procs if i not in self.killed])
 
     def collect(self) -> None:
         """Wait for every guest's records (end_load asked for them) and move them into
         the point directory."""
-        late = self._wait_done(20.0 + 0.5 * len(self.procs))
-        if late:
-            raise RuntimeError(f"UML guests {sorted(late)} did not write their records; see "
-                               f"their consoles under {self.work}")
+        asked, self.flushing = self.flushing, {}
+        try:
+            await_replies(asked, 20.0 + 0.5 * len(self.procs), "their records written",
+                          self._check_alive)
+        except TimeoutError as e:
+            raise RuntimeError(f"{e}; see their consoles under {self.work}") from e
         self.running_mode = None
         for g in self.ctx.topo.guests:
             dest = self.ctx.dir / f"guest{g.index}"
             dest.mkdir(parents=True, exist_ok=True)
             for f in self._mode_dir(g.index).iterdir():
-                if f.name not in ("ready", "done"):
+                if f.name != "ready":
                     shutil.move(f, dest / f.name)
             gdir = self.work / f"g{g.index}"
             shutil.copy2(gdir / "console.log", dest / "console.log")
@@ -369,10 +346,14 @@ class UmlGuests:
         """After a failure mid-mode: stop the servers so the next mode can start."""
         if self.running_mode is None or self.ctx.runner.dry_run:
             return
-        for i, proc in self.procs.items():
-            if i not in self.killed:
-                proc.send("stop")
-        self._wait_done(10.0 + 0.2 * len(self.procs))
+        asked = self._ask("stop", [i for i in self.procs
+                                   if i not in self.killed and self.procs[i].alive()])
+        self.flushing = {}
+        try:  # best effort: the guests go next anyway
+            await_replies(asked, 10.0 + 0.2 * len(self.procs), "their servers stopped",
+                          lambda i: None)
+        except (TimeoutError, GuestError) as e:
+            log.warning("%s", e)
         self.running_mode = None
 
     def stop(self) -> None:
@@ -416,92 +397,3 @@ def _mem_available_mib() -> int | None:
     except OSError:
         pass
     return None
-
-
-# --- the probe behind `--backend auto`: one real guest, booted and answering -------------
-
-PROBE_CACHE = Path("/run/gamebed-uml.json")  # tmpfs: per host boot
-PROBE_TIMEOUT_S = 90.0
-
-
-def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
-    """Boot one guest (gamebed's image, the spec's kernel and mode, no network), wait for
-    its agent to answer on the console, power it off.  Returns what answered; raises with
-    the console's reason lines.  A success is cached for this host boot."""
-    from gamebed.manifest import Manifest, new_prefix
-    from gamebed.proc import Runner
-    from vm.accel import boot_id
-
-    kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
-    mode = run_mode(kernel, spec.uml_mode)
-    image = once("uml-image", lambda: uml_image.build(Runner(), progress))
-    key = {"boot_id": boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
-           "mode": mode}
-    try:
-        known = json.loads(cache.read_text())
-        if {k: known.get(k) for k in key} == key:
-            return known["detail"]
-    except (OSError, ValueError, KeyError):
-        pass
-    progress(f"uml: booting one guest to check that user-mode Linux runs here "
-             f"({kernel.info.get('release')}, {mode})")
-    manifest = Manifest(new_prefix())
-    try:
-        took = _probe_boot(kernel, image, (mode, spec.vm_memory_mib), manifest)
-    finally:
-        manifest.close()
-    detail = (f"a user-mode Linux {kernel.info.get('release')} guest ({mode}) "
-              f"booted and its agent answered in {took:.1f} s")
-    try:
-        cache.write_text(json.dumps({**key, "detail": detail}))
-    except OSError:
-        pass  # only costs the next run a probe
-    return detail
-
-
-def _probe_boot(kernel: uml_kernel.UmlKernel, image: uml_image.UmlImage,
-                how: tuple[str, int], manifest) -> float:
-    """Boot one guest in mode how[0] with how[1] MiB; seconds until its agent answered."""
-    from gamebed.proc import Runner
-
-    mode, memory_mib = how
-    runner, work = Runner(), VM_DIR / manifest.prefix / "probe"
-    with ExitStack() as stack:
-        with shielded():
-            entry = manifest.add(kind="dir", path=str(work))
-            (work / "results").mkdir(parents=True, exist_ok=True)
-
-        @stack.callback
-        @shielding
-        def _remove() -> None:
-            shutil.rmtree(work.parent, ignore_errors=True)
-            manifest.remove(entry)
-
-        console = work / "console.log"
-        cmd = [kernel.binary, f"mem={memory_mib}M", f"ubd0={work / 'cow'},{image.root}",
-               "root=/dev/ubda", "ro", "init=/sbin/gamebed-uml-init",
-               f"hostfs={work / 'results'}", "con=null", "con0=fd:0,fd:1", "quiet",
-               "gamebed.guest=0", *mode_args(mode)]
-        proc = stack.enter_context(ManagedProcess(
-            cmd, runner, manifest, log_path=console, name="uml-probe",
-            how=How(3.0, stdin_pipe=True, group=True)))
-        t0 = time.monotonic()
-        while "GAMEBED-AGENT" not in _read(console):
-            if not proc.alive() or time.monotonic() - t0 > PROBE_TIMEOUT_S:
-                why = uml_kernel.reason_lines(_read(console)) or ["no reason on its console"]
-                state = "stopped" if not proc.alive() else f"no answer in {PROBE_TIMEOUT_S:g} s"
-                raise RuntimeError(f"a probe UML guest {state}: {' | '.join(why)}")
-            time.sleep(0.1)
-        took = time.monotonic() - t0
-        proc.send("quit")
-        deadline = time.monotonic() + 10.0
-        while proc.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    return took
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vm.accel import first_line
+from vm.guestlink import reason_lines
 
 RECIPE_DIR = Path(__file__).resolve().parent / "uml-kernel"
 CACHE = Path(os.environ.get("GAMEBED_KERNEL_CACHE", "/var/cache/gamebed/uml-kernel"))
@@ -285,22 +286,6 @@ def smoke_boot(binary: Path, extra: tuple[str, ...] = (), timeout: float = 60) -
         return console
     raise RuntimeError(f"{binary} did not boot to user space (exit {r.returncode}): "
                        + (" | ".join(reason_lines(console)) or console.strip()[-300:]))
-
-
-REASON = re.compile(r"panic|fail|error|fatal|refused|not syncing|cannot|unable|^gamebed:", re.I)
-
-
-def reason_lines(console: str, most: int = 3) -> list[str]:
-    """The console lines that say why a UML kernel stopped: those before the call trace
-    that name a panic, failure or error, the last `most` of them."""
-    lines = []
-    for ln in console.splitlines():
-        s = ln.strip()
-        if re.match(r"(Call Trace|Stack:|RIP:|RSP:|Modules linked in)", s):
-            break  # the trace's own lines say nothing a reader can act on
-        if REASON.search(s):
-            lines.append(s)
-    return lines[-most:]
 
 
 def compile_source(source: Source, recipe: Recipe, work: Path, stages: Stages) -> Path:

@@ -9,6 +9,7 @@ import pytest
 
 from gamebed.spec import ExperimentSpec
 from vm import uml_kernel
+from vm.guestlink import reason_lines
 from vm.uml_kernel import Builder, Recipe, Source
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -17,7 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_reason_lines_of_a_real_amx_panic_name_the_ptrace_failure():
     """Debian bookworm's UML 6.1.176 on this AMX host, as it printed it."""
     console = (FIXTURES / "uml-6.1.176-amx-panic.console").read_text()
-    why = uml_kernel.reason_lines(console)
+    why = reason_lines(console)
     assert any("ptrace set fp regs failed, errno = 14" in ln for ln in why)
     assert any("Attempted to kill init" in ln for ln in why)
     assert not any(ln.startswith("[<") or "Call Trace" in ln for ln in why)
@@ -28,7 +29,7 @@ def test_reason_lines_take_the_kernels_own_refusal():
     console = ("Checking syscall emulation for ptrace...OK\n"
                "gamebed: the host's XSAVE area is 11008 bytes, more than this UML kernel "
                "holds (4096 bytes): build a kernel with a larger register area\n")
-    assert uml_kernel.reason_lines(console) == [console.splitlines()[1]]
+    assert reason_lines(console) == [console.splitlines()[1]]
 
 
 @pytest.mark.parametrize("names,want", [

@@ -98,4 +98,6 @@ def test_uml_dry_run_prints_guests_and_agent_commands(tmp_path, capsys):
     assert "cpu.cfs_quota_us" in out and "cpu.shares" in out
     # both modes run on the guests booted once: two agent commands each, no second boot
     # (no idle exit: one server serves both points, each ended by `flush`)
-    assert out.count("run guest 0") == 2 and out.count("run host 0") == 2
+    # (JSON-line requests, each answered: vm/guestlink.py)
+    assert out.count('"op": "run", "mode": "guest", "idle_exit": 0') == 2
+    assert out.count('"op": "run", "mode": "host", "idle_exit": 0') == 2

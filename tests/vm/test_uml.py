@@ -221,3 +221,24 @@ def test_a_mixed_uml_host_plays_each_guests_game_and_judges_each(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["profile"] for r in rows} == {"mix", "tsai2009", "tick128"}
     assert {r["sla_delay_ms"] for r in rows if r["profile"] == "tick128"} == {"0.1562"}
+
+
+def test_a_uml_agent_that_refuses_a_request_raises_on_the_host_at_once(tmp_path):
+    """A point is running on a UML guest when the host asks it to start one again
+    (begin() twice): its agent refuses, and the host raises on that reply with the
+    agent's words, not after the servers' ready timeout (30 s + 3 s a guest) nor, as
+    before the reply, on a stale ready file.  The testbed then goes, leaving nothing."""
+    skip_unless_uml()
+    from gamebed.spec import ExperimentSpec
+    from tests.support.netns import test_run
+    from vm.guestlink import GuestError
+
+    spec = ExperimentSpec(backend="uml", guest_counts=(1,), modes=("host",), duration=2)
+    run = test_run(spec, tmp_path)
+    with run.testbed(1, tmp_path / "work") as bed, bed.mode("host", tmp_path / "p"):
+        t0 = time.monotonic()
+        with pytest.raises(GuestError, match=r"UML guest 0: its agent refused `run`: "
+                                             r"a point is running"):
+            bed.backend.begin()
+        assert time.monotonic() - t0 < 30.0
+    assert leftovers(run.manifest.prefix) == NOTHING

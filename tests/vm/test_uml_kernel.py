@@ -10,7 +10,8 @@ import pytest
 import vm
 from gamebed.spec import ExperimentSpec
 from tests.support import skip_unless_uml
-from vm import uml, uml_kernel
+from vm import uml_kernel, uml_probe
+from vm.guestlink import reason_lines
 
 pytestmark = pytest.mark.uml
 HOSTFS_INIT = ("mem=64M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
@@ -42,17 +43,17 @@ def test_a_host_area_above_the_kernels_limit_is_an_error_line_not_a_panic(kernel
     line = next(ln for ln in out.splitlines() if "XSAVE area" in ln)
     assert line.startswith("gamebed: the host's XSAVE area is")
     assert "(1024 bytes)" in line
-    assert uml_kernel.reason_lines(out) == [line]
+    assert reason_lines(out) == [line]
     with pytest.raises(RuntimeError, match="more than this UML kernel holds"):
         uml_kernel.smoke_boot(kernel.binary, ("xstate_max=1024",))
 
 
 def test_auto_takes_uml_after_a_real_guest_answered(kernel, tmp_path):
     cache = tmp_path / "probe.json"
-    detail = uml.probe(ExperimentSpec(), cache=cache)
+    detail = uml_probe.probe(ExperimentSpec(), cache=cache)
     assert "booted and its agent answered" in detail
     assert kernel.digest in cache.read_text()
-    assert uml.probe(ExperimentSpec(), cache=cache) == detail  # cached for this host boot
+    assert uml_probe.probe(ExperimentSpec(), cache=cache) == detail  # cached for this host boot
 
 
 def test_auto_takes_namespaces_when_the_guest_panics_and_says_why(kernel, tmp_path):

@@ -1,24 +1,27 @@
 """Inside a UML game guest: the agent that runs the game server, point after point.
 
 Started by /sbin/gamebed-uml-init (runs as the guest's root; Python stdlib only).
-It reads one command per line from the console, a pipe from the host
-(vm/uml.py), and answers on the console with lines starting "GAMEBED-":
+It reads one JSON request per line from the console, a pipe from the host
+(vm/guestlink.py), and answers each with one line on the console once it is done,
+`GAMEBED-REPLY {"id": ID, "ok": true, ...}` or `GAMEBED-REPLY {"id": ID, "error":
+"why"}` (the host raises at once on an error, with these words):
 
     run MODE IDLE_EXIT   receive path for MODE (the tc BPF decoder on vec0, attached
                          at the first run: host decodes the trailer's stamp, guest
                          passes every frame as is), then the game server's records in
                          /mnt/results/MODE/ (the guest's host directory): one server,
                          forked at the first run, serves point after point, told
-                         (SIGUSR2) where the next point's records go.
+                         (SIGUSR2) where the next point's records go.  Answered once
+                         the server is ready for the point.
                          With IDLE_EXIT above 0 the server stops that long after the
                          last input, and its records are then written as by `flush`.
     flush                end the point: the server's records and summary out (SIGUSR1;
                          it keeps running, with a fresh game state), then, in host mode,
                          the (host stamp, guest kernel stamp) pairs the decoder logged
-                         go to pairs.csv, and agent.json and a `done` marker are
-                         written, after a sync so the host sees it all
+                         go to pairs.csv, and agent.json; answered after a sync, so the
+                         host sees it all (with the server's exit code, `rc`)
     stop                 end the server now (SIGTERM; it writes its records)
-    quit                 power the guest off
+    quit                 power the guest off (no answer: the guest's process ends)
     (end of input)       the host let go of the console (`gamebed launch`, or a killed
                          run): a running server keeps serving until it stops by itself
 
@@ -53,6 +56,14 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 def say(*words) -> None:
     print("GAMEBED-" + " ".join(str(w) for w in words), flush=True)
+
+
+class Refused(Exception):
+    """A request the agent cannot do: its words go back to the host."""
+
+
+def reply(rid, **fields) -> None:
+    print("GAMEBED-REPLY " + json.dumps({"id": rid, **fields}), flush=True)
 
 
 def cmdline() -> dict:
@@ -166,13 +177,17 @@ class Agent:
         self.decoder = False  # attached (once per boot)
         self.lock = threading.Lock()
         self.point: tuple[str, str] | None = None  # (mode, dir) the server records into
+        self.finished: int | None = None  # the last point's server exit code, once done
+        self.done_lock = threading.Lock()  # done() whole: a flush waits for the reaper's
         self.t_flush: float | None = None
         self.times: dict[str, int] = {}  # CLOCK_REALTIME ns: flush, parked, synced
 
-    def run(self, mode: str, idle_exit: str) -> None:
+    def run(self, mode: str, idle_exit: float) -> dict:
+        """Start a point in `mode`; returns once its server is ready for it."""
+        if mode not in ("guest", "host"):
+            raise Refused(f"unknown mode {mode!r}: guest or host")
         if self.point is not None:
-            say("ERROR a point is running")
-            return
+            raise Refused("a point is running")
         out = os.path.join(RESULTS, mode)
         os.makedirs(out, exist_ok=True)
         try:
@@ -182,16 +197,21 @@ class Agent:
             set_receive_path(mode)
         except (subprocess.CalledProcessError, OSError) as e:
             err = getattr(e, "stderr", None) or str(e).encode()
-            say("ERROR decoder", err.decode(errors="replace").strip()[:300])
-            return
-        self.point = (mode, out)
+            raise Refused("decoder: " + err.decode(errors="replace").strip()[:300]) from e
+        self.point, self.finished = (mode, out), None
         if self.running():  # the server of the last point: its next session goes to `out`
             with open(NEXT, "w") as f:
                 f.write(out)
             self.server.signal(signal.SIGUSR2)
         else:
-            self.start_server(out, idle_exit)
-        say("STARTED", mode)
+            self.start_server(out, str(idle_exit))
+        ready = os.path.join(out, "ready")  # the server's: it listens for the point
+        while not os.path.exists(ready):
+            if not self.running():
+                raise Refused(f"the game server exited ({self.server.returncode}) before it "
+                              "was ready: see server.log")
+            time.sleep(0.01)
+        return {"mode": mode}
 
     def start_server(self, out: str, idle_exit: str) -> None:
         c = self.cfg
@@ -236,54 +256,56 @@ class Agent:
         rc = server.wait()
         self.done(rc)
 
-    def flush(self) -> None:
+    def flush(self) -> dict:
         """End the point: the server parks (its records and summary written), then the
-        point's own files and `done`."""
-        if self.point is None:
-            say("ERROR no point is running")
-            return
-        self.t_flush, self.times = uptime(), {"flush_ns": time.time_ns()}
-        if self.running():
-            summary = os.path.join(self.point[1], "server_summary.json")
-            self.server.signal(signal.SIGUSR1)
-            while self.running() and not os.path.exists(summary):
-                time.sleep(0.01)
-            self.times["parked_ns"] = time.time_ns()
-        self.done(0 if self.running() else self.server.returncode)
+        point's own files; returns once they are synced.  A point whose server ended by
+        itself (idle exit, a crash) is done already: its exit code."""
+        if self.point is not None:
+            self.t_flush, self.times = uptime(), {"flush_ns": time.time_ns()}
+            if self.running():
+                summary = os.path.join(self.point[1], "server_summary.json")
+                self.server.signal(signal.SIGUSR1)
+                while self.running() and not os.path.exists(summary):
+                    time.sleep(0.01)
+                self.times["parked_ns"] = time.time_ns()
+            self.done(0 if self.running() else self.server.returncode)
+        with self.done_lock:  # the reaper's done(), if it ran, has finished
+            rc, self.finished = self.finished, None
+        if rc is None:
+            raise Refused("no point is running")
+        return {"rc": rc}
 
     def done(self, rc: int | None) -> None:
-        with self.lock:
-            if self.point is None:
-                return
-            mode, out = self.point
-            self.point = None
-        # when this guest got `flush`, and when its point was done
-        info = {"mode": mode, "server_rc": rc, "flush_s": self.t_flush, "uptime_s": uptime(),
-                **self.times}
-        if mode == "host":
-            try:
-                info.update(drain_pairs(os.path.join(out, "pairs.csv")))
-            except OSError as e:
-                info["pairs_error"] = str(e)
-            info["pairs_ns"] = time.time_ns()
-        with open(os.path.join(out, "agent.json"), "w") as f:
-            json.dump(info, f)
-        sync_results()  # hostfs writes back through the guest's page cache
-        with open(os.path.join(out, "done"), "w") as f:
-            f.write(f"{rc} {time.time_ns()}\n")  # the exit code, when it was synced
-            f.flush()
-            os.fsync(f.fileno())
-        say("DONE", mode, rc)
+        with self.done_lock:
+            with self.lock:
+                if self.point is None:
+                    return
+                mode, out = self.point
+                self.point = None
+            # when this guest got `flush`, and when its point was done
+            info = {"mode": mode, "server_rc": rc, "flush_s": self.t_flush,
+                    "uptime_s": uptime(), **self.times}
+            if mode == "host":
+                try:
+                    info.update(drain_pairs(os.path.join(out, "pairs.csv")))
+                except OSError as e:
+                    info["pairs_error"] = str(e)
+                info["pairs_ns"] = time.time_ns()
+            with open(os.path.join(out, "agent.json"), "w") as f:
+                json.dump(info, f)
+            sync_results()  # hostfs writes back through the guest's page cache
+            self.finished = 0 if rc is None else rc
 
     def running(self) -> bool:
         """The server runs until its waiter thread has reaped it."""
         return self.waiter is not None and self.waiter.is_alive()
 
-    def stop(self) -> None:
+    def stop(self) -> dict:
         if self.server and self.running():
             self.server.signal(signal.SIGTERM)
         if self.waiter:
             self.waiter.join(30)
+        return {"stopped": not self.running()}
 
 
 def server_parser() -> argparse.ArgumentParser:
@@ -308,26 +330,42 @@ def uptime() -> float:
         return float(f.read().split()[0])
 
 
+def serve(agent: Agent, line: str) -> bool:
+    """One request line: do it and answer.  True for `quit`."""
+    try:
+        req = json.loads(line)
+        rid, op = req["id"], req["op"]
+    except (ValueError, KeyError, TypeError):
+        reply(None, error=f"not a request (JSON with id and op): {line.strip()[:80]}")
+        return False
+    if op == "quit":
+        return True
+    try:
+        if op == "run":
+            done = agent.run(str(req.get("mode")), float(req.get("idle_exit", 0)))
+        elif op == "flush":
+            done = agent.flush()
+        elif op == "stop":
+            done = agent.stop()
+        else:
+            raise Refused(f"unknown request {op!r}: run, flush, stop or quit")
+    except Refused as e:
+        reply(rid, error=str(e))
+    except Exception as e:  # noqa: BLE001 - the host is told, the agent goes on
+        reply(rid, error=f"{type(e).__name__}: {e}")
+    else:
+        reply(rid, ok=True, **done)
+    return False
+
+
 def main() -> None:
     agent = Agent()
     say("AGENT", "up", uptime())
     quit = False
     for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "run" and len(words) == 3:
-            agent.run(words[1], words[2])
-        elif words[0] == "flush":
-            agent.flush()
-        elif words[0] == "stop":
-            agent.stop()
-            say("STOPPED")
-        elif words[0] == "quit":
+        if line.strip() and serve(agent, line):
             quit = True
             break
-        else:
-            say("ERROR unknown command", line.strip()[:80])
     if quit:
         agent.stop()
     elif agent.waiter:  # the host closed the console (launch): serve until the end
