@@ -1,6 +1,6 @@
 """Where a sweep's wall time goes, and how much is left (no privileges).
 
-A point's phases (phases.json, CLOCK_REALTIME ns, hostside/testbed.py) become its
+A point's phases (phases.json, CLOCK_REALTIME ns, vm/testbed.py) become its
 budget: settle (servers resumed, stamper and shim attached, the guests' CPUs back at
 their idle baseline), load (the client: clock sync, play, last updates), collect
 (CPU read, shim stopped and stamper detached while every guest writes its records,
@@ -80,9 +80,11 @@ class Eta:
         return self.duration + max(0.0, a + b * n)
 
     def boot_s(self, new_guests: int, booted: list[tuple[int, float]]) -> float:
-        """`booted`: (guests booted, seconds) of the counts so far."""
-        guests = sum(g for g, _ in booted)
-        per = sum(s for _, s in booted) / guests if guests else self.boot_s_per_guest
+        """`booted`: (guests booted, seconds) of the counts so far; a count that shrank
+        its testbed booted none, so only the counts that grew say what a boot costs."""
+        grew = [(g, s) for g, s in booted if g > 0]
+        guests = sum(g for g, _ in grew)
+        per = sum(s for _, s in grew) / guests if guests else self.boot_s_per_guest
         return 1.0 + per * max(0, new_guests)
 
     def remaining(self, plan: list[tuple[int, int, int]], points: list[dict],

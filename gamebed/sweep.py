@@ -309,7 +309,8 @@ class Sweep:
         bed = self._testbed(n_guests, reuse)
         boot = round(time.monotonic() - tb, 1)
         self.summary.setdefault("build_s", {})[str(n_guests)] = boot
-        self.booted.append((n_guests - before, boot))
+        if n_guests > before:  # a shrink stops guests: it boots none (Eta.boot_s)
+            self.booted.append((n_guests - before, boot))
         if not run.dry_run:
             same_guest_kernel(self.summary, bed, run.out)
         if reuse and n_guests > before and todo and spec.warm_up_s > 0:

@@ -61,6 +61,17 @@ def test_eta_guesses_before_any_point():
     assert eta.boot_s(5, []) == 11.0
 
 
+def test_a_shrinking_count_boots_nothing_and_the_boot_estimate_stays_positive():
+    """A search that shrinks its testbed (48 guests, then 24) stops guests, it boots
+    none: the boot estimate per guest is over the counts that grew alone (before, the
+    shrink's -24 guests made it negative)."""
+    eta = Eta(10.0, boot_s_per_guest=2.0)
+    grew = [(8, 16.0), (40, 80.0)]  # 2 s a guest
+    assert eta.boot_s(4, [*grew, (-24, 3.0)]) == eta.boot_s(4, grew) == 9.0
+    assert eta.boot_s(4, [(8, 16.0), (-40, 1.0)]) == 9.0  # not -0.5 s a guest
+    assert eta.boot_s(4, [(-8, 1.0)]) == 9.0  # nothing booted yet: the backend's guess
+
+
 class FakeCpus:
     """cpuacct's per-CPU nanoseconds: CPU 1 is busy by `busy` (a list, one per window)."""
 
