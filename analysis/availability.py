@@ -44,10 +44,12 @@ def _answered(updates: pd.DataFrame, guest: int, after_ns: int | None) -> int | 
     return int(later.min()) if len(later) else None
 
 
-def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
-    """The availability figures of a point: always per guest; with faults.json also the
-    faults' losses, apart from load's, and each fault's time until answered again.
-    `inputs_lost_fault` is 0 and `faults` empty in a point without faults."""
+def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame,
+                  guests: list[int] | None = None) -> dict:
+    """The availability figures of a point (of its `guests`, all where None): always
+    per guest; with faults.json also the faults' losses, apart from load's, and each
+    fault's time until answered again.  `inputs_lost_fault` is 0 and `faults` empty in
+    a point without faults."""
     per = by_guest(j)
     sent = int(per["sent"].sum())
     row = {"availability": float(per["delivered"].sum() / sent) if sent else np.nan,
@@ -55,6 +57,9 @@ def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
                                      for g, a in per["availability"].items()},
            "inputs_lost_fault": 0, "faults": []}
     rec = load_json(Path(pdir) / FAULTS_FILE, {}) or {}
+    if guests is not None:  # a mixed profile's: the faults of its own guests
+        rec = {**rec, "faults": [f for f in rec.get("faults") or ()
+                                 if int(f["guest"]) in guests]}
     if not rec.get("faults"):
         return row
     lost = ~j["delivered"].to_numpy(bool)

@@ -250,7 +250,7 @@ LOAD_BOUND_RULE = "client p99 send lateness > 200 µs or the host side's CPU > 9
 
 
 def _load_bound(g: pd.DataFrame) -> pd.Series:
-    """Points whose load generator was the bottleneck (analysis/point.py load_figures);
+    """Points whose load generator was the bottleneck (analysis/load.py load_figures);
     points recorded before the rule existed have no such column and count as valid."""
     if "load_bound" not in g.columns:
         return pd.Series(False, index=g.index)

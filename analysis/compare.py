@@ -9,7 +9,7 @@ duration, seed) are refused unless asked, naming the field, since a difference i
 delay would then say nothing about the testbeds.
 
 The same code measures differently on different hours: the guests' CPU cost moves
-with the machine.  Each run's speed (analysis/point.py machine_speed: the guests' CPU
+with the machine.  Each run's speed (analysis/load.py machine_speed: the guests' CPU
 per 1000 inputs at the lowest count) is given beside its capacity, and each run's
 capacity is set against the first run's scaled by their speeds (capacity goes
 inversely with a guest's cost): "explained by speed" where the two intervals
@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.capacity import Sla, SlaTerms, capacity_text, judge  # noqa: E402
-from analysis.point import machine_speed  # noqa: E402
+from analysis.load import machine_speed  # noqa: E402
 from analysis.records import load_json  # noqa: E402
 from analysis.report import _png, analyze, per_count  # noqa: E402
 

@@ -21,11 +21,12 @@ import importlib.util
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
 from analysis import model as M
+from analysis import modelruns as R
 from analysis import scorer as S
 from analysis.capacity import Sla, capacity_text, judge
 from analysis.records import load_json
@@ -73,12 +74,16 @@ def memory_mib() -> float:
     return 0.0
 
 
-def calibrate(runs: list[Path]) -> tuple[list[M.Obs], M.Game, list[dict]]:
-    """Every point of the calibration runs, their game and each run's recorded share."""
-    game = M.game_of(runs)
+def calibrate(runs: list[Path], sla: Sla | None = None
+              ) -> tuple[list[M.Obs], M.Game, list[dict]]:
+    """Every point of the calibration runs, their game and each run's recorded share;
+    the game judged by `sla`'s delay and loss limits where given (else the runs')."""
+    game = R.game_of(runs)
+    if sla is not None:
+        game = replace(game, sla_delay_us=sla.delay_us, sla_loss=sla.loss)
     obs, infos = [], []
     for i, r in enumerate(runs):
-        o, info = M.observations(r, game, i)
+        o, info = R.observations(r, game, i)
         if info["spec"].get("profile") != game.profile or info["spec"].get("mix"):
             raise ValueError(f"{r}: calibration runs play one game, all the same "
                              f"({game.profile}), not a mix")
@@ -149,13 +154,14 @@ def proportional(per_core: float, case: Case, game: M.Game, base_cores: int) -> 
 
 
 def forecast(runs: list[Path], cases: list[Case], memory: float | None = None,
-             top: int = MAX_GUESTS, paper: bool = False) -> dict:
+             top: int = MAX_GUESTS, paper: bool = False, sla: Sla | None = None) -> dict:
     """Each case's prediction per mode (interval, what limits it), the baseline, and the
     fitted model with its digest; with `paper`, how a guest's cost alone moves the
-    paper setup's prediction (`paper_sensitivity`, on the same fit)."""
+    paper setup's prediction (`paper_sensitivity`, on the same fit); under `sla`'s
+    delay and loss limits where given, else the runs' own."""
     for r in runs:
         run_summary(r)
-    obs, game, infos = calibrate(runs)
+    obs, game, infos = calibrate(runs, sla)
     mem = memory or memory_mib()
     top = min(top, M.memory_limit(game, mem))
     out = {"model_version": M.MODEL_VERSION, "game": asdict(game), "calibration": infos,
@@ -231,17 +237,24 @@ PAPER_CASE = Case("3 (the paper's)", 3.0)  # Tsai 2009, 6.6.1: dom0 on 1 core, g
 PAPER_CAPACITY = {"guest": 30, "host": 44}
 
 
-def report_model(run: Path, players_total: int) -> dict:
+def report_model(run: Path, players_total: int, sla: Sla | None = None) -> dict:
     """The report's model section: the run's own host and the paper's, predicted from the
-    run alone, with the hosts needed for `players_total` players; or why not."""
+    run alone under the report's SLA `sla` (else the run's), with the hosts needed for
+    `players_total` players; or why not.  The model predicts the mean delay under the
+    players' terms (its tick limit: docs/model.md), so other terms get no section."""
+    if sla is not None and (sla.stat != "mean" or sla.terms != "players"):
+        return {"error": f"the model predicts the mean delay under the players' terms; "
+                         f"this report's SLA is the {sla.stat} delay under the {sla.terms}' "
+                         "terms (report again without --sla-stat / --sla-terms for it)"}
     try:
-        f = forecast([Path(run)], [own_case(run), PAPER_CASE], paper=True)
+        f = forecast([Path(run)], [own_case(run), PAPER_CASE], paper=True, sla=sla)
     except (ValueError, KeyError, FileNotFoundError) as e:
         return {"error": str(e)}
     players = f["game"]["players"]
     for c in f["cases"]:
         c["hosts"] = {m: hosts_needed(players_total, players, v) for m, v in c["modes"].items()}
     f["players_total"] = players_total
+    f["sla"] = {"delay_ms": f["game"]["sla_delay_us"] / 1000.0, "loss": f["game"]["sla_loss"]}
     f["first_check"] = first_check()
     f["second_check"] = second_check()
     return f
@@ -290,7 +303,8 @@ def sha256(path: Path) -> str:
 def register(f: dict, path: Path) -> Path:
     """predictions.json: every predicted interval and the model's digest, to commit
     before any held-out run is measured, with its provenance (the commit and whether
-    the tree was dirty, the sha256 of the model's and the scorer's code) and a frozen
+    the tree was dirty, the sha256 of the model's code, of its reading of runs and of
+    the scorer's code) and a frozen
     copy of the scorer beside it (`<stem>.scorer.py`), which --check scores with."""
     from gamebed.sweep import provenance
 
@@ -299,6 +313,7 @@ def register(f: dict, path: Path) -> Path:
     frozen = path.with_name(f"{path.stem}.scorer.py")
     shutil.copyfile(SCORER, frozen)
     f = {**f, "provenance": {**provenance(), "model_sha256": sha256(Path(M.__file__)),
+                             "model_runs_sha256": sha256(Path(R.__file__)),
                              "scorer_file": frozen.name, "scorer_sha256": sha256(frozen)}}
     path.write_text(json.dumps(f, indent=1, sort_keys=True) + "\n")
     return path

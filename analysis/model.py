@@ -25,7 +25,9 @@ docs/model.md explains it in a page.  In short, per mode and for the run's game:
   a grid.
 
 A mode's capacity is the largest count before the first one predicted to break the
-SLA; its interval comes from refitting on bootstrap resamples of the points.
+SLA; its interval comes from refitting on bootstrap resamples of the points.  What
+the model reads of a run (its points as observations, the game) is in
+analysis/modelruns.py.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from analysis.capacity import verdict
-from analysis.records import load_json
 from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
 
 MODEL_VERSION = 2  # 2: the tick term (the players' SLA)
@@ -126,92 +127,8 @@ class Target:
         return c, min(1.0, self.cores * self.k_ratio / c)
 
 
-# -- reading a run -----------------------------------------------------------------------
-
-def _budget(pdir: Path) -> dict:
-    return (load_json(pdir / "cpu.json", {}) or {}).get("budget") or {}
-
-
-def run_share(points: list[dict], results: Path) -> tuple[float, int, str]:
-    """(k, c, how): the share of each guest CPU a run's guests could have, as recorded.
-    A budget's: the median `share` (weight) or use (quota) at the points where the
-    guests took what they were given; else the asked share; no budget: 1."""
-    recs = [_budget(results / p["dir"]) for p in points if p.get("dir")]
-    recs = [r for r in recs if r]
-    if not recs:
-        return 1.0, 0, "no budget"
-    c, asked = len(recs[0]["cpus"]), recs[0]["per_cpu"]
-    full = [r for r in recs if (r.get("cores_used") or 0) >= 0.9 * asked * c]
-    if recs[0]["by"] == "weight":
-        got = [r["share"] for r in full if r.get("share") is not None]
-    else:
-        got = [r["cores_used"] / c for r in full]
-    if not got:
-        return asked, c, f"asked {asked:g} (no point used it all)"
-    return float(np.median(got)), c, f"recorded at {len(got)} point(s)"
-
-
-def _guest_cpus(env: dict, spec: dict) -> int:
-    text = str(env.get("guest_cpus") or "")
-    listed = [x for x in text.split(",") if x.strip().isdigit()]
-    if listed:
-        return len(listed)
-    return int(env.get("cpus_usable") or env.get("cpus") or 1)
-
-
-def observations(results: Path, game: Game, run: int = 0) -> tuple[list[Obs], dict]:
-    """Every point of a finished run (summary.json, each point's point.json and cpu.json),
-    and the run's spec and recorded share.  Where the host side shared the guests' CPUs
-    (dynamic placement) its cores, by the game's host-side line, are not the guests'."""
-    results = Path(results)
-    summary = load_json(results / "summary.json")
-    if not summary or not summary.get("points"):
-        raise FileNotFoundError(f"{results}: no summary.json with points; give a finished "
-                                "`gamebed run` directory")
-    spec = summary.get("spec", {})
-    k, c_budget, how = run_share(summary["points"], results)
-    out = []
-    for p in summary["points"]:
-        pmeta = load_json(results / p["dir"] / "point.json", {}) or {}
-        env = pmeta.get("environment", {})
-        c = c_budget or _guest_cpus(env, spec)
-        used = p.get("guest_cpu_s", 0.0) / max(p.get("budget_s", {}).get("load", 0.0) or
-                                               _window(results / p["dir"]), 1e-9)
-        supply = c * k
-        if env.get("placement") == "dynamic":
-            supply = max(0.1, c - game.host_cores(int(p["guests"])))
-        out.append(Obs(run, p["mode"], int(p["guests"]), c, k, supply, used,
-                       float(p.get("tick_hz_achieved") or 0.0),
-                       float(p.get("delay_mean_us") or np.nan),
-                       float(p.get("loss_ratio") or 0.0), bool(p.get("load_bound")),
-                       tick_verdict(p, game.tick_hz)))
-    return out, {"spec": spec, "share": k, "share_how": how, "dir": str(results)}
-
-
-def _window(pdir: Path) -> float:
-    return float((load_json(pdir / "cpu.json", {}) or {}).get("window_s") or 0.0)
-
-
-def game_of(results: list[Path]) -> Game:
-    """The game the runs played, its SLA, the most memory a guest took, and the host
-    side's CPU per input (restricted points: its own core's busy share)."""
-    summary = load_json(Path(results[0]) / "summary.json")
-    s = summary["spec"]
-    pss, xs, ys = [], [], []
-    for r in results:
-        for p in load_json(Path(r) / "summary.json")["points"]:
-            g = load_json(Path(r) / p["dir"] / "guests.json", {}) or {}
-            pss += [v["pss_mib"] for v in g.values() if v.get("pss_mib")]
-            if p.get("host_core_busy") is not None and p.get("input_rate_achieved"):
-                xs.append(p["input_rate_achieved"] * p["guests"] * s["players"])
-                ys.append(p["host_core_busy"])
-    a, b = _line(np.array(xs), np.array(ys)) if len(xs) >= 2 else (0.0, 0.0)
-    return Game(s.get("profile", "?"), float(s["tick_hz"]), int(s["players"]),
-                float(s["rate"]), float(s["sla_delay_ms"]) * 1000.0, float(s["sla_loss"]),
-                float(max(pss)) if pss else 64.0, (a, b))
-
-
-def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the least-squares line y = a + b·x (b = 0 where x has one value)."""
     if len(np.unique(x)) < 2:
         return float(np.mean(y)) if len(y) else 0.0, 0.0
     b, a = np.polyfit(x, y, 1)
@@ -258,7 +175,7 @@ def fit_demand(obs: list[Obs], tick_hz: float) -> tuple[float, float]:
     if not pts:
         raise ValueError("no calibration point whose guests had CPU to spare: measure "
                          "fewer guests (e.g. --guests auto)")
-    return _line(np.array([o.guests for o in pts], float),
+    return line_fit(np.array([o.guests for o in pts], float),
                  np.array([o.used / o.guests for o in pts]))
 
 

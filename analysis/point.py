@@ -8,34 +8,29 @@ all come from it.  `play_summary` is `gamebed play`'s summary.json.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.availability import fault_figures
+from analysis.load import client_figures, cpu_figures, host_side_counts, load_figures, pct
 from analysis.records import (
     add_delays,
     interarrival_cv,
     join_inputs,
     load_json,
     load_point,
-    read_csv,
     update_jitter_us,
     update_loss,
     update_rates,
 )
 from analysis.stats import batch_ids, batch_ratio_ci, ccdf_points, describe, describe_series
-from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
 
 def _us(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x) / 1e3, 3)
-
-
-def _pct(s: pd.Series, q: float) -> float:
-    s = s.dropna()
-    return float(np.percentile(s.to_numpy(dtype="float64"), q)) if len(s) else float("nan")
 
 
 def _dropped(point_dir: Path) -> dict[str, int]:
@@ -67,10 +62,10 @@ def play_summary(point_dir: Path, client: dict, dispatch: str) -> dict:
         "updates_per_second": round(float(rates.mean()), 3) if len(rates) else 0.0,
         "update_jitter_us": _us(update_jitter_us(upd) * 1e3),
         "update_loss_ratio": round(update_loss(upd), 6) if len(upd) else None,
-        "rtt_p50_us": _us(_pct(rtt, 50)),
-        "rtt_p99_us": _us(_pct(rtt, 99)),
-        "schedule_lateness_p50_us": _us(_pct(rec["client"]["lateness_ns"], 50)),
-        "schedule_lateness_p99_us": _us(_pct(rec["client"]["lateness_ns"], 99)),
+        "rtt_p50_us": _us(pct(rtt, 50)),
+        "rtt_p99_us": _us(pct(rtt, 99)),
+        "schedule_lateness_p50_us": _us(pct(rec["client"]["lateness_ns"], 50)),
+        "schedule_lateness_p99_us": _us(pct(rec["client"]["lateness_ns"], 99)),
         "dropped": _dropped(point_dir),
         "clock_offset_ns": sync0.get("offset_ns"),
         "clock_uncertainty_ns": sync0.get("uncertainty_ns"),
@@ -188,40 +183,6 @@ def paired(pdir: Path, j: pd.DataFrame) -> dict:
     return row
 
 
-def cpu_figures(pdir: Path, env: dict) -> dict:
-    """What the load cost (cpu.json): the guests' cores' busy share, the host side's
-    core, and the guests' CPU seconds and throttled time."""
-    use = load_json(Path(pdir) / "cpu.json")
-    if not use:
-        return {}
-    def busy(cpus) -> float:
-        vals = [use["cores"].get(f"cpu{c}", {}).get("busy_fraction") for c in cpus]
-        vals = [v for v in vals if v is not None]
-        return float(np.mean(vals)) if vals else np.nan
-    def cpus(key) -> list[int]:
-        text = env.get(key) or ""
-        return [int(x) for x in str(text).split(",") if x.strip().isdigit()]
-    guests = use.get("guests", {}).values()
-    return {"guest_cores_busy": busy(cpus("guest_cpus")),
-            "host_core_busy": busy(cpus("shim_cpus")),
-            "guest_cpu_s": float(sum(g.get("cpu_s", 0.0) for g in guests)),
-            "guest_throttled_s": float(sum(g.get("throttled_s", 0.0) for g in guests)),
-            "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values())),
-            **run_queue_figures(guests)}
-
-
-def run_queue_figures(guests) -> dict:
-    """The guests' run-queue wait over the load (cpu.json `rq_*`, gamebed/schedwait.py):
-    the total, the number of times a guest thread got a CPU, and the mean wait per
-    wake-up over all guests' threads (NaN where the backend records none)."""
-    have = [g for g in guests if "rq_waits" in g]
-    if not have:
-        return {"rq_wait_s": np.nan, "rq_waits": np.nan, "rq_wait_per_wake_us": np.nan}
-    wait, n = sum(g["rq_wait_s"] for g in have), sum(g["rq_waits"] for g in have)
-    return {"rq_wait_s": float(wait), "rq_waits": int(n),
-            "rq_wait_per_wake_us": 1e6 * wait / n if n else np.nan}
-
-
 def analyze_point(pdir: Path) -> tuple[dict, dict]:
     """One point's row (mode, count, setup and every figure) and its distributions:
     `stamp_error` (every delivered input's, µs) and `delay_ccdf` (x µs, P(delay > x))."""
@@ -233,22 +194,9 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     jd = add_delays(j)
-    row, errors = figures(jd, updates)
+    row, errors = guest_figures(Inputs(pdir, meta, jd, updates))
     if (meta.get("spec") or {}).get("mix"):  # a mixed host: each profile's own figures
         row["profiles"] = profile_entries(jd, updates, meta, pdir)
-    row.update(fault_figures(pdir, j, updates))
-    sent, fault = row["inputs_sent"], row["inputs_lost_fault"]
-    if sent:  # the SLA's loss is load's: a fault's losses are counted apart
-        row["loss_ratio"] = (row["inputs_lost"] - fault) / sent
-    if row.get("inputs_host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
-        row["host_loss_ratio"] = (max(0, row["inputs_lost_host"] - fault)
-                                  / row["inputs_host_logged"])
-    if len(j):  # when the load ran: its first and last input's send time
-        row["load_first_send_ns"] = int(j["send_ns"].min())
-        row["load_last_send_ns"] = int(j["send_ns"].max())
-        row.update(tick_row(pdir, meta, updates, j))
-    if fault and "loss_ci_lo" in row:  # a fault's losses are not load's: Wilson's then
-        del row["loss_ci_lo"], row["loss_ci_hi"]
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     cpu = cpu_figures(pdir, env)
     out = {"mode": meta.get("mode"), "guests": meta.get("guests"),
@@ -262,60 +210,39 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     return out, {"stamp_error": errors, "delay_ccdf": tail}
 
 
-def client_figures(pdir: Path) -> dict:
-    """From client_summary.json: the time from an input's header stamp to its hand-over
-    to the kernel (build and encryption: not part of the delay), and the guests whose
-    clock the sync could not reach (their guest-clock stamps are not moved)."""
-    c = load_json(Path(pdir) / "client_summary.json", {}) or {}
-    enc = c.get("encode") or {}
-    unsynced = sorted(int(g) for g, v in (c.get("clock_sync") or {}).items()
-                      if v.get("offset_ns") is None)
-    return {"encode_p50_us": enc.get("p50_us"), "encode_p99_us": enc.get("p99_us"),
-            "clock_unsynced": unsynced}
+@dataclass(frozen=True)
+class Inputs:
+    """A point's joined, delayed inputs and its updates, with where they came from."""
+
+    pdir: Path
+    meta: dict
+    jd: pd.DataFrame
+    updates: pd.DataFrame
 
 
-LATENESS_LIMIT_US = 200.0  # the client's p99 send lateness beyond which it is the bottleneck
-HOST_BUSY_LIMIT = 0.9  # the host side's core share beyond which it is
-
-
-def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
-    """Did the game run as its profile says, and was the load generator the bottleneck?
-    The servers' achieved tick rate (their mean) and largest p99 gap between ticks, the
-    players' achieved input rate, the client's p99 send lateness, and `load_bound`: a
-    point whose client was late by more than LATENESS_LIMIT_US at p99 or whose host core
-    was more than HOST_BUSY_LIMIT busy measured the client as much as the guests: the
-    judge counts it neither as a pass nor as a fail (analysis/capacity.py verdicts)."""
-    pdir = Path(pdir)
-    ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
-    rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]
-    gaps = [t["tick_gap_p99_ms"] for t in ticks if t.get("tick_gap_p99_ms") is not None]
-    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, ("lateness_ns",))["lateness_ns"]
-    late_p99 = _pct(late.dropna().astype("float64"), 99) / 1e3 if len(late) else np.nan
-    spec, n = meta.get("spec") or {}, meta.get("guests") or 0
-    want = spec.get("players", 0) * n * spec.get("duration", 0)
-    bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US)
-                 or (host_busy is not None and np.isfinite(host_busy)
-                     and host_busy > HOST_BUSY_LIMIT))
-    return {"tick_hz_achieved": float(np.mean(rates)) if rates else np.nan,
-            "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
-            "input_rate_achieved": len(late) / want if want else np.nan,
-            "send_lateness_p99_us": late_p99, "load_bound": bound}
-
-
-def tick_hz_by_guest(meta: dict) -> dict[int, float]:
-    """Each guest's tick rate: the run's game's, or in a mix its profile's."""
-    spec, n = meta.get("spec") or {}, int(meta.get("guests") or 0)
-    rate = float(spec.get("tick_hz", 20.0))
-    out = dict.fromkeys(range(n), rate)
-    if spec.get("mix"):
-        from analysis.mix import profile_guests
-        from gamebed.spec import ExperimentSpec
-
-        known = ExperimentSpec.from_dict({k: v for k, v in spec.items()
-                                          if k != "mix"}).known_profiles()
-        for name, guests in profile_guests(spec, n).items():
-            out.update(dict.fromkeys(guests, float(known[name].tick_hz)))
-    return out
+def guest_figures(i: Inputs, guests: list[int] | None = None) -> tuple[dict, np.ndarray]:
+    """The figures of `guests` (all where None) and their stamp errors: a point's row
+    and each mixed profile's are this one record over fewer guests, so a loss or a
+    ratio derived here reaches both alike."""
+    jd, updates = i.jd, i.updates
+    if guests is not None:
+        jd = jd[jd["guest"].isin(guests)]
+        updates = updates[updates["guest"].isin(guests)]
+    row, errors = figures(jd, updates)
+    row.update(fault_figures(i.pdir, jd, updates, guests))
+    fault = row["inputs_lost_fault"]
+    if row["inputs_sent"]:  # the SLA's loss is load's: a fault's losses are counted apart
+        row["loss_ratio"] = (row["inputs_lost"] - fault) / row["inputs_sent"]
+    if row.get("inputs_host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
+        row["host_loss_ratio"] = (max(0, row["inputs_lost_host"] - fault)
+                                  / row["inputs_host_logged"])
+    if len(jd):  # when the load ran: its first and last input's send time
+        row["load_first_send_ns"] = int(jd["send_ns"].min())
+        row["load_last_send_ns"] = int(jd["send_ns"].max())
+        row.update(tick_row(i.pdir, i.meta, i.updates, i.jd, guests))
+    if fault and "loss_ci_lo" in row:  # a fault's losses are not load's: Wilson's then
+        del row["loss_ci_lo"], row["loss_ci_hi"]
+    return row, errors
 
 
 def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
@@ -325,6 +252,8 @@ def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
     from analysis import ticks
 
     window = (int(j["send_ns"].min()), int(j["send_ns"].max()))
+    from analysis.mix import tick_hz_by_guest
+
     rates = tick_hz_by_guest(meta)
     u = updates if guests is None else updates[updates["guest"].isin(guests)]
     jj = j if guests is None else j[j["guest"].isin(guests)]
@@ -346,32 +275,20 @@ def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
 
 
 def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict,
-                    pdir: Path | None = None) -> dict:
-    """A mixed point's summary entry per profile, over that profile's guests only
-    (analysis/mix.py judges each under its own SLA)."""
-    from analysis.mix import profile_guests
+                    pdir: Path) -> dict:
+    """A mixed point's summary entry per profile: the point's figures over that
+    profile's guests only (analysis/mix.py judges each under its own SLA)."""
+    from analysis.mix import players_by_guest, profile_guests
 
     out = {}
+    players = players_by_guest(meta)
+    duration = float((meta.get("spec") or {}).get("duration", 0))
     for name, guests in profile_guests(meta["spec"], int(meta["guests"])).items():
-        sub = jd[jd["guest"].isin(guests)]
-        fig, _ = figures(sub, updates[updates["guest"].isin(guests)])
-        if fig.get("inputs_sent"):
-            fig["loss_ratio"] = fig["inputs_lost"] / fig["inputs_sent"]
-        if pdir is not None and len(jd):
-            fig.update(tick_row(pdir, meta, updates, jd, guests))
+        fig, _ = guest_figures(Inputs(pdir, meta, jd, updates), guests)
+        want = sum(players[g] for g in guests) * duration
+        fig["input_rate_achieved"] = fig["inputs_sent"] / want if want else np.nan
         out[name] = {"guest_indices": guests, **summary_entry(fig)}
     return out
-
-
-def host_side_counts(pdir: Path) -> dict:
-    """From shim_summary.json: inputs that left the host with a zero stamp (receive
-    stamps were off) and ground-truth records the stamper's full ring dropped; both
-    must be 0 (docs/records.md)."""
-    shim = load_json(Path(pdir) / "shim_summary.json", {}) or {}
-    if not shim:
-        return {}
-    return {"zero_stamp_inputs": int(shim.get("zero_stamp_inputs", 0)),
-            "ring_drops": int(shim.get("ring_drops", 0))}
 
 
 # the figures of a point's row that summary.json keeps, by the row's own names
@@ -463,27 +380,3 @@ def summarizer(capture: bool = False):
     return summarize
 
 
-def between_loads_s(points: list[dict]) -> list[float]:
-    """Seconds from one point's last input to the next point's first, in the order the
-    points were measured (summary.json's): what a sweep spends between its loads."""
-    times = [(p["load_first_send_ns"], p["load_last_send_ns"]) for p in points
-             if p.get("load_first_send_ns") and p.get("load_last_send_ns")]
-    return [round((b[0] - a[1]) / 1e9, 2) for a, b in zip(times, times[1:], strict=False)]
-
-
-def machine_speed(points: list[dict]) -> dict | None:
-    """How fast this machine ran the guests, for comparing runs: the guests' CPU ms per
-    1000 inputs at the run's lowest count (its points in both modes, repeats pooled),
-    where the guests had CPU to spare and the figure is the cost of the work alone.
-    `report A B` weighs capacity differences against it (analysis/compare.py)."""
-    ok = [p for p in points if p.get("guest_cpu_s") and p.get("inputs_sent")]
-    if not ok:
-        return None
-    low = min(int(p["guests"]) for p in ok)
-    at = [p for p in ok if int(p["guests"]) == low]
-    per = [1e6 * p["guest_cpu_s"] / p["inputs_sent"] for p in at]
-    mean = float(np.mean(per))
-    sd = float(np.std(per, ddof=1)) if len(per) > 1 else None
-    return {"guest_cpu_ms_per_1000_inputs": round(mean, 3),
-            "sd": None if sd is None else round(sd, 3), "at_guests": low, "points": len(at),
-            "what": "the guests' CPU ms per 1000 inputs at the lowest count"}

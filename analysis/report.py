@@ -204,6 +204,8 @@ def write_report(results: Path, given: SlaTerms | None = None,
     """Analyse DIR and write report.html, report.md, capacity.csv and points.csv there.
     The SLA terms not given are the run's (its spec), else 1 ms mean delay and 1% loss."""
     from analysis import render
+    from analysis.blocks import to_html, to_markdown
+    from analysis.capacitytext import capacity_csv
 
     results = Path(results)
     df, errors, meta = analyze(results)
@@ -218,7 +220,7 @@ def write_report(results: Path, given: SlaTerms | None = None,
     if spec.get("mix"):  # a mixed host: every profile under its own SLA, and the mix
         from analysis.mix import judge_mix
 
-        mixed = judge_mix(df, spec)
+        mixed = judge_mix(df, spec, given)
         judged, cap = mixed["mix"]
         both = None
     run = dict(load_json(results / "summary.json", {}) or {})
@@ -226,7 +228,7 @@ def write_report(results: Path, given: SlaTerms | None = None,
     run["verdicts"] = judged
     run["mix"] = mixed
     if "machine_speed" not in run:  # a run before the measure, or a synthetic one
-        from analysis.point import machine_speed
+        from analysis.load import machine_speed
 
         run["machine_speed"] = machine_speed(df.to_dict("records"))
     env.update({k: v for k, v in run.get("environment", {}).items() if k not in env})
@@ -237,11 +239,10 @@ def write_report(results: Path, given: SlaTerms | None = None,
     if players_total and not spec.get("mix"):  # analysis/model.py: one game per model
         from analysis.forecast import report_model
 
-        model = report_model(results, players_total)
+        model = report_model(results, players_total, terms)
     rep = render.Report(df, cap, sla, spec, env, PAPER, run, images, model, both)
-    paths["md"].write_text(render.to_markdown(render.document(
-        dataclasses.replace(rep, images={}))))
-    paths["html"].write_text(render.to_html(render.document(rep)))
-    render.capacity_csv(cap, sla, mixed, both).to_csv(paths["csv"], index=False)
+    paths["md"].write_text(to_markdown(render.document(dataclasses.replace(rep, images={}))))
+    paths["html"].write_text(to_html(render.document(rep)))
+    capacity_csv(cap, sla, mixed, both).to_csv(paths["csv"], index=False)
     df.drop(columns=["profiles"], errors="ignore").to_csv(paths["points"], index=False)
     return paths

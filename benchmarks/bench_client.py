@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fpsmodel.client import ClientConfig, GameClient, Target
+from fpsmodel.client import GameClient
+from fpsmodel.clientconfig import ClientConfig, Target
 from gamebed.proc import Process, Runner, python_cmd, wait_for
 
 

@@ -44,8 +44,8 @@ from gamebed.progress import Progress
 from gamebed.run import Layers, Run
 from gamebed.spec import ExperimentSpec
 from hostside.host import HostSide
-from hostside.testbed import point_context
 from vm.netns import NetnsGuests
+from vm.testbed import point_context
 
 PROG = str(Path(__file__).with_name("pathprog.py"))
 BLAST_SRC = Path(__file__).with_name("blast.c")

@@ -12,7 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from fpsmodel.client import LOAD_DEFAULTS, ClientConfig, GameClient, parse_target, read_sync_carry
+from fpsmodel.client import GameClient
+from fpsmodel.clientconfig import LOAD_DEFAULTS, ClientConfig, parse_target
+from fpsmodel.clocksync import read_sync_carry
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
 from fpsmodel.timing import INPUT_PROCESSES

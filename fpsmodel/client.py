@@ -9,11 +9,8 @@ NTP-style clock sync against every server and records offset and uncertainty.
 
 from __future__ import annotations
 
-import csv
-import ctypes
 import heapq
 import os
-import select
 import selectors
 import socket
 import time
@@ -22,6 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpsmodel import wire
+from fpsmodel.clientconfig import ClientConfig, Game, Target
+from fpsmodel.clocksync import clock_sync_all, clock_sync_rounds
+from fpsmodel.punctual import (
+    EPOLL_MARGIN_S,
+    punctual_timers,
+    realtime,
+    spin_per_send,
+    spin_until,
+    wait_exact,
+)
 from fpsmodel.records import (
     CLIENT_INPUT_FIELDS,
     CLIENT_INPUTS,
@@ -35,72 +42,6 @@ from fpsmodel.records import (
 from fpsmodel.server import kernel_stamps
 from fpsmodel.timing import SyncSample, best_sample, input_gaps_ns, player_rng
 from fpsmodel.wan import WanLink, WanModel
-
-
-@dataclass(frozen=True)
-class Target:
-    """One game server: which guest it is, where it listens, its session."""
-
-    guest: int
-    host: str
-    port: int
-    session: int = 1
-    game: Game | None = None  # this server's game where it is not the client's (a mix)
-
-
-@dataclass(frozen=True)
-class Game:
-    """How one server's players play: players, inputs/s each, input process, jitter and
-    input size (a mixed host's servers play different games)."""
-
-    players: int
-    rate_hz: float
-    process: str
-    jitter: float
-    input_bytes: int
-
-    def text(self) -> str:
-        """The suffix of a --server argument: @PLAYERS,RATE,PROCESS,JITTER,BYTES."""
-        return (f"@{self.players},{self.rate_hz:g},{self.process},{self.jitter:g},"
-                f"{self.input_bytes}")
-
-
-# the model game's load, the paper's: 4 players per server, each sending Poisson inputs
-# at 20/s, 10 s per session.  The one owner: gamebed's spec and every CLI read it here.
-LOAD_DEFAULTS = {"players": 4, "duration": 10.0, "rate_hz": 20.0, "seed": 1,
-                 "input_process": "poisson", "input_jitter": 0.0,
-                 "input_bytes": wire.INPUT_PAYLOAD_SIZE}
-
-
-@dataclass
-class ClientConfig:
-    targets: list[Target]
-    players: int = LOAD_DEFAULTS["players"]  # per target
-    duration: float = LOAD_DEFAULTS["duration"]
-    rate_hz: float = LOAD_DEFAULTS["rate_hz"]
-    seed: int = LOAD_DEFAULTS["seed"]
-    out_dir: Path = Path(".")
-    # how each player sends (fpsmodel/timing.py input_gaps_ns) and how large an input is
-    input_process: str = LOAD_DEFAULTS["input_process"]
-    input_jitter: float = LOAD_DEFAULTS["input_jitter"]  # periodic: ± a fraction of a period
-    input_bytes: int = LOAD_DEFAULTS["input_bytes"]
-    # spin, not sleep, this long before each send: a send on time to a few µs, for a busy
-    # host core (docs/workloads.md: what it bought, what it cost)
-    spin_us: float = 0.0
-    # ...but at most this share of the core: at the offered rate, a spin per send costs
-    # rate × spin (150 µs at 3000 inputs/s would be 45% of it); 1.0: no limit
-    spin_share: float = 1.0
-    priority: int = 0  # SCHED_FIFO priority for the load (0: the default scheduler)
-    sync_samples: int = 32  # the best of more tries: guests waiting for a busy CPU
-    # a guest whose clock cannot drift keeps its offset from point to point: its best
-    # earlier sample (guest -> SyncSample) is carried in, and this many tries check it
-    sync_carry: dict[int, SyncSample] = field(default_factory=dict)
-    carried_sync_samples: int = 8
-    # after the load (phase 1): to follow a guest clock that drifts; 0 where none does
-    end_sync_samples: int = 32
-    psk: bytes = wire.DEFAULT_PSK
-    started_file: Path | None = None  # gets the load's start (ns) when the load starts
-    wan: list[str] | None = None  # netem arguments: the WAN emulated here (fpsmodel/wan.py)
 
 
 @dataclass
@@ -152,174 +93,6 @@ def make_input(p: Player) -> wire.PlayerInput:
         view=(p.yaw, r.uniform(-30, 30), 0.0),
         buttons=int(r.random() < 0.2) | (r.random() < 0.05) << 1,
         weapon=r.randint(0, 7), last_update_tick=max(p.last_tick, 0), entities=ents)
-
-
-def _exchange(sock: socket.socket, sel: selectors.BaseSelector, codec: wire.Codec,
-              ask: tuple[int, int], timeout: float) -> SyncSample | None:
-    """One four-timestamp exchange (ask: player, seq) on a connected socket; None if no
-    answer came in `timeout`."""
-    pid, seq = ask
-    t1 = time.time_ns()
-    sock.send(codec.encode_sync_req(pid, seq, t1))
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0 and sel.select(left):
-        try:
-            data = sock.recv(2048)
-        except OSError:
-            return None
-        t4 = time.time_ns()
-        try:
-            hdr, body = codec.open(data)
-        except wire.WireError:
-            continue
-        if hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
-            rt1, t2, t3 = wire.decode_sync_resp(body)
-            if rt1 == t1:
-                return SyncSample(t1, t2, t3, t4)
-    return None
-
-
-SYNC_BUDGET_S = 20.0  # the opening sync's longest: starved guests must not end the run
-
-
-def clock_sync_rounds(peers: dict[int, tuple[socket.socket, wire.Codec, int]],
-                      samples: int | dict[int, int], timeout: float = 0.2,
-                      budget_s: float = SYNC_BUDGET_S) -> dict[int, list[SyncSample]]:
-    """Exchanges with one peer at a time, the quietest kind (nobody else's answer is in
-    the way), in rounds: each round asks every peer once, so a peer's samples are spread
-    over the whole sync and it rests between two of them; lost replies are skipped.
-    `samples`: tries per peer, or per peer by guest (a peer leaves the rounds when done).
-    The rounds stop after `budget_s` (dozens of starved guests, 0.2 s per unanswered
-    try, once took longer than the client's whole time limit): what was got is kept."""
-    tries = samples if isinstance(samples, dict) else dict.fromkeys(peers, samples)
-    out: dict[int, list[SyncSample]] = {g: [] for g in peers}
-    sels = {}
-    try:
-        for g, (sock, _c, _p) in peers.items():
-            sels[g] = selectors.DefaultSelector()
-            sels[g].register(sock, selectors.EVENT_READ)
-        deadline = time.monotonic() + budget_s
-        for seq in range(max(tries.values(), default=0)):
-            for g, (sock, codec, pid) in peers.items():
-                if seq >= tries.get(g, 0) or (time.monotonic() > deadline and out[g]):
-                    continue
-                if time.monotonic() > deadline + budget_s:
-                    break  # twice the budget: a guest that never answered stays unsynced
-                s = _exchange(sock, sels[g], codec, (pid, seq), timeout)
-                if s is not None:
-                    out[g].append(s)
-    finally:
-        for sel in sels.values():
-            sel.close()
-    return out
-
-
-def clock_sync_all(peers: dict[int, tuple[socket.socket, wire.Codec, int]], samples: int,
-                   timeout: float = 0.2, give_up_after: int = 3) -> dict[int, list[SyncSample]]:
-    """The same exchange with every peer at once, a round per sample: after a load that
-    left dozens of servers working off backlogs, asking them one by one would take a
-    `timeout` per unanswered try.  A peer that misses `give_up_after` rounds in a row is
-    no longer asked."""
-    out: dict[int, list[SyncSample]] = {g: [] for g in peers}
-    misses = dict.fromkeys(peers, 0)
-    sel = selectors.DefaultSelector()
-    for g, (sock, _c, _p) in peers.items():
-        sel.register(sock, selectors.EVENT_READ, g)
-    try:
-        for seq in range(samples):
-            asked = {}
-            for g, (sock, codec, pid) in peers.items():
-                if misses[g] < give_up_after:
-                    asked[g] = time.time_ns()
-                    sock.send(codec.encode_sync_req(pid, seq, asked[g]))
-            if not asked:
-                break
-            deadline = time.monotonic() + timeout
-            while asked and (left := deadline - time.monotonic()) > 0:
-                for key, _ in sel.select(left):
-                    g = key.data
-                    try:
-                        data = key.fileobj.recv(2048)
-                    except OSError:
-                        continue
-                    t4 = time.time_ns()
-                    try:
-                        hdr, body = peers[g][1].open(data)
-                    except wire.WireError:
-                        continue
-                    if g in asked and hdr.msg_type == wire.MSG_SYNC_RESP and hdr.seq == seq:
-                        rt1, t2, t3 = wire.decode_sync_resp(body)
-                        if rt1 == asked[g]:
-                            out[g].append(SyncSample(rt1, t2, t3, t4))
-                            misses[g] = 0
-                            del asked[g]
-            for g in asked:
-                misses[g] += 1
-            time.sleep(0.002)
-    finally:
-        sel.close()
-    return out
-
-
-PR_SET_TIMERSLACK = 29
-
-
-def read_sync_carry(path: Path) -> dict[int, SyncSample]:
-    """A sync-carry file (guest,t1,t2,t3,t4: docs/records.md): each guest's best sample
-    from an earlier point, for a guest whose clock cannot drift."""
-    out = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            out[int(row["guest"])] = SyncSample(*(int(row[k]) for k in ("t1", "t2", "t3", "t4")))
-    return out
-
-
-EPOLL_MARGIN_S = 0.0025
-
-
-def _wait_exact(fds: list[int], seconds: float) -> None:
-    """Until `seconds` pass or a socket has data: select(2), µs timeouts (fd numbers from
-    1024 on are beyond it: then a plain sleep, which is as exact but reads nothing)."""
-    try:
-        select.select(fds, [], [], seconds)
-    except ValueError:
-        time.sleep(seconds)
-
-
-def spin_per_send(spin_us: float, share: float, rate_hz: float) -> float:
-    """The spin before each send: `spin_us`, but no more than `share` of the core at
-    `rate_hz` sends/s (a dense schedule's sends are each other's wake-ups anyway)."""
-    if rate_hz <= 0:
-        return spin_us
-    return min(spin_us, share * 1e6 / rate_hz)
-
-
-def spin_until(t_ns: int) -> None:
-    while time.time_ns() < t_ns:
-        pass
-
-
-def punctual_timers() -> None:
-    """The kernel may defer this thread's timers by its slack (50 µs by default) to
-    batch wake-ups: 1 ns instead, where prctl is there (a send's lateness is on record)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def realtime(priority: int) -> str:
-    """SCHED_FIFO at `priority` for this process, where it may: a send that is due then
-    preempts the host side's other work on its CPU (the shim) at once, instead of waiting
-    out that work's time slice.  Returns the policy it runs under, and why."""
-    if priority <= 0:
-        return "other"
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except (OSError, AttributeError) as e:  # EPERM: not root, or no RT budget
-        return f"other (SCHED_FIFO refused: {getattr(e, 'strerror', None) or e})"
-    return f"fifo {priority}"
 
 
 class GameClient:
@@ -601,7 +374,7 @@ class GameClient:
         if wait > EPOLL_MARGIN_S + 0.001:
             return sel.select(wait - EPOLL_MARGIN_S)
         if wait > 0:
-            _wait_exact(fds, wait)
+            wait_exact(fds, wait)
         return sel.select(0)
 
     def _linger(self, sel: selectors.BaseSelector, seconds: float) -> None:
@@ -620,28 +393,3 @@ def percentiles_us(ns: list[int]) -> dict:
     v = sorted(ns)
     return {"p50_us": round(v[len(v) // 2] / 1e3, 3),
             "p99_us": round(v[min(len(v) - 1, int(0.99 * len(v)))] / 1e3, 3)}
-
-
-def parse_target(text: str, guest: int) -> Target:
-    """'HOST:PORT[/SESSION][@PLAYERS,RATE,PROCESS,JITTER,BYTES]' -> Target (the suffix:
-    this server's own game, Game.text())."""
-    where, _, game = text.partition("@")
-    addr, _, session = where.partition("/")
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"server must be HOST:PORT[/SESSION][@GAME], not {text!r}")
-    return Target(guest, host, int(port), int(session) if session else 1,
-                  _parse_game(game) if game else None)
-
-
-def _parse_game(text: str) -> Game:
-    parts = text.split(",")
-    try:
-        players, rate, process, jitter, size = parts
-        g = Game(int(players), float(rate), process, float(jitter), int(size))
-    except ValueError:
-        raise ValueError(f"a server's game is PLAYERS,RATE,PROCESS,JITTER,BYTES, not "
-                         f"{text!r}") from None
-    wire.input_block_size(g.input_bytes)  # in range, or a clear error
-    return g
-

@@ -11,7 +11,9 @@ import json
 import sys
 
 from fpsmodel import wire
-from fpsmodel.client import clock_sync_rounds, open_socket, parse_target
+from fpsmodel.client import open_socket
+from fpsmodel.clientconfig import parse_target
+from fpsmodel.clocksync import clock_sync_rounds
 from fpsmodel.timing import best_sample
 
 

@@ -2,5 +2,5 @@
 door to subprocesses (no privileges to import).
 
 `hostside/`, `vm/` and `analysis/` import this package; it imports none of them,
-except where the command (gamebed/cli.py) lazily loads the job it was asked for.
+except where the command (gamebed/cli/) lazily loads the job it was asked for.
 """

@@ -1,6 +1,6 @@
 """The one small interface every guest backend implements (no privileges).
 
-A testbed (hostside/testbed.py) is the host side (hostside/host.py: client, uplink,
+A testbed (vm/testbed.py) is the host side (hostside/host.py: client, uplink,
 stamper, shim) plus N guests behind it.  The guests are built once and each
 timestamp mode is measured on them in turn; between modes the testbed can grow or
 shrink (add guests to the running ones, or stop some).  A backend only realizes the
@@ -67,7 +67,7 @@ class PointContext:
     placement: Placement
     progress: Callable[[str], None]  # a gamebed.progress.Progress (or any callable)
     idle_exit: float = IDLE_EXIT_S
-    # the testbed's cgroups (gamebed/cgroups.py): every guest's group is made under its
+    # the testbed's cgroups (gamebed/cgroups/): every guest's group is made under its
     # `guests` parent (a --guest-cpus budget's, the UML guests' cpuset); None: no testbed
     cgroups: CgroupTree | None = None
 

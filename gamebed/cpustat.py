@@ -3,7 +3,7 @@
 `core_times()` reads each core's cumulative times from /proc/stat; `window()`
 turns two readings of cores and guests into what one point's load cost: per core
 the seconds of user, system, softirq, irq, steal and idle time, per guest its CPU
-seconds and throttled time (gamebed/cgroups.py Group.usage()) and its threads'
+seconds and throttled time (gamebed/cgroups/ Group.usage()) and its threads'
 run-queue wait (gamebed/schedwait.py, `add_run_queue`).  Written as
 cpu.json in each point directory (docs/records.md).  `Settle` waits, before a
 load, until the guests' CPUs are back at their idle baseline (settle.json).
@@ -59,7 +59,7 @@ def add_run_queue(use: dict, rq0: dict[int, Snapshot], rq1: dict[int, Snapshot])
 
 def cpu_ns(source: PerCpuSource | None = None) -> list[int] | None:
     """CPU time every task used so far, per CPU (ns), or None where the source is not
-    readable: v1's root cpuacct group (ns), else /proc/stat (gamebed/cgroups.py)."""
+    readable: v1's root cpuacct group (ns), else /proc/stat (gamebed/cgroups/)."""
     return (source or per_cpu_source()).read()
 
 

@@ -17,7 +17,7 @@ on.  Two ways, both on one parent cgroup that every guest's own group sits under
 
 What the guests actually got is recorded per point (cpu.json `budget`: the hogs'
 CPU seconds, the guests', the parent's throttling), and the model reads that, not K.
-The weights are each hierarchy's own (gamebed/cgroups.py budget_weights): v1's
+The weights are each hierarchy's own (gamebed/cgroups/ budget_weights): v1's
 cpu.shares beside the hogs' 1024, v2's cpu.weight at the top of its 1..10000; both
 give the guests the same share K/G, and cpu.json records the weights written.
 """

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fpsmodel.client import ClientConfig, GameClient, Target
+from fpsmodel.client import GameClient
+from fpsmodel.clientconfig import ClientConfig, Target
 from fpsmodel.records import write_json
 from gamebed.proc import Process, Runner, python_cmd, wait_for
 from gamebed.spec import ExperimentSpec

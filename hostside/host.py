@@ -21,7 +21,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from fpsmodel.client import Game
+from fpsmodel.clientconfig import Game
 from fpsmodel.records import SHIM_INPUTS
 from fpsmodel.wan import WanModel
 from gamebed import wan

@@ -7,7 +7,7 @@
   vm/kmod.py, vm/guest/): VMs under QEMU, KVM where a guest boots with it, else TCG.
 
 Each implements gamebed/backend.py's interface; `BACKENDS` is their one registry and
-`testbeds` puts one behind the shared host side (hostside/testbed.py).  What the
+`testbeds` puts one behind the shared host side (vm/testbed.py).  What the
 backends share has one home: vm/shared.py (a guest's namespace and veth, the
 per-process image builds).  `vm/launch.py` leaves guests running.
 """
@@ -41,7 +41,7 @@ def testbeds(run: Run, n_guests: int, work_dir: Path, backend: Callable | None =
     """A testbed of `n_guests` for run.spec.backend (or the given backend factory), not
     yet entered; `work_dir` holds what belongs to the testbed rather than to a point."""
     from gamebed.backend import IDLE_EXIT_S
-    from hostside.testbed import Testbed, point_context
+    from vm.testbed import Testbed, point_context
 
     cls = backend_class(run.spec.backend)
     idle = run.layers.idle_exit

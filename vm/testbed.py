@@ -1,10 +1,14 @@
-"""A testbed: the shared host side plus a backend's guests (root).
+"""A testbed, the run's orchestrator: the shared host side plus a backend's guests
+(root).  It lives in vm/ beside the backends it drives; hostside/ keeps the host's
+networking.
 
 On enter: the host side's client link, then the backend's guests (and their
 ports), built once.  Each timestamp mode is then measured on the same guests
 (`mode()`): the backend sets up the mode's receive path and starts the servers,
 the stamper and shim attach (they need every port to exist), `run_load()` plays
-for the spec's duration, records CPU use (cpu.json) and has the backend collect
+for the spec's duration inside one load window (`LoadWindow`: the guests' CPUs
+settle, a budget's hogs run, the counters are read on both sides), records CPU use
+(cpu.json) and has the backend collect
 the guests' records.  Leaving a mode detaches the host side and stops the
 servers.  Between modes `resize(n)` grows the testbed (new guests boot beside the
 running ones) or shrinks it (the last guests stop), so a point at count n runs

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_the_budget_gives_the_guests_their_share(tree, cores):
 @pytest.mark.parametrize("source", ["host", "/proc/stat"])
 def test_settle_waits_for_a_busy_cpu(source):
     src = (cgroups.per_cpu_source() if source == "host"
-           else cgroups.PerCpuSource("/proc/stat", cgroups.Path("/proc/stat"), 0.01))
+           else cgroups.PerCpuSource("/proc/stat", Path("/proc/stat"), 0.01))
     st = cpustat.Settle((CPU,), source=src, timeout_s=20)
     assert st.wait()["settled"], "the CPU never went quiet for a baseline"
     busy_s = 2.0

@@ -60,12 +60,12 @@ def test_ring_hands_over_every_frame_with_its_stamp(ns_pair):
 
 
 def test_reply_filter_refuses_only_what_the_reply_program_takes(ns_pair):
-    """A guest port's socket, with the kernel's reply path on (shim.reply_filter_program):
+    """A guest port's socket, with the kernel's reply path on (sockfilter.reply_filter_program):
     untagged IPv4 frames to the client's MAC are refused (the tc reply program sends
     them); ARP to it, IPv4 to another MAC, and a tagged frame still reach the shim."""
     import os
 
-    from hostside.shim import attach_filter, reply_filter_program
+    from hostside.sockfilter import attach_filter, reply_filter_program
 
     p = ns_pair
     client = "02:67:62:00:00:01"

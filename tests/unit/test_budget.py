@@ -123,7 +123,7 @@ def test_settle_gives_up_and_says_so(cpus):
 
 
 def test_report_table_and_eta_note():
-    from analysis.render import budget_note, budget_rows
+    from analysis.pointtables import budget_note, budget_rows
 
     pts = [{"guests": 4, "budget_s": {"load": 11.0}}, {"guests": 1, "budget_s": {"load": 10.0}}]
     run = {"budget_s": sweep_budget({"1": 2.0, "4": 3.0}, pts),

@@ -1,4 +1,4 @@
-"""The cgroup layer without privileges (gamebed/cgroups.py): layouts detected from stored
+"""The cgroup layer without privileges (gamebed/cgroups/): layouts detected from stored
 /proc/self/mountinfo texts (this machine kind's hybrid, legacy with and without co-mounted
 cpu,cpuacct, and a Debian cloud kernel's unified one), each hierarchy's weights, the
 commands a dry run prints on v1 and on v2 (with and without systemd), where a group's
@@ -6,11 +6,13 @@ processes join, the settle window on a coarse source, and the leak check's walk.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from gamebed import cgroups, cpustat
+from gamebed.cgroups import tree as cgroup_tree
 from gamebed.cli import main
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
@@ -73,7 +75,7 @@ def test_a_v2_dry_run_writes_v2_files_in_one_tree(tmp_path, capsys, monkeypatch)
     import vm
 
     monkeypatch.setattr(vm, "uml_prerequisites", lambda: None)
-    monkeypatch.setattr(cgroups, "systemd_is_init", lambda: False)
+    monkeypatch.setattr(cgroup_tree, "systemd_is_init", lambda: False)
     out = _dry("unified", ["--backend", "uml", "--guest-cpus", "0.5", "--cpu-cap", "0.2"],
                tmp_path, capsys)
     assert "echo +cpu +cpuset +memory > /sys/fs/cgroup/cgroup.subtree_control" in out
@@ -89,7 +91,7 @@ def test_a_v2_dry_run_writes_v2_files_in_one_tree(tmp_path, capsys, monkeypatch)
 
 
 def test_under_systemd_a_v2_run_asks_for_a_delegated_scope(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cgroups, "systemd_is_init", lambda: True)
+    monkeypatch.setattr(cgroup_tree, "systemd_is_init", lambda: True)
     out = _dry("unified", ["--backend", "netns"], tmp_path, capsys)
     assert "systemd-run --scope --quiet --collect -p Delegate=yes --unit=" in out
     scope = out.split("--unit=")[1].split()[0]
@@ -144,7 +146,7 @@ def test_proc_stat_is_read_as_busy_nanoseconds_per_cpu(tmp_path):
     f = tmp_path / "stat"
     f.write_text("cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 0 50 900 7 1 2 0 0 0\n"
                  "cpu1 1 2 3 4 5 6 7 8 0 0\nintr 1\n")
-    hz = 1e9 / cgroups.os.sysconf("SC_CLK_TCK")
+    hz = 1e9 / os.sysconf("SC_CLK_TCK")
     assert cgroups.PerCpuSource("/proc/stat", f, 0.01).read() == [
         int(153 * hz), int((1 + 2 + 3 + 6 + 7 + 8) * hz)]
 

@@ -3,9 +3,10 @@ judged under its own SLA (gamebed/spec.py, analysis/mix.py)."""
 
 import pytest
 
+from analysis.capacitytext import capacity_csv
 from analysis.mix import judge_mix, profile_guests
-from analysis.render import capacity_csv
-from gamebed.spec import ExperimentSpec, mix_counts, mix_sequence, parse_mix
+from gamebed.spec import ExperimentSpec
+from gamebed.workload import mix_counts, mix_sequence, parse_mix
 
 MIX = ("tsai2009:3", "tick128:1")
 

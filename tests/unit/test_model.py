@@ -15,6 +15,7 @@ import pytest
 
 from analysis import forecast as F
 from analysis import model as M
+from analysis import modelruns as R
 from analysis import scorer as S
 from analysis.synth import CostTruth, write_model_run
 from gamebed.cgroups import CgroupTree
@@ -98,6 +99,7 @@ def test_registered_predictions_carry_their_provenance_and_their_scorer(calib, t
     assert prov["scorer_file"] == frozen.name and frozen.read_bytes() == SCORER_SRC.read_bytes()
     assert prov["scorer_sha256"] == F.sha256(frozen)
     assert prov["model_sha256"] == F.sha256(Path(M.__file__))
+    assert prov["model_runs_sha256"] == F.sha256(Path(R.__file__))
     assert {"commit", "dirty"} <= set(prov)
     capsys.readouterr()
     assert main(["predict", "--check", str(path), "--measured", f"0.45={held}"]) == 0
@@ -240,6 +242,24 @@ def test_the_reports_model_section_from_one_run(calib):
     assert by["1"]["guest"] == m["cases"][1]["modes"]["guest"]["capacity"]  # same fit
 
 
+def test_the_reports_model_section_is_under_the_reports_sla(calib):
+    """`gamebed report --sla-delay-ms X`: the model section predicts under X, as the
+    capacity above it is judged (issue 38: it used the run's own SLA whatever was
+    given); the terms it cannot predict (a p95 delay, the paper's) get no section."""
+    from analysis.capacity import Sla
+
+    _, runs = calib
+    own = F.report_model(runs[0], 10000)
+    strict = F.report_model(runs[0], 10000, Sla("mean", 0.05, 0.01))
+    assert strict["sla"] == {"delay_ms": 0.05, "loss": 0.01}
+    assert own["sla"]["delay_ms"] == 1.0
+    assert strict["cases"][0]["modes"]["guest"]["capacity"] \
+        < own["cases"][0]["modes"]["guest"]["capacity"]
+    for other in (Sla("p95", 1.0, 0.01), Sla("mean", 1.0, 0.01, terms="paper")):
+        assert "predicts the mean delay under the players' terms" \
+            in F.report_model(runs[0], 10000, other)["error"]
+
+
 def test_the_first_check_scored_as_registered_the_model_lost():
     """The frozen ebafe27 scorer on the stored held-out intervals: model 22, baseline 18,
     the dynamic host row −18; the later reading (4 against 18.5) is kept apart, and
@@ -280,7 +300,7 @@ def test_the_registered_rule_charges_only_a_prediction_below_a_measured_bound():
 
 
 def test_the_reports_model_section_states_the_first_check_as_registered(calib):
-    from analysis.render import first_check_text, model_blocks
+    from analysis.modeltext import first_check_text, model_blocks
 
     _, runs = calib
     m = F.report_model(runs[0], 10000)
@@ -390,7 +410,7 @@ def test_the_second_check_is_scored_from_its_stored_files_by_its_registered_scor
     held-out runs' measured intervals rescore to the check that was run (check.json,
     `gamebed predict --check`'s output), and the report states each mode's verdict
     from that registered scoring."""
-    from analysis.render import second_check_text
+    from analysis.modeltext import second_check_text
 
     c = F.second_check()
     stored = json.loads((F.SECOND_CHECK / "check.json").read_text())

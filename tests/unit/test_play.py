@@ -50,7 +50,8 @@ def test_empty_echo_gives_no_round_trip(tmp_path):
     import time
 
     from fpsmodel import wire
-    from fpsmodel.client import ClientConfig, GameClient, Target
+    from fpsmodel.client import GameClient
+    from fpsmodel.clientconfig import ClientConfig, Target
 
     c = GameClient(ClientConfig([Target(0, "127.0.0.1", 9)], players=1, out_dir=tmp_path))
     p = c.players[0]
@@ -79,6 +80,7 @@ def test_same_seed_same_inputs_however_late_the_client_wakes(tmp_path, monkeypat
     import types
 
     from fpsmodel import client as client_mod
+    from fpsmodel.clientconfig import ClientConfig, parse_target
     from fpsmodel.server import GameServer, ServerConfig
 
     leap = {"ns": 0}
@@ -99,7 +101,7 @@ def test_same_seed_same_inputs_however_late_the_client_wakes(tmp_path, monkeypat
         srv = GameServer(ServerConfig(port=0))
         t = threading.Thread(target=srv.run, daemon=True)
         t.start()
-        cfg = client_mod.ClientConfig(targets=[client_mod.parse_target(
+        cfg = ClientConfig(targets=[parse_target(
             f"127.0.0.1:{srv.port}", 0)], players=2, duration=1.0, seed=11,
             out_dir=tmp_path / f"c{k}", sync_samples=2)
         cl = client_mod.GameClient(cfg)

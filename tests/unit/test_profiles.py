@@ -6,7 +6,8 @@ import json
 import pytest
 
 from gamebed.cli import build_parser, main, spec_from_args
-from gamebed.spec import PRESETS, ExperimentSpec, WorkloadProfile, sla_rule
+from gamebed.spec import ExperimentSpec
+from gamebed.workload import PRESETS, WorkloadProfile, sla_rule
 
 
 def test_the_default_profile_is_the_papers_game_unchanged():
@@ -114,7 +115,7 @@ def _point(tmp_path, lateness_us, ticks=((19.9, 60.0), (20.1, 55.0))):
 
 
 def test_load_figures_say_how_the_game_ran(tmp_path):
-    from analysis.point import load_figures
+    from analysis.load import load_figures
 
     meta = _point(tmp_path, [100.0] * 1580 + [150.0] * 20)  # 1600 inputs, 80 player-s
     f = load_figures(tmp_path, meta, host_busy=0.2)
@@ -126,7 +127,7 @@ def test_load_figures_say_how_the_game_ran(tmp_path):
 
 
 def test_a_late_client_makes_the_point_load_bound(tmp_path):
-    from analysis.point import load_figures
+    from analysis.load import load_figures
 
     meta = _point(tmp_path, [100.0] * 95 + [900.0] * 5)
     assert load_figures(tmp_path, meta, host_busy=0.1)["load_bound"] is True
@@ -135,7 +136,7 @@ def test_a_late_client_makes_the_point_load_bound(tmp_path):
 def test_report_flags_a_game_off_its_profile():
     import pandas as pd
 
-    from analysis.render import game_rows
+    from analysis.pointtables import game_rows
 
     spec = {"tick_hz": 128.0, "rate": 128.0, "players": 10, "duration": 10.0,
             "input_process": "per_tick"}

@@ -50,7 +50,7 @@ def test_idle_poll_falls_back_where_the_cpu_has_no_such_file(tmp_path, monkeypat
 
 def test_realtime_policy_where_allowed_and_said_where_not():
     """In a child process: the test's own process must keep its scheduler."""
-    code = ("import os; from fpsmodel.client import realtime; r = realtime(5); "
+    code = ("import os; from fpsmodel.punctual import realtime; r = realtime(5); "
             "print(r, os.sched_getscheduler(0) == os.SCHED_FIFO)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
@@ -58,7 +58,7 @@ def test_realtime_policy_where_allowed_and_said_where_not():
         assert out == ["fifo", "5", "True"]
     else:  # not root, or no RT budget: the client says so and runs as it is
         assert out[0] == "other" and "refused" in " ".join(out) and out[-1] == "False"
-    code = "from fpsmodel.client import realtime; print(realtime(0))"
+    code = "from fpsmodel.punctual import realtime; print(realtime(0))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "other"
 
@@ -82,7 +82,9 @@ def test_the_spin_is_held_to_its_share_of_the_core(tmp_path):
     """The spin before each send is the spec's, but costs at most its share of the core
     at the offered rate: 150 µs at the paper's 80 inputs/s, 33 µs at a br30 server's
     3000; and the client says which it used."""
-    from fpsmodel.client import ClientConfig, Game, GameClient, Target, spin_per_send
+    from fpsmodel.client import GameClient
+    from fpsmodel.clientconfig import ClientConfig, Game, Target
+    from fpsmodel.punctual import spin_per_send
 
     assert spin_per_send(150.0, 0.1, 80.0) == 150.0
     assert abs(spin_per_send(150.0, 0.1, 3000.0) - 100 / 3) < 1e-9

@@ -151,7 +151,7 @@ def test_report_names_the_guest_kernel(tmp_path):
 
 def test_the_report_says_where_the_load_generator_set_the_pace():
     from analysis.capacity import Sla, judge
-    from analysis.render import invalid_lines
+    from analysis.capacitytext import invalid_lines
 
     df = pd.DataFrame({"mode": "host", "guests": [1, 2, 4], "delay_mean_us": 50.0,
                        "delay_mean_ci_lo_us": 40.0, "delay_mean_ci_hi_us": 60.0,

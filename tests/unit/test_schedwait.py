@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.point import run_queue_figures
+from analysis.load import run_queue_figures
 from analysis.waits import wait_figures, wait_lines
 from gamebed import schedwait
 from gamebed.cpustat import add_run_queue

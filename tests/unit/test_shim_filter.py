@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fpsmodel import wire
 from hostside import trailer
-from hostside.shim import input_filter_program
+from hostside.sockfilter import input_filter_program
 
 PORT = wire.GAME_PORT
 GUESTS = [bytes([198, 18, 1, i]) for i in range(1, 4)]

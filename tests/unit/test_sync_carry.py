@@ -1,6 +1,6 @@
 """Carried clock-sync samples: a guest whose clock cannot drift keeps its offset from
 point to point, so a later point checks its best earlier sample with a few tries
-(fpsmodel/client.py, hostside/testbed.py SyncCarry, docs/records.md)."""
+(fpsmodel/client.py, vm/testbed.py SyncCarry, docs/records.md)."""
 
 import csv
 import subprocess
@@ -10,10 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from fpsmodel.client import ClientConfig, GameClient, Target, read_sync_carry
+from fpsmodel.client import GameClient
+from fpsmodel.clientconfig import ClientConfig, Target
+from fpsmodel.clocksync import read_sync_carry
 from fpsmodel.records import CLOCK_SYNC, SYNC_CARRIED
 from fpsmodel.timing import SyncSample
-from hostside.testbed import SyncCarry
+from vm.testbed import SyncCarry
 
 
 @pytest.fixture

@@ -1,163 +1,26 @@
-"""The one cgroup layer: cgroup v1 (legacy), v2 (unified) and hybrid hosts alike.
-
-Reading the layout needs no privileges; making, writing and removing groups needs root.
-
-Nothing outside this module names a cgroup file.  A run's groups form one tree:
-
-    <base>/<prefix>-guests            the guests' parent: a --guest-cpus budget's
-    <base>/<prefix>-guests/<guest>    weight or quota, the UML guests' cpuset
-    <base>/<prefix>-hog               the budget's hogs
-
-On v1 each group has a directory in every hierarchy of a controller it uses (cpu,
-cpuacct, cpuset, memory), and the guests' parent only in those it is given settings
-in: a guest's group then sits at the hierarchy's root where its parent has none there,
-as gamebed's groups always have.  On v2 a group is one directory: `<base>` is the
-root (no systemd as PID 1: gamebed enables cpu, cpuset and memory in the root's
-`cgroup.subtree_control`) or, under systemd, a transient scope systemd delegates to
-gamebed (`systemd-run --scope -p Delegate=yes`), whose one process waits in a leaf of
-its own so that no inner group holds a process.
-
-Each controller is taken from the hierarchy that holds it (`Layout`): on a hybrid host
-(v1 controllers beside an empty v2 mount, this machine kind) everything is v1.
-Every directory is listed in the run manifest before it is made and removed by rmdir
-(gamebed/resources.py remove_cgroup, which `gamebed clean` shares).
-"""
+"""A run's cgroups (root): each a Group with a directory in every hierarchy it uses,
+listed in the manifest before it is made; a CgroupTree of them under one base (the
+root, or a scope systemd delegates)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from gamebed.cgroups.layout import (
+    CONTROLLERS,
+    V2_ENABLE,
+    CgroupError,
+    Layout,
+    detect,
+    root_controllers,
+    systemd_is_init,
+)
+from gamebed.cgroups.scan import per_cpu_source
 from gamebed.manifest import Manifest
 from gamebed.proc import Runner
-
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
-V2_ENABLE = ("cpu", "cpuset", "memory")  # what gamebed's v2 groups need enabled above them
-MOUNTINFO = Path("/proc/self/mountinfo")
-SHARES_V1 = (2, 262144)  # cpu.shares' range; 1024 is a group's default
-WEIGHT_V2 = (1, 10000)  # cpu.weight's range; 100 is a group's default
-XEN_DEFAULT_WEIGHT = 256  # --cpu-weight is Xen's credit weight: its default maps to each
-# hierarchy's own default (v1 shares 1024, v2 weight 100), so equal weights stay equal
-
-
-class CgroupError(RuntimeError):
-    """The kernel refused a cgroup write; the message says which and what to do."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each controller is: `v1` maps a controller to the mount of its v1
-    hierarchy; `v2` is the cgroup2 mount and `v2_controllers` what its root offers."""
-
-    v1: dict[str, Path] = field(default_factory=dict)
-    v2: Path | None = None
-    v2_controllers: tuple[str, ...] = ()
-
-    @property
-    def kind(self) -> str:
-        """legacy (v1 only), hybrid (v1 controllers and a v2 mount), unified (v2 only)."""
-        if self.v1 and self.v2:
-            return "hybrid"
-        return "legacy" if self.v1 else ("unified" if self.v2 else "none")
-
-    def where(self, controller: str) -> str | None:
-        """'v1' or 'v2': the hierarchy that holds `controller` (None: neither).  CPU usage
-        (`cpuacct`) comes from v2's cpu.stat, which every v2 group has."""
-        if controller in self.v1:
-            return "v1"
-        if self.v2 and (controller in self.v2_controllers or controller == "cpuacct"):
-            return "v2"
-        return None
-
-    def missing(self, controllers: tuple[str, ...]) -> list[str]:
-        return [c for c in controllers if self.where(c) is None]
-
-
-def parse_mountinfo(text: str, read_controllers=None) -> Layout:
-    """The layout a /proc/self/mountinfo text describes.  `read_controllers(path)`
-    returns a v2 mount's root controllers (the file `cgroup.controllers`)."""
-    v1: dict[str, Path] = {}
-    v2 = None
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rest = left.split(), right.split()
-        if len(fields) < 5 or len(rest) < 3:
-            continue
-        mount, fstype, opts = Path(fields[4]), rest[0], rest[2].split(",")
-        if fstype == "cgroup2" and v2 is None:
-            v2 = mount
-        elif fstype == "cgroup":
-            for c in CONTROLLERS:
-                if c in opts:
-                    v1.setdefault(c, mount)
-    read = read_controllers or _read_controllers
-    return Layout(v1, v2, tuple(read(v2)) if v2 else ())
-
-
-def _read_controllers(mount: Path) -> list[str]:
-    try:
-        return (mount / "cgroup.controllers").read_text().split()
-    except OSError:
-        return []
-
-
-_forced: list[Layout] = []
-
-
-def detect() -> Layout:
-    """This host's layout (a test may pin one with `pinned_layout`)."""
-    if _forced:
-        return _forced[-1]
-    return parse_mountinfo(MOUNTINFO.read_text())
-
-
-@contextmanager
-def pinned_layout(layout: Layout) -> Iterator[Layout]:
-    """`detect()` answers `layout` inside the block: dry runs recorded on one kind of
-    host print the same commands on another."""
-    _forced.append(layout)
-    try:
-        yield layout
-    finally:
-        _forced.pop()
-
-
-def systemd_is_init() -> bool:
-    """systemd runs this host (sd_booted's test, and PID 1 is it)."""
-    try:
-        comm = Path("/proc/1/comm").read_text().strip()
-    except OSError:
-        return False
-    return Path("/run/systemd/system").is_dir() and comm == "systemd"
-
-
-# --- what the budget and the weights write, on each hierarchy --------------------------
-
-def xen_weight(hier: str, weight: int) -> int:
-    """--cpu-weight (Xen's credit weight) as v1 cpu.shares or v2 cpu.weight."""
-    lo, hi = SHARES_V1 if hier == "v1" else WEIGHT_V2
-    base = 1024 if hier == "v1" else 100
-    return max(lo, min(hi, round(weight * base / XEN_DEFAULT_WEIGHT)))
-
-
-def budget_weights(hier: str, per_cpu: float) -> tuple[int, int]:
-    """(the guests' parent's weight, the hogs' weight) so that the guests get `per_cpu`
-    of each CPU when both want it: w_g / (w_g + w_h) = per_cpu.  On v1 the hogs keep
-    1024 shares, as gamebed always had, and the guests' parent follows; v2's narrower
-    range (1..10000) gives the larger of the two its top, for the finest ratio."""
-    if not 0 < per_cpu < 1:
-        raise ValueError("a share of a CPU beside a hog is in (0, 1)")
-    if hier == "v1":
-        lo, hi = SHARES_V1
-        return max(lo, min(hi, round(1024 * per_cpu / (1 - per_cpu)))), 1024
-    lo, hi = WEIGHT_V2
-    if per_cpu <= 0.5:
-        return max(lo, round(hi * per_cpu / (1 - per_cpu))), hi
-    return hi, max(lo, round(hi * (1 - per_cpu) / per_cpu))
 
 
 @dataclass(frozen=True)
@@ -430,7 +293,7 @@ class CgroupTree:
             return []
         self._enabled.add(path)
         offered = (set(self.layout.v2_controllers) if self.runner.dry_run
-                   else set(_read_controllers(path)))
+                   else set(root_controllers(path)))
         want = [c for c in V2_ENABLE if c in offered]
         if not self.runner.dry_run:
             have = set((path / "cgroup.subtree_control").read_text().split())
@@ -486,92 +349,3 @@ def _wait_for_cgroup(pid: int, unit: str, seconds: float = 10.0) -> str:
         time.sleep(0.05)
     raise RuntimeError(f"systemd-run did not put gamebed's keeper into {unit}: gamebed "
                        "needs a delegated cgroup under systemd (run it as root on the host)")
-
-
-# --- per-CPU usage: the settle criterion's ----------------------------------------------
-
-BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # /proc/stat: user nice system irq softirq steal
-
-
-@dataclass(frozen=True)
-class PerCpuSource:
-    """CPU time used so far on each CPU, in ns, from the finest source there is: v1's
-    root cpuacct group (`cpuacct.usage_percpu`, ns) or, where no v1 cpuacct hierarchy is
-    mounted (v2 has no per-CPU usage), /proc/stat's busy times (USER_HZ ticks: 10 ms)."""
-
-    name: str
-    path: Path
-    resolution_s: float
-
-    def read(self) -> list[int] | None:
-        try:
-            text = self.path.read_text()
-        except OSError:
-            return None
-        if self.path.name.endswith("usage_percpu"):
-            try:
-                return [int(v) for v in text.split()]
-            except ValueError:
-                return None
-        return _proc_stat_busy_ns(text)
-
-
-def _proc_stat_busy_ns(text: str) -> list[int]:
-    tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-    out: dict[int, int] = {}
-    for line in text.splitlines():
-        name, *vals = line.split()
-        if name.startswith("cpu") and name != "cpu":
-            out[int(name[3:])] = sum(int(vals[i]) for i in BUSY_FIELDS if i < len(vals))
-    return [out.get(i, 0) * tick_ns for i in range(max(out) + 1)] if out else []
-
-
-def per_cpu_source(layout: Layout | None = None) -> PerCpuSource:
-    lay = layout or detect()
-    if "cpuacct" in lay.v1:
-        return PerCpuSource("cpuacct.usage_percpu", lay.v1["cpuacct"] / "cpuacct.usage_percpu",
-                            1e-9)
-    return PerCpuSource("/proc/stat", Path("/proc/stat"), 1 / os.sysconf("SC_CLK_TCK"))
-
-
-# --- what a run could leave behind --------------------------------------------------------
-
-def leftovers(prefix: str, layout: Layout | None = None) -> list[str]:
-    """Every cgroup directory named with `prefix` (v1: at each hierarchy's top and one
-    level down; v2: down to the depth a delegated scope puts them)."""
-    lay, found = layout or detect(), set()
-    for mount in set(lay.v1.values()):
-        for d in _walk(mount, 2):
-            if d.name.startswith(prefix):
-                found.add(f"{mount.name}/{d.relative_to(mount)}")
-    if lay.v2:
-        for d in _walk(lay.v2, 4):
-            if d.name.startswith(prefix):
-                found.add(f"v2/{d.relative_to(lay.v2)}")
-    return sorted(found)
-
-
-def pids_of(name: str, layout: Layout | None = None) -> list[int]:
-    """The processes in the group called `name` wherever the run put it (a running
-    testbed's, found by name: `gamebed launch` leaves its guests running)."""
-    lay = layout or detect()
-    root = lay.v1.get("cpuacct") or lay.v2
-    for d in _walk(root, 4) if root else ():
-        if d.name == name:
-            try:
-                return [int(x) for x in (d / "cgroup.procs").read_text().split()]
-            except OSError:
-                return []
-    return []
-
-
-def _walk(root: Path, depth: int) -> Iterator[Path]:
-    try:
-        subdirs = [d for d in root.iterdir() if d.is_dir()]
-    except OSError:
-        return
-    for d in subdirs:
-        yield d
-        if depth > 1:
-            yield from _walk(d, depth - 1)
-

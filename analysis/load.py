@@ -1,0 +1,128 @@
+"""What a point's load cost and whether it ran as its game says (no privileges; reads
+only a point's files): the guests' and the host side's CPU, the guests' run-queue
+wait, the client's punctuality and encode time, the host side's counts, and, over a
+run, the time between loads and the machine's speed.  analysis/point.py puts them in
+a point's row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from analysis.records import load_json, read_csv
+from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
+
+
+def pct(s, q: float) -> float:
+    """The q-th percentile of a series' values (NaN where it has none)."""
+    s = s.dropna()
+    return float(np.percentile(s.to_numpy(dtype="float64"), q)) if len(s) else float("nan")
+
+
+def cpu_figures(pdir: Path, env: dict) -> dict:
+    """What the load cost (cpu.json): the guests' cores' busy share, the host side's
+    core, and the guests' CPU seconds and throttled time."""
+    use = load_json(Path(pdir) / "cpu.json")
+    if not use:
+        return {}
+    def busy(cpus) -> float:
+        vals = [use["cores"].get(f"cpu{c}", {}).get("busy_fraction") for c in cpus]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else np.nan
+    def cpus(key) -> list[int]:
+        text = env.get(key) or ""
+        return [int(x) for x in str(text).split(",") if x.strip().isdigit()]
+    guests = use.get("guests", {}).values()
+    return {"guest_cores_busy": busy(cpus("guest_cpus")),
+            "host_core_busy": busy(cpus("shim_cpus")),
+            "guest_cpu_s": float(sum(g.get("cpu_s", 0.0) for g in guests)),
+            "guest_throttled_s": float(sum(g.get("throttled_s", 0.0) for g in guests)),
+            "softirq_s": float(sum(c.get("softirq", 0.0) for c in use["cores"].values())),
+            **run_queue_figures(guests)}
+
+def run_queue_figures(guests) -> dict:
+    """The guests' run-queue wait over the load (cpu.json `rq_*`, gamebed/schedwait.py):
+    the total, the number of times a guest thread got a CPU, and the mean wait per
+    wake-up over all guests' threads (NaN where the backend records none)."""
+    have = [g for g in guests if "rq_waits" in g]
+    if not have:
+        return {"rq_wait_s": np.nan, "rq_waits": np.nan, "rq_wait_per_wake_us": np.nan}
+    wait, n = sum(g["rq_wait_s"] for g in have), sum(g["rq_waits"] for g in have)
+    return {"rq_wait_s": float(wait), "rq_waits": int(n),
+            "rq_wait_per_wake_us": 1e6 * wait / n if n else np.nan}
+
+def client_figures(pdir: Path) -> dict:
+    """From client_summary.json: the time from an input's header stamp to its hand-over
+    to the kernel (build and encryption: not part of the delay), and the guests whose
+    clock the sync could not reach (their guest-clock stamps are not moved)."""
+    c = load_json(Path(pdir) / "client_summary.json", {}) or {}
+    enc = c.get("encode") or {}
+    unsynced = sorted(int(g) for g, v in (c.get("clock_sync") or {}).items()
+                      if v.get("offset_ns") is None)
+    return {"encode_p50_us": enc.get("p50_us"), "encode_p99_us": enc.get("p99_us"),
+            "clock_unsynced": unsynced}
+
+LATENESS_LIMIT_US = 200.0  # the client's p99 send lateness beyond which it is the bottleneck
+
+HOST_BUSY_LIMIT = 0.9  # the host side's core share beyond which it is
+
+def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
+    """Did the game run as its profile says, and was the load generator the bottleneck?
+    The servers' achieved tick rate (their mean) and largest p99 gap between ticks, the
+    players' achieved input rate, the client's p99 send lateness, and `load_bound`: a
+    point whose client was late by more than LATENESS_LIMIT_US at p99 or whose host core
+    was more than HOST_BUSY_LIMIT busy measured the client as much as the guests: the
+    judge counts it neither as a pass nor as a fail (analysis/capacity.py verdicts)."""
+    pdir = Path(pdir)
+    ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
+    rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]
+    gaps = [t["tick_gap_p99_ms"] for t in ticks if t.get("tick_gap_p99_ms") is not None]
+    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, ("lateness_ns",))["lateness_ns"]
+    late_p99 = pct(late.dropna().astype("float64"), 99) / 1e3 if len(late) else np.nan
+    from analysis.mix import players_by_guest
+
+    spec = meta.get("spec") or {}
+    # player-seconds: in a mix each guest's players are its profile's
+    want = sum(players_by_guest(meta).values()) * spec.get("duration", 0)
+    bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US)
+                 or (host_busy is not None and np.isfinite(host_busy)
+                     and host_busy > HOST_BUSY_LIMIT))
+    return {"tick_hz_achieved": float(np.mean(rates)) if rates else np.nan,
+            "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
+            "input_rate_achieved": len(late) / want if want else np.nan,
+            "send_lateness_p99_us": late_p99, "load_bound": bound}
+
+def host_side_counts(pdir: Path) -> dict:
+    """From shim_summary.json: inputs that left the host with a zero stamp (receive
+    stamps were off) and ground-truth records the stamper's full ring dropped; both
+    must be 0 (docs/records.md)."""
+    shim = load_json(Path(pdir) / "shim_summary.json", {}) or {}
+    if not shim:
+        return {}
+    return {"zero_stamp_inputs": int(shim.get("zero_stamp_inputs", 0)),
+            "ring_drops": int(shim.get("ring_drops", 0))}
+
+def between_loads_s(points: list[dict]) -> list[float]:
+    """Seconds from one point's last input to the next point's first, in the order the
+    points were measured (summary.json's): what a sweep spends between its loads."""
+    times = [(p["load_first_send_ns"], p["load_last_send_ns"]) for p in points
+             if p.get("load_first_send_ns") and p.get("load_last_send_ns")]
+    return [round((b[0] - a[1]) / 1e9, 2) for a, b in zip(times, times[1:], strict=False)]
+
+def machine_speed(points: list[dict]) -> dict | None:
+    """How fast this machine ran the guests, for comparing runs: the guests' CPU ms per
+    1000 inputs at the run's lowest count (its points in both modes, repeats pooled),
+    where the guests had CPU to spare and the figure is the cost of the work alone.
+    `report A B` weighs capacity differences against it (analysis/compare.py)."""
+    ok = [p for p in points if p.get("guest_cpu_s") and p.get("inputs_sent")]
+    if not ok:
+        return None
+    low = min(int(p["guests"]) for p in ok)
+    at = [p for p in ok if int(p["guests"]) == low]
+    per = [1e6 * p["guest_cpu_s"] / p["inputs_sent"] for p in at]
+    mean = float(np.mean(per))
+    sd = float(np.std(per, ddof=1)) if len(per) > 1 else None
+    return {"guest_cpu_ms_per_1000_inputs": round(mean, 3),
+            "sd": None if sd is None else round(sd, 3), "at_guests": low, "points": len(at),
+            "what": "the guests' CPU ms per 1000 inputs at the lowest count"}
