@@ -2,8 +2,9 @@
 slice, at 30 ms (Xen credit's) and at 1 ms, twice each, the mode order balanced
 (guest stamps first in the first run of each slice, host stamps first in the second),
 the runs interleaved by slice; then per run, under both SLAs (the players' and the
-paper's terms), the capacities and the host/guest ratio, and per count the guest-stamp
-error beside the guests' run-queue wait per wake-up (docs/schedulers.md).
+paper's terms), the capacities and the host/guest ratio (of the intervals' lower
+ends), and per count the guest-stamp error beside the guests' run-queue wait per
+wake-up (docs/schedulers.md).
 
     python benchmarks/guest_slices.py OUT_DIR            # root; 6 main jobs, ~30 min here
     python benchmarks/guest_slices.py OUT_DIR --table    # the table of runs already made
@@ -23,6 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.capacity import Sla, capacity_text, judge  # noqa: E402
+from analysis.capacitytext import ratio_text  # noqa: E402
 from analysis.waits import wait_figures  # noqa: E402
 
 SLICES = (None, 30.0, 1.0)  # None: the kernel's default
@@ -54,6 +56,7 @@ def row(d: Path) -> dict:
         _, cap = judge(s["points"], Sla.of_run(s["spec"]).with_terms(terms))
         for m, c in cap.items():
             out[f"{terms}_{m}"] = capacity_text(c)
+        out[f"{terms}_ratio"] = ratio_text(cap).split(" (")[0]
     w = wait_figures(pd.DataFrame(s["points"]))
     out["r"] = None if w is None or w.correlation is None else round(w.correlation, 3)
     for r in (w.rows if w else ()):
