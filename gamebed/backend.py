@@ -16,12 +16,11 @@ guests, and each guest's host-side port, named by the point's `Topology`:
 - `collect()`: after the load, bring the guests' records into `ctx.dir`;
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
-- `cpu_usage()`: cumulative CPU counters per guest index (gamebed.cgroups Group.usage());
-- `guest_pids()`: each guest's host processes, by guest index (its cgroup's; empty
-  where the guests are not in cgroups of ours): whose run-queue wait is recorded
-  (gamebed/schedwait.py) and whose scheduler slice --guest-slice-ms sets;
-- `memory()`: each guest's memory now, MiB of PSS per guest index (empty where the
-  guests are not in cgroups of ours);
+- `cgroups`: each guest's cgroup by guest index (gamebed/resources.py GuestCgroups;
+  empty where the guests are not in cgroups of ours): its `usage()` (cumulative CPU
+  counters), `pids()` (the guest's host processes: whose run-queue wait is recorded,
+  gamebed/schedwait.py, and whose scheduler slice --guest-slice-ms sets) and
+  `memory()` (MiB of PSS now);
 - `environment()`: what a report must state about these guests;
 - `guest_info()`: per guest, how to reach it (console, process, name) for `launch`;
 - `fault(f)` / `recover(f)`: break guest f.guest during the load (gamebed/fault.py:
@@ -40,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gamebed.cgroups import CgroupTree
 from gamebed.fault import Fault
@@ -48,6 +47,9 @@ from gamebed.manifest import Manifest
 from gamebed.proc import Runner
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import GuestAddr, Placement, Topology
+
+if TYPE_CHECKING:
+    from gamebed.resources import GuestCgroups
 
 # a server stops this long after the last input, then writes its records; 0: it runs
 # until its guest is destroyed (`gamebed launch`)
@@ -77,6 +79,7 @@ class GuestBackend(Protocol):
     host_in_root_ns: bool  # the guests' ports live in the root namespace (libvirt's taps)
     BOOT_S_PER_GUEST: float  # progress estimate only
     ctx: PointContext
+    cgroups: GuestCgroups  # each guest's, by index; empty where not ours (libvirt)
 
     def start(self) -> None: ...
 
@@ -93,12 +96,6 @@ class GuestBackend(Protocol):
     def end(self) -> None: ...
 
     def stop(self) -> None: ...
-
-    def cpu_usage(self) -> dict[int, dict]: ...
-
-    def guest_pids(self) -> dict[int, list[int]]: ...
-
-    def memory(self) -> dict[int, float]: ...
 
     def environment(self) -> dict: ...
 

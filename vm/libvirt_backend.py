@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gamebed.backend import PointContext
 from gamebed.fault import WHY_NOT, Fault
+from gamebed.resources import GuestCgroups
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside.trailer import PORT_MTU
@@ -50,6 +51,9 @@ class LibvirtGuests:
 
     def __init__(self, ctx: PointContext) -> None:
         self.ctx = ctx
+        # none of ours: QEMU runs under libvirtd's cgroups, its vCPU threads are
+        # libvirtd's (benchmarks/bench_vms.py weighs QEMU's RSS)
+        self.cgroups = GuestCgroups()
         self.idle_exit = ctx.idle_exit  # 0: servers run until their VM is destroyed
         self.vms: list[GameVm] = []
         self.accel: Accel | None = None
@@ -135,15 +139,6 @@ class LibvirtGuests:
         raise RuntimeError(f"--fault on libvirt: {WHY_NOT['libvirt']}")
 
     recover = fault
-
-    def cpu_usage(self) -> dict[int, dict]:
-        return {}  # QEMU runs under libvirtd's cgroups, not ours
-
-    def guest_pids(self) -> dict[int, list[int]]:
-        return {}  # likewise: its vCPU threads are libvirtd's
-
-    def memory(self) -> dict[int, float]:
-        return {}  # likewise (benchmarks/bench_vms.py weighs QEMU's RSS)
 
     def guest_info(self) -> list[dict]:
         return [{"name": vm.cfg.name, "console": str(vm.console)} for vm in self.vms]

@@ -133,15 +133,6 @@ class NetnsGuests:
         self.mode_stack.close()
         self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.guests))
 
-    def cpu_usage(self) -> dict[int, dict]:
-        return self.cgroups.usage()
-
-    def guest_pids(self) -> dict[int, list[int]]:
-        return self.cgroups.pids()
-
-    def memory(self) -> dict[int, float]:
-        return self.cgroups.memory()
-
     def environment(self) -> dict:
         s = self.ctx.spec
         return {"backend": self.name, "shared_clock": True, "cpu_cap": s.cpu_cap,

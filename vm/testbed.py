@@ -202,7 +202,7 @@ class Testbed:
             self.ctx.runner.echo(f"# sched_setattr sched_runtime={ms:g} ms: every thread "
                                  f"of every {self.backend.name} guest")
             return None
-        pids = [p for ps in self.backend.guest_pids().values() for p in ps]
+        pids = [p for ps in self.backend.cgroups.pids().values() for p in ps]
         return dataclasses.asdict(guestslice.apply(pids, ms))
 
     def _mark(self, phase: str) -> None:
@@ -253,12 +253,12 @@ class Testbed:
         self._mark("shim_stopped")
         self.backend.collect()
         self._mark("collected")
-        self._write_guests(self.backend.memory())
+        self._write_guests(self.backend.cgroups.memory())
         self._mark("weighed")
 
     def run_queue(self) -> dict[int, schedwait.Snapshot]:
         """Each guest's threads' run-queue wait so far (gamebed/schedwait.py)."""
-        return {g: schedwait.snapshot(p) for g, p in self.backend.guest_pids().items()}
+        return {g: schedwait.snapshot(p) for g, p in self.backend.cgroups.pids().items()}
 
     def _write_guests(self, memory: dict[int, float]) -> None:
         """guests.json: each guest's age at the load's start, the loads it played before
@@ -330,7 +330,7 @@ class LoadWindow:
         if bed.budget:  # the hogs run for the load only
             self.hogs.enter_context(bed.budget.hogs())
         if not self.dry:
-            self.start = (cpustat.core_times(), bed.backend.cpu_usage(), time.monotonic(),
+            self.start = (cpustat.core_times(), bed.backend.cgroups.usage(), time.monotonic(),
                           bed.budget.usage() if bed.budget else {}, bed.run_queue())
         return self
 
@@ -347,7 +347,7 @@ class LoadWindow:
         bed = self.bed
         cores0, guests0, t0, budget0, rq0 = self.start
         rq1 = bed.run_queue()
-        use = cpustat.window(cores0, cpustat.core_times(), guests0, bed.backend.cpu_usage(),
+        use = cpustat.window(cores0, cpustat.core_times(), guests0, bed.backend.cgroups.usage(),
                              time.monotonic() - t0)
         cpustat.add_run_queue(use, rq0, rq1)
         if bed.budget:

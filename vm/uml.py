@@ -360,15 +360,6 @@ class UmlGuests:
         self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.stacks))
         self.shared.close()
 
-    def cpu_usage(self) -> dict[int, dict]:
-        return self.cgroups.usage()
-
-    def guest_pids(self) -> dict[int, list[int]]:
-        return self.cgroups.pids()
-
-    def memory(self) -> dict[int, float]:
-        return self.cgroups.memory()
-
     def guest_info(self) -> list[dict]:
         return [{"pid": self.procs[g.index].pid, "netns": g.netns,
                  "console": str(self.work / f"g{g.index}" / "console.log")}

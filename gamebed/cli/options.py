@@ -132,19 +132,34 @@ def add_guest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the privileged commands instead of running them")
 
-def add_sla_args(p: argparse.ArgumentParser) -> None:
-    """The SLA a run is judged by (its search's and its report's)."""
-    p.add_argument("--sla-delay-ms", type=float,
-                   help=f"SLA: delay limit (default {default('sla_delay_ms'):g} ms), for the "
-                        "search and the report")
-    p.add_argument("--sla-stat", choices=SLA_STATS,
-                   help=f"SLA: which delay statistic (default {default('sla_stat')})")
-    p.add_argument("--sla-loss", type=float,
-                   help=f"SLA: largest loss ratio (default {default('sla_loss'):g})")
-    p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS,
-                   help="players (the default): delay, loss and the ticks every player "
-                        "received (what players feel; --guests auto searches on it); paper: "
-                        "delay and loss alone (Tsai 2009's terms: what host stamps buy)")
+def sla_help(of_report: bool) -> dict[str, str]:
+    """Each --sla-* flag's help: for a run (its search's and its report's SLA) or for
+    `report` (a finished run judged again, by default by its own SLA)."""
+    if of_report:
+        return {"delay": "delay limit in ms (default: the run's, from its spec; else "
+                         f"{default('sla_delay_ms'):g})",
+                "stat": f"delay statistic (default: the run's; else {default('sla_stat')})",
+                "loss": f"largest loss ratio (default: the run's; else {default('sla_loss'):g})",
+                "terms": "which terms judge a count (default: the run's; else players). The "
+                         "report gives both capacities side by side either way"}
+    return {"delay": f"SLA: delay limit (default {default('sla_delay_ms'):g} ms), for the "
+                     "search and the report",
+            "stat": f"SLA: which delay statistic (default {default('sla_stat')})",
+            "loss": f"SLA: largest loss ratio (default {default('sla_loss'):g})",
+            "terms": "players (the default): delay, loss and the ticks every player "
+                     "received (what players feel; --guests auto searches on it); paper: "
+                     "delay and loss alone (Tsai 2009's terms: what host stamps buy)"}
+
+
+def add_sla_args(p: argparse.ArgumentParser, of_report: bool = False) -> None:
+    """The SLA a run is judged by (its search's and its report's), or with `of_report`
+    the terms `gamebed report` judges a finished run by."""
+    text = sla_help(of_report)
+    p.add_argument("--sla-delay-ms", type=float, help=text["delay"])
+    p.add_argument("--sla-stat", choices=SLA_STATS, help=text["stat"])
+    p.add_argument("--sla-loss", type=float, help=text["loss"])
+    p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS, help=text["terms"])
+
 
 def add_cpu_args(p: argparse.ArgumentParser) -> None:
     """The guests' CPU: per-guest caps and weights, and a budget for all of them."""

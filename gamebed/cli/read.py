@@ -7,10 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gamebed import spec as spec_mod
-from gamebed.cli.options import add_profile_arg, command
-from gamebed.spec import default
-from gamebed.workload import SLA_STATS
+from gamebed.cli.options import add_profile_arg, add_sla_args, command
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -126,16 +123,7 @@ def add_report(sub) -> None:
     p.add_argument("--allow-kernel-difference", action="store_true",
                    help="compare runs whose guests ran different kernels or UML modes "
                         "(to compare the kernels themselves)")
-    p.add_argument("--sla-delay-ms", type=float,
-                   help="delay limit in ms (default: the run's, from its spec; else "
-                        f"{default('sla_delay_ms'):g})")
-    p.add_argument("--sla-stat", choices=SLA_STATS,
-                   help=f"delay statistic (default: the run's; else {default('sla_stat')})")
-    p.add_argument("--sla-loss", type=float,
-                   help=f"largest loss ratio (default: the run's; else {default('sla_loss'):g})")
-    p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS,
-                   help="which terms judge a count (default: the run's; else players). The "
-                        "report gives both capacities side by side either way")
+    add_sla_args(p, of_report=True)
     p.add_argument("--players-total", type=int, metavar="N", default=10000,
                    help="the capacity model's hosts-needed line: hosts for N concurrent "
                         "players (default %(default)s; 0: no model section)")

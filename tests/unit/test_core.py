@@ -218,6 +218,8 @@ def test_every_backend_implements_the_whole_interface():
         assert cls.name == name and isinstance(cls.BOOT_S_PER_GUEST, float)
         assert isinstance(cls.host_in_root_ns, bool)
         assert list(inspect.signature(cls).parameters) == ["ctx"], name
+        # the interface's one attribute: each guest's cgroup (empty where none is ours)
+        assert "self.cgroups = GuestCgroups()" in inspect.getsource(cls.__init__), name
 
 
 # -- results directories --------------------------------------------------------------------
