@@ -32,7 +32,7 @@ def _by_guest(meta: dict, field: str, default: float) -> dict[int, float]:
     out = dict.fromkeys(range(n), spec.get(field, default))
     if spec.get("mix"):
         known = ExperimentSpec.from_dict({k: v for k, v in spec.items()
-                                          if k != "mix"}).known_profiles()
+                                          if k != "mix"}).game.known_profiles()
         for name, guests in profile_guests(spec, n).items():
             out.update(dict.fromkeys(guests, getattr(known[name], field)))
     return out
@@ -53,7 +53,7 @@ def profile_slas(spec: dict, given: SlaTerms | None = None) -> dict[str, Sla]:
     """Each profile's own SLA, but for the terms `given` (`gamebed report --sla-*`: for
     every profile alike); the host's share for a --wan run, as for the run's."""
     s = ExperimentSpec.from_dict({k: v for k, v in spec.items() if k != "mix"})
-    known = s.known_profiles()
+    known = s.game.known_profiles()
     g = given or SlaTerms()
     share = "host" if spec.get("wan") else "client"
     terms = g.terms or spec.get("sla_terms", "players")

@@ -306,7 +306,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gb-bench-paths-"))
     m = Manifest(new_prefix())
     # placement restricted: the forwarder on CPU 0, sender and receiver on the others
-    spec = ExperimentSpec(guest_counts=(1,), modes=("guest",))
+    spec = ExperimentSpec.of(guest_counts=(1,), modes=("guest",))
     run = Run(spec, tmp, Layers(testbeds=lambda *_: None), Runner(), m, Progress())
     ctx = point_context(run, 1, tmp, host_in_root_ns=False)
     with signals_unwind(), ExitStack() as stack:  # SIGTERM tears down like ^C

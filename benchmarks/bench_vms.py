@@ -81,7 +81,7 @@ def bench_one(backend: str, n: int, memory: int, uml_mode: str = "auto",
               load_s: float = 0.0) -> dict:
     before = mem_used_mib()
     t0 = time.monotonic()
-    info = launch(ExperimentSpec(guest_counts=(n,), modes=("host",), backend=backend,
+    info = launch(ExperimentSpec.of(guest_counts=(n,), modes=("host",), backend=backend,
                                  vm_memory_mib=memory, uml_mode=uml_mode))
     up = time.monotonic() - t0
     if load_s and backend == "uml":  # weighed at the end of a load, as a sweep runs them

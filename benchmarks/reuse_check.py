@@ -65,7 +65,7 @@ def play(bed, pdir: Path, mode: str, repeat: int) -> dict:
 
 def pair(tmp: Path, n: int, r: int, order: tuple[str, str]) -> dict:
     """Fresh then reused testbeds of n guests for repeat r: each one's two points."""
-    spec = ExperimentSpec(backend="uml", guest_counts=(n,), modes=order)
+    spec = ExperimentSpec.of(backend="uml", guest_counts=(n,), modes=order)
     out = {}
     for kind in ("fresh", "reused"):
         base = tmp / f"g{n:03d}-r{r}-{kind}"

@@ -22,16 +22,17 @@ def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str],
     """One server and one client of `spec`'s load (its profile's players, tick rate,
     input process and size; duration, seed, dispatch) on loopback; their records and
     `summarize`'s summary go to `out`."""
-    players, duration, dispatch = spec.players, spec.duration, spec.dispatch
-    seed, rate = spec.seed, spec.rate
+    game, tune = spec.game, spec.tuning
+    players, duration, dispatch = game.players, spec.design.duration, game.dispatch
+    seed, rate = spec.design.seed, game.rate
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner = runner or Runner()
     ready = out / "server.port"
     ready.unlink(missing_ok=True)
     srv_args = python_cmd("fpsmodel", "server", "--port", 0, "--dispatch", dispatch,
-                          "--out", out, "--ready-file", ready, "--tick-hz", spec.tick_hz,
-                          "--input-bytes", spec.input_bytes, "--work-us", spec.server_work_us,
+                          "--out", out, "--ready-file", ready, "--tick-hz", game.tick_hz,
+                          "--input-bytes", game.input_bytes, "--work-us", game.server_work_us,
                           "--max-players", max(64, players))
     with Process(srv_args, runner, log_path=out / "server.log", name="game server") as srv:
         wait_for(lambda: ready.exists() or not srv.alive(), 15, "the game server to listen")
@@ -40,10 +41,9 @@ def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str],
         port = int(ready.read_text())
         cfg = ClientConfig(targets=[Target(0, "127.0.0.1", port)], players=players,
                            duration=duration, rate_hz=rate, seed=seed, out_dir=out,
-                           input_process=spec.input_process, input_jitter=spec.input_jitter,
-                           input_bytes=spec.input_bytes, spin_us=spec.client_spin_us,
-                           spin_share=spec.client_spin_share,
-                           priority=spec.client_priority)
+                           input_process=game.input_process, input_jitter=game.input_jitter,
+                           input_bytes=game.input_bytes, spin_us=tune.client_spin_us,
+                           spin_share=tune.client_spin_share, priority=tune.client_priority)
         client = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
         write_json(out / "client_summary.json", client)
     summary = summarize(out, client, dispatch)

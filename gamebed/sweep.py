@@ -141,8 +141,8 @@ def count_points(spec: ExperimentSpec) -> list[tuple[int, str]]:
     with repeats neither mode is always the first on a count's guests (order never
     lines up with count: it is the same at every count).  Each entry records its
     `order` (0: the repeat's first point)."""
-    return [(r, m) for r in range(spec.repeats)
-            for m in (spec.modes if r % 2 == 0 else tuple(reversed(spec.modes)))]
+    return [(r, m) for r in range(spec.design.repeats)
+            for m in (spec.design.modes if r % 2 == 0 else tuple(reversed(spec.design.modes)))]
 
 
 def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None) -> int | None:
@@ -183,15 +183,15 @@ def run_sweep(run: Run, resume: bool = False, overwrite: bool = False,
     spec, dry_run = run.spec, run.dry_run
     if not dry_run and check_privileges:
         require_net_admin()
-    if spec.backend == "auto" or (spec.guest_counts is None and not spec.searching):
+    if spec.backend == "auto" or (spec.design.guest_counts is None and not spec.searching):
         raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
     if spec.searching and run.layers.search is None and not dry_run:
         raise ValueError("a searching spec (--guests auto) needs a search function")
     with _closing(run.manifest):
-        if spec.guest_slice_ms is not None and not dry_run:  # tried before anything is built
+        if spec.tuning.guest_slice_ms is not None and not dry_run:  # tried before anything is built
             from gamebed.guestslice import check
 
-            check(spec.guest_slice_ms)
+            check(spec.tuning.guest_slice_ms)
         old = prepare_out(run.out, spec, resume, overwrite, dry_run)
         run.out.mkdir(parents=True, exist_ok=True)
         sweep = Sweep(run, old)
@@ -214,10 +214,10 @@ class Sweep:
             self._resumed(old)
         self.t0 = time.monotonic()
         self.per_count = len(count_points(self.spec))
-        self.eta = Eta(self.spec.duration, run.layers.boot_s_per_guest)
+        self.eta = Eta(self.spec.design.duration, run.layers.boot_s_per_guest)
         self.booted: list[tuple[int, float]] = []  # (guests booted, seconds) per count
         self.beds = ExitStack()
-        self.bed = None  # with spec.reuse_guests: the testbed the next count resizes
+        self.bed = None  # with spec.design.reuse_guests: the testbed the next count resizes
 
     def _resumed(self, old: dict) -> None:
         s = self.summary
@@ -238,7 +238,7 @@ class Sweep:
             plan.append((current, 0, self.per_count - done))
         for n in self.spec.counts:
             if n not in started:
-                plan.append((n, n - last if self.spec.reuse_guests else n, self.per_count))
+                plan.append((n, n - last if self.spec.design.reuse_guests else n, self.per_count))
                 last = n
         return plan
 
@@ -295,13 +295,13 @@ class Sweep:
 
     def one_count(self, n_guests: int, k: int) -> None:
         """Measure the points of one count the summary lacks, on a testbed of that many
-        guests: the last count's, resized (spec.reuse_guests), else one built for it."""
+        guests: the last count's, resized (spec.design.reuse_guests), else one built for it."""
         run, spec = self.run, self.spec
         done = {(p.get("repeat", 0), p["mode"]) for p in self.summary["points"]
                 if p["guests"] == n_guests}
         todo = [rm for rm in count_points(spec) if rm not in done]
         self.label = f"[{k}{'' if spec.searching else f'/{len(spec.counts)}'}]"
-        reuse = spec.reuse_guests and self.bed is not None
+        reuse = spec.design.reuse_guests and self.bed is not None
         how = f"from {self.bed.n_guests}" if reuse else "building"
         run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: {how} ...")
         run.progress.status(f"{self.label} {n_guests} guests: {how}")
@@ -313,14 +313,15 @@ class Sweep:
             self.booted.append((n_guests - before, boot))
         if not run.dry_run:
             same_guest_kernel(self.summary, bed, run.out)
-        if reuse and n_guests > before and todo and spec.warm_up_s > 0:
-            run.progress(f"      warm-up: {spec.warm_up_s:g} s of play, not measured, on the "
+        if reuse and n_guests > before and todo and spec.design.warm_up_s > 0:
+            run.progress(f"      warm-up: {spec.design.warm_up_s:g} s of play, not measured, "
+                         "on the "
                          f"{n_guests - before} new guest(s) and the others")
-            bed.warm_up(run.out / "points" / f"warmup-g{n_guests:03d}", spec.warm_up_s)
+            bed.warm_up(run.out / "points" / f"warmup-g{n_guests:03d}", spec.design.warm_up_s)
         self._estimate(n_guests)
         for repeat, mode in todo:
             self.measure(bed, n_guests, repeat, mode)
-        if not spec.reuse_guests:
+        if not spec.design.reuse_guests:
             self.beds.close()  # this count's testbed goes before the next is built
 
     def _testbed(self, n_guests: int, reuse: bool):
@@ -342,12 +343,12 @@ class Sweep:
         if not run.dry_run:
             shutil.rmtree(pdir, ignore_errors=True)  # what an interrupted run left of it
         again = f" (repeat {repeat})" if repeat else ""
-        run.progress(f"      {mode} stamps{again}: {spec.duration:g} s of play ...")
+        run.progress(f"      {mode} stamps{again}: {spec.design.duration:g} s of play ...")
         run.progress.status(f"{n_guests} guests, {mode} stamps{again}: playing")
         with bed.mode(mode, pdir, repeat) as point:  # its phases: bed.phases
             # point.json's "guests" is the count (docs/records.md)
             write_json(pdir / "point.json", {"mode": mode, "guests": n_guests,
-                                             "repeat": repeat, "seed": spec.seed + repeat,
+                                             "repeat": repeat, "seed": spec.design.seed + repeat,
                                              "spec": spec.to_dict(),
                                              "environment": point.environment()})
             point.run_load()

@@ -34,9 +34,9 @@ from hostside import bpf
 
 def guest_game(spec, guest: int) -> str:
     """A mixed host's guest plays its own game: the --server suffix that says which."""
-    if not spec.mix:
+    if not spec.game.mix:
         return ""
-    g = spec.guest_spec(guest)
+    g = spec.guest_spec(guest).game
     return Game(g.players, g.rate, g.input_process, g.input_jitter, g.input_bytes).text()
 
 
@@ -71,12 +71,12 @@ class HostSide:
         r.run(ip_cmd(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
                      t.client_nic))
         r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
-        if c.spec.wan:
+        if c.spec.design.wan:
             self.wan_via = self._apply_wan()
         self.add_guests(t.guests)
         if c.placement.host_cpus is None:
             self.idle = "halt (dynamic placement: the guests share every CPU)"
-        elif c.spec.host_idle_poll:
+        elif c.spec.tuning.host_idle_poll:
             cpus = tuple(int(x) for x in c.placement.host_cpus.split(","))
             self.idle = enter(IdlePoll(cpus, m, r)).result
 
@@ -98,7 +98,7 @@ class HostSide:
         """The players' network, both ways, clock sync exempt: the kernel's netem where
         it has one (tried on the client's NIC), else the client's own emulator."""
         c, t, r = self.ctx, self.ctx.topo, self.ctx.runner
-        netem = wan.netem_args(c.spec.wan)
+        netem = wan.netem_args(c.spec.design.wan)
         up = wan.client_side(t.client_ns, t.client_nic, netem)
         if not all(r.run(cmd, check=False).returncode == 0 for cmd in up[:2]):
             r.run(wan.remove_root(t.client_ns, t.client_nic), check=False)
@@ -115,7 +115,7 @@ class HostSide:
         """Stamper and shim, once every guest's host-side port exists (`stamper`: the
         spec's, unless a benchmark compares both; `truth`: where the shim takes the BPF
         stamper's ground truth, its ring buffer or, to compare, its packet socket)."""
-        stamper = stamper or self.ctx.spec.stamper
+        stamper = stamper or self.ctx.spec.tuning.stamper
         prog_id = self._attach_stamper() if stamper == "bpf" else None
         # with the kernel's stamper, the kernel's reply path too (the Python shim's path,
         # --stamper afpacket, stays whole: benchmarks/bench_paths.py compares the two)
@@ -171,7 +171,7 @@ class HostSide:
             args += ["--truth-prog-id", prog_id]
         for g in t.guests:
             args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
-        if c.spec.capture:
+        if c.spec.design.capture:
             args += ["--capture", c.dir / "uplink.cap"]
         if not rx_ring:
             args.append("--no-rx-ring")
@@ -195,21 +195,23 @@ class HostSide:
         clock sync after the load too (guest clocks that may drift); `sync_carry`: the
         guests' best clock-sync samples of earlier points (clocks that cannot drift)."""
         c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
-        args = python_cmd("fpsmodel", "client", "--players", s.players, "--duration",
-                          s.duration, "--rate", s.rate, "--seed", s.seed, "--out", c.dir)
+        tune = s.tuning
+        args = python_cmd("fpsmodel", "client", "--players", s.game.players, "--duration",
+                          s.design.duration, "--rate", s.game.rate, "--seed", s.design.seed,
+                          "--out", c.dir)
         if not end_sync:
             args += ["--end-sync", 0]
-        if s.client_spin_us:
-            args += ["--spin-us", s.client_spin_us, "--spin-share", s.client_spin_share]
-        if s.client_priority:
-            args += ["--realtime", s.client_priority]
+        if tune.client_spin_us:
+            args += ["--spin-us", tune.client_spin_us, "--spin-share", tune.client_spin_share]
+        if tune.client_priority:
+            args += ["--realtime", tune.client_priority]
         if sync_carry is not None:
             args += ["--sync-carry", sync_carry]
-        args += s.game_client_flags()
+        args += s.game.client_flags()
         if started_file is not None:
             args += ["--started-file", started_file]
         if self.wan_via and self.wan_via != "netem":
-            args += ["--wan", s.wan]
+            args += ["--wan", s.design.wan]
         for g, target in zip(t.guests, t.server_targets(), strict=True):
             args += ["--server", target + guest_game(s, g.index)]
         # the client stands for players on other machines (the paper's did): it must not
@@ -220,7 +222,7 @@ class HostSide:
             if c.runner.dry_run:
                 return
             try:
-                rc = client.popen.wait(s.duration + timeout_extra)
+                rc = client.popen.wait(s.design.duration + timeout_extra)
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"the client did not finish; see {log}") from None
         if rc != 0:
@@ -230,7 +232,7 @@ class HostSide:
         p = self.ctx.placement
         return {"shim_cpus": p.host_cpus, "client_cpus": p.host_cpus,
                 "guest_cpus": p.guest_cpus, "placement": p.name,
-                "stamper": self.ctx.spec.stamper, "wan": self.ctx.spec.wan,
-                "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.client_spin_us,
-                "client_spin_share": self.ctx.spec.client_spin_share,
+                "stamper": self.ctx.spec.tuning.stamper, "wan": self.ctx.spec.design.wan,
+                "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.tuning.client_spin_us,
+                "client_spin_share": self.ctx.spec.tuning.client_spin_share,
                 "wan_via": self.wan_via}

@@ -14,7 +14,6 @@ per-process image builds).  `vm/launch.py` leaves guests running.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import shutil
 import subprocess
@@ -105,11 +104,11 @@ def resolve_backend(spec: ExperimentSpec, dry_run: bool = False
         ok, detail = uml_usable(spec, dry_run=dry_run)
         backend = "uml" if ok else "netns"
         if not ok:  # the UML kernel asked for did not run: namespaces have none
-            spec = dataclasses.replace(spec, uml_kernel=None)
+            spec = spec.with_values(uml_kernel=None)
         why = (f"auto: {detail}" if ok else
                f"auto: namespaces, because no UML guest ran here: {detail} (see "
                "`gamebed run --backend uml` for the whole error)")
     if spec.searching:  # a search chooses its counts as it goes
         return spec.replace(backend=backend), why
-    counts = spec.guest_counts or spec.default_counts(backend)
+    counts = spec.design.guest_counts or spec.default_counts(backend)
     return spec.replace(backend=backend, guest_counts=counts), why

@@ -28,13 +28,13 @@ LAUNCHABLE = ("uml", "libvirt")
 
 
 def launch(spec: ExperimentSpec, dry_run: bool = False) -> dict:
-    """Start spec.counts[0] VMs in spec.modes[0]; leave them running."""
+    """Start spec.counts[0] VMs in spec.design.modes[0]; leave them running."""
     if spec.backend not in LAUNCHABLE:
         raise ValueError(f"launch starts {' or '.join(LAUNCHABLE)} guests; backend "
                          f"{spec.backend!r} is for `run`")
     if not dry_run:
         require_net_admin()
-    count, mode = spec.counts[0], spec.modes[0]
+    count, mode = spec.counts[0], spec.design.modes[0]
     prefix = LAUNCH_PREFIX + secrets.token_hex(3)
     pdir = VM_DIR / prefix / "host"
     # servers that never stop by themselves (idle exit 0)

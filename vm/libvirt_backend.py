@@ -80,12 +80,12 @@ class LibvirtGuests:
                                          "<release>", {})
             c.runner.echo("gamebed image build   # (cached by input digest)")
         else:
-            conn = connect(s.libvirt_uri, c.runner, c.progress)
+            conn = connect(s.libvirt.libvirt_uri, c.runner, c.progress)
             self.stack.callback(conn.close)
             self.image = once("libvirt-image", lambda: image_mod.build(c.runner, c.progress))
         self.conn = conn
-        self.accel = domain_type(Daemon(conn, s.libvirt_uri), self.image, c.runner, c.manifest,
-                                 c.progress, s.accel)
+        self.accel = domain_type(Daemon(conn, s.libvirt.libvirt_uri), self.image, c.runner,
+                                 c.manifest, c.progress, s.libvirt.accel)
         c.progress(f"      accelerator: {self.accel.reason}")
         self.add_guests(c.topo.guests)
 
@@ -103,7 +103,7 @@ class LibvirtGuests:
             cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
                            self._cmdline(g), s.vm_memory_mib, c.placement.guest_cpus)
             vm = self.mode_stack.enter_context(GameVm(cfg, self.image,
-                                                      Daemon(self.conn, s.libvirt_uri),
+                                                      Daemon(self.conn, s.libvirt.libvirt_uri),
                                                       self.accel.domain_type,
                                                       c.runner, c.manifest))
             vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
@@ -147,7 +147,7 @@ class LibvirtGuests:
         s, a, img = self.ctx.spec, self.accel, self.image
         return {"backend": self.name, "shared_clock": False,
                 "domain_type": a.domain_type if a else None, "accel": a.name if a else None,
-                "accel_reason": a.reason if a else None, "libvirt_uri": s.libvirt_uri,
+                "accel_reason": a.reason if a else None, "libvirt_uri": s.libvirt.libvirt_uri,
                 "vm_memory_mib": s.vm_memory_mib,
                 "guest_nic": "host mode: patched virtio_net (host_tstamp=1); "
                              "guest mode: Debian's virtio_net",

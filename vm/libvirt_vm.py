@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from gamebed.backendconfig import LibvirtConfig
 from gamebed.manifest import VM_DIR, Manifest
 from gamebed.proc import Runner, log, shielding, shielding_enter, wait_for
-from gamebed.spec import default
 from vm.accel import Accel, choose
 from vm.image import Image
 
-DEFAULT_URI = default("libvirt_uri")  # the spec owns it
+DEFAULT_URI = LibvirtConfig().libvirt_uri  # the backend's config owns it
 PROBE_DEADLINE_S = 25.0
 LIBVIRT_HINT = ("libvirt-python is missing: run `bash scripts/setup.sh` (Debian: "
                 "libvirt-daemon-system libvirt-dev pkg-config; pip: libvirt-python)")

@@ -47,7 +47,8 @@ class NetnsGuests:
             with ExitStack() as stack:
                 self.guest_network(stack, g)
                 self.cgroups[g.index] = stack.enter_context(guest_cgroup(
-                    c.cgroups, f"{c.manifest.prefix}-g{g.index}", s.cpu_cap, s.cpu_weight))
+                    c.cgroups, f"{c.manifest.prefix}-g{g.index}", s.tuning.cpu_cap,
+                    s.tuning.cpu_weight))
                 self.guests[g.index] = stack.pop_all()
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
@@ -84,8 +85,8 @@ class NetnsGuests:
         gdir.mkdir(parents=True, exist_ok=True)
         (gdir / "ready").unlink(missing_ok=True)
         args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
-                          c.topo.game_port, "--guest", g.index, "--dispatch", s.dispatch,
-                          "--work-us", s.server_work_us, "--out", gdir,
+                          c.topo.game_port, "--guest", g.index, "--dispatch", s.game.dispatch,
+                          "--work-us", s.game.server_work_us, "--out", gdir,
                           "--ready-file", gdir / "ready", *s.game_server_flags(g.index))
         cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
         proc = self.mode_stack.enter_context(ManagedProcess(
@@ -135,8 +136,8 @@ class NetnsGuests:
 
     def environment(self) -> dict:
         s = self.ctx.spec
-        return {"backend": self.name, "shared_clock": True, "cpu_cap": s.cpu_cap,
-                "cpu_weight": s.cpu_weight, "server_work_us": s.server_work_us,
+        return {"backend": self.name, "shared_clock": True, "cpu_cap": s.tuning.cpu_cap,
+                "cpu_weight": s.tuning.cpu_weight, "server_work_us": s.game.server_work_us,
                 "cost_model": "a guest is a namespace and one server process on the host "
                               "kernel: no guest kernel, so its 'guest' stamp never waits "
                               "for a guest CPU"}

@@ -110,9 +110,10 @@ class Testbed:
             # the testbed's cgroups (made as its parts ask), removed after every guest
             tree = stack.enter_context(CgroupTree(c.manifest.prefix, c.manifest, c.runner))
             self._set(dataclasses.replace(self.ctx, cgroups=tree))
-            if s.guest_cpus is not None:  # the guests' parent group, before any guest
+            if s.tuning.guest_cpus is not None:  # the guests' parent group, before any guest
                 self.budget = stack.enter_context(GuestCpus(
-                    s.guest_cpus, s.guest_cpus_by, self.ctx.placement.guest_cpu_list(), tree))
+                    s.tuning.guest_cpus, s.tuning.guest_cpus_by,
+                    self.ctx.placement.guest_cpu_list(), tree))
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start()
@@ -176,7 +177,7 @@ class Testbed:
         Repeat r of a point plays the schedules of seed + r (in every mode alike)."""
         self.mode_stack.close()
         self.phases = {"enter": time.time_ns()}
-        spec = dataclasses.replace(self.spec, seed=self.spec.seed + repeat)
+        spec = self.spec.with_values(seed=self.spec.design.seed + repeat)
         self._set(dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec))
         self.ctx.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
@@ -195,7 +196,7 @@ class Testbed:
     def _set_slice(self) -> dict | None:
         """--guest-slice-ms on every thread of every guest, once its servers run (their
         forks inherit it), each read back: point.json's `guest_slice`."""
-        ms = self.spec.guest_slice_ms
+        ms = self.spec.tuning.guest_slice_ms
         if ms is None:
             return None
         if self.ctx.runner.dry_run:
@@ -227,9 +228,9 @@ class Testbed:
         import shutil
 
         spec = self.spec
-        self.spec = dataclasses.replace(spec, duration=seconds, faults=())
+        self.spec = spec.with_values(duration=seconds, faults=())
         try:
-            with self.mode(self.spec.modes[0], work_dir):
+            with self.mode(self.spec.design.modes[0], work_dir):
                 self.run_load()
         finally:
             self.spec = spec
@@ -274,7 +275,7 @@ class Testbed:
 
     def _play(self, timeout_extra: float) -> None:
         """The client's load, with the spec's faults carried out on time meanwhile."""
-        faults = parse_faults(self.spec.faults)
+        faults = parse_faults(self.spec.design.faults)
         env = self.backend.environment()
         # a second clock sync after the load follows a drifting guest clock; a guest on
         # the host's clock (netns) or on a clock read from it (UML) needs none
@@ -300,7 +301,7 @@ class Testbed:
     def environment(self) -> dict:
         cgroups = self.ctx.cgroups.describe() if self.ctx.cgroups else None
         out = {**self.host.environment(), **self.backend.environment(), "cgroups": cgroups}
-        if self.spec.guest_slice_ms is not None:
+        if self.spec.tuning.guest_slice_ms is not None:
             out["guest_slice"] = self.slice
         return out
 
@@ -362,6 +363,6 @@ def point_context(run: Run, n_guests: int, work_dir: Path, host_in_root_ns: bool
     """The context of a run's testbed of `n_guests`, before its first mode (the spec's
     first, into `work_dir`, which holds what belongs to the testbed, not to a point)."""
     spec = run.spec
-    topo = Topology.build(run.manifest.prefix, n_guests, spec.game_port, host_in_root_ns)
-    return PointContext(spec, topo, spec.modes[0], Path(work_dir), run.runner, run.manifest,
-                        Placement.from_spec(spec.placement), run.progress, idle_exit)
+    topo = Topology.build(run.manifest.prefix, n_guests, spec.game.game_port, host_in_root_ns)
+    return PointContext(spec, topo, spec.design.modes[0], Path(work_dir), run.runner, run.manifest,
+                        Placement.from_spec(spec.tuning.placement), run.progress, idle_exit)

@@ -119,7 +119,7 @@ class UmlGuests:
         self.cgroups = GuestCgroups()
         self.image: uml_image.UmlImage | None = None
         self.kernel: uml_kernel.UmlKernel | None = None
-        self.mode = ctx.spec.uml_mode  # resolved against the kernel in start()
+        self.mode = ctx.spec.uml.uml_mode  # resolved against the kernel in start()
         self.work = VM_DIR / ctx.manifest.prefix / "uml"
         self.boot_s: float | None = None
         self.boot_memory: dict = {}
@@ -136,10 +136,10 @@ class UmlGuests:
             c.runner.echo("gamebed image build   # UML kernel and root (cached by input "
                           "digest)")
             # the kernel gamebed builds (>= 6.16) runs auto as seccomp
-            self.mode = "seccomp" if c.spec.uml_mode == "auto" else c.spec.uml_mode
+            self.mode = "seccomp" if c.spec.uml.uml_mode == "auto" else c.spec.uml.uml_mode
         else:
-            self.kernel = guest_kernel(c.spec.uml_kernel, c.spec.uml_mode, c.progress)
-            self.mode = run_mode(self.kernel, c.spec.uml_mode)
+            self.kernel = guest_kernel(c.spec.uml.uml_kernel, c.spec.uml.uml_mode, c.progress)
+            self.mode = run_mode(self.kernel, c.spec.uml.uml_mode)
             self.image = once("uml-image", lambda: uml_image.build(c.runner, c.progress))
         if c.placement.guest_cpus:  # guests boot on every CPU, loads run on theirs
             self.cpuset = self.shared.enter_context(Cpuset(c.cgroups))
@@ -157,8 +157,8 @@ class UmlGuests:
                 guest_link(stack, c, g)
                 c.runner.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
                 self.cgroups[g.index] = stack.enter_context(guest_cgroup(
-                    c.cgroups, f"{c.manifest.prefix}-ug{g.index}", c.spec.cpu_cap,
-                    c.spec.cpu_weight))
+                    c.cgroups, f"{c.manifest.prefix}-ug{g.index}", c.spec.tuning.cpu_cap,
+                    c.spec.tuning.cpu_weight))
                 self.stacks[g.index] = stack.pop_all()
             self._boot(g)
         if not c.runner.dry_run:
@@ -205,7 +205,7 @@ class UmlGuests:
                 f"vec0:transport=raw,ifname={g.nic_name},mac={g.nic.mac}",
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
-                f"gamebed.dispatch={s.dispatch}", f"gamebed.work_us={s.server_work_us:g}",
+                f"gamebed.dispatch={s.game.dispatch}", f"gamebed.work_us={s.game.server_work_us:g}",
                 *server_flag_args(s.game_server_flags(g.index)), *mode_args(self.mode)]
 
     def _boot(self, g: GuestAddr) -> None:
@@ -369,8 +369,8 @@ class UmlGuests:
         s, img = self.ctx.spec, self.image
         return {"backend": self.name, "shared_clock": False, "clock_drifts": False,
                 "clock": CLOCK_NOTE,
-                "cpu_cap": s.cpu_cap, "cpu_weight": s.cpu_weight,
-                "server_work_us": s.server_work_us, "vm_memory_mib": s.vm_memory_mib,
+                "cpu_cap": s.tuning.cpu_cap, "cpu_weight": s.tuning.cpu_weight,
+                "server_work_us": s.game.server_work_us, "vm_memory_mib": s.vm_memory_mib,
                 **(self.kernel.describe() if self.kernel else {}),
                 "uml_mode": self.mode,
                 "image": img.info.get("digest") if img else None,

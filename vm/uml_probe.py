@@ -30,8 +30,8 @@ def probe(spec, progress=print, cache: Path = PROBE_CACHE) -> str:
     from gamebed.proc import Runner
     from vm.accel import boot_id
 
-    kernel = guest_kernel(spec.uml_kernel, spec.uml_mode, progress)
-    mode = run_mode(kernel, spec.uml_mode)
+    kernel = guest_kernel(spec.uml.uml_kernel, spec.uml.uml_mode, progress)
+    mode = run_mode(kernel, spec.uml.uml_mode)
     image = once("uml-image", lambda: uml_image.build(Runner(), progress))
     key = {"boot_id": boot_id(), "kernel": kernel.digest, "image": image.info["digest"],
            "mode": mode}

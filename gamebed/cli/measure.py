@@ -20,13 +20,13 @@ def layers(spec: ExperimentSpec):
     from analysis.point import summarizer
     from gamebed.run import Layers
 
-    search = (search_step(Sla.of_run(spec.to_dict()), spec.search_max) if spec.searching
+    search = (search_step(Sla.of_run(spec.to_dict()), spec.design.search_max) if spec.searching
               else None)
-    if spec.searching and spec.mix:  # a mixed host: every profile under its own SLA
+    if spec.searching and spec.game.mix:  # a mixed host: every profile under its own SLA
         from analysis.mix import mix_search_step
 
-        search = mix_search_step(spec.to_dict(), spec.search_max)
-    return Layers(vm.testbeds, summarizer(spec.capture), search,
+        search = mix_search_step(spec.to_dict(), spec.design.search_max)
+    return Layers(vm.testbeds, summarizer(spec.design.capture), search,
                   vm.boot_s_per_guest(spec.backend), speed=machine_speed)
 
 def cmd_run(a: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ argument types (no privileges; parsing only).  The commands' modules add them.""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 from pathlib import Path
 
@@ -41,8 +40,8 @@ def _field_value(name: str, value):
 
 def spec_from_args(a: argparse.Namespace) -> ExperimentSpec:
     """The spec: defaults, then the TOML file (if any), then the flags given."""
-    over = {f.name: _field_value(f.name, getattr(a, ARG_OF.get(f.name, f.name), None))
-            for f in dataclasses.fields(ExperimentSpec)}
+    over = {key: _field_value(key, getattr(a, ARG_OF.get(key, key), None))
+            for key in spec_mod.KEYS}
     spec = getattr(a, "spec", None)
     return (ExperimentSpec.from_toml(spec, **over) if spec
             else ExperimentSpec.from_dict({k: v for k, v in over.items() if v is not None}))

@@ -44,7 +44,7 @@ def netns_testbed(tmp_path, stamper: str, n_guests: int):
     its own; after use: everything gone, the manifest too."""
     from gamebed.spec import ExperimentSpec
 
-    spec = ExperimentSpec(guest_counts=(n_guests,), modes=("host",), stamper=stamper,
+    spec = ExperimentSpec.of(guest_counts=(n_guests,), modes=("host",), stamper=stamper,
                           placement="dynamic", backend="netns")
     run = test_run(spec, tmp_path)
     bed = run.testbed(n_guests, tmp_path / "work")
@@ -75,7 +75,7 @@ def resize_through(tmp_path, backend: str, sizes: tuple[int, ...]) -> list[dict]
     from gamebed.leaks import NOTHING
     from gamebed.spec import ExperimentSpec
 
-    spec = ExperimentSpec(backend=backend, guest_counts=(sizes[0],), modes=("host",),
+    spec = ExperimentSpec.of(backend=backend, guest_counts=(sizes[0],), modes=("host",),
                           duration=2, placement="dynamic")
     seen = _resized(tmp_path, spec, sizes)
     *points, end = seen

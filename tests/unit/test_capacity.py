@@ -226,7 +226,7 @@ def test_sweep_with_search_measures_both_modes_and_every_repeat(tmp_path, monkey
 
     from gamebed.run import Layers, Run
 
-    spec = ExperimentSpec(backend="netns", search_max=16, repeats=2, duration=1)
+    spec = ExperimentSpec.of(backend="netns", search_max=16, repeats=2, duration=1)
     layers = Layers(lambda run, n, work: FakeBed(n, log), summarize, search_step(SLA, 16))
     s = run_sweep(Run.start(spec, tmp_path / "out", layers), check_privileges=False)
     # one testbed, built once at the first count and resized to every later one

@@ -63,18 +63,35 @@ def test_spec_from_toml_and_overrides(tmp_path):
     f = tmp_path / "exp.toml"
     f.write_text('guest_counts = [1, 3]\nmodes = ["host"]\nplayers = 2\nbackend = "libvirt"\n')
     s = ExperimentSpec.from_toml(f, players=5, seed=None)
-    assert s.guest_counts == (1, 3) and s.modes == ("host",) and s.players == 5
-    assert s.backend == "libvirt" and s.seed == 1
+    assert s.design.guest_counts == (1, 3) and s.design.modes == ("host",) and s.game.players == 5
+    assert s.backend == "libvirt" and s.design.seed == 1
     assert s.counts == (1, 3)
     assert ExperimentSpec.from_dict(s.to_dict()) == s
 
 
+def test_the_spec_in_parts_keeps_the_keys_of_stored_runs():
+    """A spec is made of parts, but its keys (TOML, spec.json, flags) stay flat and as
+    they were: the stored runs' specs (recorded before the parts) have exactly these
+    keys, each owned by one part, and they read back into the spec that wrote them."""
+    import json
+
+    stored = json.loads((ROOT / "tests/data/house/mix/summary.json").read_text())["spec"]
+    assert set(stored) == set(spec_mod.KEYS) == set(ExperimentSpec().to_dict())
+    s = ExperimentSpec.from_dict(stored)
+    assert json.loads(json.dumps(s.to_dict())) == stored
+    assert s.game.mix == ("tsai2009:1", "small64:1")
+    assert (s.design.guest_counts, s.design.wan) == ((2, 3), "delay 5ms 1ms")
+    with pytest.raises(AttributeError, match=r"spec\.game\.players"):
+        _ = s.players  # a flat key asked of the whole spec says where it lives now
+
+
 def test_a_search_is_a_spec_the_spec_fills_in():
-    s = ExperimentSpec(backend="uml").searching_up_to()
-    assert s.search_max == max(spec_mod.DEFAULT_COUNTS["uml"]) and s.guest_counts is None
-    assert s.repeats == spec_mod.SEARCH_REPEATS and s.counts[:3] == (1, 2, 4)
-    t = ExperimentSpec(backend="netns", guest_counts=(1, 2)).searching_up_to(8, 2)
-    assert (t.search_max, t.repeats, t.counts) == (8, 2, (1, 2, 4, 8))
+    s = ExperimentSpec.of(backend="uml").searching_up_to()
+    d = s.design
+    assert d.search_max == max(spec_mod.DEFAULT_COUNTS["uml"]) and d.guest_counts is None
+    assert s.design.repeats == spec_mod.SEARCH_REPEATS and s.counts[:3] == (1, 2, 4)
+    t = ExperimentSpec.of(backend="netns", guest_counts=(1, 2)).searching_up_to(8, 2)
+    assert (t.design.search_max, t.design.repeats, t.counts) == (8, 2, (1, 2, 4, 8))
 
 
 def test_spec_refuses_unknown_keys_and_bad_values(tmp_path):
@@ -88,7 +105,7 @@ def test_spec_refuses_unknown_keys_and_bad_values(tmp_path):
                       (dict(cpu_cap=2.0), "cpu_cap"), (dict(game_port=70000), "game_port"),
                       (dict(guest_counts=(2, 2)), "each count once")):
         with pytest.raises(ValueError, match=word):
-            ExperimentSpec(**bad)
+            ExperimentSpec.of(**bad)
 
 
 def test_one_mode_vocabulary_maps_to_drivers():
@@ -227,7 +244,7 @@ def test_every_backend_implements_the_whole_interface():
 def test_results_directory_of_an_earlier_run_is_refused_resumed_or_overwritten(tmp_path):
     from gamebed.sweep import prepare_out
 
-    spec = ExperimentSpec(backend="netns", guest_counts=(1, 2))
+    spec = ExperimentSpec.of(backend="netns", guest_counts=(1, 2))
     out = tmp_path / "res"
     assert prepare_out(out, spec) is None  # new: fine, and nothing created
     assert not out.exists()

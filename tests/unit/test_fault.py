@@ -35,14 +35,14 @@ def test_grammar_round_trips_and_refuses_the_rest():
 ])
 def test_a_fault_the_run_cannot_carry_out_is_refused(faults, backend, msg):
     with pytest.raises(ValueError, match=msg):
-        ExperimentSpec(backend=backend, guest_counts=(2, 4), duration=10, faults=faults)
+        ExperimentSpec.of(backend=backend, guest_counts=(2, 4), duration=10, faults=faults)
 
 
 def test_what_each_backend_can_do_is_accepted():
-    s = ExperimentSpec(backend="netns", guest_counts=(2,), faults=("server:1@2+1", "guest:0@3"))
-    assert [f.text() for f in parse_faults(s.faults)] == ["server:1@2+1", "guest:0@3"]
-    s = ExperimentSpec(backend="uml", guest_counts=(2,), faults=("guest:1@2",))
-    assert parse_faults(s.faults)[0].guest == 1
+    s = ExperimentSpec.of(backend="netns", guest_counts=(2,), faults=("server:1@2+1", "guest:0@3"))
+    assert [f.text() for f in parse_faults(s.design.faults)] == ["server:1@2+1", "guest:0@3"]
+    s = ExperimentSpec.of(backend="uml", guest_counts=(2,), faults=("guest:1@2",))
+    assert parse_faults(s.design.faults)[0].guest == 1
     assert check_faults(("server:0@1",), "", 5, 1) is None  # auto: checked once resolved
     # the same faults on a backend that cannot do them are refused (the check can fail)
     with pytest.raises(ValueError, match="not on the libvirt backend"):

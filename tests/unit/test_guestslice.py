@@ -68,11 +68,11 @@ def test_a_failing_syscall_is_refused_with_what_to_do():
 
 
 def test_the_spec_takes_the_kernels_range_on_the_cgroup_backends():
-    assert ExperimentSpec(guest_slice_ms=30.0, backend="uml").guest_slice_ms == 30.0
+    assert ExperimentSpec.of(guest_slice_ms=30.0, backend="uml").tuning.guest_slice_ms == 30.0
     for bad in ({"guest_slice_ms": 0.05}, {"guest_slice_ms": 101.0},
                 {"guest_slice_ms": 30.0, "backend": "libvirt"}):
         with pytest.raises(ValueError, match="guest_slice_ms"):
-            ExperimentSpec(**bad)
+            ExperimentSpec.of(**bad)
 
 
 def test_this_kernel_keeps_a_childs_slice_and_its_forks_inherit_it():

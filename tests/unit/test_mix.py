@@ -40,8 +40,8 @@ def test_a_mix_is_named_profiles_with_positive_shares():
 
 def test_a_mixed_spec_gives_each_guest_its_game():
     s = ExperimentSpec.from_dict({"mix": MIX, "guest_counts": (4, 8)})
-    assert s.profile == "tsai2009"  # the mix's first
-    games = [s.guest_spec(i).profile for i in range(8)]
+    assert s.game.profile == "tsai2009"  # the mix's first
+    games = [s.guest_spec(i).game.profile for i in range(8)]
     assert games.count("tick128") == 2 and games[:4].count("tick128") == 1
     assert s.game_server_flags(games.index("tick128")) == ["--tick-hz", "128"]
     assert s.game_server_flags(0) == []
@@ -106,7 +106,7 @@ def test_a_mixed_search_starts_and_stays_at_a_guest_per_profile():
     from analysis.capacity import next_count
     from analysis.mix import mix_search_step
 
-    spec = ExperimentSpec(mix=("tsai2009:3", "tick128:1"), profile="tsai2009").to_dict()
+    spec = ExperimentSpec.of(mix=("tsai2009:3", "tick128:1"), profile="tsai2009").to_dict()
     assert mix_search_step(spec, 48)([], set()) == 2
     v = pd.DataFrame({"mode": ["guest", "guest"], "guests": [2, 8],
                       "verdict": ["unsure", "fail"]})

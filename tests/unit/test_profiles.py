@@ -12,12 +12,13 @@ from gamebed.workload import PRESETS, WorkloadProfile, sla_rule
 
 def test_the_default_profile_is_the_papers_game_unchanged():
     s = ExperimentSpec()
-    assert s.profile == "tsai2009" and s.workload() == PRESETS["tsai2009"]
-    assert (s.players, s.rate, s.tick_hz, s.input_bytes, s.input_process) == (
+    assert s.game.profile == "tsai2009" and s.game.workload() == PRESETS["tsai2009"]
+    g = s.game
+    assert (g.players, g.rate, g.tick_hz, g.input_bytes, g.input_process) == (
         4, 20.0, 20.0, 296, "poisson")
-    assert (s.sla_stat, s.sla_delay_ms, s.sla_loss) == ("mean", 1.0, 0.01)
+    assert (s.sla.sla_stat, s.sla.sla_delay_ms, s.sla.sla_loss) == ("mean", 1.0, 0.01)
     # its commands are today's: nothing added to server or client
-    assert s.game_server_flags() == [] and s.game_client_flags() == []
+    assert s.game_server_flags() == [] and s.game.client_flags() == []
 
 
 def test_every_presets_sla_follows_the_one_rule():
@@ -29,11 +30,12 @@ def test_every_presets_sla_follows_the_one_rule():
 
 def test_a_profile_sets_the_load_and_flags_still_override():
     s = ExperimentSpec.from_dict({"profile": "tick128"})
-    assert (s.players, s.tick_hz, s.rate, s.input_process) == (10, 128.0, 128.0, "per_tick")
+    g = s.game
+    assert (g.players, g.tick_hz, g.rate, g.input_process) == (10, 128.0, 128.0, "per_tick")
     assert s.game_server_flags() == ["--tick-hz", "128"]
-    assert s.game_client_flags() == ["--input-process", "per_tick"]
+    assert s.game.client_flags() == ["--input-process", "per_tick"]
     s = ExperimentSpec.from_dict({"profile": "br30", "players": 8})
-    assert s.players == 8 and s.tick_hz == 30.0 and s.input_jitter == 0.2
+    assert s.game.players == 8 and s.game.tick_hz == 30.0 and s.game.input_jitter == 0.2
     assert ExperimentSpec.from_dict({"profile": "br30"}).game_server_flags()[-2:] == [
         "--max-players", 100]
 
@@ -50,7 +52,7 @@ def test_bad_profiles_are_refused_with_the_reason(fields, msg):
 
 def test_unknown_profile_and_libvirt_are_refused():
     with pytest.raises(ValueError, match="unknown profile 'quake'"):
-        ExperimentSpec(profile="quake")
+        ExperimentSpec.of(profile="quake")
     with pytest.raises(ValueError, match="libvirt's guests run the default game only"):
         ExperimentSpec.from_dict({"profile": "tick64", "backend": "libvirt"})
 
@@ -61,9 +63,10 @@ def test_a_toml_spec_defines_its_own_profile(tmp_path):
                  'tick_hz = 60\ninput_process = "periodic"\ninput_rate_hz = 60\n'
                  'input_bytes = 1216\nsla_delay_ms = 0.5\n')
     s = ExperimentSpec.from_toml(f)
-    assert (s.players, s.tick_hz, s.rate, s.input_bytes, s.sla_delay_ms) == (
+    g = s.game
+    assert (g.players, g.tick_hz, g.rate, g.input_bytes, s.sla.sla_delay_ms) == (
         6, 60.0, 60.0, 1216, 0.5)
-    assert s.duration == 3
+    assert s.design.duration == 3
     # written into the results and read back, it is the same spec
     assert ExperimentSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
 
@@ -71,7 +74,7 @@ def test_a_toml_spec_defines_its_own_profile(tmp_path):
 def test_profile_flag_on_run_and_launch():
     a = build_parser().parse_args(["run", "--profile", "tick64", "--players", "12"])
     s = spec_from_args(a)
-    assert s.profile == "tick64" and s.tick_hz == 64.0 and s.players == 12
+    assert s.game.profile == "tick64" and s.game.tick_hz == 64.0 and s.game.players == 12
 
 
 def test_dry_run_passes_the_game_to_server_and_client(tmp_path, capsys):

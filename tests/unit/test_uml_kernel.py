@@ -174,10 +174,10 @@ def test_seccomp_is_refused_on_a_kernel_without_it(tmp_path, monkeypatch):
 
 def test_uml_spec_fields_are_checked():
     with pytest.raises(ValueError, match="uml_mode"):
-        ExperimentSpec(uml_mode="kvm")
+        ExperimentSpec.of(uml_mode="kvm")
     with pytest.raises(ValueError, match="uml_kernel"):
-        ExperimentSpec(backend="netns", uml_kernel="/tmp/linux")
-    assert ExperimentSpec(backend="uml", uml_mode="seccomp").uml_mode == "seccomp"
+        ExperimentSpec.of(backend="netns", uml_kernel="/tmp/linux")
+    assert ExperimentSpec.of(backend="uml", uml_mode="seccomp").uml.uml_mode == "seccomp"
 
 
 class FakeBed:

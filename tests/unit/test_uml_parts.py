@@ -18,20 +18,20 @@ from gamebed.spec import DEFAULT_COUNTS, ExperimentSpec
 def test_auto_takes_uml_where_it_runs_else_netns(monkeypatch):
     monkeypatch.setattr(vm, "uml_usable", lambda *a, **k: (True, "user-mode Linux 6.1 runs here"))
     spec, why = vm.resolve_backend(ExperimentSpec())
-    assert spec.backend == "uml" and spec.guest_counts == DEFAULT_COUNTS["uml"]
+    assert spec.backend == "uml" and spec.design.guest_counts == DEFAULT_COUNTS["uml"]
     assert "6.1 runs here" in why
     monkeypatch.setattr(vm, "uml_usable", lambda *a, **k: (False, "a probe UML guest stopped"))
-    spec, why = vm.resolve_backend(ExperimentSpec(guest_counts=(1, 2)))
-    assert spec.backend == "netns" and spec.guest_counts == (1, 2)
+    spec, why = vm.resolve_backend(ExperimentSpec.of(guest_counts=(1, 2)))
+    assert spec.backend == "netns" and spec.design.guest_counts == (1, 2)
     assert "a probe UML guest stopped" in why and "--backend uml" in why
-    spec, why = vm.resolve_backend(ExperimentSpec(backend="libvirt"))
-    assert spec.guest_counts == DEFAULT_COUNTS["libvirt"] and "asked for" in why
+    spec, why = vm.resolve_backend(ExperimentSpec.of(backend="libvirt"))
+    assert spec.design.guest_counts == DEFAULT_COUNTS["libvirt"] and "asked for" in why
 
 
 def test_unresolved_spec_has_no_counts():
     with pytest.raises(ValueError, match="resolved"):
         _ = ExperimentSpec().counts
-    assert ExperimentSpec(backend="uml").counts == DEFAULT_COUNTS["uml"]
+    assert ExperimentSpec.of(backend="uml").counts == DEFAULT_COUNTS["uml"]
 
 
 @pytest.mark.parametrize("bad,msg", [(dict(cpu_weight=0), "cpu_weight"),
@@ -39,7 +39,7 @@ def test_unresolved_spec_has_no_counts():
                                      (dict(backend="libvirt", cpu_weight=512), "cpu_weight")])
 def test_new_spec_fields_are_checked(bad, msg):
     with pytest.raises(ValueError, match=msg):
-        ExperimentSpec(**bad)
+        ExperimentSpec.of(**bad)
 
 
 def test_cpu_window_deltas_and_busy_share():

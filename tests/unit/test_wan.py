@@ -19,7 +19,7 @@ def test_netem_arguments_checked():
         with pytest.raises(ValueError, match=msg):
             netem_args(bad)
     with pytest.raises(ValueError, match="--wan: 'jitter'"):
-        ExperimentSpec(wan="jitter 5ms")
+        ExperimentSpec.of(wan="jitter 5ms")
 
 
 def test_clock_sync_bypasses_the_wan_both_ways():

@@ -29,7 +29,7 @@ PPS = {"uml": 500, "libvirt": 200}  # a TCG guest forwards slowly; a storm is no
 @pytest.mark.parametrize("backend", ["uml", "libvirt"])
 def test_hostile_frames_into_the_guest_driver(backend, tmp_path):
     SKIP[backend]()
-    spec = ExperimentSpec(guest_counts=(2,), modes=("host",), backend=backend,
+    spec = ExperimentSpec.of(guest_counts=(2,), modes=("host",), backend=backend,
                           placement="dynamic")
     run = test_run(spec, tmp_path)
     m = run.manifest

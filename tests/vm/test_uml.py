@@ -233,7 +233,7 @@ def test_a_uml_agent_that_refuses_a_request_raises_on_the_host_at_once(tmp_path)
     from tests.support.netns import test_run
     from vm.guestlink import GuestError
 
-    spec = ExperimentSpec(backend="uml", guest_counts=(1,), modes=("host",), duration=2)
+    spec = ExperimentSpec.of(backend="uml", guest_counts=(1,), modes=("host",), duration=2)
     run = test_run(spec, tmp_path)
     with run.testbed(1, tmp_path / "work") as bed, bed.mode("host", tmp_path / "p"):
         t0 = time.monotonic()

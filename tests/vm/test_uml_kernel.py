@@ -65,7 +65,7 @@ def test_auto_takes_namespaces_when_the_guest_panics_and_says_why(kernel, tmp_pa
                     "echo 'Call Trace:'; echo ' [<6069304e>] ? panic+0x0/0x376'; exit 1;; "
                     "esac\n")
     fake.chmod(0o755)
-    spec, why = vm.resolve_backend(ExperimentSpec(uml_kernel=str(fake)))
+    spec, why = vm.resolve_backend(ExperimentSpec.of(uml_kernel=str(fake)))
     assert spec.backend == "netns"
     assert "ptrace set fp regs failed" in why and "panic+0x0" not in why
     assert "\n" not in why
