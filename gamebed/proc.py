@@ -30,6 +30,7 @@ class Runner:
         self.dry_run = dry_run
         self.echo = echo or (lambda line: print(line, flush=True))
         self.history: list[list[str]] = []
+        self._netlink = None  # gamebed/netlink.py Netlink, opened on the first ip()
 
     def run(self, args: Sequence[str], check: bool = True, capture: bool = True,
             input: str | bytes | None = None, binary: bool = False
@@ -49,6 +50,37 @@ class Runner:
             err = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip()
             raise CommandError(f"command failed ({proc.returncode}): {line}\n{err}")
         return proc
+
+
+    def ip(self, ns: str, *args: object, check: bool = True) -> int:
+        """`ip [-n ns] ARGS` carried out as netlink requests (gamebed/netlink.py), not a
+        fork; that line is what a dry run prints (marked `netlink:`) and the log keeps.
+        Returns 0, or non-zero where `check` is off and it failed (or `link show` found
+        nothing)."""
+        from gamebed import netlink
+
+        words = [str(a) for a in args]
+        netlink.check(words)
+        line = shlex.join(ip_cmd(ns, *words))
+        self.history.append(["netlink:", *ip_cmd(ns, *words)])
+        if self.dry_run:
+            self.echo(f"netlink: {line}")
+            return 0
+        log.debug("netlink: %s", line)
+        if self._netlink is None:
+            self._netlink = netlink.Netlink()
+        try:
+            return self._netlink.do(ns, words)
+        except OSError as e:
+            if check:
+                raise CommandError(f"netlink request failed: {line}\n{e}") from e
+            return 1
+
+    def close(self) -> None:
+        """Close the netlink sockets (a later ip() opens them again)."""
+        if self._netlink is not None:
+            self._netlink.close()
+            self._netlink = None
 
 
 def _text(data: str | bytes) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gamebed.cgroups import CgroupTree, Group, xen_weight
 from gamebed.manifest import Manifest
-from gamebed.proc import How, Process, Runner, ip_cmd, log, shielding, shielding_enter
+from gamebed.proc import How, Process, Runner, log, shielding, shielding_enter
 
 CFS_PERIOD_US = 100_000  # a per-guest cap's period (--cpu-cap): the kernel's default
 GUEST_CONTROLLERS = ("cpu", "cpuacct", "memory")  # a guest's group: weight, cap, usage
@@ -62,8 +62,8 @@ class Netns:
     @shielding_enter
     def __enter__(self) -> Netns:
         self._entry = self.manifest.add(kind="netns", name=self.name)
-        self.runner.run(["ip", "netns", "add", self.name])
-        self.runner.run(ip_cmd(self.name, "link", "set", "lo", "up"))
+        self.runner.ip("", "netns", "add", self.name)
+        self.runner.ip(self.name, "link", "set", "lo", "up")
         return self
 
     @shielding
@@ -86,9 +86,9 @@ class Veth:
     def __enter__(self) -> Veth:
         self._entry = self.manifest.add(kind="veth", netns=self.ns_a, name=self.name_a)
         where_a = ["netns", self.ns_a] if self.ns_a else []
-        self.runner.run(["ip", "link", "add", self.name_a, *where_a, "mtu", self.mtu,
-                         "type", "veth", "peer", "name", self.name_b, "netns", self.ns_b,
-                         "mtu", self.mtu])
+        self.runner.ip("", "link", "add", self.name_a, *where_a, "mtu", self.mtu,
+                       "type", "veth", "peer", "name", self.name_b, "netns", self.ns_b,
+                       "mtu", self.mtu)
         return self
 
     @shielding
@@ -255,15 +255,14 @@ class guest_cgroup:  # noqa: N801 -- used like a function: `with guest_cgroup(..
 
 def remove_netns(runner: Runner, name: str) -> None:
     if runner.dry_run or Path("/run/netns", name).exists():
-        runner.run(["ip", "netns", "del", name], check=False)
+        runner.ip("", "netns", "del", name, check=False)
 
 
 def remove_link(runner: Runner, netns: str, name: str) -> None:
     if netns and not runner.dry_run and not Path("/run/netns", netns).exists():
         return  # the namespace took its links with it
-    probe = runner.run(ip_cmd(netns, "link", "show", name), check=False)
-    if probe.returncode == 0:
-        runner.run(ip_cmd(netns, "link", "del", name), check=False)
+    if runner.ip(netns, "link", "show", name, check=False) == 0:
+        runner.ip(netns, "link", "del", name, check=False)
 
 
 def remove_domain(runner: Runner, uri: str, name: str, tap: str | None) -> bool:

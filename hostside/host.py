@@ -26,7 +26,7 @@ from fpsmodel.records import SHIM_INPUTS
 from fpsmodel.wan import WanModel
 from gamebed import wan
 from gamebed.backend import PointContext
-from gamebed.proc import in_netns, ip_cmd, pinned, python_cmd, wait_for
+from gamebed.proc import in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import IdlePoll, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
@@ -67,10 +67,10 @@ class HostSide:
             enter(Netns(t.host_ns, r, m))
         enter(Netns(t.client_ns, r, m))
         enter(Veth((t.host_ns, t.uplink), (t.client_ns, t.client_nic), r, m))
-        r.run(ip_cmd(t.client_ns, "link", "set", t.client_nic, "address", t.client.mac, "up"))
-        r.run(ip_cmd(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
-                     t.client_nic))
-        r.run(ip_cmd(t.host_ns, "link", "set", t.uplink, "up"))
+        r.ip(t.client_ns, "link", "set", t.client_nic, "address", t.client.mac, "up")
+        r.ip(t.client_ns, "addr", "add", f"{t.client.ip}/{PREFIX_LEN}", "dev",
+             t.client_nic)
+        r.ip(t.host_ns, "link", "set", t.uplink, "up")
         if c.spec.design.wan:
             self.wan_via = self._apply_wan()
         self.add_guests(t.guests)
@@ -85,14 +85,14 @@ class HostSide:
         in the measurement."""
         t = self.ctx.topo
         for g in guests:
-            self.ctx.runner.run(ip_cmd(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr",
-                                       g.nic.mac, "dev", t.client_nic, "nud", "permanent"))
+            self.ctx.runner.ip(t.client_ns, "neigh", "replace", g.nic.ip, "lladdr",
+                               g.nic.mac, "dev", t.client_nic, "nud", "permanent")
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         t = self.ctx.topo
         for g in guests:
-            self.ctx.runner.run(ip_cmd(t.client_ns, "neigh", "del", g.nic.ip, "dev",
-                                       t.client_nic), check=False)
+            self.ctx.runner.ip(t.client_ns, "neigh", "del", g.nic.ip, "dev",
+                               t.client_nic, check=False)
 
     def _apply_wan(self) -> str:
         """The players' network, both ways, clock sync exempt: the kernel's netem where

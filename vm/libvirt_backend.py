@@ -109,7 +109,7 @@ class LibvirtGuests:
             vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
             self.vms.append(vm)
             # headroom for the trailer on the host side of the tap
-            c.runner.run(["ip", "link", "set", g.host_port, "mtu", PORT_MTU])
+            c.runner.ip("", "link", "set", g.host_port, "mtu", PORT_MTU)
         self._ready()
 
     def _ready(self) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
-from gamebed.proc import How, in_netns, ip_cmd, pinned, python_cmd, wait_for
+from gamebed.proc import How, in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.spec import stamp_driver
 from gamebed.topology import PREFIX_LEN, GuestAddr
@@ -60,10 +60,10 @@ class NetnsGuests:
         """The guest's namespace, its link to the host side, its address."""
         c, t, r = self.ctx, self.ctx.topo, self.ctx.runner
         guest_link(stack, c, g)
-        r.run(ip_cmd(g.netns, "link", "set", g.nic_name, "address", g.nic.mac, "up"))
-        r.run(ip_cmd(g.netns, "addr", "add", f"{g.nic.ip}/{PREFIX_LEN}", "dev", g.nic_name))
-        r.run(ip_cmd(g.netns, "neigh", "replace", t.client.ip, "lladdr", t.client.mac, "dev",
-                     g.nic_name, "nud", "permanent"))
+        r.ip(g.netns, "link", "set", g.nic_name, "address", g.nic.mac, "up")
+        r.ip(g.netns, "addr", "add", f"{g.nic.ip}/{PREFIX_LEN}", "dev", g.nic_name)
+        r.ip(g.netns, "neigh", "replace", t.client.ip, "lladdr", t.client.mac, "dev",
+             g.nic_name, "nud", "permanent")
 
     def begin(self) -> None:
         c = self.ctx

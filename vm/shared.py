@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from typing import TypeVar
 
 from gamebed.backend import PointContext
-from gamebed.proc import ip_cmd
 from gamebed.resources import Netns, Veth
 from gamebed.topology import GuestAddr
 from hostside.trailer import PORT_MTU
@@ -29,7 +28,7 @@ def guest_link(stack: ExitStack, ctx: PointContext, g: GuestAddr) -> None:
     stack.enter_context(Netns(g.netns, r, m))
     stack.enter_context(Veth((t.host_ns, g.host_port), (g.netns, g.nic_name), r, m,
                              mtu=PORT_MTU))
-    r.run(ip_cmd(t.host_ns, "link", "set", g.host_port, "up"))
+    r.ip(t.host_ns, "link", "set", g.host_port, "up")
 
 
 def once(key: str, build: Callable[[], T]) -> T:

@@ -37,7 +37,7 @@ from pathlib import Path
 from gamebed.backend import PointContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
-from gamebed.proc import How, in_netns, ip_cmd, pinned, shielded, shielding
+from gamebed.proc import How, in_netns, pinned, shielded, shielding
 from gamebed.resources import Cpuset, GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from vm import uml_image, uml_kernel
@@ -155,7 +155,7 @@ class UmlGuests:
             with ExitStack() as stack:
                 self._guest_dir(stack, g)
                 guest_link(stack, c, g)
-                c.runner.run(ip_cmd(g.netns, "link", "set", g.nic_name, "up"))
+                c.runner.ip(g.netns, "link", "set", g.nic_name, "up")
                 self.cgroups[g.index] = stack.enter_context(guest_cgroup(
                     c.cgroups, f"{c.manifest.prefix}-ug{g.index}", c.spec.tuning.cpu_cap,
                     c.spec.tuning.cpu_weight))
