@@ -29,6 +29,7 @@ Usage: sudo .venv/bin/python benchmarks/bench_paths.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -38,14 +39,16 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from gamebed.backend import Point
 from gamebed.manifest import Manifest, new_prefix
 from gamebed.proc import Runner, in_netns, ip_cmd, pinned, require_net_admin, signals_unwind
 from gamebed.progress import Progress
 from gamebed.run import Layers, Run
 from gamebed.spec import ExperimentSpec
+from gamebed.topology import Topology
 from hostside.host import HostSide
 from vm.netns import NetnsGuests
-from vm.testbed import point_context
+from vm.testbed import testbed_context
 
 PROG = str(Path(__file__).with_name("pathprog.py"))
 BLAST_SRC = Path(__file__).with_name("blast.c")
@@ -75,10 +78,14 @@ class Topo:
 
     def __init__(self, stack: ExitStack, ctx) -> None:
         self.ctx, self.r = ctx, ctx.runner
-        self.host = stack.enter_context(HostSide(ctx))
+        topo = dataclasses.replace(ctx.topo, guests=Topology.build(
+            ctx.topo.prefix, 1, ctx.topo.game_port).guests)
+        # one point for every path: its directory gets each shim's summary in turn
+        self.point = Point("guest", ctx.work_dir, ctx.spec, topo)
+        self.host = stack.enter_context(HostSide(ctx, topo.guests))
         guests = NetnsGuests(ctx)
         stack.callback(guests.stop)
-        self.g = ctx.topo.guests[0]
+        self.g = topo.guests[0]
         guests.guest_network(stack, self.g)
         cpus = ctx.placement.guest_cpus
 
@@ -159,7 +166,7 @@ def bridge(t: Topo):
 @contextmanager
 def shim(t: Topo, stamper: str, truth: str = "ring", rx_ring: bool = True):
     """The host side as a run has it: the shim alone, or the BPF stamper beside it."""
-    t.host.attach(stamper, truth, rx_ring)
+    t.host.attach(t.point, stamper, truth, rx_ring)
     try:
         yield
     finally:
@@ -235,7 +242,7 @@ def truth_lost(t: Topo, delivered: int) -> str:
     """What the shim's summary says was lost of the ground truth on a ladder that
     delivered `delivered` inputs ('' for nothing): ring-buffer drops, inputs forwarded
     with a zero stamp, inputs delivered without a row (every path logs each one)."""
-    path = t.ctx.dir / "shim_summary.json"
+    path = t.point.dir / "shim_summary.json"
     s = json.loads(path.read_text())
     path.unlink()  # the next path's shim writes its own
     if s.get("ring_bytes"):  # how near the ring came to full, and why
@@ -308,7 +315,7 @@ def main() -> None:
     # placement restricted: the forwarder on CPU 0, sender and receiver on the others
     spec = ExperimentSpec.of(guest_counts=(1,), modes=("guest",))
     run = Run(spec, tmp, Layers(testbeds=lambda *_: None), Runner(), m, Progress())
-    ctx = point_context(run, 1, tmp, host_in_root_ns=False)
+    ctx = testbed_context(run, tmp, host_in_root_ns=False)
     with signals_unwind(), ExitStack() as stack:  # SIGTERM tears down like ^C
         stack.callback(m.close)  # the manifest file goes once its entries are gone
         t = Topo(stack, ctx)

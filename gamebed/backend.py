@@ -4,16 +4,16 @@ A testbed (vm/testbed.py) is the host side (hostside/host.py: client, uplink,
 stamper, shim) plus N guests behind it.  The guests are built once and each
 timestamp mode is measured on them in turn; between modes the testbed can grow or
 shrink (add guests to the running ones, or stop some).  A backend only realizes the
-guests, and each guest's host-side port, named by the point's `Topology`:
+guests, and each guest's host-side port, named by the `Topology`:
 
-- `start()`: what the guests share (images, daemon connections), then
-  `add_guests(ctx.topo.guests)`;
+- `start(guests)`: what the guests share (images, daemon connections), then
+  `add_guests(guests)`;
 - `add_guests(gs)` / `remove_guests(gs)`: create or remove those guests and their
-  ports, each with its own cgroup and work directory (ctx.topo already lists them,
-  or no longer does); only between modes;
-- `begin()`: set up `ctx.mode`'s receive path, start the game servers, return
-  once every server answers;
-- `collect()`: after the load, bring the guests' records into `ctx.dir`;
+  ports, each with its own cgroup and work directory; only between points;
+- `begin(point)`: set up `point.mode`'s receive path for `point.topo.guests`, start
+  their game servers, return once every server answers;
+- `end_load()`: the load is over (a guest may start on its records);
+- `collect()`: after the load, bring the guests' records into the point's directory;
 - `end()`: undo `begin()` (servers stopped), whatever happened;
 - `stop()`: remove everything `start()` and `add_guests()` made, whatever happened;
 - `cgroups`: each guest's cgroup by guest index (gamebed/resources.py GuestCgroups;
@@ -27,8 +27,11 @@ guests, and each guest's host-side port, named by the point's `Topology`:
   SIGKILL of its server or of the whole guest) and, where the backend can, bring
   it back; called from the fault schedule's thread while the client plays.
 
-`ctx` is replaced before each mode's `begin()` (same topology, new mode and
-directory) and on every resize (new topology).  The backends (vm/, one registry:
+`ctx` is the testbed's, fixed for its life: its topology names the client, the host
+side's namespace and the game port, but lists no guest (`ctx.topo.guests` is empty);
+the guests come through `start`/`add_guests`/`remove_guests`, and a point's guests,
+mode, directory and spec (the run's, with that repeat's seed) come with the `Point`
+that `begin()` is handed: a backend keeps it until `end()`.  The backends (vm/, one registry:
 vm.BACKENDS): `netns` (network namespaces on the host kernel), `uml` (user-mode
 Linux kernels) and `libvirt` (VMs under QEMU/KVM or TCG).  No backend inherits from
 another.
@@ -57,13 +60,12 @@ IDLE_EXIT_S = 3.0
 
 
 @dataclass(frozen=True)
-class PointContext:
-    """Everything one point's parts share."""
+class TestbedContext:
+    """What a testbed's parts share for its whole life (the host side, the backend)."""
 
-    spec: ExperimentSpec
-    topo: Topology
-    mode: str
-    dir: Path
+    spec: ExperimentSpec  # the run's
+    topo: Topology  # the testbed's names; no guests (a point's are point.topo.guests)
+    work_dir: Path  # what belongs to the testbed rather than to a point
     runner: Runner
     manifest: Manifest
     placement: Placement
@@ -74,20 +76,32 @@ class PointContext:
     cgroups: CgroupTree | None = None
 
 
+@dataclass(frozen=True)
+class Point:
+    """One measurement point, handed to the parts that serve it: its timestamp mode, its
+    directory, its spec (the run's, with the repeat's seed; a warm-up's length) and its
+    guests (topo.guests: every guest the testbed runs now)."""
+
+    mode: str
+    dir: Path
+    spec: ExperimentSpec
+    topo: Topology
+
+
 class GuestBackend(Protocol):
     name: str
     host_in_root_ns: bool  # the guests' ports live in the root namespace (libvirt's taps)
     BOOT_S_PER_GUEST: float  # progress estimate only
-    ctx: PointContext
+    ctx: TestbedContext
     cgroups: GuestCgroups  # each guest's, by index; empty where not ours (libvirt)
 
-    def start(self) -> None: ...
+    def start(self, guests: tuple[GuestAddr, ...]) -> None: ...
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None: ...
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None: ...
 
-    def begin(self) -> None: ...
+    def begin(self, point: Point) -> None: ...
 
     def end_load(self) -> None: ...  # the load is over: guests may start on their records
 

@@ -7,8 +7,8 @@
                        └─ AF_PACKET shim: ground truth, everything else both ways
 
 `HostSide` builds the client's namespace and link (on enter), attaches the
-stamper and starts the shim once the guests' ports exist (`attach()`), runs the
-game client for the spec's duration (`run_client()`).  `detach()` stops the shim
+stamper and starts the shim once the guests' ports exist (`attach(point)`), runs the
+game client for the point's duration (`run_client(point)`).  `detach()` stops the shim
 and stamper, which must go before the guests' ports do; exit removes the rest.
 Names and addresses come from the point's Topology; everything is listed in the
 run manifest.
@@ -25,7 +25,7 @@ from fpsmodel.clientconfig import Game
 from fpsmodel.records import SHIM_INPUTS
 from fpsmodel.wan import WanModel
 from gamebed import wan
-from gamebed.backend import PointContext
+from gamebed.backend import Point, TestbedContext
 from gamebed.proc import in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import IdlePoll, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
@@ -41,8 +41,9 @@ def guest_game(spec, guest: int) -> str:
 
 
 class HostSide:
-    def __init__(self, ctx: PointContext) -> None:
+    def __init__(self, ctx: TestbedContext, guests: tuple[GuestAddr, ...] = ()) -> None:
         self.ctx = ctx
+        self.first_guests = guests  # the testbed's guests when it is built
         self.stack = ExitStack()  # the client's namespace and link
         self.attached = ExitStack()  # stamper and shim, on the guests' ports
         self.shim: ManagedProcess | None = None
@@ -73,7 +74,7 @@ class HostSide:
         r.ip(t.host_ns, "link", "set", t.uplink, "up")
         if c.spec.design.wan:
             self.wan_via = self._apply_wan()
-        self.add_guests(t.guests)
+        self.add_guests(self.first_guests)
         if c.placement.host_cpus is None:
             self.idle = "halt (dynamic placement: the guests share every CPU)"
         elif c.spec.tuning.host_idle_poll:
@@ -110,27 +111,28 @@ class HostSide:
             r.run(cmd)
         return "netem"
 
-    def attach(self, stamper: str | None = None, truth: str = "ring",
+    def attach(self, point: Point, stamper: str | None = None, truth: str = "ring",
                rx_ring: bool = True) -> None:
         """Stamper and shim, once every guest's host-side port exists (`stamper`: the
         spec's, unless a benchmark compares both; `truth`: where the shim takes the BPF
         stamper's ground truth, its ring buffer or, to compare, its packet socket)."""
         stamper = stamper or self.ctx.spec.tuning.stamper
-        prog_id = self._attach_stamper() if stamper == "bpf" else None
+        prog_id = self._attach_stamper(point) if stamper == "bpf" else None
         # with the kernel's stamper, the kernel's reply path too (the Python shim's path,
         # --stamper afpacket, stays whole: benchmarks/bench_paths.py compares the two)
-        replies = self._attach_replies() if stamper == "bpf" else None
+        replies = self._attach_replies(point) if stamper == "bpf" else None
         self.marks["stamper_attached"] = time.time_ns()
-        self._start_shim(stamper, None if truth == "packet" else prog_id, rx_ring, replies)
+        self._start_shim(point, stamper, None if truth == "packet" else prog_id,
+                         (rx_ring, replies))
 
     def detach(self) -> None:
         """Stop the shim (it writes its ground truth) and detach the stamper."""
         self.attached.close()
 
-    def _attach_stamper(self) -> int | None:
+    def _attach_stamper(self, point: Point) -> int | None:
         c, t = self.ctx, self.ctx.topo
-        table = [(g.nic.ip, self._ifindex(g.host_port)) for g in t.guests]
-        inc = c.dir / "bpf"
+        table = [(g.nic.ip, self._ifindex(g.host_port)) for g in point.topo.guests]
+        inc = point.dir / "bpf"
         bpf.write_guest_table(inc, t.game_port, table)
         # the object is cached by its inputs (the guest table too): built once per count
         obj = bpf.build("stamper", c.runner, extra_include=inc)
@@ -138,7 +140,7 @@ class HostSide:
         self.attached.callback(bpf.detach, c.runner, t.host_ns, t.uplink)
         return bpf.ingress_prog_id(c.runner, t.host_ns, t.uplink)
 
-    def _attach_replies(self) -> str:
+    def _attach_replies(self, point: Point) -> str:
         """The guests' frames to the client go to the uplink in the kernel (tc reply
         program on every guest's port): a state update no longer wakes the shim, which
         cost the host core 17-21% at two br30 guests.  Returns the client's MAC, which
@@ -148,7 +150,7 @@ class HostSide:
         defines = (f"GB_UPLINK_IFINDEX={self._ifindex(t.uplink)}",
                    *(f"GB_CLIENT_MAC{i}=0x{b}" for i, b in enumerate(mac.split(":"))))
         obj = bpf.build("reply", c.runner, defines=defines)
-        ports = [g.host_port for g in t.guests]
+        ports = [g.host_port for g in point.topo.guests]
         bpf.attach_ingress_many(c.runner, t.host_ns, ports, obj)
         self.attached.callback(bpf.detach_many, c.runner, t.host_ns, ports)
         return mac
@@ -160,45 +162,50 @@ class HostSide:
                                    f"/sys/class/net/{dev}/ifindex"])
         return int(out.stdout)
 
-    def _start_shim(self, stamper: str, prog_id: int | None, rx_ring: bool = True,
-                    replies: str | None = None) -> None:
-        c, t = self.ctx, self.ctx.topo
-        ready = c.dir / "shim.ready"
+    def _start_shim(self, point: Point, stamper: str, prog_id: int | None,
+                    ring_replies: tuple[bool, str | None]) -> None:
+        """The shim for this point; `ring_replies`: whether it reads through an rx ring,
+        and the client MAC whose frames the kernel's reply program forwards (None: the
+        shim does)."""
+        c, t, d = self.ctx, self.ctx.topo, point.dir
+        rx_ring, replies = ring_replies
+        ready = d / "shim.ready"
         ready.unlink(missing_ok=True)
         args = python_cmd("hostside.shim", "--uplink", t.uplink, "--game-port", t.game_port,
-                          "--stamper", stamper, "--out", c.dir, "--ready-file", ready)
+                          "--stamper", stamper, "--out", d, "--ready-file", ready)
         if prog_id is not None:
             args += ["--truth-prog-id", prog_id]
-        for g in t.guests:
+        for g in point.topo.guests:
             args += ["--guest", f"{g.index},{g.host_port},{g.nic.ip},{g.nic.mac}"]
-        if c.spec.design.capture:
-            args += ["--capture", c.dir / "uplink.cap"]
+        if point.spec.design.capture:
+            args += ["--capture", d / "uplink.cap"]
         if not rx_ring:
             args.append("--no-rx-ring")
         if replies:
             args += ["--replies-in-kernel", replies]
         cmd = [*in_netns(t.host_ns), *pinned(c.placement.host_cpus, args)]
         self.shim = shim = self.attached.enter_context(ManagedProcess(
-            cmd, c.runner, c.manifest, log_path=c.dir / "shim.log", name="shim"))
+            cmd, c.runner, c.manifest, log_path=d / "shim.log", name="shim"))
         # on stop the shim writes the ground truth it spooled: no kill while it does
-        self.attached.callback(shim.stop_while_writing, c.dir / SHIM_INPUTS,
+        self.attached.callback(shim.stop_while_writing, d / SHIM_INPUTS,
                                progress=c.progress)
         if not c.runner.dry_run:
             wait_for(lambda: ready.exists() or not shim.alive(), 20, "the shim")
             if not shim.alive():
-                raise RuntimeError(f"the shim exited; see {c.dir / 'shim.log'}")
+                raise RuntimeError(f"the shim exited; see {d / 'shim.log'}")
 
-    def run_client(self, timeout_extra: float = 60.0, started_file: Path | None = None,
-                   end_sync: bool = True, sync_carry: Path | None = None) -> None:
+    def run_client(self, point: Point, timeout_extra: float = 60.0,
+                   started_file: Path | None = None, end_sync: bool = True,
+                   sync_carry: Path | None = None) -> None:
         """The client in its namespace for the spec's duration; raises if it fails.
         `started_file` gets the load's start time when the load starts; `end_sync`: a
         clock sync after the load too (guest clocks that may drift); `sync_carry`: the
         guests' best clock-sync samples of earlier points (clocks that cannot drift)."""
-        c, s, t = self.ctx, self.ctx.spec, self.ctx.topo
+        c, s, t = self.ctx, point.spec, point.topo
         tune = s.tuning
         args = python_cmd("fpsmodel", "client", "--players", s.game.players, "--duration",
                           s.design.duration, "--rate", s.game.rate, "--seed", s.design.seed,
-                          "--out", c.dir)
+                          "--out", point.dir)
         if not end_sync:
             args += ["--end-sync", 0]
         if tune.client_spin_us:
@@ -217,7 +224,7 @@ class HostSide:
         # the client stands for players on other machines (the paper's did): it must not
         # take the guests' CPUs, so it runs with the host side
         cmd = [*in_netns(t.client_ns), *pinned(c.placement.host_cpus, args)]
-        log = c.dir / "client.log"
+        log = point.dir / "client.log"
         with ManagedProcess(cmd, c.runner, c.manifest, log_path=log, name="client") as client:
             if c.runner.dry_run:
                 return

@@ -17,7 +17,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
-from gamebed.backend import PointContext
+from gamebed.backend import Point, TestbedContext
 from gamebed.fault import WHY_NOT, Fault
 from gamebed.resources import GuestCgroups
 from gamebed.spec import stamp_driver
@@ -49,8 +49,10 @@ class LibvirtGuests:
     name = "libvirt"
     host_in_root_ns = True  # libvirt creates each VM's tap in the root namespace
 
-    def __init__(self, ctx: PointContext) -> None:
+    def __init__(self, ctx: TestbedContext) -> None:
         self.ctx = ctx
+        self.point: Point | None = None  # the point begun (begin .. end)
+        self.addrs: dict[int, GuestAddr] = {}  # the guests a point boots, by index
         # none of ours: QEMU runs under libvirtd's cgroups, its vCPU threads are
         # libvirtd's (benchmarks/bench_vms.py weighs QEMU's RSS)
         self.cgroups = GuestCgroups()
@@ -62,14 +64,14 @@ class LibvirtGuests:
         self.stack = ExitStack()  # daemon connection: the count's
         self.mode_stack = ExitStack()  # the VMs: one mode's (its driver is a boot choice)
 
-    def _cmdline(self, g: GuestAddr) -> str:
+    def _cmdline(self, g: GuestAddr, mode: str) -> str:
         t = self.ctx.topo
-        return (f"gamebed.role=server gamebed.nic={stamp_driver(self.ctx.mode).virtio_net} "
+        return (f"gamebed.role=server gamebed.nic={stamp_driver(mode).virtio_net} "
                 f"gamebed.guest={g.index} gamebed.ip={g.nic.ip}/{PREFIX_LEN} "
                 f"gamebed.peer={t.client.ip},{t.client.mac} gamebed.port={t.game_port} "
                 f"gamebed.idle_exit={self.idle_exit:g}")
 
-    def start(self) -> None:
+    def start(self, guests: tuple[GuestAddr, ...]) -> None:
         """The daemon, the image and the accelerator: VMs boot per mode (begin), since
         the mode is the NIC driver their kernel loads at boot."""
         c, s = self.ctx, self.ctx.spec
@@ -87,26 +89,30 @@ class LibvirtGuests:
         self.accel = domain_type(Daemon(conn, s.libvirt.libvirt_uri), self.image, c.runner,
                                  c.manifest, c.progress, s.libvirt.accel)
         c.progress(f"      accelerator: {self.accel.reason}")
-        self.add_guests(c.topo.guests)
+        self.add_guests(guests)
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """A VM boots per mode (begin): here only the check that the count fits."""
-        check_memory(len(self.ctx.topo.guests), self.ctx.spec.vm_memory_mib)
+        check_memory(len(self.addrs) + len(guests), self.ctx.spec.vm_memory_mib)
+        self.addrs.update((g.index, g) for g in guests)
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
-        """Nothing runs between modes: the next begin() boots ctx.topo's guests only."""
+        """Nothing runs between modes: the next begin() boots its point's guests only."""
+        for g in guests:
+            self.addrs.pop(g.index, None)
 
-    def begin(self) -> None:
-        c, s = self.ctx, self.ctx.spec
+    def begin(self, point: Point) -> None:
+        c, s, self.point = self.ctx, self.ctx.spec, point
         self.vms = []
-        for g in c.topo.guests:
+        for g in point.topo.guests:
             cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
-                           self._cmdline(g), s.vm_memory_mib, c.placement.guest_cpus)
+                           self._cmdline(g, point.mode), s.vm_memory_mib,
+                           c.placement.guest_cpus)
             vm = self.mode_stack.enter_context(GameVm(cfg, self.image,
                                                       Daemon(self.conn, s.libvirt.libvirt_uri),
                                                       self.accel.domain_type,
                                                       c.runner, c.manifest))
-            vm.keep_console = c.dir / f"guest{g.index}" / "console.log"
+            vm.keep_console = point.dir / f"guest{g.index}" / "console.log"
             self.vms.append(vm)
             # headroom for the trailer on the host side of the tap
             c.runner.ip("", "link", "set", g.host_port, "mtu", PORT_MTU)
@@ -124,8 +130,8 @@ class LibvirtGuests:
         """Nothing to ask yet: collect() ends each VM's point and fetches its records."""
 
     def collect(self) -> None:
-        for g, vm in zip(self.ctx.topo.guests, self.vms, strict=True):
-            vm.collect(self.ctx.dir / f"guest{g.index}",
+        for g, vm in zip(self.point.topo.guests, self.vms, strict=True):
+            vm.collect(self.point.dir / f"guest{g.index}",
                        self.idle_exit + 60.0 + 5.0 * len(self.vms))
 
     def end(self) -> None:

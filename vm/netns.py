@@ -16,7 +16,7 @@ import signal
 from contextlib import ExitStack
 from pathlib import Path
 
-from gamebed.backend import PointContext
+from gamebed.backend import Point, TestbedContext
 from gamebed.fault import Fault
 from gamebed.proc import How, in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import GuestCgroups, ManagedProcess, guest_cgroup
@@ -31,15 +31,17 @@ class NetnsGuests:
     name = "netns"
     host_in_root_ns = False
 
-    def __init__(self, ctx: PointContext) -> None:
+    def __init__(self, ctx: TestbedContext) -> None:
         self.ctx = ctx
+        self.point: Point | None = None  # the point begun (begin .. end)
+        self.addrs: dict[int, GuestAddr] = {}  # the guests it runs, by index
         self.guests: dict[int, ExitStack] = {}  # per guest: namespace, link, cgroup
         self.mode_stack = ExitStack()  # decoders and servers: one mode's
         self.cgroups = GuestCgroups()
         self.servers: dict = {}
 
-    def start(self) -> None:
-        self.add_guests(self.ctx.topo.guests)
+    def start(self, guests: tuple[GuestAddr, ...]) -> None:
+        self.add_guests(guests)
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         c, s = self.ctx, self.ctx.spec
@@ -50,10 +52,12 @@ class NetnsGuests:
                     c.cgroups, f"{c.manifest.prefix}-g{g.index}", s.tuning.cpu_cap,
                     s.tuning.cpu_weight))
                 self.guests[g.index] = stack.pop_all()
+                self.addrs[g.index] = g
 
     def remove_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         for g in reversed(guests):
             self.cgroups.pop(g.index, None)
+            self.addrs.pop(g.index, None)
             self.guests.pop(g.index).close()
 
     def guest_network(self, stack: ExitStack, g: GuestAddr) -> None:
@@ -65,23 +69,24 @@ class NetnsGuests:
         r.ip(g.netns, "neigh", "replace", t.client.ip, "lladdr", t.client.mac, "dev",
              g.nic_name, "nud", "permanent")
 
-    def begin(self) -> None:
-        c = self.ctx
-        if stamp_driver(c.mode).decoder:
+    def begin(self, point: Point) -> None:
+        c, self.point = self.ctx, point
+        if stamp_driver(point.mode).decoder:
             obj = bpf.build("decoder", c.runner)
-            for g in c.topo.guests:
+            for g in point.topo.guests:
                 bpf.attach_ingress(c.runner, g.netns, g.nic_name, obj)
                 self.mode_stack.callback(bpf.detach, c.runner, g.netns, g.nic_name)
         self._start_servers()
         self._wait_ready()
 
     def _start_servers(self) -> None:
-        self.servers = {g.index: self._start_server(g.index, self.ctx.dir / f"guest{g.index}")
-                        for g in self.ctx.topo.guests}
+        p = self.point
+        self.servers = {g.index: self._start_server(g.index, p.dir / f"guest{g.index}")
+                        for g in p.topo.guests}
 
     def _start_server(self, i: int, gdir: Path) -> tuple[Path, ManagedProcess]:
         """Guest i's game server, writing its records into gdir."""
-        c, s, g, cg = self.ctx, self.ctx.spec, self.ctx.topo.guests[i], self.cgroups[i]
+        c, s, g, cg = self.ctx, self.ctx.spec, self.addrs[i], self.cgroups[i]
         gdir.mkdir(parents=True, exist_ok=True)
         (gdir / "ready").unlink(missing_ok=True)
         args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
@@ -103,7 +108,7 @@ class NetnsGuests:
     def recover(self, f: Fault) -> None:
         """A new server for the guest, with its records apart (guestN/restart/), ready
         when this returns."""
-        gdir = self.ctx.dir / f"guest{f.guest}" / "restart"
+        gdir = self.point.dir / f"guest{f.guest}" / "restart"
         self.servers[f.guest] = self._start_server(f.guest, gdir)
         ready, proc = self.servers[f.guest]
         wait_for(lambda: ready.exists() or not proc.alive(), 30, "the restarted game server")
@@ -128,11 +133,11 @@ class NetnsGuests:
         self.mode_stack.close()
 
     def guest_info(self) -> list[dict]:
-        return [{"netns": g.netns} for g in self.ctx.topo.guests]
+        return [{"netns": g.netns} for _, g in sorted(self.addrs.items())]
 
     def stop(self) -> None:
         self.mode_stack.close()
-        self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.guests))
+        self.remove_guests(tuple(g for _, g in sorted(self.addrs.items())))
 
     def environment(self) -> dict:
         s = self.ctx.spec

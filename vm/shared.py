@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TypeVar
 
-from gamebed.backend import PointContext
+from gamebed.backend import TestbedContext
 from gamebed.resources import Netns, Veth
 from gamebed.topology import GuestAddr
 from hostside.trailer import PORT_MTU
@@ -21,7 +21,7 @@ T = TypeVar("T")
 _ONCE: dict[str, object] = {}
 
 
-def guest_link(stack: ExitStack, ctx: PointContext, g: GuestAddr) -> None:
+def guest_link(stack: ExitStack, ctx: TestbedContext, g: GuestAddr) -> None:
     """Guest g's namespace and its link from the host side's port (both up, with room for
     the trailer), owned by `stack`."""
     t, r, m = ctx.topo, ctx.runner, ctx.manifest

@@ -30,17 +30,18 @@ from typing import TYPE_CHECKING
 
 from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
 from gamebed import cpustat, guestslice, schedwait
-from gamebed.backend import IDLE_EXIT_S, GuestBackend, PointContext
+from gamebed.backend import IDLE_EXIT_S, GuestBackend, Point, TestbedContext
 from gamebed.cgroups import CgroupTree
 from gamebed.fault import FaultSchedule, parse_faults
 from gamebed.guestcpu import GuestCpus
+from gamebed.spec import ExperimentSpec
 from gamebed.topology import Placement, Topology
 from hostside.host import HostSide
 
 if TYPE_CHECKING:
     from gamebed.run import Run
 
-BackendFactory = Callable[[PointContext], GuestBackend]
+BackendFactory = Callable[[TestbedContext], GuestBackend]
 SYNC_CARRY = "sync_carry.csv"  # the client's --sync-carry file, kept in the point
 
 
@@ -81,17 +82,23 @@ class SyncCarry:
 
 
 class Testbed:
-    def __init__(self, ctx: PointContext, backend: BackendFactory) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: TestbedContext, backend: BackendFactory, n_guests: int) -> None:
+        # the testbed's cgroups (made as its parts ask, on enter), removed after every guest
+        self.ctx = dataclasses.replace(ctx, cgroups=CgroupTree(
+            ctx.manifest.prefix, ctx.manifest, ctx.runner))
         self.spec = ctx.spec  # the run's; a repeat plays its own seed (enter_mode)
+        t = ctx.topo  # the guests it runs now: a point's (Point.topo)
+        self.topo = dataclasses.replace(t, guests=Topology.build(
+            t.prefix, n_guests, t.game_port).guests)
+        self.point: Point | None = None  # the point being measured (enter_mode .. left)
         self.phases: dict[str, int] = {}  # one point's phases: CLOCK_REALTIME ns
         self.slice: dict | None = None  # --guest-slice-ms as set and read back
         # per guest: when it joined the testbed (ns) and how many loads it has played
         self.added: dict[int, int] = {}
         self.loads: dict[int, int] = {}
         self.sync_carry = SyncCarry()
-        self.host = HostSide(ctx)
-        self.backend = backend(ctx)
+        self.host = HostSide(self.ctx, self.topo.guests)
+        self.backend = backend(self.ctx)
         self.stack = ExitStack()
         self.mode_stack = ExitStack()
         self.settle = self._new_settle()  # its baseline is this count's
@@ -100,24 +107,18 @@ class Testbed:
     def _new_settle(self) -> cpustat.Settle:
         return cpustat.Settle(self.ctx.placement.guest_cpu_list())
 
-    @property
-    def topo(self) -> Topology:
-        return self.ctx.topo
-
     def __enter__(self) -> Testbed:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
             s, c = self.ctx.spec, self.ctx
-            # the testbed's cgroups (made as its parts ask), removed after every guest
-            tree = stack.enter_context(CgroupTree(c.manifest.prefix, c.manifest, c.runner))
-            self._set(dataclasses.replace(self.ctx, cgroups=tree))
+            tree = stack.enter_context(c.cgroups)
             if s.tuning.guest_cpus is not None:  # the guests' parent group, before any guest
                 self.budget = stack.enter_context(GuestCpus(
                     s.tuning.guest_cpus, s.tuning.guest_cpus_by,
                     self.ctx.placement.guest_cpu_list(), tree))
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
-            self.backend.start()
-            self._joined(self.ctx.topo.guests)
+            self.backend.start(self.topo.guests)
+            self._joined(self.topo.guests)
             self.stack = stack.pop_all()
         return self
 
@@ -131,16 +132,15 @@ class Testbed:
 
     @property
     def n_guests(self) -> int:
-        return len(self.ctx.topo.guests)
+        return len(self.topo.guests)
 
     def resize(self, n_guests: int) -> None:
         """Grow to `n_guests` (the new guests join the running ones) or shrink to it (the
         guests with the highest indices stop); between modes only."""
         self.mode_stack.close()
-        old = self.ctx.topo.guests
-        topo = dataclasses.replace(self.ctx.topo, guests=Topology.build(
-            self.ctx.topo.prefix, n_guests, self.ctx.topo.game_port).guests)
-        self._set(dataclasses.replace(self.ctx, topo=topo))
+        old = self.topo.guests
+        topo = self.topo = dataclasses.replace(self.topo, guests=Topology.build(
+            self.topo.prefix, n_guests, self.topo.game_port).guests)
         self.settle = self._new_settle()
         # every count syncs its clocks afresh: a sample taken with fewer guests running
         # is not carried to a count whose guests wait longer for their CPU
@@ -163,35 +163,36 @@ class Testbed:
         for g in guests:
             self.added[g.index], self.loads[g.index] = now, 0
 
-    def _set(self, ctx: PointContext) -> None:
-        self.ctx = self.host.ctx = self.backend.ctx = ctx
-
     def keep_running(self) -> None:
         """Leave every guest, server and host-side part running past this object (their
         manifest lists them; `gamebed clean` or `launch --destroy` removes them)."""
         self.mode_stack.pop_all()
         self.stack.pop_all()
 
-    def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0) -> None:
+    def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0,
+                   spec: ExperimentSpec | None = None) -> Point:
         """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
-        Repeat r of a point plays the schedules of seed + r (in every mode alike)."""
+        Repeat r of a point plays the schedules of seed + r (in every mode alike); `spec`:
+        another than the run's (a warm-up's)."""
         self.mode_stack.close()
         self.phases = {"enter": time.time_ns()}
-        spec = self.spec.with_values(seed=self.spec.design.seed + repeat)
-        self._set(dataclasses.replace(self.ctx, mode=mode, dir=Path(point_dir), spec=spec))
-        self.ctx.dir.mkdir(parents=True, exist_ok=True)
+        spec = spec or self.spec
+        point = self.point = Point(mode, Path(point_dir),
+                                   spec.with_values(seed=spec.design.seed + repeat), self.topo)
+        point.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             stack.callback(self.backend.end)
-            self.backend.begin()
+            self.backend.begin(point)
             self._mark("servers_ready")
             self.slice = self._set_slice()
             stack.callback(self._mark, "detached")
             stack.callback(self.host.detach)  # the shim goes before the servers
             self.host.marks = {}
-            self.host.attach()
+            self.host.attach(point)
             self.phases.update(self.host.marks)
             self._mark("attached")
             self.mode_stack = stack.pop_all()
+        return point
 
     def _set_slice(self) -> dict | None:
         """--guest-slice-ms on every thread of every guest, once its servers run (their
@@ -210,15 +211,16 @@ class Testbed:
         self.phases[phase] = time.time_ns()
 
     @contextmanager
-    def mode(self, mode: str, point_dir: Path, repeat: int = 0) -> Iterator[Testbed]:
-        self.enter_mode(mode, point_dir, repeat)
+    def mode(self, mode: str, point_dir: Path, repeat: int = 0,
+             spec: ExperimentSpec | None = None) -> Iterator[Testbed]:
+        point = self.enter_mode(mode, point_dir, repeat, spec)
         try:
             yield self
         finally:
             self.mode_stack.close()
             self._mark("left")
             if not self.ctx.runner.dry_run:  # where a point's time went (docs/records.md)
-                write_json(self.ctx.dir / "phases.json", self.phases)
+                write_json(point.dir / "phases.json", self.phases)
 
     def warm_up(self, work_dir: Path, seconds: float) -> None:
         """An unmeasured load of `seconds` on every guest, into `work_dir` (removed after):
@@ -227,20 +229,21 @@ class Testbed:
         and without this the sweep's first mode would always be the one to pay."""
         import shutil
 
-        spec = self.spec
-        self.spec = spec.with_values(duration=seconds, faults=())
+        spec = self.spec.with_values(duration=seconds, faults=())
         try:
-            with self.mode(self.spec.design.modes[0], work_dir):
+            with self.mode(spec.design.modes[0], work_dir, spec=spec):
                 self.run_load()
         finally:
-            self.spec = spec
             if not self.ctx.runner.dry_run:
                 shutil.rmtree(work_dir, ignore_errors=True)
 
     def run_load(self, timeout_extra: float = 60.0) -> None:
-        with LoadWindow(self) as window:
+        """The point's load (enter_mode's), measured in its load window."""
+        point = self.point
+        assert point is not None, "run_load is for a point entered (enter_mode)"
+        with LoadWindow(self, point.dir) as window:
             self._mark("client_start")
-            self._play(timeout_extra)
+            self._play(point, timeout_extra)
             self._mark("client_done")
         use = window.use
         if use is None:  # a dry run
@@ -249,54 +252,55 @@ class Testbed:
         # writes its own): the load is over, nothing is measured now.  Memory is read
         # once the guests are done: read beside their work it takes 5-10x as long.
         self.backend.end_load()
-        write_json(self.ctx.dir / "cpu.json", use)
+        write_json(point.dir / "cpu.json", use)
         self.host.detach()
         self._mark("shim_stopped")
         self.backend.collect()
         self._mark("collected")
-        self._write_guests(self.backend.cgroups.memory())
+        self._write_guests(point, self.backend.cgroups.memory())
         self._mark("weighed")
 
     def run_queue(self) -> dict[int, schedwait.Snapshot]:
         """Each guest's threads' run-queue wait so far (gamebed/schedwait.py)."""
         return {g: schedwait.snapshot(p) for g, p in self.backend.cgroups.pids().items()}
 
-    def _write_guests(self, memory: dict[int, float]) -> None:
+    def _write_guests(self, point: Point, memory: dict[int, float]) -> None:
         """guests.json: each guest's age at the load's start, the loads it played before
         this one (0: newly booted), and its memory at the load's end (MiB PSS)."""
         start = self.phases["client_start"]
-        write_json(self.ctx.dir / "guests.json", {
+        write_json(point.dir / "guests.json", {
             str(g.index): {"age_s": round((start - self.added[g.index]) / 1e9, 1),
                            "loads_before": self.loads[g.index],
                            "pss_mib": memory.get(g.index)}
-            for g in self.ctx.topo.guests})
-        for g in self.ctx.topo.guests:
+            for g in point.topo.guests})
+        for g in point.topo.guests:
             self.loads[g.index] += 1
 
-    def _play(self, timeout_extra: float) -> None:
+    def _play(self, point: Point, timeout_extra: float) -> None:
         """The client's load, with the spec's faults carried out on time meanwhile."""
-        faults = parse_faults(self.spec.design.faults)
+        faults = parse_faults(point.spec.design.faults)
         env = self.backend.environment()
         # a second clock sync after the load follows a drifting guest clock; a guest on
         # the host's clock (netns) or on a clock read from it (UML) needs none
         end_sync = not env.get("shared_clock") and env.get("clock_drifts", True)
         carry = None
         if not end_sync and not faults and not self.ctx.runner.dry_run:
-            carry = self.sync_carry.write(self.ctx.dir / SYNC_CARRY, self.ctx.topo.guests)
+            carry = self.sync_carry.write(point.dir / SYNC_CARRY, point.topo.guests)
         if not faults or self.ctx.runner.dry_run:
             for f in faults:
                 self.ctx.runner.echo(f"# fault {f.text()}: {self.backend.name} guest {f.guest}")
-            self.host.run_client(timeout_extra, end_sync=end_sync, sync_carry=carry)
+            self.host.run_client(point, timeout_extra, end_sync=end_sync, sync_carry=carry)
         else:
-            started = self.ctx.dir / "load.started"
+            started = point.dir / "load.started"
             started.unlink(missing_ok=True)
-            with FaultSchedule(faults, started, self.ctx.dir, self.backend.fault,
+            with FaultSchedule(faults, started, point.dir, self.backend.fault,
                                self.backend.recover):
-                self.host.run_client(timeout_extra, started_file=started, end_sync=end_sync)
+                self.host.run_client(point, timeout_extra, started_file=started,
+                                     end_sync=end_sync)
             self.ctx.progress("      faults: " + ", ".join(f.text() for f in faults)
                               + " carried out (faults.json)")
         if not end_sync and not faults:
-            self.sync_carry.learn(self.ctx.dir / CLOCK_SYNC)
+            self.sync_carry.learn(point.dir / CLOCK_SYNC)
 
     def environment(self) -> dict:
         cgroups = self.ctx.cgroups.describe() if self.ctx.cgroups else None
@@ -314,8 +318,8 @@ class LoadWindow:
     and the hogs stop.  `use` is then cpu.json's content (None in a dry run, or where
     the load failed)."""
 
-    def __init__(self, bed: Testbed) -> None:
-        self.bed, self.use = bed, None
+    def __init__(self, bed: Testbed, point_dir: Path) -> None:
+        self.bed, self.use, self.dir = bed, None, point_dir
         self.hogs = ExitStack()
         self.dry = bed.ctx.runner.dry_run
         self.start: tuple = ()
@@ -324,7 +328,7 @@ class LoadWindow:
         bed = self.bed
         if not self.dry:
             settle = bed.settle.wait()
-            write_json(bed.ctx.dir / "settle.json", settle)
+            write_json(self.dir / "settle.json", settle)
             if settle["settled"] is False:
                 bed.ctx.progress(f"      the guests' CPUs did not settle within "
                                  f"{bed.settle.timeout_s:g} s (settle.json); playing anyway")
@@ -358,11 +362,11 @@ class LoadWindow:
         return use
 
 
-def point_context(run: Run, n_guests: int, work_dir: Path, host_in_root_ns: bool,
-                  idle_exit: float = IDLE_EXIT_S) -> PointContext:
-    """The context of a run's testbed of `n_guests`, before its first mode (the spec's
-    first, into `work_dir`, which holds what belongs to the testbed, not to a point)."""
+def testbed_context(run: Run, work_dir: Path, host_in_root_ns: bool,
+                    idle_exit: float = IDLE_EXIT_S) -> TestbedContext:
+    """The context of a run's testbed: its names (a topology of no guests), `work_dir`
+    (what belongs to the testbed, not to a point) and the run's door and progress."""
     spec = run.spec
-    topo = Topology.build(run.manifest.prefix, n_guests, spec.game.game_port, host_in_root_ns)
-    return PointContext(spec, topo, spec.design.modes[0], Path(work_dir), run.runner, run.manifest,
-                        Placement.from_spec(spec.tuning.placement), run.progress, idle_exit)
+    topo = Topology.build(run.manifest.prefix, 0, spec.game.game_port, host_in_root_ns)
+    return TestbedContext(spec, topo, Path(work_dir), run.runner, run.manifest,
+                          Placement.from_spec(spec.tuning.placement), run.progress, idle_exit)

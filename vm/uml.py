@@ -34,7 +34,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from gamebed.backend import PointContext
+from gamebed.backend import Point, TestbedContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
 from gamebed.proc import How, in_netns, pinned, shielded, shielding
@@ -107,8 +107,10 @@ class UmlGuests:
     name = "uml"
     host_in_root_ns = False
 
-    def __init__(self, ctx: PointContext) -> None:
+    def __init__(self, ctx: TestbedContext) -> None:
         self.ctx = ctx
+        self.point: Point | None = None  # the point begun last
+        self.addrs: dict[int, GuestAddr] = {}  # the guests it runs, by index
         # per guest: its work directory, namespace, link, cgroup and kernel process
         self.stacks: dict[int, ExitStack] = {}
         self.shared = ExitStack()  # what every guest shares: the cpuset
@@ -128,7 +130,7 @@ class UmlGuests:
 
     # --- start: boot every guest once ---------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, guests: tuple[GuestAddr, ...]) -> None:
         c = self.ctx
         if c.runner.dry_run:
             d = uml_image.vm_image.CACHE / "uml-<digest>"
@@ -143,7 +145,7 @@ class UmlGuests:
             self.image = once("uml-image", lambda: uml_image.build(c.runner, c.progress))
         if c.placement.guest_cpus:  # guests boot on every CPU, loads run on theirs
             self.cpuset = self.shared.enter_context(Cpuset(c.cgroups))
-        self.add_guests(c.topo.guests)
+        self.add_guests(guests)
 
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Boot these guests beside the running ones; return once their agents answer."""
@@ -160,6 +162,7 @@ class UmlGuests:
                     c.cgroups, f"{c.manifest.prefix}-ug{g.index}", c.spec.tuning.cpu_cap,
                     c.spec.tuning.cpu_weight))
                 self.stacks[g.index] = stack.pop_all()
+                self.addrs[g.index] = g
             self._boot(g)
         if not c.runner.dry_run:
             self._wait_agents([g.index for g in guests])
@@ -176,6 +179,7 @@ class UmlGuests:
             self.links.pop(g.index, None)
             self.cgroups.pop(g.index, None)
             self.killed.discard(g.index)
+            self.addrs.pop(g.index, None)
             if g.index in self.stacks:
                 self.stacks.pop(g.index).close()
 
@@ -241,7 +245,7 @@ class UmlGuests:
     def _reboot_killed(self) -> None:
         for i in sorted(self.killed):
             self.ctx.progress(f"      booting UML guest {i} again (a fault killed it)")
-            self._boot(self.ctx.topo.guests[i])
+            self._boot(self.addrs[i])
         if self.killed and not self.ctx.runner.dry_run:
             self._wait_agents(sorted(self.killed))
         self.killed.clear()
@@ -294,10 +298,10 @@ class UmlGuests:
     # --- one mode: receive path and servers ----------------------------------------------
 
     def _mode_dir(self, i: int) -> Path:
-        return self.work / f"g{i}" / "results" / self.ctx.mode
+        return self.work / f"g{i}" / "results" / self.point.mode
 
-    def begin(self) -> None:
-        c = self.ctx
+    def begin(self, point: Point) -> None:
+        c, self.point = self.ctx, point
         self._reboot_killed()
         if not c.runner.dry_run:
             for i in self.procs:
@@ -305,8 +309,8 @@ class UmlGuests:
         # no idle exit: the server serves every point, each ended by collect(); each
         # agent answers once its server is ready (a fork of the agent per guest, all on
         # the guests' CPUs: seconds each when dozens share one core)
-        asked = self._ask("run", list(self.procs), mode=c.mode, idle_exit=0)
-        self.running_mode = c.mode
+        asked = self._ask("run", list(self.procs), mode=point.mode, idle_exit=0)
+        self.running_mode = point.mode
         if not c.runner.dry_run:
             await_replies(asked, 30.0 + 3.0 * len(self.procs),
                           "their game servers' start", self._check_alive)
@@ -331,8 +335,8 @@ class UmlGuests:
         except TimeoutError as e:
             raise RuntimeError(f"{e}; see their consoles under {self.work}") from e
         self.running_mode = None
-        for g in self.ctx.topo.guests:
-            dest = self.ctx.dir / f"guest{g.index}"
+        for g in self.point.topo.guests:
+            dest = self.point.dir / f"guest{g.index}"
             dest.mkdir(parents=True, exist_ok=True)
             for f in self._mode_dir(g.index).iterdir():
                 if f.name != "ready":
@@ -357,13 +361,13 @@ class UmlGuests:
         self.running_mode = None
 
     def stop(self) -> None:
-        self.remove_guests(tuple(g for g in self.ctx.topo.guests if g.index in self.stacks))
+        self.remove_guests(tuple(g for _, g in sorted(self.addrs.items())))
         self.shared.close()
 
     def guest_info(self) -> list[dict]:
         return [{"pid": self.procs[g.index].pid, "netns": g.netns,
                  "console": str(self.work / f"g{g.index}" / "console.log")}
-                for g in self.ctx.topo.guests]
+                for _, g in sorted(self.addrs.items())]
 
     def environment(self) -> dict:
         s, img = self.ctx.spec, self.image

@@ -34,7 +34,7 @@ def forged_trailer(datagram_len: int) -> bytes:
 @pytest.mark.parametrize("topo", ["afpacket", "bpf"], indirect=True)
 def test_forwarding_both_ways_forged_trailer_and_other_frames(topo):
     helper = Pair("unused")
-    with topo, topo.mode("host", topo.ctx.dir.parent / "point"):
+    with topo, topo.mode("host", topo.ctx.work_dir.parent / "point"):
         t = topo.topo
         g = t.guests[0]
         ends = Ends(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip)
@@ -74,9 +74,9 @@ def test_forwarding_both_ways_forged_trailer_and_other_frames(topo):
     assert any(f[12:14] == b"\x08\x00" and f[23] == 17 for f in from_guest)
     # the forged trailer moved nothing: the server's stamp is the shim's, to the ns; the
     # input with IP options was stamped and delivered too
-    srv = {r["player"]: r for r in rows(topo.ctx.dir / "guest0" / "server_inputs.csv")
+    srv = {r["player"]: r for r in rows(topo.point.dir / "guest0" / "server_inputs.csv")
            if r["verdict"] == "ok"}
-    truth = {r["player"]: r for r in rows(topo.ctx.dir / "shim_inputs.csv")}
+    truth = {r["player"]: r for r in rows(topo.point.dir / "shim_inputs.csv")}
     assert set(srv) == set(truth) == {"0", "1"}
     for player in ("0", "1"):
         assert int(srv[player]["kernel_ns"]) == int(truth[player]["host_ns"]) != FORGED
@@ -91,7 +91,7 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
 
     helper = Pair("unused")
     n = 300
-    with topo, topo.mode("host", topo.ctx.dir.parent / "point"):
+    with topo, topo.mode("host", topo.ctx.work_dir.parent / "point"):
         t = topo.topo
         g = t.guests[0]
         ends = Ends(CLIENT_MAC, g.nic.mac, CLIENT_IP, g.nic.ip)
@@ -101,7 +101,7 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
                   for seq in range(1, n + 1)]
         helper.run(t.client_ns, "send", t.client_nic, *(f.hex() for f in frames))
         time.sleep(0.5)
-    shim = json.loads((topo.ctx.dir / "shim_summary.json").read_text())
+    shim = json.loads((topo.point.dir / "shim_summary.json").read_text())
     assert shim["truth_source"] == "ring buffer"
     assert shim["stamper_counters"]["inputs"] == n
     assert shim["zero_stamp_inputs"] == 0 and shim["ring_drops"] == 0
@@ -109,9 +109,9 @@ def test_stamper_ground_truth_from_its_ring_buffer(topo):
     assert shim["ring_bytes"] == 1 << 26
     assert shim["ring_peak_fill"] % 32 == 0 and 32 <= shim["ring_peak_fill"] <= 32 * n
     assert shim["counters"].get("game_logged", 0) == 0  # no input reached the socket
-    truth = {int(r["seq"]): int(r["host_ns"]) for r in rows(topo.ctx.dir / "shim_inputs.csv")}
+    truth = {int(r["seq"]): int(r["host_ns"]) for r in rows(topo.point.dir / "shim_inputs.csv")}
     srv = {int(r["seq"]): int(r["kernel_ns"])
-           for r in rows(topo.ctx.dir / "guest0" / "server_inputs.csv") if r["verdict"] == "ok"}
+           for r in rows(topo.point.dir / "guest0" / "server_inputs.csv") if r["verdict"] == "ok"}
     assert len(truth) == n and set(truth) == set(range(1, n + 1))
     assert len(srv) == n and srv == truth  # the server's stamps are the logged ones, to the ns
-    assert not (topo.ctx.dir / "shim_inputs.spool").exists()  # spooled, converted, gone
+    assert not (topo.point.dir / "shim_inputs.spool").exists()  # spooled, converted, gone

@@ -239,6 +239,6 @@ def test_a_uml_agent_that_refuses_a_request_raises_on_the_host_at_once(tmp_path)
         t0 = time.monotonic()
         with pytest.raises(GuestError, match=r"UML guest 0: its agent refused `run`: "
                                              r"a point is running"):
-            bed.backend.begin()
+            bed.backend.begin(bed.point)
         assert time.monotonic() - t0 < 30.0
     assert leftovers(run.manifest.prefix) == NOTHING
