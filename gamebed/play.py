@@ -30,10 +30,8 @@ def play(spec: ExperimentSpec, out: Path, summarize: Callable[[Path, dict, str],
     runner = runner or Runner()
     ready = out / "server.port"
     ready.unlink(missing_ok=True)
-    srv_args = python_cmd("fpsmodel", "server", "--port", 0, "--dispatch", dispatch,
-                          "--out", out, "--ready-file", ready, "--tick-hz", game.tick_hz,
-                          "--input-bytes", game.input_bytes, "--work-us", game.server_work_us,
-                          "--max-players", max(64, players))
+    srv_args = python_cmd("fpsmodel", "server", "--port", 0, "--out", out,
+                          "--ready-file", ready, *spec.server_args())
     with Process(srv_args, runner, log_path=out / "server.log", name="game server") as srv:
         wait_for(lambda: ready.exists() or not srv.alive(), 15, "the game server to listen")
         if not ready.exists():

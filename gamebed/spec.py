@@ -254,11 +254,14 @@ class ExperimentSpec:
         seq = mix_sequence([w for _, w in parse_mix(g.mix)], guest + 1)
         return self.with_values(mix=()).with_profile(g.mix_names()[seq[guest]])
 
-    def game_server_flags(self, guest: int | None = None) -> list:
-        """What `fpsmodel server` needs to serve this game; in a mix, guest's game."""
-        if guest is not None and self.game.mix:
-            return self.guest_spec(guest).game.server_flags()
-        return self.game.server_flags()
+    def server_args(self, guest: int | None = None) -> list:
+        """Every `fpsmodel server` argument of the game (in a mix, guest's game): how it
+        dispatches, its simulated work and the game's own flags.  The one encoding of
+        the server's game: a namespace's command line and a UML agent's `run` request
+        carry this list as it is, and `gamebed play` starts its server with it."""
+        spec = self.guest_spec(guest) if guest is not None and self.game.mix else self
+        g = spec.game
+        return ["--dispatch", g.dispatch, "--work-us", g.server_work_us, *g.server_flags()]
 
     # --- the counts ---
 

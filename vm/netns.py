@@ -90,9 +90,8 @@ class NetnsGuests:
         gdir.mkdir(parents=True, exist_ok=True)
         (gdir / "ready").unlink(missing_ok=True)
         args = python_cmd("fpsmodel", "server", "--host", g.nic.ip, "--port",
-                          c.topo.game_port, "--guest", g.index, "--dispatch", s.game.dispatch,
-                          "--work-us", s.game.server_work_us, "--out", gdir,
-                          "--ready-file", gdir / "ready", *s.game_server_flags(g.index))
+                          c.topo.game_port, "--guest", g.index, "--out", gdir,
+                          "--ready-file", gdir / "ready", *s.server_args(g.index))
         cmd = [*in_netns(g.netns), *pinned(c.placement.guest_cpus, args)]
         proc = self.mode_stack.enter_context(ManagedProcess(
             cmd, c.runner, c.manifest, log_path=gdir / "server.log",

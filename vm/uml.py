@@ -91,12 +91,6 @@ def run_mode(kernel: uml_kernel.UmlKernel, mode: str) -> str:
     return mode
 
 
-def server_flag_args(flags: list) -> list[str]:
-    """The game's server flags as kernel parameters the guest agent passes on:
-    `--tick-hz 64` → gamebed.srv.tick-hz=64 (vm/guest/uml_agent.py)."""
-    return [f"gamebed.srv.{k[2:]}={v}" for k, v in zip(flags[::2], flags[1::2], strict=True)]
-
-
 def mode_args(mode: str) -> list[str]:
     """The kernel's command line for a UML mode (seccomp= is unknown before 6.16)."""
     return ["seccomp=on"] if mode == "seccomp" else []
@@ -209,8 +203,7 @@ class UmlGuests:
                 f"vec0:transport=raw,ifname={g.nic_name},mac={g.nic.mac}",
                 f"gamebed.guest={g.index}", f"gamebed.ip={g.nic.ip}/{PREFIX_LEN}",
                 f"gamebed.peer={t.client.ip},{t.client.mac}", f"gamebed.port={t.game_port}",
-                f"gamebed.dispatch={s.game.dispatch}", f"gamebed.work_us={s.game.server_work_us:g}",
-                *server_flag_args(s.game_server_flags(g.index)), *mode_args(self.mode)]
+                *mode_args(self.mode)]
 
     def _boot(self, g: GuestAddr) -> None:
         """Boot guest g in its cgroup (again after a fault killed it: same slot)."""
@@ -309,7 +302,10 @@ class UmlGuests:
         # no idle exit: the server serves every point, each ended by collect(); each
         # agent answers once its server is ready (a fork of the agent per guest, all on
         # the guests' CPUs: seconds each when dozens share one core)
-        asked = self._ask("run", list(self.procs), mode=point.mode, idle_exit=0)
+        # the server's game goes with the request (used when the agent starts it)
+        asked = {i: (self.links[i], self.links[i].request(
+            "run", mode=point.mode, idle_exit=0,
+            server=[str(a) for a in c.spec.server_args(i)])) for i in self.procs}
         self.running_mode = point.mode
         if not c.runner.dry_run:
             await_replies(asked, 30.0 + 3.0 * len(self.procs),

@@ -84,7 +84,7 @@ def test_a_dead_guest_is_reported_while_waiting(tmp_path):
 class FakeAgent:
     """The agent's request methods, one of which refuses."""
 
-    def run(self, mode, idle_exit):
+    def run(self, mode, idle_exit, server):
         from vm.guest.uml_agent import Refused
 
         raise Refused("a point is running")

@@ -42,7 +42,11 @@ run was recorded again when the agents' link became JSON lines (vm/guestlink.py)
 "idle_exit": 0}`, its only change.  Both dry runs were recorded again when links,
 addresses, neighbours and namespaces became netlink requests (gamebed/netlink.py):
 each of those `ip ...` lines gained the mark `netlink: `, their only change (765 lines
-of the namespace run's, 1593 of the UML run's)."""
+of the namespace run's, 1593 of the UML run's).  Both again when the server's game
+got one encoding (ExperimentSpec.server_args): a namespace server's `--dispatch` and
+`--work-us` moved after its `--ready-file`, a UML guest's kernel command line lost
+`gamebed.dispatch=` and `gamebed.work_us=`, and its agents' `run` requests gained
+`"server": ["--dispatch", "epoll", "--work-us", "0.0"]`, their only changes."""
 
 import csv
 import re

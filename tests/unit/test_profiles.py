@@ -18,7 +18,7 @@ def test_the_default_profile_is_the_papers_game_unchanged():
         4, 20.0, 20.0, 296, "poisson")
     assert (s.sla.sla_stat, s.sla.sla_delay_ms, s.sla.sla_loss) == ("mean", 1.0, 0.01)
     # its commands are today's: nothing added to server or client
-    assert s.game_server_flags() == [] and s.game.client_flags() == []
+    assert s.game.server_flags() == [] and s.game.client_flags() == []
 
 
 def test_every_presets_sla_follows_the_one_rule():
@@ -32,11 +32,12 @@ def test_a_profile_sets_the_load_and_flags_still_override():
     s = ExperimentSpec.from_dict({"profile": "tick128"})
     g = s.game
     assert (g.players, g.tick_hz, g.rate, g.input_process) == (10, 128.0, 128.0, "per_tick")
-    assert s.game_server_flags() == ["--tick-hz", "128"]
+    assert s.game.server_flags() == ["--tick-hz", "128"]
+    assert s.server_args() == ["--dispatch", "epoll", "--work-us", 0.0, "--tick-hz", "128"]
     assert s.game.client_flags() == ["--input-process", "per_tick"]
     s = ExperimentSpec.from_dict({"profile": "br30", "players": 8})
     assert s.game.players == 8 and s.game.tick_hz == 30.0 and s.game.input_jitter == 0.2
-    assert ExperimentSpec.from_dict({"profile": "br30"}).game_server_flags()[-2:] == [
+    assert ExperimentSpec.from_dict({"profile": "br30"}).game.server_flags()[-2:] == [
         "--max-players", 100]
 
 

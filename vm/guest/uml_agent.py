@@ -182,7 +182,7 @@ class Agent:
         self.t_flush: float | None = None
         self.times: dict[str, int] = {}  # CLOCK_REALTIME ns: flush, parked, synced
 
-    def run(self, mode: str, idle_exit: float) -> dict:
+    def run(self, mode: str, idle_exit: float, server: list[str]) -> dict:
         """Start a point in `mode`; returns once its server is ready for it."""
         if mode not in ("guest", "host"):
             raise Refused(f"unknown mode {mode!r}: guest or host")
@@ -204,7 +204,7 @@ class Agent:
                 f.write(out)
             self.server.signal(signal.SIGUSR2)
         else:
-            self.start_server(out, str(idle_exit))
+            self.start_server(out, str(idle_exit), server)
         ready = os.path.join(out, "ready")  # the server's: it listens for the point
         while not os.path.exists(ready):
             if not self.running():
@@ -213,14 +213,13 @@ class Agent:
             time.sleep(0.01)
         return {"mode": mode}
 
-    def start_server(self, out: str, idle_exit: str) -> None:
+    def start_server(self, out: str, idle_exit: str, server: list[str]) -> None:
+        """The game server (a fork of this agent) for the point into `out`; `server`: the
+        game's arguments as the host sent them (ExperimentSpec.server_args)."""
         c = self.cfg
         args = ["--host", c["ip"].split("/")[0], "--port", c["port"], "--guest", c["guest"],
-                "--dispatch", c["dispatch"], "--work-us", c.get("work_us", "0"), "--out", out,
-                "--ready-file", os.path.join(out, "ready"), "--next-file", NEXT]
-        for key, value in c.items():  # the game's own flags (gamebed.srv.tick-hz=64 ...)
-            if key.startswith("srv."):
-                args += [f"--{key[4:]}", value]
+                "--out", out, "--ready-file", os.path.join(out, "ready"), "--next-file", NEXT,
+                *server]
         if float(idle_exit) > 0:
             args += ["--idle-exit", idle_exit]
         # a fork of this process, which imported the server at boot: with dozens of
@@ -342,7 +341,8 @@ def serve(agent: Agent, line: str) -> bool:
         return True
     try:
         if op == "run":
-            done = agent.run(str(req.get("mode")), float(req.get("idle_exit", 0)))
+            done = agent.run(str(req.get("mode")), float(req.get("idle_exit", 0)),
+                             [str(a) for a in req.get("server", [])])
         elif op == "flush":
             done = agent.flush()
         elif op == "stop":
