@@ -70,7 +70,6 @@ class TestbedContext:
     manifest: Manifest
     placement: Placement
     progress: Callable[[str], None]  # a gamebed.progress.Progress (or any callable)
-    idle_exit: float = IDLE_EXIT_S
     # the testbed's cgroups (gamebed/cgroups/): every guest's group is made under its
     # `guests` parent (a --guest-cpus budget's, the UML guests' cpuset); None: no testbed
     cgroups: CgroupTree | None = None
@@ -80,12 +79,15 @@ class TestbedContext:
 class Point:
     """One measurement point, handed to the parts that serve it: its timestamp mode, its
     directory, its spec (the run's, with the repeat's seed; a warm-up's length) and its
-    guests (topo.guests: every guest the testbed runs now)."""
+    guests (topo.guests: every guest the testbed runs now).  `idle_exit`: how long a
+    server that stops by itself (libvirt's) lasts after its last input; 0: until its
+    guest is destroyed (`gamebed launch`)."""
 
     mode: str
     dir: Path
     spec: ExperimentSpec
     topo: Topology
+    idle_exit: float = IDLE_EXIT_S
 
 
 class GuestBackend(Protocol):

@@ -35,7 +35,6 @@ class Layers:
     summarize: Summarize = lambda _pdir: {}
     search: Search | None = None  # --guests auto: the next count from the points so far
     boot_s_per_guest: float = 1.0  # the backend's estimate, for the progress bar only
-    idle_exit: float | None = None  # None: the backend's default (launch: 0, never)
     # summary.json's points → how fast the machine ran them (analysis/point.py)
     speed: Callable[[list[dict]], dict | None] | None = None
 

@@ -39,13 +39,10 @@ def backend_class(name: str):
 def testbeds(run: Run, n_guests: int, work_dir: Path, backend: Callable | None = None):
     """A testbed of `n_guests` for run.spec.backend (or the given backend factory), not
     yet entered; `work_dir` holds what belongs to the testbed rather than to a point."""
-    from gamebed.backend import IDLE_EXIT_S
     from vm.testbed import Testbed, testbed_context
 
     cls = backend_class(run.spec.backend)
-    idle = run.layers.idle_exit
-    ctx = testbed_context(run, work_dir, cls.host_in_root_ns,
-                          IDLE_EXIT_S if idle is None else idle)
+    ctx = testbed_context(run, work_dir, cls.host_in_root_ns)
     return Testbed(ctx, backend or cls, n_guests)
 
 

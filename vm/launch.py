@@ -37,8 +37,7 @@ def launch(spec: ExperimentSpec, dry_run: bool = False) -> dict:
     count, mode = spec.counts[0], spec.design.modes[0]
     prefix = LAUNCH_PREFIX + secrets.token_hex(3)
     pdir = VM_DIR / prefix / "host"
-    # servers that never stop by themselves (idle exit 0)
-    run = Run.start(spec, pdir, Layers(testbeds, idle_exit=0), dry_run, prefix=prefix)
+    run = Run.start(spec, pdir, Layers(testbeds), dry_run, prefix=prefix)
     if not dry_run:
         run.manifest.add(kind="dir", path=str(VM_DIR / prefix))
     bed = run.testbed(count, pdir)
@@ -67,7 +66,7 @@ def _bring_up(bed, mode: str, pdir: Path, runner: Runner) -> list[dict]:
     """Enter the testbed and the mode, check every server answers; on success keep it
     all running."""
     with bed:
-        bed.enter_mode(mode, pdir)
+        bed.enter_mode(mode, pdir, idle_exit=0)  # servers that never stop by themselves
         answers: list[dict] = []
         if not runner.dry_run:
             r = runner.run([*in_netns(bed.topo.client_ns),

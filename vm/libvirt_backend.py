@@ -56,7 +56,6 @@ class LibvirtGuests:
         # none of ours: QEMU runs under libvirtd's cgroups, its vCPU threads are
         # libvirtd's (benchmarks/bench_vms.py weighs QEMU's RSS)
         self.cgroups = GuestCgroups()
-        self.idle_exit = ctx.idle_exit  # 0: servers run until their VM is destroyed
         self.vms: list[GameVm] = []
         self.accel: Accel | None = None
         self.image: image_mod.Image | None = None
@@ -64,12 +63,12 @@ class LibvirtGuests:
         self.stack = ExitStack()  # daemon connection: the count's
         self.mode_stack = ExitStack()  # the VMs: one mode's (its driver is a boot choice)
 
-    def _cmdline(self, g: GuestAddr, mode: str) -> str:
+    def _cmdline(self, g: GuestAddr, point: Point) -> str:
         t = self.ctx.topo
-        return (f"gamebed.role=server gamebed.nic={stamp_driver(mode).virtio_net} "
+        return (f"gamebed.role=server gamebed.nic={stamp_driver(point.mode).virtio_net} "
                 f"gamebed.guest={g.index} gamebed.ip={g.nic.ip}/{PREFIX_LEN} "
                 f"gamebed.peer={t.client.ip},{t.client.mac} gamebed.port={t.game_port} "
-                f"gamebed.idle_exit={self.idle_exit:g}")
+                f"gamebed.idle_exit={point.idle_exit:g}")
 
     def start(self, guests: tuple[GuestAddr, ...]) -> None:
         """The daemon, the image and the accelerator: VMs boot per mode (begin), since
@@ -106,7 +105,7 @@ class LibvirtGuests:
         self.vms = []
         for g in point.topo.guests:
             cfg = VmConfig(f"{c.manifest.prefix}-vm{g.index}", g.host_port, g.nic.mac,
-                           self._cmdline(g, point.mode), s.vm_memory_mib,
+                           self._cmdline(g, point), s.vm_memory_mib,
                            c.placement.guest_cpus)
             vm = self.mode_stack.enter_context(GameVm(cfg, self.image,
                                                       Daemon(self.conn, s.libvirt.libvirt_uri),
@@ -132,7 +131,7 @@ class LibvirtGuests:
     def collect(self) -> None:
         for g, vm in zip(self.point.topo.guests, self.vms, strict=True):
             vm.collect(self.point.dir / f"guest{g.index}",
-                       self.idle_exit + 60.0 + 5.0 * len(self.vms))
+                       self.point.idle_exit + 60.0 + 5.0 * len(self.vms))
 
     def end(self) -> None:
         self.mode_stack.close()

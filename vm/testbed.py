@@ -170,15 +170,18 @@ class Testbed:
         self.stack.pop_all()
 
     def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0,
-                   spec: ExperimentSpec | None = None) -> Point:
+                   spec: ExperimentSpec | None = None, idle_exit: float = IDLE_EXIT_S
+                   ) -> Point:
         """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
         Repeat r of a point plays the schedules of seed + r (in every mode alike); `spec`:
-        another than the run's (a warm-up's)."""
+        another than the run's (a warm-up's); `idle_exit` 0: servers that stop by
+        themselves never do (launch)."""
         self.mode_stack.close()
         self.phases = {"enter": time.time_ns()}
         spec = spec or self.spec
         point = self.point = Point(mode, Path(point_dir),
-                                   spec.with_values(seed=spec.design.seed + repeat), self.topo)
+                                   spec.with_values(seed=spec.design.seed + repeat), self.topo,
+                                   idle_exit)
         point.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             stack.callback(self.backend.end)
@@ -362,11 +365,10 @@ class LoadWindow:
         return use
 
 
-def testbed_context(run: Run, work_dir: Path, host_in_root_ns: bool,
-                    idle_exit: float = IDLE_EXIT_S) -> TestbedContext:
+def testbed_context(run: Run, work_dir: Path, host_in_root_ns: bool) -> TestbedContext:
     """The context of a run's testbed: its names (a topology of no guests), `work_dir`
     (what belongs to the testbed, not to a point) and the run's door and progress."""
     spec = run.spec
     topo = Topology.build(run.manifest.prefix, 0, spec.game.game_port, host_in_root_ns)
     return TestbedContext(spec, topo, Path(work_dir), run.runner, run.manifest,
-                          Placement.from_spec(spec.tuning.placement), run.progress, idle_exit)
+                          Placement.from_spec(spec.tuning.placement), run.progress)
