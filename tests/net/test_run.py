@@ -45,8 +45,16 @@ def test_two_guest_run_through_cli(two_guest_run):
     assert 'id="waits"' in page
     assert (out / "capacity.csv").read_text().startswith("mode,capacity")
     assert main(["report", str(out), "--sla-delay-ms", "0.001"]) == 0
-    # 2 guests fail: capacity 0, and 1 guest was not measured, so the interval is 0–1
-    assert "| host stamps | 0–1 |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    if pts["host"]["load_bound"]:
+        # the load generator was the bottleneck (a 3 s point on 2 cores: a stall of the
+        # client's core puts its p99 send lateness over 200 µs at times): the count is
+        # never judged, and the report says why instead of a capacity
+        assert "host stamps: count(s) 2 were load-generator-bound" in report
+        assert "| host stamps | unknown:" in report
+    else:
+        # 2 guests fail: capacity 0, and 1 guest was not measured, so the interval is 0–1
+        assert "| host stamps | 0–1 |" in report
 
 
 def test_the_guests_replies_take_the_kernels_path(two_guest_run):
