@@ -16,6 +16,7 @@ still be on its way); the time until then is counted from the kill.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,46 +45,67 @@ def _answered(updates: pd.DataFrame, guest: int, after_ns: int | None) -> int | 
     return int(later.min()) if len(later) else None
 
 
+@dataclass(frozen=True)
+class FaultFigures:
+    """A point's availability (of some of its guests) and what its faults cost: the
+    inputs lost to them, apart from load's, and each fault's own row.  `faulted`: the
+    point ran faults (faults.json listed some), and only then are `others_min` and
+    `error` figures of it."""
+
+    availability: float
+    by_guest: dict[str, float]
+    inputs_lost_fault: int = 0
+    faults: tuple[dict, ...] = ()
+    faulted: bool = False
+    others_min: float | None = None  # the lowest availability of the guests not faulted
+    error: str | None = None  # why a fault could not be carried out
+
+    def row(self) -> dict:
+        out = {"availability": self.availability, "availability_by_guest": self.by_guest,
+               "inputs_lost_fault": self.inputs_lost_fault, "faults": list(self.faults)}
+        if self.faulted:
+            out["availability_others_min"] = self.others_min
+            if self.error:
+                out["fault_error"] = self.error
+        return out
+
+
 def fault_figures(pdir: Path, j: pd.DataFrame, updates: pd.DataFrame,
-                  guests: list[int] | None = None) -> dict:
+                  guests: list[int] | None = None) -> FaultFigures:
     """The availability figures of a point (of its `guests`, all where None): always
     per guest; with faults.json also the faults' losses, apart from load's, and each
-    fault's time until answered again.  `inputs_lost_fault` is 0 and `faults` empty in
-    a point without faults."""
+    fault's time until answered again."""
     per = by_guest(j)
     sent = int(per["sent"].sum())
-    row = {"availability": float(per["delivered"].sum() / sent) if sent else np.nan,
-           "availability_by_guest": {str(int(g)): round(float(a), 6)
-                                     for g, a in per["availability"].items()},
-           "inputs_lost_fault": 0, "faults": []}
+    base = FaultFigures(float(per["delivered"].sum() / sent) if sent else np.nan,
+                        {str(int(g)): round(float(a), 6) for g, a in per["availability"].items()})
     rec = load_json(Path(pdir) / FAULTS_FILE, {}) or {}
     if guests is not None:  # a mixed profile's: the faults of its own guests
         rec = {**rec, "faults": [f for f in rec.get("faults") or ()
                                  if int(f["guest"]) in guests]}
     if not rec.get("faults"):
-        return row
+        return base
+    rows = [_fault_cost(f, per, j, updates) for f in rec["faults"]]
+    faulted = {f["guest"] for f in rec["faults"]}
+    others = [a for k, a in base.by_guest.items() if int(k) not in faulted]
+    return replace(base, inputs_lost_fault=sum(r.get("lost_fault", 0) for r in rows),
+                   faults=tuple(rows), faulted=True,
+                   others_min=min(others) if others else None, error=rec.get("error"))
+
+
+def _fault_cost(f: dict, per: pd.DataFrame, j: pd.DataFrame, updates: pd.DataFrame) -> dict:
+    """One fault's row: carried out or not, the inputs lost to it, when answered again."""
+    g, t0 = int(f["guest"]), f.get("fault_ns")
+    back = _answered(updates, g, f.get("restarted_ns"))
+    if t0 is None:  # the load ended before the fault was due
+        return {**_fault_row(f, per, g), "carried_out": False}
     lost = ~j["delivered"].to_numpy(bool)
     send = j["send_ns"].to_numpy(dtype="float64", na_value=np.nan)
-    guests = j["guest"].to_numpy()
-    for f in rec["faults"]:
-        g, t0 = int(f["guest"]), f.get("fault_ns")
-        back = _answered(updates, g, f.get("restarted_ns"))
-        if t0 is None:  # the load ended before the fault was due
-            row["faults"].append({**_fault_row(f, per, g), "carried_out": False})
-            continue
-        end = back if back is not None else np.inf
-        in_window = (guests == g) & (send >= t0 - FLUSH_SLACK_NS) & (send < end)
-        n = int((lost & in_window).sum())
-        row["inputs_lost_fault"] += n
-        row["faults"].append({**_fault_row(f, per, g), "carried_out": True, "lost_fault": n,
-                              "answered_again_s": None if back is None
-                              else round((back - t0) / 1e9, 3)})
-    others = [a for k, a in row["availability_by_guest"].items()
-              if int(k) not in {f["guest"] for f in rec["faults"]}]
-    row["availability_others_min"] = min(others) if others else None
-    if rec.get("error"):
-        row["fault_error"] = rec["error"]
-    return row
+    end = back if back is not None else np.inf
+    in_window = (j["guest"].to_numpy() == g) & (send >= t0 - FLUSH_SLACK_NS) & (send < end)
+    n = int((lost & in_window).sum())
+    return {**_fault_row(f, per, g), "carried_out": True, "lost_fault": n,
+            "answered_again_s": None if back is None else round((back - t0) / 1e9, 3)}
 
 
 def _fault_row(f: dict, per: pd.DataFrame, g: int) -> dict:

@@ -40,16 +40,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.figures import SHARE_SPREAD, StatNames
 from analysis.stats import Z95, t975
 from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
 
-STAT_COL = {"mean": "delay_mean_us", "p95": "delay_p95_us", "p99": "delay_p99_us"}
 # what the SLA judges: the whole path (client send → stamp the server used), or with
 # players on a WAN (--wan) the host's share only: from the host's arrival stamp (the
 # stamp error) and the loss after it (analysis/point.py path_split).  Per share: the
-# figure whose statistic is judged, the loss ratio, and its lost and sent counts.
-SHARES = {"client": ("delay", "loss_ratio", "inputs_lost", "inputs_sent"),
-          "host": ("stamp_error", "host_loss_ratio", "inputs_lost_host", "inputs_host_logged")}
+# loss ratio, and its lost and sent counts; the spread whose statistic is judged is
+# analysis/figures.py SHARE_SPREAD's.
+SHARES = {"client": ("loss_ratio", "inputs_lost", "inputs_sent"),
+          "host": ("host_loss_ratio", "inputs_lost_host", "inputs_host_logged")}
 
 
 @dataclass(frozen=True)
@@ -120,19 +121,32 @@ def _t_interval(v: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
+@dataclass(frozen=True)
+class Columns:
+    """Where a share's figures are: the judged statistic's three columns, the loss
+    ratio's, and its lost and sent counts'."""
+
+    stat: StatNames
+    loss: str
+    lost: str
+    sent: str
+
+    @classmethod
+    def of(cls, sla: Sla) -> Columns:
+        return cls(SHARE_SPREAD[sla.share].stat(sla.stat), *SHARES[sla.share])
+
+
+def _judge(g: pd.DataFrame, cols: Columns, sla: Sla) -> dict:
     """One (mode, count): the statistic and the loss ratio with their CIs, the players'
-    tick figures with theirs, each term's verdict and the count's.  `cols`: the
-    statistic's column, the loss ratio's, and the lost and sent counts'."""
-    col, loss_col, _lost, _sent = cols
+    tick figures with theirs, each term's verdict and the count's."""
+    col, loss_col = cols.stat.value, cols.loss
     g = g.dropna(subset=[col, loss_col])
     if g.empty:
         return {"k": 0, "verdict": "fail", "reason": "no delivered inputs",
                 "failed_terms": "delivery"}
     if len(g) == 1:
         r = g.iloc[0]
-        value, lo, hi = r[col], r.get(f"{col[:-3]}_ci_lo_us", r[col]), \
-            r.get(f"{col[:-3]}_ci_hi_us", r[col])
+        value, lo, hi = r[col], r.get(cols.stat.lo, r[col]), r.get(cols.stat.hi, r[col])
         loss, (loss_lo, loss_hi) = float(r[loss_col]), _point_loss_ci(r, cols)
         how = "the point's 95% CI"
     else:
@@ -154,11 +168,11 @@ def _judge(g: pd.DataFrame, cols: tuple[str, str, str, str], sla: Sla) -> dict:
     return {**out, **_combine(terms, sla, how)}
 
 
-def _point_loss_ci(r: pd.Series, cols: tuple[str, str, str, str]) -> tuple[float, float]:
+def _point_loss_ci(r: pd.Series, cols: Columns) -> tuple[float, float]:
     """One point's loss CI: by batch means over its send times (analysis/point.py) where
     recorded; else Wilson's on the load's lost and sent counts (a fault's losses are not
     load's)."""
-    _col, loss_col, lost_col, sent_col = cols
+    loss_col, lost_col, sent_col = cols.loss, cols.lost, cols.sent
     if loss_col == "loss_ratio" and np.isfinite(float(r.get("loss_ci_lo", np.nan) or np.nan)):
         return float(r["loss_ci_lo"]), float(r["loss_ci_hi"])
     load_lost = float(r[lost_col]) - float(r.get("inputs_lost_fault", 0) or 0)
@@ -198,6 +212,8 @@ def _tick_terms(g: pd.DataFrame, tick_hz: float) -> dict:
 
 
 TERMS = ("delay", "loss", "tick rate", "tick gap")
+TERM_COLUMN = {"delay": "delay_verdict", "loss": "loss_verdict",
+               "tick rate": "tick_rate_verdict", "tick gap": "tick_gap_verdict"}
 TERM_TEXT = {"delay": "delay CI {} {:g} µs", "loss": "loss CI {} {:g}",
              "tick rate": "worst player's tick share CI {} {:g}",
              "tick gap": "worst player's p99 tick gap CI {} {:g} ms"}
@@ -222,15 +238,14 @@ def _combine(terms: dict[str, str], sla: Sla, how: str) -> dict:
         why += "; ticks not recorded (a run before the players' SLA)"
     return {"verdict": verdict, "reason": f"{why} ({how})",
             "failed_terms": ", ".join(failed),
-            **{f"{t.replace(' ', '_')}_verdict": v for t, v in terms.items()}}
+            **{TERM_COLUMN[t]: v for t, v in terms.items()}}
 
 
 def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
     """One row per (mode, guests): k, the statistic and its CI, loss and its CI, verdict
     (pass, fail, unsure) and the reason.  `points` has one row per measured point, with
     the columns SHARES names for the SLA's share, the statistic's and its CI's."""
-    name, loss_col, lost_col, sent_col = SHARES[sla.share]
-    cols = (f"{name}_{sla.stat}_us", loss_col, lost_col, sent_col)
+    cols = Columns.of(sla)
     rows = []
     for (m, n), g in points.groupby(["mode", "guests"]):
         valid = g[~_load_bound(g)]

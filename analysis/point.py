@@ -8,13 +8,23 @@ all come from it.  `play_summary` is `gamebed play`'s summary.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.availability import fault_figures
+from analysis.figures import (
+    DELAY,
+    STAMP_ERROR,
+    Figures,
+    InputFigures,
+    Paired,
+    PathSplit,
+    PointFigures,
+    Spread,
+)
 from analysis.load import client_figures, cpu_figures, host_side_counts, load_figures, pct
 from analysis.records import (
     add_delays,
@@ -26,7 +36,15 @@ from analysis.records import (
     update_loss,
     update_rates,
 )
-from analysis.stats import batch_ids, batch_ratio_ci, ccdf_points, describe, describe_series
+from analysis.stats import (
+    Stat,
+    batch_ids,
+    batch_ratio_ci,
+    ccdf_points,
+    describe,
+    describe_series,
+)
+from analysis.ticks import TickFigures
 
 
 def _us(x: float) -> float | None:
@@ -86,10 +104,11 @@ def _mean(s: pd.Series) -> float:
     return float(s.astype("float64").mean()) if len(s) else float("nan")
 
 
-def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict, np.ndarray]:
-    """Every figure of one point from its joined, delayed inputs (and its updates), and the
-    stamp errors (µs) for the CDF.  p99.9 is NaN where the point has fewer than
-    MIN_N_P999 delivered inputs (too few to say)."""
+def input_figures(j: pd.DataFrame, updates: pd.DataFrame | None = None
+                  ) -> tuple[InputFigures, np.ndarray]:
+    """What a point's joined, delayed inputs (and its updates) alone give, and the stamp
+    errors (µs) for the CDF.  p99.9 is NaN where the point has fewer than MIN_N_P999
+    delivered inputs (too few to say)."""
     d = j[j["delivered"]]
     # a point is a time series: intervals by batch means and sectioning, in the
     # order the inputs were sent (analysis/stats.py)
@@ -101,56 +120,42 @@ def figures(j: pd.DataFrame, updates: pd.DataFrame | None = None) -> tuple[dict,
     exact = d["stamp_error_ns"] == 0  # integer difference: NaN (no host stamp) ≠ 0
     rtt = (updates["rtt_ns"].dropna().to_numpy(dtype="float64") / 1e3
            if updates is not None else np.array([]))
-    row = {"inputs_sent": len(j), "inputs_delivered": len(d), "inputs_lost": len(j) - len(d),
-           "loss_ratio": (len(j) - len(d)) / len(j) if len(j) else np.nan,
-           "clock_uncertainty_us": unc,
-           "rtt_p50_us": float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
-           "rtt_p99_us": float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
-           "update_jitter_us": update_jitter_us(updates) if updates is not None else np.nan,
-           "app_delay_mean_us": _mean(d["app_delay_ns"]) / 1e3,
-           "app_stamp_error_mean_us": _mean(d["app_stamp_error_ns"]) / 1e3,
-           "host_stamp_exact_fraction": float(exact.mean()) if len(d) else np.nan,
-           "delay_batches": delay.get("batches")}
+    loss = Stat((len(j) - len(d)) / len(j) if len(j) else np.nan)
     if len(j) >= 2:  # the loss ratio's CI by batch means over the send times
         lost = (~j["delivered"].to_numpy(bool)).astype("float64")
-        row["loss_ci_lo"], row["loss_ci_hi"] = batch_ratio_ci(
-            lost, batch_ids(j["send_ns"].to_numpy(dtype="float64", na_value=np.nan)))
-    for name, s in (("delay", delay), ("stamp_error", err)):
-        for k in ("mean", "p50", "p95", "p99", "p999", "min", "max"):
-            row[f"{name}_{k}_us"] = s.get(k, np.nan)
-        row[f"{name}_p99_ci_lo_us"], row[f"{name}_p99_ci_hi_us"] = s.get("p99_ci",
-                                                                         (np.nan, np.nan))
-        lo, hi = s.get("mean_ci", (np.nan, np.nan))
-        extra = unc if name == "delay" else 0.0  # clock uncertainty widens the delay's bar
-        row[f"{name}_mean_ci_lo_us"], row[f"{name}_mean_ci_hi_us"] = lo - extra, hi + extra
-        row[f"{name}_p95_ci_lo_us"], row[f"{name}_p95_ci_hi_us"] = s.get("p95_ci",
-                                                                         (np.nan, np.nan))
-    row.update(path_split(j))
-    return row, d["stamp_error_ns"].dropna().to_numpy() / 1e3
+        loss = Stat(loss.value, *batch_ratio_ci(
+            lost, batch_ids(j["send_ns"].to_numpy(dtype="float64", na_value=np.nan))))
+    return InputFigures(
+        len(j), len(d), len(j) - len(d), loss, unc,
+        float(np.percentile(rtt, 50)) if len(rtt) else np.nan,
+        float(np.percentile(rtt, 99)) if len(rtt) else np.nan,
+        update_jitter_us(updates) if updates is not None else np.nan,
+        _mean(d["app_delay_ns"]) / 1e3, _mean(d["app_stamp_error_ns"]) / 1e3,
+        float(exact.mean()) if len(d) else np.nan, delay.get("batches"),
+        # clock uncertainty widens the delay's bar, not the stamp error's
+        Spread.of(delay, widen=unc), Spread.of(err), path_split(j),
+    ), d["stamp_error_ns"].dropna().to_numpy() / 1e3
 
 
-def path_split(j: pd.DataFrame) -> dict:
+def path_split(j: pd.DataFrame) -> PathSplit | None:
     """Each input's path split at the host's arrival stamp (what --wan needs): the
     network's share (host stamp − client send; inputs the host never saw are the
     network's loss) and the host's (after the stamp: inputs the host saw that no server
-    accepted; reordered ones, refused as stale, apart).  NaN without a host side."""
+    accepted; reordered ones, refused as stale, apart).  None without a host side."""
     if "host_ns" not in j or not j["host_ns"].notna().any():
-        return {}
+        return None
     seen = j["host_ns"].notna().to_numpy(bool)
     left = "left_ns" if "left_ns" in j else "send_ns"
     net = describe((j.loc[seen, "host_ns"] - j.loc[seen, left]).astype("float64")
                    .to_numpy() / 1e3)
     gone = ~j["delivered"].to_numpy(bool)
     stale = j["stale"].to_numpy(bool) if "stale" in j else np.zeros(len(j), bool)
-    out = {"inputs_host_logged": int(seen.sum()), "inputs_lost_network": int((~seen).sum()),
-           "inputs_lost_host": int((seen & gone & ~stale).sum()),
-           "inputs_reordered": int(stale.sum())}
-    for k in ("mean", "p50", "p95", "p99"):
-        out[f"net_delay_{k}_us"] = net.get(k, np.nan)
-    return out
+    return PathSplit(int(seen.sum()), int((~seen).sum()), int((seen & gone & ~stale).sum()),
+                     int(stale.sum()), *(net.get(k, np.nan)
+                                         for k in ("mean", "p50", "p95", "p99")))
 
 
-def paired(pdir: Path, j: pd.DataFrame) -> dict:
+def paired(pdir: Path, j: pd.DataFrame) -> Paired | None:
     """Both stamps of the same inputs (host mode, UML guests: docs/records.md pairs.csv).
 
     For each input whose host stamp the guest's decoder delivered, the decoder also
@@ -163,7 +168,7 @@ def paired(pdir: Path, j: pd.DataFrame) -> dict:
         if len(df):
             frames.append(df.assign(guest=int(f.parent.name.removeprefix("guest"))))
     if not frames:
-        return {}
+        return None
     pairs = pd.concat(frames, ignore_index=True).drop_duplicates(["guest", "host_ns"])
     d = j[(j["delivered"] & (j["server_ns"] == j["host_ns"])).fillna(False)]
     d = pd.DataFrame({"guest": d["guest"].astype("int64"),
@@ -175,17 +180,21 @@ def paired(pdir: Path, j: pd.DataFrame) -> dict:
     stamp = m["guest_kernel_ns"] - m["offset"]
     err = describe(((stamp - m["host_ns"]).astype("float64") / 1e3).to_numpy())
     delay = describe(((stamp - m["send_ns"]).astype("float64") / 1e3).to_numpy())
-    row = {"paired_n": len(m), "paired_coverage": len(m) / len(d) if len(d) else np.nan}
-    for k in ("mean", "p50", "p95", "p99"):
-        row[f"paired_stamp_error_{k}_us"] = err.get(k, np.nan)
-    for k in ("mean", "p95"):
-        row[f"paired_guest_delay_{k}_us"] = delay.get(k, np.nan)
-    return row
+    return Paired(len(m), len(m) / len(d) if len(d) else np.nan,
+                  *(err.get(k, np.nan) for k in ("mean", "p50", "p95", "p99")),
+                  delay.get("mean", np.nan), delay.get("p95", np.nan))
 
 
 def analyze_point(pdir: Path) -> tuple[dict, dict]:
-    """One point's row (mode, count, setup and every figure) and its distributions:
-    `stamp_error` (every delivered input's, µs) and `delay_ccdf` (x µs, P(delay > x))."""
+    """One point's row (mode, count, setup and every figure: `point_figures`' record,
+    flat under the stored names) and its distributions."""
+    fig, dists = point_figures(pdir)
+    return fig.row(), dists
+
+
+def point_figures(pdir: Path) -> tuple[PointFigures, dict]:
+    """One point's record and its distributions: `stamp_error` (every delivered
+    input's, µs) and `delay_ccdf` (x µs, P(delay > x))."""
     meta = load_json(Path(pdir) / "point.json", {}) or {}
     env = meta.get("environment", {})
     rec = load_point(pdir, slim=True)
@@ -194,24 +203,22 @@ def analyze_point(pdir: Path) -> tuple[dict, dict]:
     updates = rec["updates"]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     jd = add_delays(j)
-    row, errors = guest_figures(Inputs(pdir, meta, jd, updates))
+    fig, errors = guest_figures(PointInputs(pdir, meta, jd, updates))
+    profiles = None
     if (meta.get("spec") or {}).get("mix"):  # a mixed host: each profile's own figures
-        row["profiles"] = profile_entries(jd, updates, meta, pdir)
+        profiles = profile_entries(PointInputs(pdir, meta, jd, updates))
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     cpu = cpu_figures(pdir, env)
-    out = {"mode": meta.get("mode"), "guests": meta.get("guests"),
-           "placement": env.get("placement", "?"), "backend": env.get("backend", "?"),
-           **row, **paired(pdir, j), **cpu, **host_side_counts(pdir),
-           **load_figures(pdir, meta, cpu.get("host_core_busy")),
-           "dropped": _dropped(pdir), **client_figures(pdir)}
-    if row.get("server_tick_hz_mean") is not None:  # the servers' own, over the load only
-        out["tick_hz_achieved"] = row["server_tick_hz_mean"]
-        out["tick_gap_p99_ms"] = row["server_tick_gap_p99_max_ms"]
-    return out, {"stamp_error": errors, "delay_ccdf": tail}
+    machine = {**cpu, **host_side_counts(pdir),
+               **load_figures(pdir, meta, cpu.get("host_core_busy"))}
+    return PointFigures(meta.get("mode"), meta.get("guests"), env.get("placement", "?"),
+                        env.get("backend", "?"), fig, profiles, paired(pdir, j), machine,
+                        _dropped(pdir), client_figures(pdir)), \
+        {"stamp_error": errors, "delay_ccdf": tail}
 
 
 @dataclass(frozen=True)
-class Inputs:
+class PointInputs:
     """A point's joined, delayed inputs and its updates, with where they came from."""
 
     pdir: Path
@@ -220,42 +227,39 @@ class Inputs:
     updates: pd.DataFrame
 
 
-def guest_figures(i: Inputs, guests: list[int] | None = None) -> tuple[dict, np.ndarray]:
-    """The figures of `guests` (all where None) and their stamp errors: a point's row
+def guest_figures(i: PointInputs, guests: list[int] | None = None
+                  ) -> tuple[Figures, np.ndarray]:
+    """The figures of `guests` (all where None) and their stamp errors: a point's record
     and each mixed profile's are this one record over fewer guests, so a loss or a
     ratio derived here reaches both alike."""
     jd, updates = i.jd, i.updates
     if guests is not None:
         jd = jd[jd["guest"].isin(guests)]
         updates = updates[updates["guest"].isin(guests)]
-    row, errors = figures(jd, updates)
-    row.update(fault_figures(i.pdir, jd, updates, guests))
-    fault = row["inputs_lost_fault"]
-    if row["inputs_sent"]:  # the SLA's loss is load's: a fault's losses are counted apart
-        row["loss_ratio"] = (row["inputs_lost"] - fault) / row["inputs_sent"]
-    if row.get("inputs_host_logged"):  # after the host stamp: the host's loss (--wan's SLA)
-        row["host_loss_ratio"] = (max(0, row["inputs_lost_host"] - fault)
-                                  / row["inputs_host_logged"])
+    inputs, errors = input_figures(jd, updates)
+    faults = fault_figures(i.pdir, jd, updates, guests)
+    host_loss = None
+    if inputs.path is not None and inputs.path.host_logged:
+        # after the host stamp: the host's loss (--wan's SLA), a fault's losses out
+        host_loss = (max(0, inputs.path.lost_host - faults.inputs_lost_fault)
+                     / inputs.path.host_logged)
+    window, ticks = None, None
     if len(jd):  # when the load ran: its first and last input's send time
-        row["load_first_send_ns"] = int(jd["send_ns"].min())
-        row["load_last_send_ns"] = int(jd["send_ns"].max())
-        row.update(tick_row(i.pdir, i.meta, i.updates, i.jd, guests))
-    if fault and "loss_ci_lo" in row:  # a fault's losses are not load's: Wilson's then
-        del row["loss_ci_lo"], row["loss_ci_hi"]
-    return row, errors
+        window = (int(jd["send_ns"].min()), int(jd["send_ns"].max()))
+        ticks = tick_figures(i, guests)
+    return Figures(inputs, faults, host_loss, window, ticks), errors
 
 
-def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
-             guests: list[int] | None = None) -> dict:
+def tick_figures(i: PointInputs, guests: list[int] | None = None) -> TickFigures | None:
     """The players' tick figures over the load window (analysis/ticks.py), of `guests`
-    (default all); {} where no update was recorded."""
+    (default all); None where no update was recorded."""
     from analysis import ticks
-
-    window = (int(j["send_ns"].min()), int(j["send_ns"].max()))
     from analysis.mix import tick_hz_by_guest
 
-    rates = tick_hz_by_guest(meta)
-    u = updates if guests is None else updates[updates["guest"].isin(guests)]
+    j = i.jd
+    window = (int(j["send_ns"].min()), int(j["send_ns"].max()))
+    rates = tick_hz_by_guest(i.meta)
+    u = i.updates if guests is None else i.updates[i.updates["guest"].isin(guests)]
     jj = j if guests is None else j[j["guest"].isin(guests)]
     # a player joins when the host side has its first input (a server can send it
     # updates from then; with --wan that is the WAN's delay after it was sent)
@@ -265,29 +269,28 @@ def tick_row(pdir: Path, meta: dict, updates: pd.DataFrame, j: pd.DataFrame,
     pl = ticks.players(u, joined, window[1], rates)
     offsets = {int(g): float(o) for g, o in j.groupby("guest")["clock_offset_ns"].first()
                .fillna(0).items()}
-    walls = ticks.server_walls(pdir)
+    walls = ticks.server_walls(i.pdir)
     if guests is not None:
         walls = {g: t for g, t in walls.items() if g in guests}
     hz = rates[guests[0]] if guests else next(iter(rates.values()), 20.0)
     check = ticks.cross_check(u, joined, window[1], walls, offsets)
-    fig = ticks.figures(pl, check, window, hz)
-    return fig.row() if fig else {}
+    return ticks.figures(pl, check, window, hz)
 
 
-def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict,
-                    pdir: Path) -> dict:
+def profile_entries(i: PointInputs) -> dict:
     """A mixed point's summary entry per profile: the point's figures over that
     profile's guests only (analysis/mix.py judges each under its own SLA)."""
     from analysis.mix import players_by_guest, profile_guests
 
     out = {}
-    players = players_by_guest(meta)
-    duration = float((meta.get("spec") or {}).get("duration", 0))
-    for name, guests in profile_guests(meta["spec"], int(meta["guests"])).items():
-        fig, _ = guest_figures(Inputs(pdir, meta, jd, updates), guests)
+    players = players_by_guest(i.meta)
+    duration = float((i.meta.get("spec") or {}).get("duration", 0))
+    for name, guests in profile_guests(i.meta["spec"], int(i.meta["guests"])).items():
+        fig, _ = guest_figures(i, guests)
         want = sum(players[g] for g in guests) * duration
-        fig["input_rate_achieved"] = fig["inputs_sent"] / want if want else np.nan
-        out[name] = {"guest_indices": guests, **summary_entry(fig)}
+        fig = replace(fig, input_rate_achieved=(fig.inputs.sent / want if want
+                                                else np.nan))
+        out[name] = {"guest_indices": guests, **summary_entry(fig.row())}
     return out
 
 
@@ -295,7 +298,7 @@ def profile_entries(jd: pd.DataFrame, updates: pd.DataFrame, meta: dict,
 # (docs/records.md); the loss ratios, availability and CPU shares are added, rounded
 SUMMARY_FIELDS = (
     "inputs_sent", "inputs_delivered", "inputs_lost",
-    *(f"delay_{k}_us" for k in ("mean", "p50", "p95", "p99", "p999", "min", "max")),
+    *DELAY.values(),
     "app_delay_mean_us", "stamp_error_mean_us", "stamp_error_p95_us",
     "app_stamp_error_mean_us", "clock_uncertainty_us", "rtt_p50_us", "rtt_p99_us",
     "update_jitter_us", "paired_stamp_error_mean_us", "paired_stamp_error_p95_us",
@@ -304,10 +307,9 @@ SUMMARY_FIELDS = (
     "rq_wait_s", "rq_waits", "rq_wait_per_wake_us",
     # the path split at the host stamp (--wan): the network's share and the host's
     "inputs_host_logged", "inputs_lost_network", "inputs_lost_host", "inputs_reordered",
-    *(f"net_delay_{k}_us" for k in ("mean", "p50", "p95", "p99")),
+    "net_delay_mean_us", "net_delay_p50_us", "net_delay_p95_us", "net_delay_p99_us",
     # the CIs a search judges a count by (analysis/capacity.py)
-    *(f"{n}_{k}_ci_{e}_us" for n in ("delay", "stamp_error") for k in ("mean", "p95", "p99")
-      for e in ("lo", "hi")),
+    *DELAY.intervals(), *STAMP_ERROR.intervals(),
     "stamp_error_p99_us",
     # when the load ran (CLOCK_REALTIME ns): the time between loads (between_loads_s)
     "load_first_send_ns", "load_last_send_ns",
@@ -354,11 +356,6 @@ def summary_entry(row: dict) -> dict:
     for k in ("guest_cores_busy", "host_core_busy", "paired_coverage"):
         out[k] = _round(row.get(k), 4)
     return out
-
-
-def delay_stats(j: pd.DataFrame) -> dict:
-    """summary.json's delay and stamp-error fields from a joined, delayed table."""
-    return summary_entry(figures(j)[0])
 
 
 def point_summary(point_dir: Path) -> dict:

@@ -220,7 +220,7 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
                      **_lookup(want, rec["shim"], ["host_ns"]))
     out["delivered"] = out["kernel_ns"].notna()
     # arrived after a later input of its player (reordered on the way): the server's
-    # "stale" verdict; counted apart from loss (analysis/point.py figures)
+    # "stale" verdict; counted apart from loss (analysis/point.py input_figures)
     out["stale"] = ~out["delivered"] & _lookup(want, stale, ["kernel_ns"])["kernel_ns"].notna()
     out = out.rename(columns={"kernel_ns": "server_ns"})
     out["clock_offset_ns"], out["clock_uncertainty_ns"] = _offsets(rec["sync"], out,

@@ -21,10 +21,27 @@ order statistics for quantiles), for what has no time order.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A figure and its 95% interval; lo and hi are None where none was computed (a
+    point whose loss a fault shares has no batch-means interval, say)."""
+
+    value: float
+    lo: float | None = None
+    hi: float | None = None
+
+    def ci(self) -> tuple[float, float]:
+        """The interval, each unknown or non-finite end replaced by the value."""
+        def end(x: float | None) -> float:
+            return self.value if x is None or not math.isfinite(x) else x
+        return end(self.lo), end(self.hi)
 
 
 MIN_N_P999 = 10_000  # below this a p99.9 rests on fewer than 10 values above it

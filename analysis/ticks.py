@@ -32,13 +32,13 @@ received.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.stats import batch_ids, batch_mean_ci, batch_quantile_ci
+from analysis.stats import Stat, batch_ids, batch_mean_ci, batch_quantile_ci
 
 TICK_RATE_TOLERANCE = 0.01  # received ticks at least 99% of those scheduled
 TICK_GAP_LIMIT = 1.5  # p99 gap between received ticks at most 1.5 tick periods
@@ -66,17 +66,14 @@ class PlayerTicks:
 
 @dataclass(frozen=True)
 class TickFigures:
-    """A point's tick figures: the players' envelope and the servers' cross-check."""
+    """A point's tick figures: the players' envelope (the worst player's share of the
+    ticks scheduled and p99 gap, each with its interval) and the servers' cross-check."""
 
     tick_hz: float
     window_s: float
     players: int
-    ticks_share_worst: float
-    ticks_share_ci_lo: float
-    ticks_share_ci_hi: float
-    tick_gap_p99_worst_ms: float
-    tick_gap_p99_ci_lo_ms: float
-    tick_gap_p99_ci_hi_ms: float
+    share: Stat  # the worst player's share received; CI: the lowest ends over players
+    gap_p99_ms: Stat  # the worst player's p99 gap; CI: the highest ends over players
     update_loss_worst: float
     tick_hz_received_mean: float
     tick_hz_received_min: float
@@ -86,7 +83,19 @@ class TickFigures:
     tick_gap_disagreement: float | None
 
     def row(self) -> dict:
-        return asdict(self)
+        return {"tick_hz": self.tick_hz, "window_s": self.window_s, "players": self.players,
+                "ticks_share_worst": self.share.value, "ticks_share_ci_lo": self.share.lo,
+                "ticks_share_ci_hi": self.share.hi,
+                "tick_gap_p99_worst_ms": self.gap_p99_ms.value,
+                "tick_gap_p99_ci_lo_ms": self.gap_p99_ms.lo,
+                "tick_gap_p99_ci_hi_ms": self.gap_p99_ms.hi,
+                "update_loss_worst": self.update_loss_worst,
+                "tick_hz_received_mean": self.tick_hz_received_mean,
+                "tick_hz_received_min": self.tick_hz_received_min,
+                "server_tick_hz_mean": self.server_tick_hz_mean,
+                "server_tick_gap_p99_max_ms": self.server_tick_gap_p99_max_ms,
+                "tick_rate_disagreement": self.tick_rate_disagreement,
+                "tick_gap_disagreement": self.tick_gap_disagreement}
 
 
 def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
@@ -211,10 +220,11 @@ def figures(pl: list[PlayerTicks], check: CrossCheck, window: tuple[int, int],
     worst_gap = max(pl, key=lambda p: p.gap_p99_ms)
     rates = np.array([p.rate_hz for p in pl])
     return TickFigures(
-        tick_hz, round((window[1] - window[0]) / 1e9, 3), len(pl), worst_share.share,
-        min(p.share_ci[0] for p in pl), min(p.share_ci[1] for p in pl),
-        worst_gap.gap_p99_ms, max(p.gap_p99_ci_ms[0] for p in pl),
-        max(p.gap_p99_ci_ms[1] for p in pl), max(p.update_loss for p in pl),
+        tick_hz, round((window[1] - window[0]) / 1e9, 3), len(pl),
+        Stat(worst_share.share, min(p.share_ci[0] for p in pl),
+             min(p.share_ci[1] for p in pl)),
+        Stat(worst_gap.gap_p99_ms, max(p.gap_p99_ci_ms[0] for p in pl),
+             max(p.gap_p99_ci_ms[1] for p in pl)), max(p.update_loss for p in pl),
         float(rates.mean()), float(rates.min()), check.server_tick_hz_mean,
         check.server_tick_gap_p99_max_ms, check.tick_rate_disagreement,
         check.tick_gap_disagreement)
@@ -253,11 +263,11 @@ def server_walls(point_dir: Path) -> dict[int, list[int]]:
     return out
 
 
-def term_verdicts(row: dict, tick_hz: float) -> dict[str, str]:
+def term_verdicts(fig: TickFigures, tick_hz: float) -> dict[str, str]:
     """Each tick term's verdict for one point's envelope: pass, fail or unsure."""
     limit_share, limit_gap = 1 - TICK_RATE_TOLERANCE, TICK_GAP_LIMIT * 1e3 / tick_hz
-    s_lo, s_hi = row["ticks_share_ci_lo"], row["ticks_share_ci_hi"]
-    g_lo, g_hi = row["tick_gap_p99_ci_lo_ms"], row["tick_gap_p99_ci_hi_ms"]
+    s_lo, s_hi = fig.share.lo, fig.share.hi
+    g_lo, g_hi = fig.gap_p99_ms.lo, fig.gap_p99_ms.hi
     return {"tick rate": "fail" if s_hi < limit_share else
             "pass" if s_lo >= limit_share else "unsure",
             "tick gap": "fail" if g_lo > limit_gap else

@@ -117,7 +117,7 @@ def _point(tmp_path, fault_ns, restarted_ns):
 def test_availability_splits_fault_losses_from_load_losses(tmp_path):
     t0 = 1_000_000_000_000
     j, ups = _point(tmp_path, t0 + 500_000_000, t0 + 1_000_000_000)
-    r = fault_figures(tmp_path, j, ups)
+    r = fault_figures(tmp_path, j, ups).row()
     lost1 = int((~j[j.guest == 1].delivered).sum())  # 2 before the kill, 50, 3 after
     assert lost1 == 2 + 50 + 3
     assert r["inputs_lost_fault"] == lost1
@@ -132,14 +132,15 @@ def test_availability_splits_fault_losses_from_load_losses(tmp_path):
 def test_a_guest_that_never_came_back_loses_the_rest_to_the_fault(tmp_path):
     t0 = 1_000_000_000_000
     j, ups = _point(tmp_path, t0 + 1_500_000_000, None)
-    r = fault_figures(tmp_path, j, ups)
+    r = fault_figures(tmp_path, j, ups).row()
     assert r["inputs_lost_fault"] == 2 + 50 and r["faults"][0]["answered_again_s"] is None
 
 
 def test_no_faults_no_fault_figures(tmp_path):
     j = pd.DataFrame({"guest": [0, 0], "send_ns": [1, 2], "delivered": [True, False]})
     r = fault_figures(tmp_path, j, pd.DataFrame({"guest": [], "recv_ns": []}))
-    assert r["availability"] == 0.5 and r["inputs_lost_fault"] == 0 and r["faults"] == []
+    assert r.availability == 0.5 and r.inputs_lost_fault == 0 and r.faults == ()
+    assert not r.faulted and "availability_others_min" not in r.row()
 
 
 def test_a_row_cut_short_by_a_kill_is_dropped_and_the_rest_kept(tmp_path):

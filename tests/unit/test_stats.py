@@ -60,8 +60,8 @@ def test_epoch_nanoseconds_keep_their_precision():
     j = add_delays(join_inputs(rec)).sort_values("seq")
     assert j["delay_ns"].tolist() == [3.0, 1.0]
     assert j["stamp_error_ns"].tolist() == [1.0, 0.0]
-    from analysis.point import delay_stats
-    assert delay_stats(j)["host_stamp_exact_fraction"] == 0.5
+    from analysis.point import input_figures
+    assert input_figures(j)[0].host_stamp_exact_fraction == 0.5
 
 
 def test_drifting_guest_clock_is_followed_between_the_two_syncs():

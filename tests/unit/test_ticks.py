@@ -21,7 +21,7 @@ def even(start_ns: int, seconds: float, hz: float = HZ, lag_ns: int = 300_000) -
 
 def verdicts(pl: list, check=None) -> dict:
     check = check or ticks.CrossCheck(None, None, None, None)
-    return term_verdicts(ticks.figures(pl, check, (T0, T0 + 10 * S), HZ).row(), HZ)
+    return term_verdicts(ticks.figures(pl, check, (T0, T0 + 10 * S), HZ), HZ)
 
 
 def test_a_player_that_gets_every_tick_passes():

@@ -44,9 +44,10 @@ def test_path_split_at_the_host_stamp():
         "delivered": [True, False, False, False, True],
         "stale": [False, True, False, False, False]})
     s = path_split(j)
-    assert s["inputs_host_logged"] == 4 and s["inputs_lost_network"] == 1
-    assert s["inputs_reordered"] == 1 and s["inputs_lost_host"] == 1  # the stale one is not lost
-    assert s["net_delay_mean_us"] == pytest.approx(30.5)
+    assert s.host_logged == 4 and s.lost_network == 1
+    assert s.reordered == 1 and s.lost_host == 1  # the stale one is not lost
+    assert s.net_mean_us == pytest.approx(30.5)
+    assert s.row()["net_delay_mean_us"] == s.net_mean_us  # stored under its old name
 
 
 def _points(share_delay_us: float, e2e_delay_us: float) -> pd.DataFrame:
