@@ -18,6 +18,7 @@ keep it in summary.json) the name in analysis/point.py SUMMARY_FIELDS.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from analysis.availability import FaultFigures
 from analysis.stats import Stat
@@ -27,8 +28,7 @@ NAN = float("nan")
 NO_CI = (NAN, NAN)
 
 
-@dataclass(frozen=True)
-class StatNames:
+class StatNames(NamedTuple):
     """The stored names of a Stat's value and its interval's ends."""
 
     value: str

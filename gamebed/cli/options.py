@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 from gamebed import spec as spec_mod
@@ -160,26 +161,55 @@ def add_sla_args(p: argparse.ArgumentParser, of_report: bool = False) -> None:
     p.add_argument("--sla-terms", choices=spec_mod.SLA_TERMS, help=text["terms"])
 
 
-def add_cpu_args(p: argparse.ArgumentParser) -> None:
+@dataclass(frozen=True)
+class Option:
+    """One command-line option as data: a table of them is added in one loop, so a
+    command's options read as a list, not as repeated calls."""
+
+    flag: str
+    help: str
+    type: type | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    def add_to(self, p: argparse.ArgumentParser) -> None:
+        kw = {"type": self.type, "metavar": self.metavar, "choices": self.choices}
+        p.add_argument(self.flag, help=self.help, **{k: v for k, v in kw.items() if v})
+
+
+def add_options(p: argparse.ArgumentParser, options: tuple[Option, ...]) -> None:
+    for o in options:
+        o.add_to(p)
+
+
+def cpu_options() -> tuple[Option, ...]:
     """The guests' CPU: per-guest caps and weights, and a budget for all of them."""
-    p.add_argument("--cpu-cap", type=float, metavar="SHARE",
-                   help="per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, uml)")
-    p.add_argument("--cpu-weight", type=int, metavar="W",
-                   help="per-guest relative CPU weight, Xen credit style: 256 = 1x (netns, uml)")
-    p.add_argument("--guest-slice-ms", type=float, metavar="X",
-                   help="every guest thread's own scheduler slice, 0.1-100 ms (Linux 6.12+ "
-                        "EEVDF, sched_setattr's sched_runtime; netns, uml), read back and "
-                        "recorded in point.json: e.g. 30 for Xen credit's slice")
-    p.add_argument("--guest-cpus", type=float, metavar="K",
-                   help="a smaller host, emulated: all guests together get K cores of their "
-                        "CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "
-                        "leave goes to a competing process, so a guest waits for its CPU as "
-                        "it would on a host with fewer cores; cpu.json records what they "
-                        "actually got (gamebed predict reads it)")
-    p.add_argument("--guest-cpus-by", choices=CHOICES["guest_cpus_by"],
-                   help=f"how --guest-cpus holds them to K (default "
-                        f"{default('guest_cpus_by')}): a competing process at a CFS weight "
-                        "that leaves them K, or a CFS quota of K cores with a 1 ms period")
+    return (
+        Option("--cpu-cap", "per-guest CPU share via cgroup cpu quota, e.g. 0.1 (netns, "
+               "uml)", float, "SHARE"),
+        Option("--cpu-weight", "per-guest relative CPU weight, Xen credit style: 256 = 1x "
+               "(netns, uml)", int, "W"),
+        Option("--guest-slice-ms", "every guest thread's own scheduler slice, 0.1-100 ms "
+               "(Linux 6.12+ EEVDF, sched_setattr's sched_runtime; netns, uml), read back "
+               "and recorded in point.json: e.g. 30 for Xen credit's slice", float, "X"),
+        Option("--guest-cpus", "a smaller host, emulated: all guests together get K cores "
+               "of their CPUs, e.g. 0.45 (uml, netns; restricted placement). The CPU they "
+               "leave goes to a competing process, so a guest waits for its CPU as it "
+               "would on a host with fewer cores; cpu.json records what they actually got "
+               "(gamebed predict reads it)", float, "K"),
+        Option("--guest-cpus-by", f"how --guest-cpus holds them to K (default "
+               f"{default('guest_cpus_by')}): a competing process at a CFS weight that "
+               "leaves them K, or a CFS quota of K cores with a 1 ms period",
+               choices=tuple(CHOICES["guest_cpus_by"])))
+
+
+SEARCH_OPTIONS = (
+    Option("--max-guests", "--guests auto: the largest count to try (default: the largest "
+           "of the backend's default counts)", int, "N"),
+    Option("--repeat", "points per count and mode (default 1; 3 with --guests auto); the "
+           "report judges a count on the CI over its repeats and shows each figure's "
+           "spread; repeat r plays seed + r in both modes", int, "K"))
+
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("results"),
@@ -196,18 +226,12 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                                     for b, c in spec_mod.DEFAULT_COUNTS.items()) + "); or "
                         "auto: search each mode's capacity (double the count until a mode "
                         "fails, then bisect to about 10%%), both modes at every count tried")
-    p.add_argument("--max-guests", type=int, metavar="N",
-                   help="--guests auto: the largest count to try (default: the largest of "
-                        "the backend's default counts)")
-    p.add_argument("--repeat", type=int, metavar="K",
-                   help="points per count and mode (default 1; 3 with --guests auto); the "
-                        "report judges a count on the CI over its repeats and shows each "
-                        "figure's spread; repeat r plays seed + r in both modes")
+    add_options(p, SEARCH_OPTIONS)
     add_sla_args(p)
     p.add_argument("--modes", type=modes, help=f"timestamp modes (default {','.join(MODES)})")
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")
-    add_cpu_args(p)
+    add_options(p, cpu_options())
     p.add_argument("--server-work-us", type=float, metavar="US",
                    help="simulated game logic: CPU microseconds per player per tick "
                         f"(default {default('server_work_us'):g}, as the paper's model server)")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gamebed.cli.options import add_profile_arg, add_sla_args, command
+from gamebed.cli.options import Option, add_options, add_profile_arg, add_sla_args, command
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -128,29 +128,30 @@ def add_report(sub) -> None:
                    help="the capacity model's hosts-needed line: hosts for N concurrent "
                         "players (default %(default)s; 0: no model section)")
 
+PREDICT_OPTIONS = (
+    Option("--guest-cpus", "hosts to predict: guest cores each (0.45: a share of one CPU; "
+           "3: three CPUs), or dynamic (every CPU, shared with the host side); default: the "
+           "first run's own host", case_list, "K[,K...]"),
+    Option("--players-total", "also print the hosts needed for N concurrent players, per "
+           "mode", int, "N"),
+    Option("--memory-gib", "the predicted host's memory (default: this machine's); guests "
+           "beyond it at their measured PSS do not fit", float, "GIB"),
+    Option("--register", "write the predictions (every interval, the model's digest) to "
+           "FILE, e.g. predictions.json, to commit before measuring", Path, "FILE"),
+    Option("--json", "also write the result as JSON", Path, "FILE"),
+    Option("--check", "the model check: a registered predictions file beside --measured "
+           "runs (no calibration runs), scored by the scorer registered with it (its "
+           "frozen copy beside it, digest checked)", Path, "PREDICTIONS"))
+
+
 def add_predict(sub) -> None:
     p = command(sub, "predict", cmd_predict)
     p.add_argument("runs", type=Path, nargs="*", metavar="RUN",
                    help="finished `gamebed run` directories of one game to calibrate on "
                         "(e.g. one with whole guest CPUs and one with --guest-cpus 0.6)")
-    p.add_argument("--guest-cpus", type=case_list, metavar="K[,K...]",
-                   help="hosts to predict: guest cores each (0.45: a share of one CPU; 3: "
-                        "three CPUs), or dynamic (every CPU, shared with the host side); "
-                        "default: the first run's own host")
+    add_options(p, PREDICT_OPTIONS[:1])
     add_profile_arg(p)
-    p.add_argument("--players-total", type=int, metavar="N",
-                   help="also print the hosts needed for N concurrent players, per mode")
-    p.add_argument("--memory-gib", type=float, metavar="GIB",
-                   help="the predicted host's memory (default: this machine's); guests "
-                        "beyond it at their measured PSS do not fit")
-    p.add_argument("--register", type=Path, metavar="FILE",
-                   help="write the predictions (every interval, the model's digest) to "
-                        "FILE, e.g. predictions.json, to commit before measuring")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
-    p.add_argument("--check", type=Path, metavar="PREDICTIONS",
-                   help="the model check: a registered predictions file beside --measured "
-                        "runs (no calibration runs), scored by the scorer registered with "
-                        "it (its frozen copy beside it, digest checked)")
+    add_options(p, PREDICT_OPTIONS[1:])
     p.add_argument("--later-rules", action="store_true",
                    help="with --check: also show the same measurements scored by today's "
                         "rules, labelled as a later reading, after the registered result")
