@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from fpsmodel.clientconfig import LOAD_DEFAULTS
 from fpsmodel.server import DISPATCH_MODES
 from fpsmodel.wire import GAME_PORT
-from gamebed.workload import PRESETS, SLA_STATS, WorkloadProfile, parse_mix
+from gamebed.workload import (
+    DEFAULT_PROFILE,
+    PRESETS,
+    SLA_STATS,
+    SPEC_KEYS,
+    WorkloadProfile,
+    load_problems,
+    parse_mix,
+)
 
 MODES = ("guest", "host")
 PLACEMENTS = ("restricted", "dynamic")
@@ -80,18 +88,20 @@ class Game:
     load as played (the profile's, or values given over it), and how the server runs.
     A mix names several profiles; guest i then plays `for_guest(i)`."""
 
-    profile: str = "tsai2009"  # the default is the paper's game (docs/workloads.md)
+    # the default is the paper's game (docs/workloads.md), and the load fields below
+    # default to its values: a game's fields have one home, its profile (gamebed/workload.py)
+    profile: str = DEFAULT_PROFILE.name
     profiles: dict | None = None  # more profiles, {NAME: {field: value}} (a TOML spec's)
     # a mixed host: ("tsai2009:3", "tick128:1"): each count's guests in these shares, guest
     # i's game fixed by i (gamebed/workload.py mix_sequence); `profile` is the first one
     mix: tuple[str, ...] = ()
-    players: int = LOAD_DEFAULTS["players"]  # per guest
-    rate: float = LOAD_DEFAULTS["rate_hz"]  # inputs/s per player (Poisson mean, or periodic)
-    tick_hz: float = 20.0  # the servers' state updates per second
-    input_process: str = LOAD_DEFAULTS["input_process"]  # fpsmodel/timing.py
-    input_jitter: float = LOAD_DEFAULTS["input_jitter"]
-    input_bytes: int = LOAD_DEFAULTS["input_bytes"]  # UDP payload of an input
-    server_work_us: float = 0.0  # simulated game logic: CPU µs per player per tick
+    players: int = DEFAULT_PROFILE.players  # per guest
+    rate: float = DEFAULT_PROFILE.rate_hz  # inputs/s per player (Poisson mean, or periodic)
+    tick_hz: float = DEFAULT_PROFILE.tick_hz  # the servers' state updates per second
+    input_process: str = DEFAULT_PROFILE.input_process  # fpsmodel/timing.py
+    input_jitter: float = DEFAULT_PROFILE.input_jitter
+    input_bytes: int = DEFAULT_PROFILE.input_bytes  # UDP payload of an input
+    server_work_us: float = DEFAULT_PROFILE.work_us  # game logic: CPU µs per player per tick
     dispatch: str = "epoll"
     game_port: int = GAME_PORT
 
@@ -99,16 +109,15 @@ class Game:
         out = []
         if self.dispatch not in DISPATCH_MODES:
             out.append(f"dispatch must be one of {DISPATCH_MODES}")
-        if self.players < 1 or self.rate <= 0:
-            out.append("players and rate must be positive")
-        if not 0 <= self.server_work_us <= 1e6:
-            out.append("server_work_us is CPU microseconds per player per tick, 0..1e6")
         if not 1 <= self.game_port <= 65535:
             out.append("game_port must be a UDP port number")
+        # the load's checks are a profile's (the game as played is one), named by the
+        # spec's keys; the SLA is SlaSpec's to check
+        played = {f: getattr(self, key, getattr(DEFAULT_PROFILE, f))
+                  for f, key in SPEC_KEYS.items()}
+        out += load_problems(played, SPEC_KEYS)
         try:
             self.workload()
-            WorkloadProfile("spec", tick_hz=self.tick_hz, input_process=self.input_process,
-                            input_jitter=self.input_jitter, input_bytes=self.input_bytes)
         except (ValueError, TypeError) as e:
             out.append(str(e))
         return out
@@ -158,9 +167,9 @@ class SlaSpec:
     """The SLA the run is judged by: the search's, and the report's unless told
     otherwise (a profile sets it; values given win)."""
 
-    sla_stat: str = "mean"
-    sla_delay_ms: float = 1.0
-    sla_loss: float = 0.01
+    sla_stat: str = DEFAULT_PROFILE.sla_stat  # the default profile's SLA
+    sla_delay_ms: float = DEFAULT_PROFILE.sla_delay_ms
+    sla_loss: float = DEFAULT_PROFILE.sla_loss
     sla_terms: str = "players"  # SLA_TERMS: the players' (ticks too) or the paper's
 
     def problems(self) -> list[str]:

@@ -35,22 +35,7 @@ class WorkloadProfile:
     sla_loss: float = 0.01
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.players < 1 or not 1 <= self.tick_hz <= 1000 or self.input_rate_hz <= 0:
-            problems.append("players, tick_hz (1..1000) and input_rate_hz must be positive")
-        if self.input_process not in INPUT_PROCESSES:
-            problems.append(f"input_process must be one of {INPUT_PROCESSES}")
-        if not 0 <= self.input_jitter < 1:
-            problems.append("input_jitter is a fraction of a period in [0, 1)")
-        if not INPUT_MIN_SIZE <= self.input_bytes <= INPUT_MAX_SIZE:
-            problems.append(f"input_bytes must be {INPUT_MIN_SIZE}..{INPUT_MAX_SIZE} (the "
-                            "input's fixed part .. a 1500-byte MTU less the host's trailer)")
-        if not 0 <= self.work_us <= 1e6:
-            problems.append("work_us is CPU microseconds per player per tick, 0..1e6")
-        if self.sla_stat not in SLA_STATS or self.sla_delay_ms <= 0 \
-                or not 0 <= self.sla_loss < 1:
-            problems.append(f"the SLA needs sla_stat in {SLA_STATS}, a positive "
-                            "sla_delay_ms and sla_loss in [0, 1)")
+        problems = load_problems(vars(self))
         if problems:
             raise ValueError(f"bad workload profile {self.name!r}: " + "; ".join(problems))
 
@@ -61,11 +46,42 @@ class WorkloadProfile:
 
     def spec_fields(self) -> dict:
         """The spec's fields this profile sets (ExperimentSpec.with_profile)."""
-        return {"profile": self.name, "players": self.players, "tick_hz": self.tick_hz,
-                "input_process": self.input_process, "rate": self.rate_hz,
-                "input_jitter": self.input_jitter, "input_bytes": self.input_bytes,
-                "server_work_us": self.work_us, "sla_stat": self.sla_stat,
-                "sla_delay_ms": self.sla_delay_ms, "sla_loss": self.sla_loss}
+        return {"profile": self.name, **{key: getattr(self, f) for f, key in SPEC_KEYS.items()},
+                "rate": self.rate_hz}
+
+
+
+def load_problems(v: dict, names: dict[str, str] | None = None) -> list[str]:
+    """What is wrong with a game's fields `v` (by a profile's field names), each named
+    as `names` maps them (a spec's keys: SPEC_KEYS); a profile's and a spec's checks."""
+    def n(*fields: str) -> tuple[str, ...]:
+        return tuple((names or {}).get(f, f) for f in fields)
+    out = []
+    if v["players"] < 1 or not 1 <= v["tick_hz"] <= 1000 or v["input_rate_hz"] <= 0:
+        out.append("{}, {} (1..1000) and {} must be positive".format(
+            *n("players", "tick_hz", "input_rate_hz")))
+    if v["input_process"] not in INPUT_PROCESSES:
+        out.append(f"{n('input_process')[0]} must be one of {INPUT_PROCESSES}")
+    if not 0 <= v["input_jitter"] < 1:
+        out.append(f"{n('input_jitter')[0]} is a fraction of a period in [0, 1)")
+    if not INPUT_MIN_SIZE <= v["input_bytes"] <= INPUT_MAX_SIZE:
+        out.append(f"{n('input_bytes')[0]} must be {INPUT_MIN_SIZE}..{INPUT_MAX_SIZE} (the "
+                   "input's fixed part .. a 1500-byte MTU less the host's trailer)")
+    if not 0 <= v["work_us"] <= 1e6:
+        out.append(f"{n('work_us')[0]} is CPU microseconds per player per tick, 0..1e6")
+    if v["sla_stat"] not in SLA_STATS or v["sla_delay_ms"] <= 0 \
+            or not 0 <= v["sla_loss"] < 1:
+        out.append(f"the SLA needs sla_stat in {SLA_STATS}, a positive "
+                   "sla_delay_ms and sla_loss in [0, 1)")
+    return out
+
+
+# a profile's fields → the spec keys that play them (gamebed/specparts.py Game and
+# SlaSpec, whose defaults are the default profile's): where a game field's two names meet
+SPEC_KEYS = {"players": "players", "tick_hz": "tick_hz", "input_process": "input_process",
+             "input_rate_hz": "rate", "input_jitter": "input_jitter",
+             "input_bytes": "input_bytes", "work_us": "server_work_us",
+             "sla_stat": "sla_stat", "sla_delay_ms": "sla_delay_ms", "sla_loss": "sla_loss"}
 
 
 def sla_rule(tick_hz: float) -> float:
@@ -87,6 +103,7 @@ PRESETS = {p.name: p for p in (
                     input_rate_hz=30.0, input_jitter=0.2, sla_delay_ms=sla_rule(30.0)),
 )}
 assert PRESETS["tsai2009"].sla_delay_ms == sla_rule(20.0)  # the rule reproduces the paper's
+DEFAULT_PROFILE = PRESETS["tsai2009"]  # the spec's game unless one is named
 
 
 def parse_mix(entries: tuple[str, ...]) -> list[tuple[str, float]]:

@@ -159,3 +159,19 @@ def test_report_flags_a_game_off_its_profile():
     one = df.iloc[[0]].assign(guests=1, tick_hz_achieved=20.0, input_rate_achieved=20.4)
     assert game_rows(one, poisson)[0][-1] == "–"
     assert game_rows(df.drop(columns=["tick_hz_achieved"]), spec) == []
+
+
+def test_a_games_fields_have_one_home_the_default_profile():
+    """The spec's game and SLA default to the default profile's fields (one owner), and a
+    bad value is named by the spec key the user gave, checked by the profile's rules."""
+    from gamebed.specparts import Game, SlaSpec
+    from gamebed.workload import DEFAULT_PROFILE, SPEC_KEYS
+
+    fields = {**vars(Game()), **vars(SlaSpec())}
+    profile = DEFAULT_PROFILE.spec_fields()
+    for key in SPEC_KEYS.values():
+        assert fields[key] == profile[key], key
+    bad = Game(players=0, server_work_us=-1, input_jitter=1.5).problems()
+    assert bad == ["players, tick_hz (1..1000) and rate must be positive",
+                   "input_jitter is a fraction of a period in [0, 1)",
+                   "server_work_us is CPU microseconds per player per tick, 0..1e6"]
