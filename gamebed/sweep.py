@@ -25,7 +25,6 @@ from pathlib import Path
 
 from fpsmodel.records import sync_tree, write_json
 from gamebed.budget import Eta, point_budget, sweep_budget
-from gamebed.manifest import Manifest
 from gamebed.proc import require_net_admin, signals_unwind
 from gamebed.run import Run
 from gamebed.spec import ExperimentSpec
@@ -66,12 +65,14 @@ def provenance() -> dict:
 
 
 @contextmanager
-def _closing(manifest: Manifest):
-    """The manifest file goes once everything it listed is gone, whatever the exit."""
+def _closing(run: Run):
+    """The run's netlink sockets close and its manifest file goes once everything it
+    listed is gone, whatever the exit."""
     try:
-        yield manifest
+        yield run.manifest
     finally:
-        manifest.close()
+        run.runner.close()
+        run.manifest.close()
 
 
 def _point_line(entry: dict, t0: float) -> str:
@@ -187,7 +188,7 @@ def run_sweep(run: Run, resume: bool = False, overwrite: bool = False,
         raise ValueError("run_sweep takes a resolved spec (vm.resolve_backend)")
     if spec.searching and run.layers.search is None and not dry_run:
         raise ValueError("a searching spec (--guests auto) needs a search function")
-    with _closing(run.manifest):
+    with _closing(run):
         if spec.tuning.guest_slice_ms is not None and not dry_run:  # tried before anything is built
             from gamebed.guestslice import check
 

@@ -26,3 +26,22 @@ def test_a_request_outside_the_grammar_is_refused_before_anything_is_printed(arg
     with pytest.raises(ValueError, match="gamebed/netlink.py has no request"):
         Runner(dry_run=True, echo=lines.append).ip("", *args)
     assert lines == []
+
+
+def test_a_sweep_closes_its_netlink_sockets_and_its_manifest_whatever_the_exit(tmp_path):
+    """The run's runner keeps a netlink socket per namespace it spoke to; the sweep's
+    end closes them with the manifest, on an error too (a socket pins its namespace)."""
+    from gamebed.manifest import Manifest, new_prefix
+    from gamebed.progress import Progress
+    from gamebed.run import Layers, Run
+    from gamebed.spec import ExperimentSpec
+    from gamebed.sweep import _closing
+
+    run = Run(ExperimentSpec.of(backend="netns"), tmp_path / "out", Layers(None), Runner(),
+              Manifest(new_prefix(), state_dir=tmp_path / "state"), Progress())
+    assert run.runner.ip("", "link", "show", "lo") == 0  # opens the root's socket
+    assert run.runner._netlink is not None and run.manifest.path.exists()
+    with pytest.raises(RuntimeError, match="boom"), _closing(run):
+        raise RuntimeError("boom")
+    assert run.runner._netlink is None
+    assert not run.manifest.path.exists()
