@@ -6,6 +6,7 @@ tests/net/test_benchmarks_smoke.py and tests/vm/test_benchmarks_smoke.py."""
 from __future__ import annotations
 
 import json
+import sys
 
 from tests.support import run_benchmark
 
@@ -22,7 +23,21 @@ def test_bench_analyzer_smallest(tmp_path):
 
 def test_bench_client_smallest():
     out = run_benchmark("bench_client.py", "--seconds", "0.5", "--rates", "500")
-    assert "500" in out, out
+    assert "500" in out and "inputs+updates/s per core" in out, out
+
+
+def test_bench_clients_limit_is_the_judges():
+    import importlib.util
+
+    from analysis.load import LATENESS_LIMIT_US
+    from tests.support import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_client",
+                                                  ROOT / "benchmarks" / "bench_client.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_client"] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    assert mod.LATENESS_LIMIT_US == LATENESS_LIMIT_US
 
 
 def test_bench_server_smallest():
