@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from analysis.records import load_json, read_csv
 from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
@@ -78,20 +79,38 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
     ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
     rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]
     gaps = [t["tick_gap_p99_ms"] for t in ticks if t.get("tick_gap_p99_ms") is not None]
-    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, ("lateness_ns",))["lateness_ns"]
-    late_p99 = pct(late.dropna().astype("float64"), 99) / 1e3 if len(late) else np.nan
+    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, ("guest", "lateness_ns"))
+    by_shard = shard_lateness_p99_us(late, pdir)
+    late_p99 = max(by_shard) if by_shard else np.nan
     from analysis.mix import players_by_guest
 
     spec = meta.get("spec") or {}
     # player-seconds: in a mix each guest's players are its profile's
     want = sum(players_by_guest(meta).values()) * spec.get("duration", 0)
+    # a point is load-generator-bound when any shard of its client is (one, unsharded)
     bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US)
                  or (host_busy is not None and np.isfinite(host_busy)
                      and host_busy > HOST_BUSY_LIMIT))
     return {"tick_hz_achieved": float(np.mean(rates)) if rates else np.nan,
             "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
             "input_rate_achieved": len(late) / want if want else np.nan,
-            "send_lateness_p99_us": late_p99, "load_bound": bound}
+            "send_lateness_p99_us": late_p99, "load_bound": bound,
+            **({"send_lateness_p99_by_shard_us": by_shard} if len(by_shard) > 1 else {})}
+
+
+def shard_lateness_p99_us(late: pd.DataFrame, pdir: Path) -> list[float]:
+    """Each client shard's p99 send lateness (µs) over its own guests' inputs
+    (client_summary.json `shards`, hostside/shards.py); one figure for an unsharded
+    client; [] without inputs."""
+    shards = (load_json(Path(pdir) / "client_summary.json", {}) or {}).get("shards") or []
+    blocks = [range(*s["guests"]) for s in shards] or [None]
+    out = []
+    for guests in blocks:
+        sel = late if guests is None else late[late["guest"].isin(guests)]
+        v = sel["lateness_ns"].dropna().astype("float64")
+        if len(v):
+            out.append(pct(v, 99) / 1e3)
+    return out
 
 def host_side_counts(pdir: Path) -> dict:
     """From shim_summary.json: inputs that left the host with a zero stamp (receive

@@ -105,9 +105,27 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help="each server's best clock-sync sample from an earlier point "
                         "(guest,t1,t2,t3,t4), for servers whose clock cannot drift: kept "
                         "where this point's tries agree with it")
+    p.add_argument("--gate", action="store_true",
+                   help="a shard of several clients: once synced, print the line "
+                        f"'{GATE_READY}' and start the load at the CLOCK_REALTIME ns given "
+                        "on stdin as 'go NS' (every shard together)")
     p.add_argument("--carried-sync", type=int, default=8, metavar="N",
                    help="clock-sync tries for a server with a carried sample (default "
                         "%(default)s; 32 for the others)")
+
+
+GATE_READY = "fpsmodel client: synced"
+
+
+def stdin_gate() -> int:
+    """The shard's side of the start gate: say it is synced (stdout, which the host side
+    reads from the shard's log, over ssh too), and read when to start from stdin."""
+    print(GATE_READY, flush=True)
+    line = sys.stdin.readline().split()
+    if len(line) != 2 or line[0] != "go" or not line[1].isdigit():
+        raise SystemExit(f"fpsmodel client: the start gate wants 'go NS' on stdin, got "
+                         f"{' '.join(line) or 'nothing'!r}")
+    return int(line[1])
 
 
 def run_client(a: argparse.Namespace) -> int:
@@ -119,7 +137,8 @@ def run_client(a: argparse.Namespace) -> int:
                        input_bytes=a.input_bytes, spin_us=a.spin_us, spin_share=a.spin_share,
                        priority=a.realtime,
                        sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
-                       carried_sync_samples=a.carried_sync)
+                       carried_sync_samples=a.carried_sync,
+                       start_gate=stdin_gate if a.gate else None)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

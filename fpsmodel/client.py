@@ -313,7 +313,7 @@ class GameClient:
         sel = selectors.DefaultSelector()
         for i, p in enumerate(self.players):
             sel.register(p.sock, selectors.EVENT_READ, i)
-        start = time.time_ns()
+        start = self._start_ns()
         end = start + int(self.cfg.duration * 1e9)
         if self.cfg.started_file is not None:  # what a fault schedule times itself by
             Path(self.cfg.started_file).write_text(f"{start}\n")
@@ -364,6 +364,17 @@ class GameClient:
                     "updates_dropped": self.wan_down.dropped},
                 "clock_sync": {str(k): v for k, v in self.sync.items()},
                 "encode": percentiles_us(self.encode_ns)}
+
+    def _start_ns(self) -> int:
+        """When the load starts: now, or, for a shard, when the gate says (every shard
+        starts together), waited for exactly."""
+        if self.cfg.start_gate is None:
+            return time.time_ns()
+        start = self.cfg.start_gate()
+        if (ahead := (start - time.time_ns()) / 1e9) > 0.002:
+            time.sleep(ahead - 0.002)
+        spin_until(start)
+        return start
 
     def _wait(self, sel: selectors.BaseSelector, fds: list[int], wait: float) -> list:
         """Wait `wait` s, less the spin (a sleep overshoots by a wake-up), or until a

@@ -4,6 +4,7 @@ client's whole configuration, and the --server argument's form."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,9 @@ class ClientConfig:
     end_sync_samples: int = 32
     psk: bytes = wire.DEFAULT_PSK
     started_file: Path | None = None  # gets the load's start (ns) when the load starts
+    # a shard of several clients (hostside/shards.py): called once the clock sync is done,
+    # it returns when the load starts (CLOCK_REALTIME ns), the same for every shard
+    start_gate: Callable[[], int] | None = None
     wan: list[str] | None = None  # netem arguments: the WAN emulated here (fpsmodel/wan.py)
 
 

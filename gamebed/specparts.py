@@ -196,6 +196,11 @@ class HostTuning:
     client_spin_us: float = 150.0
     client_spin_share: float = 0.1  # ...at most a tenth of the core at the offered rate
     client_priority: int = 10
+    # the players split over this many client processes, each owning a block of guests
+    # (hostside/shards.py), shard i on the i-th of client_cpus (a CPU list "0,2"; None:
+    # the host side's CPUs)
+    client_shards: int = 1
+    client_cpus: str | None = None
     host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
@@ -219,4 +224,10 @@ class HostTuning:
             out.append("guest_slice_ms is a slice of 0.1 to 100 ms (the kernel's range)")
         if self.guest_cpus is not None and not 0.05 <= self.guest_cpus <= 64:
             out.append("guest_cpus is a number of cores, 0.05..64")
+        if not 1 <= self.client_shards <= 256:
+            out.append("client_shards is a number of client processes, 1..256")
+        if self.client_cpus is not None and not all(
+                c.isdigit() for c in str(self.client_cpus).split(",")):
+            out.append(f"client_cpus is a list of CPU numbers such as 0,2 (one per shard, "
+                       f"in turn), not {self.client_cpus!r}")
         return out

@@ -30,6 +30,7 @@ from gamebed.proc import in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import IdlePoll, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
+from hostside.shards import plan, run_sharded, shard_dir
 
 
 def guest_game(spec, guest: int) -> str:
@@ -200,12 +201,41 @@ class HostSide:
         """The client in its namespace for the spec's duration; raises if it fails.
         `started_file` gets the load's start time when the load starts; `end_sync`: a
         clock sync after the load too (guest clocks that may drift); `sync_carry`: the
-        guests' best clock-sync samples of earlier points (clocks that cannot drift)."""
-        c, s, t = self.ctx, point.spec, point.topo
-        tune = s.tuning
+        guests' best clock-sync samples of earlier points (clocks that cannot drift).
+        With client_shards > 1 the players are split over that many clients
+        (hostside/shards.py), each on its own CPU where client_cpus lists them."""
+        shards = plan(len(point.topo.guests), point.spec.tuning.client_shards,
+                      self.client_cpus())
+        if len(shards) == 1:
+            args = self._client_args(point, point.dir, end_sync, sync_carry)
+            if started_file is not None:
+                args += ["--started-file", started_file]
+            self._one_client(point, args, timeout_extra)
+            return
+        cmds = []
+        for sh in shards:
+            args = self._client_args(point, shard_dir(point.dir, sh), end_sync, sync_carry)
+            if started_file is not None and sh.index == 0:  # every shard starts then
+                args += ["--started-file", started_file]
+            args += ["--gate", "--guest-base", point.topo.guests[sh.first].index,
+                     *self._servers(point, sh.guests)]
+            cmds.append([*in_netns(point.topo.client_ns), *pinned(sh.cpu, args)])
+        run_sharded(self.ctx, point, shards, cmds, timeout_extra)
+
+    def client_cpus(self) -> list[str] | None:
+        """The CPUs the client shards run on, in turn: client_cpus, else the host side's."""
+        given = self.ctx.spec.tuning.client_cpus
+        if given:
+            return given.split(",")
+        return [self.ctx.placement.host_cpus] if self.ctx.placement.host_cpus else None
+
+    def _client_args(self, point: Point, out: Path, end_sync: bool,
+                     sync_carry: Path | None) -> list:
+        """The client's arguments but its servers and what marks a shard."""
+        s, tune = point.spec, point.spec.tuning
         args = python_cmd("fpsmodel", "client", "--players", s.game.players, "--duration",
                           s.design.duration, "--rate", s.game.rate, "--seed", s.design.seed,
-                          "--out", point.dir)
+                          "--out", out)
         if not end_sync:
             args += ["--end-sync", 0]
         if tune.client_spin_us:
@@ -215,15 +245,24 @@ class HostSide:
         if sync_carry is not None:
             args += ["--sync-carry", sync_carry]
         args += s.game.client_flags()
-        if started_file is not None:
-            args += ["--started-file", started_file]
+        return args
+
+    def _servers(self, point: Point, guests: range | None = None) -> list:
+        s, t = point.spec, point.topo
+        out: list = []
         if self.wan_via and self.wan_via != "netem":
-            args += ["--wan", s.design.wan]
-        for g, target in zip(t.guests, t.server_targets(), strict=True):
-            args += ["--server", target + guest_game(s, g.index)]
+            out += ["--wan", s.design.wan]
+        pairs = list(zip(t.guests, t.server_targets(), strict=True))
+        for g, target in (pairs if guests is None else pairs[guests.start:guests.stop]):
+            out += ["--server", target + guest_game(s, g.index)]
+        return out
+
+    def _one_client(self, point: Point, args: list, timeout_extra: float) -> None:
+        c, s, t = self.ctx, point.spec, point.topo
         # the client stands for players on other machines (the paper's did): it must not
         # take the guests' CPUs, so it runs with the host side
-        cmd = [*in_netns(t.client_ns), *pinned(c.placement.host_cpus, args)]
+        cmd = [*in_netns(t.client_ns), *pinned(c.placement.host_cpus,
+                                                args + self._servers(point))]
         log = point.dir / "client.log"
         with ManagedProcess(cmd, c.runner, c.manifest, log_path=log, name="client") as client:
             if c.runner.dry_run:
@@ -237,7 +276,9 @@ class HostSide:
 
     def environment(self) -> dict:
         p = self.ctx.placement
-        return {"shim_cpus": p.host_cpus, "client_cpus": p.host_cpus,
+        cpus = self.client_cpus()
+        return {"shim_cpus": p.host_cpus, "client_cpus": ",".join(cpus) if cpus else None,
+                "client_shards": self.ctx.spec.tuning.client_shards,
                 "guest_cpus": p.guest_cpus, "placement": p.name,
                 "stamper": self.ctx.spec.tuning.stamper, "wan": self.ctx.spec.design.wan,
                 "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.tuning.client_spin_us,

@@ -203,6 +203,13 @@ def cpu_options() -> tuple[Option, ...]:
                choices=tuple(CHOICES["guest_cpus_by"])))
 
 
+CLIENT_OPTIONS = (
+    Option("--client-shards", "split the players over N client processes, each owning a "
+           "block of the guests and judged for punctuality on its own (default 1); with "
+           "--client-cpus each on its own CPU: a load generator for a host bigger than one "
+           "client core can drive", int, "N"),
+    Option("--client-cpus", "the CPUs the client shards run on, in turn, e.g. 0,2 "
+           "(default: the host side's)", str, "LIST"))
 SEARCH_OPTIONS = (
     Option("--max-guests", "--guests auto: the largest count to try (default: the largest "
            "of the backend's default counts)", int, "N"),
@@ -232,6 +239,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float,
                    help=f"seconds of play per point (default {default('duration'):g})")
     add_options(p, cpu_options())
+    add_options(p, CLIENT_OPTIONS)
     p.add_argument("--server-work-us", type=float, metavar="US",
                    help="simulated game logic: CPU microseconds per player per tick "
                         f"(default {default('server_work_us'):g}, as the paper's model server)")
