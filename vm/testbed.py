@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fpsmodel.records import CLOCK_SYNC, SYNC_CARRY_FIELDS, write_json
-from gamebed import cpustat, guestslice, schedwait
+from gamebed import cpustat, guestslice, memory, schedwait
 from gamebed.backend import IDLE_EXIT_S, GuestBackend, Point, TestbedContext
 from gamebed.cgroups import CgroupTree
 from gamebed.fault import FaultSchedule, parse_faults
@@ -115,6 +115,7 @@ class Testbed:
                 self.budget = stack.enter_context(GuestCpus(
                     s.tuning.guest_cpus, s.tuning.guest_cpus_by,
                     self.ctx.placement.guest_cpu_list(), tree))
+            self._fits(len(self.topo.guests))  # before anything is booted
             stack.enter_context(self.host)
             stack.callback(self.backend.stop)
             self.backend.start(self.topo.guests)
@@ -154,9 +155,16 @@ class Testbed:
                 self.loads.pop(g.index, None)
         if n_guests > len(old):
             new = topo.guests[len(old):]
+            self._fits(len(new))
             self.host.add_guests(new)
             self.backend.add_guests(new)
             self._joined(new)
+
+    def _fits(self, new: int) -> None:
+        """Refuse `new` guests that the host's memory would not hold (gamebed/memory.py)."""
+        s = self.ctx.spec
+        if not self.ctx.runner.dry_run:
+            memory.check(new, self.backend.cgroups.memory(), s.backend, s.vm_memory_mib)
 
     def _joined(self, guests) -> None:
         now = time.time_ns()

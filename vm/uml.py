@@ -37,6 +37,7 @@ from pathlib import Path
 from gamebed.backend import Point, TestbedContext
 from gamebed.fault import Fault
 from gamebed.manifest import VM_DIR
+from gamebed.memory import available_mib
 from gamebed.proc import How, in_netns, pinned, shielded, shielding
 from gamebed.resources import Cpuset, GuestCgroups, ManagedProcess, guest_cgroup
 from gamebed.topology import PREFIX_LEN, GuestAddr
@@ -144,7 +145,7 @@ class UmlGuests:
     def add_guests(self, guests: tuple[GuestAddr, ...]) -> None:
         """Boot these guests beside the running ones; return once their agents answer."""
         c = self.ctx
-        avail0, t0 = _mem_available_mib(), time.monotonic()
+        avail0, t0 = available_mib(), time.monotonic()
         if self.cpuset:  # booting is not measured: it may take every CPU
             self.cpuset.widen()
         for g in guests:
@@ -281,7 +282,7 @@ class UmlGuests:
     def _memory(self, avail0: int | None) -> dict:
         pss = list(self.cgroups.memory().values())
         charged = list(self.cgroups.charged_mib().values())
-        avail1 = _mem_available_mib()
+        avail1 = available_mib()
         used = avail0 - avail1 if avail0 is not None and avail1 is not None else None
         return {"pss_mib_per_guest": round(sum(pss) / len(pss), 1) if pss else None,
                 "charged_mib_per_guest": (round(sum(charged) / len(charged), 1)
@@ -378,13 +379,3 @@ class UmlGuests:
                              "vec0, logging the guest kernel's own stamp too; guest mode: "
                              "no decoder",
                 "boot_s": self.boot_s, **self.boot_memory, "cost_model": cost_model(self.mode)}
-
-
-def _mem_available_mib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return None
