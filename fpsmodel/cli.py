@@ -105,6 +105,10 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help="each server's best clock-sync sample from an earlier point "
                         "(guest,t1,t2,t3,t4), for servers whose clock cannot drift: kept "
                         "where this point's tries agree with it")
+    p.add_argument("--core", choices=("auto", "compiled", "python"), default="auto",
+                   help="who sends and receives during the load: the compiled core "
+                        "(fpsmodel/fastclient.c, built on first use) or the Python loop; "
+                        "auto: the core where it builds (default)")
     p.add_argument("--gate", action="store_true",
                    help="a shard of several clients: once synced, print the line "
                         f"'{GATE_READY}' and start the load at the CLOCK_REALTIME ns given "
@@ -138,7 +142,7 @@ def run_client(a: argparse.Namespace) -> int:
                        priority=a.realtime,
                        sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
                        carried_sync_samples=a.carried_sync,
-                       start_gate=stdin_gate if a.gate else None)
+                       start_gate=stdin_gate if a.gate else None, core=a.core)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     write_json(a.out / "client_summary.json", summary)
     return 0

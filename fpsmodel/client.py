@@ -40,7 +40,7 @@ from fpsmodel.records import (
     RecordWriter,
 )
 from fpsmodel.server import kernel_stamps
-from fpsmodel.timing import SyncSample, best_sample, input_gaps_ns, player_rng
+from fpsmodel.timing import SyncSample, best_sample, content_rng, input_gaps_ns, player_rng
 from fpsmodel.wan import WanLink, WanModel
 
 
@@ -110,11 +110,14 @@ class GameClient:
                                cfg.input_bytes)
             codec = wire.Codec(t.session, cfg.psk, input_size=g.input_bytes)
             for pid in range(g.players):
-                rng = player_rng(cfg.seed, t.guest, pid)
-                self.players.append(Player(t, pid, open_socket(t), codec,
-                                           input_gaps_ns(g.process, g.rate_hz, rng, g.jitter),
-                                           rng))
+                # the schedule has a stream of its own, so it is the seed's whatever the
+                # inputs hold and whichever loop sends them (fpsmodel/fastcore.py)
+                gaps = input_gaps_ns(g.process, g.rate_hz, player_rng(cfg.seed, t.guest, pid),
+                                     g.jitter)
+                self.players.append(Player(t, pid, open_socket(t), codec, gaps,
+                                           content_rng(cfg.seed, t.guest, pid)))
         self.spin_us = spin_per_send(cfg.spin_us, cfg.spin_share, self.offered_rate())
+        self.core, self.core_why = pick_core(cfg)
         self.inputs_w = RecordWriter(out / CLIENT_INPUTS, CLIENT_INPUT_FIELDS)
         self.updates_w = RecordWriter(out / CLIENT_UPDATES, CLIENT_UPDATE_FIELDS)
         self.sync_w = RecordWriter(out / CLOCK_SYNC, CLOCK_SYNC_FIELDS)
@@ -310,13 +313,40 @@ class GameClient:
             heapq.heappush(heap, (due + next(self.players[i].gaps), i))
 
     def _loop(self) -> dict:
-        sel = selectors.DefaultSelector()
-        for i, p in enumerate(self.players):
-            sel.register(p.sock, selectors.EVENT_READ, i)
+        compiled = None
+        if self.core is not None:  # its schedule is made before the load starts
+            from fpsmodel.fastcore import CompiledLoad
+
+            compiled = CompiledLoad(self.core, self, int(self.cfg.duration * 1e9))
         start = self._start_ns()
         end = start + int(self.cfg.duration * 1e9)
         if self.cfg.started_file is not None:  # what a fault schedule times itself by
             Path(self.cfg.started_file).write_text(f"{start}\n")
+        # let the last updates and echoes arrive (and what the WAN still holds cross it)
+        linger = 0.15 + (self.wan_up.m.span_ns / 1e9 if self.wan_up else 0.0)
+        if compiled is not None:
+            from fpsmodel.fastcore import run_load
+
+            run_load(compiled, start, end, linger)
+        else:
+            self._python_load(start, end, linger)
+        if self.cfg.end_sync_samples:
+            self.sync_clocks(phase=1)
+        return {"inputs_sent": self.inputs_w.rows,
+                "updates_received": self.updates_w.rows - self.wan_lost_updates,
+                "start_ns": start, "end_ns": end, "errors": self.errors,
+                "wan": None if self.wan_up is None else {
+                    "args": " ".join(self.cfg.wan), "inputs_dropped": self.wan_up.dropped,
+                    "updates_dropped": self.wan_down.dropped},
+                "clock_sync": {str(k): v for k, v in self.sync.items()},
+                "encode": percentiles_us(self.encode_ns),
+                "core": "compiled" if self.core is not None else f"python: {self.core_why}"}
+
+    def _python_load(self, start: int, end: int, linger: float) -> None:
+        """The load by the Python loop (no compiled core, or an emulated WAN)."""
+        sel = selectors.DefaultSelector()
+        for i, p in enumerate(self.players):
+            sel.register(p.sock, selectors.EVENT_READ, i)
         # select(2) on the epoll set's own fd, which is readable when any socket is: one
         # fd to scan, not one per player (200 at two br30 servers, each wait)
         fds = [sel.fileno()] if hasattr(sel, "fileno") else [p.sock.fileno() for p in self.players]
@@ -349,21 +379,10 @@ class GameClient:
             due, i = heapq.heappop(heap)
             self._send(self.players[i], due)
             heapq.heappush(heap, (due + next(self.players[i].gaps), i))
-        # let the last updates and echoes arrive (and what the WAN still holds cross it)
-        self._linger(sel, 0.15 + (self.wan_up.m.span_ns / 1e9 if self.wan_up else 0.0))
+        self._linger(sel, linger)
         for key in list(sel.get_map().values()):
             sel.unregister(key.fileobj)  # the end sync reads these sockets itself
-        if self.cfg.end_sync_samples:
-            self.sync_clocks(phase=1)
         sel.close()
-        return {"inputs_sent": self.inputs_w.rows,
-                "updates_received": self.updates_w.rows - self.wan_lost_updates,
-                "start_ns": start, "end_ns": end, "errors": self.errors,
-                "wan": None if self.wan_up is None else {
-                    "args": " ".join(self.cfg.wan), "inputs_dropped": self.wan_up.dropped,
-                    "updates_dropped": self.wan_down.dropped},
-                "clock_sync": {str(k): v for k, v in self.sync.items()},
-                "encode": percentiles_us(self.encode_ns)}
 
     def _start_ns(self) -> int:
         """When the load starts: now, or, for a shard, when the gate says (every shard
@@ -395,6 +414,25 @@ class GameClient:
             for key, _ in sel.select(left if wan is None else min(left, wan)):
                 self._receive(self.players[key.data])
             self._release()
+
+
+def pick_core(cfg: ClientConfig) -> tuple[object | None, str]:
+    """The compiled core where asked for and built (fpsmodel/fastcore.py), else None and
+    why the Python loop plays: it was asked for, the WAN is emulated here, or the core
+    could not be built (then `core = "compiled"` is an error)."""
+    if cfg.core == "python":
+        return None, "asked for"
+    if cfg.wan:
+        why = "the compiled core does not emulate a WAN"
+    else:
+        from fpsmodel.fastcore import library
+
+        lib, why = library()
+        if lib is not None:
+            return lib, ""
+    if cfg.core == "compiled":
+        raise RuntimeError(f"the client's compiled core: {why}")
+    return None, why
 
 
 def percentiles_us(ns: list[int]) -> dict:

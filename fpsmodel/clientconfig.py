@@ -78,6 +78,9 @@ class ClientConfig:
     # a shard of several clients (hostside/shards.py): called once the clock sync is done,
     # it returns when the load starts (CLOCK_REALTIME ns), the same for every shard
     start_gate: Callable[[], int] | None = None
+    # who sends and receives during the load: "auto" (the compiled core where it builds,
+    # fpsmodel/fastcore.py, else the Python loop), "compiled" or "python"
+    core: str = "auto"
     wan: list[str] | None = None  # netem arguments: the WAN emulated here (fpsmodel/wan.py)
 
 

@@ -49,8 +49,13 @@ def input_gaps_ns(process: str, rate_hz: float, rng: random.Random,
 
 
 def player_rng(seed: int, guest: int, player: int) -> random.Random:
-    """One independent, reproducible stream per (seed, guest, player)."""
+    """One independent, reproducible stream per (seed, guest, player): its schedule's."""
     return random.Random(f"gamebed:{seed}:{guest}:{player}")
+
+
+def content_rng(seed: int, guest: int, player: int) -> random.Random:
+    """The stream of what a player's inputs hold (apart from when they are sent)."""
+    return random.Random(f"gamebed:{seed}:{guest}:{player}:input")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ command -v make >/dev/null || need_apt+=(make)
 # kernel (vm/uml_kernel.py), built from a Debian kernel source on first use (about 3 min)
 # and cached in /var/cache/gamebed; these build it (linux-source-6.1 above is its fallback)
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+# the client's compiled core (fpsmodel/fastclient.c: AES-GCM from OpenSSL's libcrypto),
+# built on first use; without it the client plays by its Python loop
+[ -e /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)
 command -v flex >/dev/null || need_apt+=(flex)
 command -v bison >/dev/null || need_apt+=(bison)
 command -v bc >/dev/null || need_apt+=(bc)

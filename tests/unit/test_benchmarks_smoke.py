@@ -22,7 +22,7 @@ def test_bench_analyzer_smallest(tmp_path):
 
 
 def test_bench_client_smallest():
-    out = run_benchmark("bench_client.py", "--seconds", "0.5", "--rates", "500")
+    out = run_benchmark("bench_client.py", "--seconds", "0.5", "--rates", "500", "--repeat", "1")
     assert "500" in out and "inputs+updates/s per core" in out, out
 
 
