@@ -96,7 +96,31 @@ def load_point(point_dir: Path, slim: bool = False) -> dict[str, pd.DataFrame]:
         "updates": read_csv(d / schema.CLIENT_UPDATES, schema.CLIENT_UPDATE_FIELDS),
         "sync": read_csv(d / schema.CLOCK_SYNC, schema.CLOCK_SYNC_FIELDS),
         "shim": read_csv(d / schema.SHIM_INPUTS, schema.SHIM_INPUT_FIELDS, cols.get("shim")),
+        "players": player_clock(d / schema.PLAYER_CLOCK),
     }
+
+
+def player_clock(path: Path) -> pd.DataFrame:
+    """Players on other machines: each remote shard's exchanges with the host's clock
+    (empty where the players ran on the host)."""
+    if not path.exists():
+        return pd.DataFrame({f: pd.Series(dtype="Int64") for f in schema.PLAYER_CLOCK_FIELDS})
+    return pd.read_csv(path, dtype={"machine": "string"})
+
+
+def player_uncertainty(players: pd.DataFrame, guests: np.ndarray) -> np.ndarray:
+    """Each row's player-clock uncertainty (ns): half the larger round trip of its
+    shard's chosen exchanges with the host's clock, by which its client's times were
+    moved onto the host's (hostside/players.py); 0 for players on the host."""
+    out = np.zeros(len(guests))
+    if not len(players):
+        return out
+    chosen = players[players["chosen"] == 1]
+    for _shard, rows in chosen.groupby("shard"):
+        first, n = int(rows["guest_first"].iloc[0]), int(rows["guests"].iloc[0])
+        unc = float(rows["delay_ns"].max()) / 2
+        out[(guests >= first) & (guests < first + n)] = max(0.0, unc)
+    return out
 
 
 def load_json(path: Path, default=None):
@@ -228,6 +252,11 @@ def join_inputs(rec: dict[str, pd.DataFrame], shared_clock: bool = False,
     if shared_clock:
         out["clock_offset_ns"] = pd.array(np.zeros(len(out), np.int64))
         out["clock_uncertainty_ns"] = 0.0
+    # players on other machines: their times are on the host's clock only to within the
+    # player clock's uncertainty, which every stamp compared with them carries
+    out["player_clock_uncertainty_ns"] = player_uncertainty(
+        rec.get("players", pd.DataFrame()), out["guest"].to_numpy())
+    out["clock_uncertainty_ns"] = out["clock_uncertainty_ns"] + out["player_clock_uncertainty_ns"]
     return out
 
 
@@ -252,8 +281,11 @@ def add_delays(j: pd.DataFrame) -> pd.DataFrame:
     j["app_delay_ns"] = _diff_float(app, left)
     j["stamp_error_ns"] = _diff_float(stamp, j["host_ns"])
     j["app_stamp_error_ns"] = _diff_float(app, j["host_ns"])
-    # what the offset's uncertainty does to each stamp: nothing to a host-clock stamp
-    j["stamp_uncertainty_ns"] = np.where(host_clock, 0.0, j["clock_uncertainty_ns"])
+    # what the offset's uncertainty does to each stamp: nothing to a host-clock stamp,
+    # but for the player clock's (players on other machines) where its delay is taken
+    player = (j["player_clock_uncertainty_ns"] if "player_clock_uncertainty_ns" in j
+              else 0.0)
+    j["stamp_uncertainty_ns"] = np.where(host_clock, player, j["clock_uncertainty_ns"])
     return j
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from fpsmodel.client import GameClient
 from fpsmodel.clientconfig import LOAD_DEFAULTS, ClientConfig, parse_target
 from fpsmodel.clocksync import read_sync_carry
+from fpsmodel.hostclock import HostClock, parse_address
+from fpsmodel.hostclock import serve as serve_clock
 from fpsmodel.records import write_json
 from fpsmodel.server import DISPATCH_MODES, ServerConfig, serve
 from fpsmodel.timing import INPUT_PROCESSES
@@ -113,6 +115,11 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help="a shard of several clients: once synced, print the line "
                         f"'{GATE_READY}' and start the load at the CLOCK_REALTIME ns given "
                         "on stdin as 'go NS' (every shard together)")
+    p.add_argument("--host-clock", metavar="HOST:PORT",
+                   help="players on another machine: measure this machine's clock against "
+                        "the host under test's (its `clockd`) before and after the load, "
+                        "record it (host_clock.csv) and take the gate's instant as the "
+                        "host's; HOST `ssh`: the address this ssh session came from")
     p.add_argument("--carried-sync", type=int, default=8, metavar="N",
                    help="clock-sync tries for a server with a carried sample (default "
                         "%(default)s; 32 for the others)")
@@ -133,6 +140,14 @@ def stdin_gate() -> int:
 
 
 def run_client(a: argparse.Namespace) -> int:
+    clock = HostClock(parse_address(a.host_clock), a.out) if a.host_clock else None
+    gate = stdin_gate if a.gate else None
+    if clock is not None and not a.gate:
+        clock.measure(phase=0)
+    elif clock is not None:
+        def gate() -> int:  # the host's clock measured once synced, then the host's start
+            clock.measure(phase=0)
+            return clock.player_start(stdin_gate())
     targets = [parse_target(s, a.guest_base + i) for i, s in enumerate(a.server)]
     cfg = ClientConfig(targets=targets, players=a.players, duration=a.duration, rate_hz=a.rate,
                        seed=a.seed, out_dir=a.out, started_file=a.started_file,
@@ -142,8 +157,12 @@ def run_client(a: argparse.Namespace) -> int:
                        priority=a.realtime,
                        sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
                        carried_sync_samples=a.carried_sync,
-                       start_gate=stdin_gate if a.gate else None, core=a.core)
+                       start_gate=gate, core=a.core)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
+    if clock is not None:
+        clock.measure(phase=1)
+        summary["host_clock"] = clock.summary()
+        clock.close()
     write_json(a.out / "client_summary.json", summary)
     return 0
 
@@ -154,5 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     add_server_args(sub.add_parser("server", help="run one game session"))
     add_client_args(sub.add_parser("client", help="drive players against servers"))
+    clockd = sub.add_parser("clockd", help="answer players' host-clock exchanges (the host "
+                            "under test's side of --host-clock) until killed")
+    clockd.add_argument("--port", type=int, default=0, help="UDP port (default: a free one)")
+    clockd.add_argument("--ready-file", type=Path, help="write the bound port here")
     a = ap.parse_args(argv)
+    if a.cmd == "clockd":
+        serve_clock(a.port, a.ready_file)
+        return 0
     return run_server(a) if a.cmd == "server" else run_client(a)

@@ -31,6 +31,10 @@ CLOCK_SYNC_FIELDS = ("guest", "sample", "t1", "t2", "t3", "t4", "offset_ns", "de
                      "chosen", "phase")  # phase 0: before the load, 1: after it,
 SYNC_CARRIED = 2  # (phase) the guest's best sample from an earlier point, carried in
 SYNC_CARRY_FIELDS = ("guest", "t1", "t2", "t3", "t4")  # a client's --sync-carry file
+PLAYER_CLOCK = "player_clock.csv"  # players on other machines (hostside/players.py): each
+PLAYER_CLOCK_FIELDS = ("shard", "machine", "guest_first", "guests", "sample", "t1", "t2",
+                       "t3", "t4", "offset_ns", "delay_ns", "chosen", "phase")
+# remote shard's exchanges with the host's clock (offset_ns: host − player; phase as above)
 SHIM_INPUTS = "shim_inputs.csv"
 SHIM_INPUT_FIELDS = ("guest", "player", "seq", "host_ns", "forward_ns")
 

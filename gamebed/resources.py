@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -326,6 +327,18 @@ def kill_process(pid: int, start_time: int | None, group: bool = False) -> bool:
     return True
 
 
+def remove_remote_dir(runner: Runner, entry: dict) -> bool:
+    """`rm -rf` a player machine's listed directory over ssh (hostside/players.py
+    RemoteDir: teardown and `gamebed clean`), and the shared parent once empty."""
+    if not entry:
+        return False
+    path = shlex.quote(entry["path"])
+    parent = shlex.quote(str(Path(entry["path"]).parent))
+    cmd = [*entry["ssh"], entry["host"], shlex.join(
+        ["sh", "-c", f"rm -rf {path}; rmdir {parent} 2>/dev/null; true"])]
+    return runner.run(cmd, check=False).returncode == 0
+
+
 def clean_manifest(path: Path, runner: Runner) -> list[str]:
     """Remove everything one manifest lists, newest first; returns what was done."""
     m = Manifest.load(path)
@@ -352,6 +365,9 @@ def clean_manifest(path: Path, runner: Runner) -> list[str]:
         elif kind == "sysfs":
             if restore_sysfs(e["path"], e["value"]):
                 done.append(f"restored {e['path']} to {e['value']}")
+        elif kind == "remote_dir":
+            if remove_remote_dir(runner, e):
+                done.append(f"removed {e['host']}:{e['path']}")
         elif kind == "dir":
             shutil.rmtree(e["path"], ignore_errors=True)
             done.append(f"removed {e['path']}")

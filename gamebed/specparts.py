@@ -183,6 +183,9 @@ class SlaSpec:
         return out
 
 
+SSH_DESTINATION = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-:[]")
+
+
 @dataclass(frozen=True)
 class HostTuning:
     """How the host runs the players' side and holds the guests: placement, the load
@@ -201,6 +204,12 @@ class HostTuning:
     # the host side's CPUs)
     client_shards: int = 1
     client_cpus: str | None = None
+    # players on other machines (hostside/players.py): ssh destinations, comma-separated,
+    # shard i on the i-th in turn; the ssh config file to use (None: the user's) and the
+    # python there (it needs `cryptography`)
+    players_on: str | None = None
+    ssh_config: str | None = None
+    players_python: str = "python3"
     host_idle_poll: bool = True
     cpu_cap: float | None = None  # per-guest CPU share (cgroup cpu quota), e.g. 0.25
     cpu_weight: int | None = None  # per-guest relative weight, Xen credit style (256 = 1x)
@@ -230,4 +239,8 @@ class HostTuning:
                 c.isdigit() for c in str(self.client_cpus).split(",")):
             out.append(f"client_cpus is a list of CPU numbers such as 0,2 (one per shard, "
                        f"in turn), not {self.client_cpus!r}")
+        if self.players_on is not None and not all(
+                h and set(h) <= SSH_DESTINATION for h in str(self.players_on).split(",")):
+            out.append(f"players_on is a list of ssh destinations such as player1,"
+                       f"root@10.0.0.2 (comma-separated), not {self.players_on!r}")
         return out

@@ -30,6 +30,7 @@ from gamebed.proc import in_netns, pinned, python_cmd, wait_for
 from gamebed.resources import IdlePoll, ManagedProcess, Netns, Veth
 from gamebed.topology import PREFIX_LEN, GuestAddr
 from hostside import bpf
+from hostside.players import RemotePlayers
 from hostside.shards import plan, run_sharded, shard_dir
 
 
@@ -51,6 +52,9 @@ class HostSide:
         self.wan_via: str | None = None  # --wan: "netem" or the client's emulator
         self.marks: dict[str, int] = {}  # a point's phases on this side (phases.json)
         self.idle = "halt (host_idle_poll off)"  # how the host side's CPUs idle
+        hosts = ctx.spec.tuning.players_on
+        # players on other machines (hostside/players.py), or None: here
+        self.remote = RemotePlayers(ctx, hosts.split(",")) if hosts else None
 
     def __enter__(self) -> HostSide:
         with ExitStack() as stack:  # on a failure half-way, what was built goes again
@@ -65,6 +69,8 @@ class HostSide:
     def _build(self, stack: ExitStack) -> None:
         c, t = self.ctx, self.ctx.topo
         r, m, enter = c.runner, c.manifest, stack.enter_context
+        for host in self.remote.hosts if self.remote else ():
+            self.remote.check(host)  # each player machine tried before anything is built
         if t.host_ns:
             enter(Netns(t.host_ns, r, m))
         enter(Netns(t.client_ns, r, m))
@@ -76,6 +82,8 @@ class HostSide:
         if c.spec.design.wan:
             self.wan_via = self._apply_wan()
         self.add_guests(self.first_guests)
+        if self.remote is not None:
+            self.remote.open(stack)
         if c.placement.host_cpus is None:
             self.idle = "halt (dynamic placement: the guests share every CPU)"
         elif c.spec.tuning.host_idle_poll:
@@ -204,6 +212,9 @@ class HostSide:
         guests' best clock-sync samples of earlier points (clocks that cannot drift).
         With client_shards > 1 the players are split over that many clients
         (hostside/shards.py), each on its own CPU where client_cpus lists them."""
+        if self.remote is not None:
+            self._remote_clients(point, timeout_extra, started_file, end_sync)
+            return
         shards = plan(len(point.topo.guests), point.spec.tuning.client_shards,
                       self.client_cpus())
         if len(shards) == 1:
@@ -222,6 +233,19 @@ class HostSide:
             cmds.append([*in_netns(point.topo.client_ns), *pinned(sh.cpu, args)])
         run_sharded(self.ctx, point, shards, cmds, timeout_extra)
 
+    def _remote_clients(self, point: Point, timeout_extra: float, started_file: Path | None,
+                        end_sync: bool) -> None:
+        """The shards on the player machines: one per machine at least, in turn."""
+        remote = self.remote
+        assert remote is not None
+        shards = plan(len(point.topo.guests),
+                      max(point.spec.tuning.client_shards, len(remote.hosts)), None)
+        args = [[*self._client_words(point, end_sync, None, f"{remote.path_of(sh)}/out"),
+                 "--gate", "--guest-base",
+                 point.topo.guests[sh.first].index, *self._servers(point, sh.guests)]
+                for sh in shards]
+        remote.run(point, shards, args, timeout_extra, started_file)
+
     def client_cpus(self) -> list[str] | None:
         """The CPUs the client shards run on, in turn: client_cpus, else the host side's."""
         given = self.ctx.spec.tuning.client_cpus
@@ -231,11 +255,17 @@ class HostSide:
 
     def _client_args(self, point: Point, out: Path, end_sync: bool,
                      sync_carry: Path | None) -> list:
-        """The client's arguments but its servers and what marks a shard."""
+        """The client's command but its servers and what marks a shard."""
+        return python_cmd("fpsmodel", *self._client_words(point, end_sync, sync_carry, out))
+
+    def _client_words(self, point: Point, end_sync: bool, sync_carry: Path | None,
+                      out: Path | str) -> list:
+        """`fpsmodel client` and its arguments but its servers and what marks a shard:
+        the same wherever the players run (`out`: where it writes, on its machine)."""
         s, tune = point.spec, point.spec.tuning
-        args = python_cmd("fpsmodel", "client", "--players", s.game.players, "--duration",
-                          s.design.duration, "--rate", s.game.rate, "--seed", s.design.seed,
-                          "--out", out)
+        args: list = ["client", "--players", s.game.players, "--duration",
+                      s.design.duration, "--rate", s.game.rate, "--seed", s.design.seed,
+                      "--out", out]
         if not end_sync:
             args += ["--end-sync", 0]
         if tune.client_spin_us:

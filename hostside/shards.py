@@ -66,9 +66,12 @@ def shard_dir(point_dir: Path, shard: Shard) -> Path:
 
 
 def run_sharded(ctx, point, shards: Sequence[Shard], cmds: Sequence[list],
-                timeout_extra: float) -> dict | None:
+                timeout_extra: float, hooks: tuple | None = None) -> dict | None:
     """Every shard's client (`cmds`, one per shard) through the start gate to its end,
-    then their records merged into the point's (None in a dry run)."""
+    then their records merged into the point's (None in a dry run).  `hooks` (players on
+    other machines, hostside/players.py): (started(start_ns), after each shard's end
+    fetch(shard), before the merge ready()), each called as its moment comes."""
+    started, fetch, ready = hooks or (None, None, None)
     logs = [point.dir / f"client-shard{sh.index}.log" for sh in shards]
     with ExitStack() as stack:
         procs = [stack.enter_context(ManagedProcess(
@@ -78,7 +81,9 @@ def run_sharded(ctx, point, shards: Sequence[Shard], cmds: Sequence[list],
             return None
         for sh in shards:
             shard_dir(point.dir, sh).mkdir(parents=True, exist_ok=True)
-        gate(procs, logs, timeout_extra)
+        start = gate(procs, logs, timeout_extra)
+        if started is not None:
+            started(start)
         deadline = time.monotonic() + point.spec.design.duration + timeout_extra
         for sh, p, log in zip(shards, procs, logs, strict=True):
             try:
@@ -88,6 +93,10 @@ def run_sharded(ctx, point, shards: Sequence[Shard], cmds: Sequence[list],
                                    f"{log}") from None
             if rc != 0:
                 raise RuntimeError(f"client shard {sh.index} failed (exit {rc}); see {log}")
+            if fetch is not None:
+                fetch(sh)
+        if ready is not None:
+            ready()
     return merge(point.dir, shards, [shard_dir(point.dir, sh) for sh in shards])
 
 
@@ -142,7 +151,8 @@ def merged_summary(parts: Sequence[dict], shards: Sequence[Shard]) -> dict:
                  key=lambda e: e.get("p99_us") or 0.0, default={})
     own = [{"shard": s.index, "cpu": s.cpu, "guests": [s.first, s.first + s.count],
             **{k: p.get(k) for k in ("inputs_sent", "updates_received", "start_ns",
-                                     "end_ns", "errors", "encode", "sched", "spin_us")}}
+                                     "end_ns", "errors", "encode", "sched", "spin_us",
+                                     "host_clock")}}
            for s, p in zip(shards, parts, strict=True)]
     return {"inputs_sent": total("inputs_sent"), "updates_received": total("updates_received"),
             "start_ns": min(p["start_ns"] for p in parts),

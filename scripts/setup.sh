@@ -41,6 +41,11 @@ command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 # the client's compiled core (fpsmodel/fastclient.c: AES-GCM from OpenSSL's libcrypto),
 # built on first use; without it the client plays by its Python loop
 [ -e /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)
+# players on other machines (--players-on): the tests' namespaced player machines each
+# run their own sshd (started by the tests, never as a service), and the client
+# namespace NATs the players to the client address (iptables)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v iptables >/dev/null || need_apt+=(iptables)
 command -v flex >/dev/null || need_apt+=(flex)
 command -v bison >/dev/null || need_apt+=(bison)
 command -v bc >/dev/null || need_apt+=(bc)

@@ -35,7 +35,7 @@ def _field_value(name: str, value):
         return None  # auto: the counts are the search's
     if name == "faults":
         return tuple(value) or None
-    if name == "uml_kernel":
+    if name in ("uml_kernel", "ssh_config"):
         return str(Path(value).resolve())
     return value
 
@@ -209,7 +209,16 @@ CLIENT_OPTIONS = (
            "--client-cpus each on its own CPU: a load generator for a host bigger than one "
            "client core can drive", int, "N"),
     Option("--client-cpus", "the CPUs the client shards run on, in turn, e.g. 0,2 "
-           "(default: the host side's)", str, "LIST"))
+           "(default: the host side's)", str, "LIST"),
+    Option("--players-on", "run the players on other machines, over ssh: shard i on the "
+           "i-th of these ssh destinations, in turn (at least one shard each). Each must "
+           "route the guests' subnet (198.18.0.0/16) to this host and have python3 with "
+           "cryptography; its clock is measured against this one's and its records moved "
+           "onto it (docs/architecture.md, \"Where the players run\")", str, "HOST[,HOST]"),
+    Option("--ssh-config", "the ssh config file for --players-on (ssh -F; default: the "
+           "user's own)", str, "FILE"),
+    Option("--players-python", "the python on the player machines (default python3)",
+           str, "PATH"))
 SEARCH_OPTIONS = (
     Option("--max-guests", "--guests auto: the largest count to try (default: the largest "
            "of the backend's default counts)", int, "N"),
