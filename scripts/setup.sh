@@ -60,7 +60,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # openssh-server is for the tests' own sshd only: its system service must not start
+  # (nor stay enabled) because of this script; a policy-rc.d of the host's own stays
+  ssh_guard=""
+  if [[ " ${need_apt[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n[ "$1" = ssh ] && exit 101\nexit 0\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    ssh_guard=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ -n "$ssh_guard" ]; then
+    rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null; then
+      systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 # libvirt without systemd: start its daemons where none runs (they stay up, like a

@@ -31,13 +31,23 @@ def two_machines(tmp_path_factory):
     skip_unless_clang()
     tmp = tmp_path_factory.mktemp("players")
     with machines(tmp, 2) as (names, cfg):
+        before = _forwarding()
         assert main([*RUN, "--players-on", ",".join(names), "--ssh-config", str(cfg),
                      "--players-python", _python(), "--out", str(tmp / "remote")]) == 0
         for n in names:  # nothing of the run is left on the machines...
             assert _ssh(cfg, n, "ls -A /tmp/gamebed-players 2>/dev/null || true") == ""
+        assert _forwarding() == before  # each machine's device as it was (not forwarding)
     assert leftovers("gb") == NOTHING  # ...nor here
     assert main([*RUN, "--client-shards", "2", "--out", str(tmp / "local")]) == 0
     return tmp / "remote", tmp / "local"
+
+
+def _forwarding() -> dict[str, str]:
+    """The forwarding flag of every device in the root namespace."""
+    from pathlib import Path
+
+    return {p.parent.name: p.read_text().strip()
+            for p in Path("/proc/sys/net/ipv4/conf").glob("*/forwarding")}
 
 
 def _python() -> str:

@@ -25,6 +25,7 @@ from fpsmodel.records import (
 )
 from gamebed.cli import main
 from gamebed.proc import Process, Runner, python_cmd, wait_for
+from gamebed.resources import remove_remote_dir
 from gamebed.spec import ExperimentSpec
 from hostside.players import PlayerClock, Ssh, onto_host_clock, write_player_clock
 from hostside.shards import Shard
@@ -155,3 +156,14 @@ def test_the_dry_run_prints_the_gateway_and_each_shard_over_ssh(tmp_path, capsys
                                                                  f"-o ConnectTimeout=10 {host} ")
                     and "fpsmodel client" in x)
         assert f"--server {guest}:27960" in line and "--host-clock ssh:" in line
+
+
+def test_a_listed_remote_directory_is_removed_over_ssh_and_its_parent_once_empty():
+    lines: list[str] = []
+    entry = {"kind": "remote_dir", "host": "m0", "path": "/tmp/gamebed-players/gbab12-s0",
+             "ssh": ["ssh", "-F", "cfg", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]}
+    assert remove_remote_dir(Runner(dry_run=True, echo=lines.append), entry)
+    assert lines == ["ssh -F cfg -o BatchMode=yes -o ConnectTimeout=10 m0 'sh -c '\"'\"'rm -rf "
+                     "/tmp/gamebed-players/gbab12-s0; rmdir /tmp/gamebed-players 2>/dev/null; "
+                     "true'\"'\"''"]
+    assert not remove_remote_dir(Runner(dry_run=True), {})
