@@ -1,4 +1,5 @@
-"""`python -m fpsmodel server|client`: the game without the testbed."""
+"""`python -m fpsmodel server|client|clockd`: the game without the testbed (clockd: the host
+clock a player machine measures itself against, fpsmodel/hostclock.py)."""
 
 from fpsmodel.cli import main
 

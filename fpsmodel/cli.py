@@ -1,7 +1,8 @@
-"""Command-line front of the game server and client (no privileges).
+"""Command-line front of the game server and client, and of the host clock players on
+other machines measure themselves against (`clockd`) (no privileges).
 
-Kept free of pandas and friends so a guest image needs only python3 and
-`cryptography`: `python3 -m fpsmodel server ...` runs the server there.
+Kept free of pandas and friends so a guest image, or a player machine, needs only
+python3 and `cryptography`: `python3 -m fpsmodel server ...` runs the server there.
 `gamebed server` and `gamebed client` are these same parsers.
 """
 

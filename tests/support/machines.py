@@ -8,7 +8,9 @@ network would be.
                                                   config, host key and authorized key)
 
 `machines(tmp, n)` yields their ssh names (m0, m1 ...) and the ssh config file that
-reaches them with a key made for the test; everything goes on exit.  Nothing here
+reaches them with a key made for the test; everything goes on exit.  They share this
+host's CPUs (pinned to CPU 0, see PINNED): they test how players elsewhere are driven
+and their clocks followed, not what a second machine's CPUs would give.  Nothing here
 sends to any address but these.
 """
 
@@ -26,6 +28,10 @@ from pathlib import Path
 import pytest
 
 SSHD = "/usr/sbin/sshd"
+# a machine's processes (its sshd, and so every shard it runs) stay on CPU 0, the host
+# side's under the default placement, where a local client runs too: on this one host
+# they would otherwise take the guests' CPUs, which another machine would not
+PINNED = ["taskset", "-c", "0"]
 
 
 def skip_unless_sshd() -> None:
@@ -75,7 +81,7 @@ def _machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Path) -
         _run("ip", "-n", ns, *args)
     log = open(d / f"sshd_{name}.log", "w")  # noqa: SIM115 -- closed by the stack
     stack.callback(log.close)
-    sshd = subprocess.Popen(["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f",
+    sshd = subprocess.Popen(["ip", "netns", "exec", ns, *PINNED, SSHD, "-D", "-e", "-f",
                              str(_sshd_config(d, there, host_key))], stdout=log,
                             stderr=subprocess.STDOUT)
     stack.callback(_stop, sshd)
@@ -130,7 +136,7 @@ def _uml_machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Pat
     log = open(d / f"console_{name}.log", "w")  # noqa: SIM115 -- closed by the stack
     stack.callback(log.close)
     uml = subprocess.Popen(
-        ["ip", "netns", "exec", ns, str(kernel.binary), "mem=384M", "root=/dev/root",
+        ["ip", "netns", "exec", ns, *PINNED, str(kernel.binary), "mem=384M", "root=/dev/root",
          "rootfstype=hostfs", "rootflags=/", "rw", f"init={init}", "con=null",
          "con0=fd:0,fd:1", "vec0:transport=raw,ifname=eth0",
          *(["seccomp=on"] if kernel.has_seccomp else [])],
