@@ -111,3 +111,22 @@ def test_a_machine_ssh_cannot_reach_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("gamebed run: error: --players-on nowhere:")
     assert f"check that `ssh -F {cfg} nowhere true` works without a password" in err
+
+
+def test_gamebed_clean_removes_what_a_killed_run_left_on_a_machine(tmp_path):
+    """A run killed with a shard's directory on its machine: the manifest lists it, and
+    clean removes it there (and the shared parent, once empty)."""
+    from gamebed.manifest import Manifest, new_prefix
+    from gamebed.proc import Runner
+    from gamebed.resources import clean_manifest
+    from hostside.players import RemoteDir, Ssh
+
+    skip_unless_netns()
+    with machines(tmp_path, 1) as (names, cfg):
+        m = Manifest(new_prefix(), state_dir=tmp_path / "state")
+        path = f"/tmp/gamebed-players/{m.prefix}-s0"
+        RemoteDir(Ssh(str(cfg), _python()), names[0], path, Runner(), m).__enter__()
+        assert _ssh(cfg, names[0], f"ls {path}") == "fpsmodel"  # shipped, then "killed"
+        assert clean_manifest(m.path, Runner()) == [f"removed {names[0]}:{path}"]
+        assert _ssh(cfg, names[0], "ls -A /tmp/gamebed-players 2>/dev/null || true") == ""
+        assert not m.path.exists()
