@@ -189,10 +189,14 @@ class CompiledLoad:
         c.inputs_w.write_int_rows(rows.ravel().tolist())
         c.encode_ns = (s["left"] - s["send"]).tolist()
         c.errors += int(self.run.errors)
+        # each player's inputs in send order: one stable sort, not a scan per player
+        order = np.argsort(pl, kind="stable")
+        bounds = np.searchsorted(pl[order], np.arange(len(c.players) + 1))
+        seqs, sends = s["seq"][order].tolist(), s["send"][order].tolist()
         for i, p in enumerate(c.players):
-            mine = s[s["player"] == i]
-            p.sent_at = dict(zip(mine["seq"].tolist(), mine["send"].tolist(), strict=True))
-            p.seq = int(mine["seq"][-1]) + 1 if len(mine) else 0
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            p.sent_at = dict(zip(seqs[a:b], sends[a:b], strict=True))
+            p.seq = int(seqs[b - 1]) + 1 if b > a else 0
         for upd, data in self.chunks:
             for u in upd.tolist():
                 recv, arrive, off, player, n = u

@@ -128,6 +128,12 @@ def _uml_machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Pat
     _run("ip", "link", "set", root_end, "up")
     for args in (("link", "set", "lo", "up"), ("link", "set", "eth0", "up")):
         _run("ip", "-n", ns, *args)
+    # its mount point for the players' directory is made on this host's /tmp (hostfs),
+    # so it goes again once the machine is stopped (where this made it and it is empty)
+    mount_point = Path("/tmp/gamebed-players")
+    if not mount_point.exists():
+        stack.callback(lambda: mount_point.rmdir() if mount_point.is_dir()
+                       and not any(mount_point.iterdir()) else None)
     init = d / f"init_{name}.sh"
     init.write_text(UML_INIT.format(there=there, here=here, off=clock_off_s, sshd=SSHD,
                                     cfg=_sshd_config(d, there, host_key)))

@@ -5,6 +5,7 @@ none, would move every time it sends by seconds."""
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +31,12 @@ RUN = ["run", "--backend", "netns", "--guests", "2", "--duration", "3", "--seed"
 def own_clock(tmp_path_factory):
     skip_unless_uml()
     tmp = tmp_path_factory.mktemp("ownclock")
+    players_dir = Path("/tmp/gamebed-players")
+    there = players_dir.exists()
     with machines(tmp, 1, uml_clock_off_s=CLOCK_OFF_S) as (names, cfg):
         assert main([*RUN, "--players-on", names[0], "--ssh-config", str(cfg),
                      "--players-python", sys.executable, "--out", str(tmp / "remote")]) == 0
+    assert players_dir.exists() == there  # the machine's mount point, made here, is gone
     assert main([*RUN, "--out", str(tmp / "local")]) == 0
     return tmp / "remote", tmp / "local"
 
