@@ -65,9 +65,10 @@ def _sshd_config(d: Path, addr: str, host_key: Path) -> Path:
     return cfg
 
 
-@contextmanager
-def _machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Path) -> Iterator[str]:
-    ns, root_end = f"{name}", f"{name}r"
+def _link(stack: ExitStack, ns: str, index: int) -> tuple[str, str]:
+    """Machine `index`'s namespace and its veth to the root namespace, up; this host's
+    end addressed.  Returns (this host's address, the machine's)."""
+    root_end = f"{ns}r"
     here, there = f"198.19.{index + 1}.1", f"198.19.{index + 1}.2"
     _run("ip", "netns", "add", ns)
     stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
@@ -75,8 +76,16 @@ def _machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Path) -
     stack.callback(subprocess.run, ["ip", "link", "del", root_end], capture_output=True)
     _run("ip", "addr", "add", f"{here}/24", "dev", root_end)
     _run("ip", "link", "set", root_end, "up")
-    for args in (("link", "set", "lo", "up"), ("addr", "add", f"{there}/24", "dev", "eth0"),
-                 ("link", "set", "eth0", "up"),
+    for args in (("link", "set", "lo", "up"), ("link", "set", "eth0", "up")):
+        _run("ip", "-n", ns, *args)
+    return here, there
+
+
+@contextmanager
+def _machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Path) -> Iterator[str]:
+    ns = name
+    here, there = _link(stack, name, index)
+    for args in (("addr", "add", f"{there}/24", "dev", "eth0"),
                  ("route", "add", "198.18.0.0/16", "via", here)):
         _run("ip", "-n", ns, *args)
     log = open(d / f"sshd_{name}.log", "w")  # noqa: SIM115 -- closed by the stack
@@ -118,16 +127,8 @@ def _uml_machine(stack: ExitStack, name: str, index: int, d: Path, host_key: Pat
     seconds off the host's."""
     from vm import uml_kernel
 
-    ns, root_end = f"{name}", f"{name}r"
-    here, there = f"198.19.{index + 1}.1", f"198.19.{index + 1}.2"
-    _run("ip", "netns", "add", ns)
-    stack.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
-    _run("ip", "link", "add", root_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    stack.callback(subprocess.run, ["ip", "link", "del", root_end], capture_output=True)
-    _run("ip", "addr", "add", f"{here}/24", "dev", root_end)
-    _run("ip", "link", "set", root_end, "up")
-    for args in (("link", "set", "lo", "up"), ("link", "set", "eth0", "up")):
-        _run("ip", "-n", ns, *args)
+    ns = name
+    here, there = _link(stack, name, index)  # eth0 is the UML's: no address in the ns
     # its mount point for the players' directory is made on this host's /tmp (hostfs),
     # so it goes again once the machine is stopped (where this made it and it is empty)
     mount_point = Path("/tmp/gamebed-players")

@@ -50,6 +50,19 @@ def received(point: Path) -> set:
             if r["verdict"] == "ok"}
 
 
+def inputs_differ(remote: Path, local: Path) -> dict[str, str]:
+    """Per mode, how the remote run's inputs differ from the local run's: the inputs
+    sent, then those the servers took (an empty dict: the same in every mode)."""
+    out = {}
+    for mode, r in points(remote).items():
+        loc = points(local)[mode]
+        if sent(r) != sent(loc):
+            out[mode] = f"sent: {len(sent(r) ^ sent(loc))} of {len(sent(r))} differ"
+        elif received(r) != received(loc):
+            out[mode] = f"received: {len(received(r) ^ received(loc))} differ"
+    return out
+
+
 def player_uncertainty_ns(point: Path) -> dict[int, int]:
     """Each remote shard's player-clock uncertainty (ns), by shard: half the larger
     round trip of its chosen exchanges with the host's clock."""
