@@ -86,9 +86,15 @@ def setup_lines(env: dict, run: dict) -> list[str]:
                    + (f"; UML mode {env['uml_mode']}" if env.get("uml_mode") else ""))
     if env.get("cost_model"):
         out.append(f"Cost model: {env['cost_model']}")
-    out.append(f"CPUs: host side (shim, stamper, client) on {env.get('shim_cpus') or 'any'}, "
-               f"guests on {env.get('guest_cpus') or 'any'} ({env.get('placement', '?')} "
-               "placement); the client stands for players on other machines")
+    if env.get("players_on"):  # hostside/players.py
+        out.append(f"CPUs: host side (shim, stamper) on {env.get('shim_cpus') or 'any'}, "
+                   f"guests on {env.get('guest_cpus') or 'any'} ({env.get('placement', '?')}"
+                   f" placement); the players on other machines ({env['players_on']}, over "
+                   "ssh), their times moved onto this host's clock (player_clock.csv)")
+    else:
+        out.append(f"CPUs: host side (shim, stamper, client) on {env.get('shim_cpus') or 'any'}"
+                   f", guests on {env.get('guest_cpus') or 'any'} ({env.get('placement', '?')}"
+                   " placement); the client stands for players on other machines")
     if env.get("clock"):
         out.append(f"Guest clock: {env['clock']}")
     boots = run.get("build_s") or {}

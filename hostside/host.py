@@ -313,4 +313,5 @@ class HostSide:
                 "stamper": self.ctx.spec.tuning.stamper, "wan": self.ctx.spec.design.wan,
                 "host_cpu_idle": self.idle, "client_spin_us": self.ctx.spec.tuning.client_spin_us,
                 "client_spin_share": self.ctx.spec.tuning.client_spin_share,
-                "wan_via": self.wan_via}
+                "wan_via": self.wan_via,
+                "players_on": ",".join(self.remote.hosts) if self.remote else None}

@@ -78,6 +78,12 @@ def test_host_stamps_are_exact(two_machines):
     assert summary(remote)["host"]["host_stamp_exact_fraction"] == 1.0
 
 
+def test_the_report_says_where_the_players_ran(two_machines):
+    remote, local = two_machines
+    assert "the players on other machines (m0,m1, over ssh)" in (remote / "report.md").read_text()
+    assert "the client stands for players on other machines" in (local / "report.md").read_text()
+
+
 def test_the_same_inputs_as_a_local_run_of_the_seed(two_machines):
     remote, local = two_machines
     assert set(points(remote)) == {"guest", "host"}
