@@ -190,8 +190,15 @@ def test_wan_splits_each_path_at_the_host_stamp(netns_ok, tmp_path):
     assert "on the host's share of the path" in md
     cap = {r["mode"]: r for r in csv.DictReader((out / "capacity.csv").open())}
     # delay and loss, the host's share: the WAN takes nothing off (a 5-s point's 100
-    # ticks a player are too few to tell 99% of them, so the players' SLA says unsure)
-    assert cap["guest"]["paper_capacity"] == cap["host"]["paper_capacity"] == "2"
+    # ticks a player are too few to tell 99% of them, so the players' SLA says unsure);
+    # a point whose client was late (a stall of its core on 2 CPUs: p99 send lateness
+    # over 200 µs) is load-generator-bound, and its count is left unjudged instead
+    for p in s["points"]:
+        if p["load_bound"]:
+            assert cap[p["mode"]]["invalid_counts"] == "2"
+            assert cap[p["mode"]]["paper_capacity"] == "0"  # nothing judged passed
+        else:
+            assert cap[p["mode"]]["paper_capacity"] == "2"
     for p in s["points"]:
         client = json.loads((out / p["dir"] / "client_summary.json").read_text())
         assert client["wan"]["updates_dropped"] > 0  # the WAN lost updates on the way...
