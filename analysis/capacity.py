@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.figures import SHARE_SPREAD, StatNames
-from analysis.stats import Z95, t975
-from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
+from analysis.stats import Z95, t975, verdict
+from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE, tick_verdicts
 
 # what the SLA judges: the whole path (client send → stamp the server used), or with
 # players on a WAN (--wan) the host's share only: from the host's arrival stamp (the
@@ -140,10 +140,10 @@ def _judge(g: pd.DataFrame, cols: Columns, sla: Sla) -> dict:
     """One (mode, count): the statistic and the loss ratio with their CIs, the players'
     tick figures with theirs, each term's verdict and the count's."""
     col, loss_col = cols.stat.value, cols.loss
-    g = g.dropna(subset=[col, loss_col])
-    if g.empty:
-        return {"k": 0, "verdict": "fail", "reason": "no delivered inputs",
-                "failed_terms": "delivery"}
+    empty = g[col].isna() | g[loss_col].isna()
+    if empty.any():  # a repeat that delivered nothing fails its count, whatever the rest
+        return {"k": len(g), "verdict": "fail", "failed_terms": "delivery",
+                "reason": f"{int(empty.sum())} of {len(g)} point(s) delivered no inputs"}
     if len(g) == 1:
         r = g.iloc[0]
         value, lo, hi = r[col], r.get(cols.stat.lo, r[col]), r.get(cols.stat.hi, r[col])
@@ -173,20 +173,15 @@ def _point_loss_ci(r: pd.Series, cols: Columns) -> tuple[float, float]:
     recorded; else Wilson's on the load's lost and sent counts (a fault's losses are not
     load's)."""
     loss_col, lost_col, sent_col = cols.loss, cols.lost, cols.sent
-    if loss_col == "loss_ratio" and np.isfinite(float(r.get("loss_ci_lo", np.nan) or np.nan)):
+    lo = r.get("loss_ci_lo")
+    # a batch-means interval of [0, x] is an interval (bursty low loss): only a missing
+    # one falls back to Wilson's
+    if loss_col == "loss_ratio" and lo is not None and pd.notna(lo) and np.isfinite(float(lo)):
         return float(r["loss_ci_lo"]), float(r["loss_ci_hi"])
     load_lost = float(r[lost_col]) - float(r.get("inputs_lost_fault", 0) or 0)
     if sent_col in r:
         return wilson(load_lost, float(r[sent_col]))
     return float(r[loss_col]), float(r[loss_col])
-
-
-def verdict(ci: tuple[float, float], limit: float, above_fails: bool) -> str:
-    """pass: the CI within the limit; fail: the CI wholly beyond it; else unsure."""
-    lo, hi = ci
-    if not above_fails:
-        lo, hi, limit = -hi, -lo, -limit
-    return "fail" if lo > limit else "pass" if hi <= limit else "unsure"
 
 
 def _tick_terms(g: pd.DataFrame, tick_hz: float) -> dict:
@@ -207,8 +202,7 @@ def _tick_terms(g: pd.DataFrame, tick_hz: float) -> dict:
     return {"figures": {"ticks_share": float(s_val), "ticks_share_ci_lo": float(share[0]),
                         "ticks_share_ci_hi": float(share[1]), "tick_gap_ms": float(g_val),
                         "tick_gap_ci_lo_ms": float(gap[0]), "tick_gap_ci_hi_ms": float(gap[1])},
-            "tick rate": verdict(tuple(share), 1 - TICK_RATE_TOLERANCE, above_fails=False),
-            "tick gap": verdict(tuple(gap), TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True)}
+            **tick_verdicts(tuple(share), tuple(gap), tick_hz)}
 
 
 TERMS = ("delay", "loss", "tick rate", "tick gap")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.records import load_json, read_csv
+from analysis.stalls import EXCLUDED_LIMIT, HOST_BUSY_LIMIT, StallFigures
 from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
 
@@ -66,9 +67,9 @@ def client_figures(pdir: Path) -> dict:
 
 LATENESS_LIMIT_US = 200.0  # the client's p99 send lateness beyond which it is the bottleneck
 
-HOST_BUSY_LIMIT = 0.9  # the host side's core share beyond which it is
-
-def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
+# HOST_BUSY_LIMIT (analysis/stalls.py): the host side's core share beyond which it is
+def load_figures(pdir: Path, meta: dict, host_busy: float | None,
+                 stalls: StallFigures | None = None) -> dict:
     """Did the game run as its profile says, and was the load generator the bottleneck?
     The servers' achieved tick rate (their mean) and largest p99 gap between ticks, the
     players' achieved input rate, the client's p99 send lateness, and `load_bound`: a
@@ -79,7 +80,11 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
     ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
     rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]
     gaps = [t["tick_gap_p99_ms"] for t in ticks if t.get("tick_gap_p99_ms") is not None]
-    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS, ("guest", "lateness_ns"))
+    late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS,
+                    ("guest", "send_ns", "lateness_ns"))
+    sent = len(late)
+    if stalls is not None and stalls.windows:  # what the machine took is left out
+        late = late[stalls.keep(late["send_ns"].fillna(0).to_numpy("int64"))]
     by_shard = shard_lateness_p99_us(late, pdir)
     late_p99 = max(by_shard) if by_shard else np.nan
     from analysis.mix import players_by_guest
@@ -88,14 +93,31 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None) -> dict:
     # player-seconds: in a mix each guest's players are its profile's
     want = sum(players_by_guest(meta).values()) * spec.get("duration", 0)
     # a point is load-generator-bound when any shard of its client is (one, unsharded)
-    bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US)
-                 or (host_busy is not None and np.isfinite(host_busy)
-                     and host_busy > HOST_BUSY_LIMIT))
+    busy = host_busy is not None and np.isfinite(host_busy) and host_busy > HOST_BUSY_LIMIT
+    bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US) or busy)
+    cause, retry = bound_cause(bound, busy, stalls)
     return {"tick_hz_achieved": float(np.mean(rates)) if rates else np.nan,
             "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
-            "input_rate_achieved": len(late) / want if want else np.nan,
-            "send_lateness_p99_us": late_p99, "load_bound": bound,
+            "input_rate_achieved": sent / want if want else np.nan,
+            "send_lateness_p99_us": late_p99, "load_bound": bound or cause == "stolen",
+            "load_bound_cause": cause, "retry": retry,
             **({"send_lateness_p99_by_shard_us": by_shard} if len(by_shard) > 1 else {})}
+
+
+def bound_cause(bound: bool, busy: bool, stalls: StallFigures | None
+                ) -> tuple[str | None, bool]:
+    """Why a point is load-generator-bound, and whether the sweep measures it again
+    (analysis/stalls.py): `stolen` (more of its load left out than EXCLUDED_LIMIT) and
+    `unknown stall` (late with a stall no record explains) are measured again; `host
+    busy` and `client late` (late throughout, no stall to blame) are the load
+    generator's own limit.  (None, False) for a valid point."""
+    if stalls is not None and stalls.excluded_share > EXCLUDED_LIMIT:
+        return "stolen", True
+    if not bound:
+        return None, False
+    if stalls is not None and any(s.cause == "unknown" for s in stalls.stalls):
+        return "unknown stall", True
+    return ("host busy" if busy else "client late"), False
 
 
 def shard_lateness_p99_us(late: pd.DataFrame, pdir: Path) -> list[float]:

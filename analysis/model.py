@@ -40,8 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.capacity import verdict
-from analysis.ticks import TICK_GAP_LIMIT, TICK_RATE_TOLERANCE
+from analysis.ticks import tick_verdicts
 
 MODEL_VERSION = 2  # 2: the tick term (the players' SLA)
 BOOTSTRAPS = 400
@@ -216,10 +215,9 @@ def tick_verdict(point: dict, tick_hz: float) -> str | None:
     where either fails, pass where both pass, else unsure; None where not recorded."""
     if point.get("ticks_share_ci_lo") is None or point.get("tick_gap_p99_ci_lo_ms") is None:
         return None
-    terms = (verdict((point["ticks_share_ci_lo"], point["ticks_share_ci_hi"]),
-                   1 - TICK_RATE_TOLERANCE, above_fails=False),
-             verdict((point["tick_gap_p99_ci_lo_ms"], point["tick_gap_p99_ci_hi_ms"]),
-                   TICK_GAP_LIMIT * 1e3 / tick_hz, above_fails=True))
+    terms = tick_verdicts((point["ticks_share_ci_lo"], point["ticks_share_ci_hi"]),
+                          (point["tick_gap_p99_ci_lo_ms"], point["tick_gap_p99_ci_hi_ms"]),
+                          tick_hz).values()
     return "fail" if "fail" in terms else "pass" if set(terms) == {"pass"} else "unsure"
 
 

@@ -25,7 +25,14 @@ from analysis.figures import (
     PointFigures,
     Spread,
 )
-from analysis.load import client_figures, cpu_figures, host_side_counts, load_figures, pct
+from analysis.load import (
+    LATENESS_LIMIT_US,
+    client_figures,
+    cpu_figures,
+    host_side_counts,
+    load_figures,
+    pct,
+)
 from analysis.records import (
     add_delays,
     interarrival_cv,
@@ -36,6 +43,7 @@ from analysis.records import (
     update_loss,
     update_rates,
 )
+from analysis.stalls import stall_figures
 from analysis.stats import (
     Stat,
     batch_ids,
@@ -198,19 +206,27 @@ def point_figures(pdir: Path) -> tuple[PointFigures, dict]:
     meta = load_json(Path(pdir) / "point.json", {}) or {}
     env = meta.get("environment", {})
     rec = load_point(pdir, slim=True)
+    # inputs the client never sent (its core stopped first): the load generator's, not
+    # the guests' loss; their lateness counts (analysis/load.py)
+    sent = rec["client"]["send_ns"].notna()
+    unsent, rec["client"] = int((~sent).sum()), rec["client"][sent]
     j = join_inputs(rec, shared_clock=bool(env.get("shared_clock")),
                     clock_drifts=bool(env.get("clock_drifts", True)))
     updates = rec["updates"]
+    # what the machine took (analysis/stalls.py): its stalls' windows are left out
+    stalls = stall_figures(pdir, env, LATENESS_LIMIT_US)
+    if stalls.windows:
+        j = j[stalls.keep(j["send_ns"].fillna(0).to_numpy("int64"))]
     del rec  # the per-input tables are in `j` now; free them before the statistics
     jd = add_delays(j)
-    fig, errors = guest_figures(PointInputs(pdir, meta, jd, updates))
+    fig, errors = guest_figures(PointInputs(pdir, meta, jd, updates, stalls.windows))
     profiles = None
     if (meta.get("spec") or {}).get("mix"):  # a mixed host: each profile's own figures
-        profiles = profile_entries(PointInputs(pdir, meta, jd, updates))
+        profiles = profile_entries(PointInputs(pdir, meta, jd, updates, stalls.windows))
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     cpu = cpu_figures(pdir, env)
-    machine = {**cpu, **host_side_counts(pdir),
-               **load_figures(pdir, meta, cpu.get("host_core_busy"))}
+    machine = {**cpu, **host_side_counts(pdir), **stalls.row(), "inputs_unsent": unsent,
+               **load_figures(pdir, meta, cpu.get("host_core_busy"), stalls)}
     return PointFigures(meta.get("mode"), meta.get("guests"), env.get("placement", "?"),
                         env.get("backend", "?"), fig, profiles, paired(pdir, j), machine,
                         _dropped(pdir), client_figures(pdir)), \
@@ -225,6 +241,7 @@ class PointInputs:
     meta: dict
     jd: pd.DataFrame
     updates: pd.DataFrame
+    cut: tuple = ()  # the windows a stall left out (analysis/stalls.py)
 
 
 def guest_figures(i: PointInputs, guests: list[int] | None = None
@@ -266,7 +283,7 @@ def tick_figures(i: PointInputs, guests: list[int] | None = None) -> TickFigures
     at = jj["host_ns"].fillna(jj["send_ns"]) if "host_ns" in jj else jj["send_ns"]
     first = at.groupby([jj["guest"], jj["player"]]).min()
     joined = {(int(g), int(p)): int(t) for (g, p), t in first.items()}
-    pl = ticks.players(u, joined, window[1], rates)
+    pl = ticks.players(u, joined, window[1], rates, i.cut)
     offsets = {int(g): float(o) for g, o in j.groupby("guest")["clock_offset_ns"].first()
                .fillna(0).items()}
     walls = ticks.server_walls(i.pdir)
@@ -320,10 +337,13 @@ SUMMARY_FIELDS = (
     "tick_gap_p99_worst_ms", "tick_gap_p99_ci_lo_ms", "tick_gap_p99_ci_hi_ms",
     "tick_hz_received_mean", "tick_hz_received_min", "server_tick_hz_mean",
     "server_tick_gap_p99_max_ms", "delay_batches", "encode_p50_us", "encode_p99_us",
+    # what the machine took over the load, and the client's stalls (analysis/stalls.py)
+    "stalls", "stall_ms_max", "stalls_unknown", "steal_s", "throttled_s", "stalls_injected",
+    "inputs_unsent",
 )
 RATIO_FIELDS = ("ticks_share_worst", "ticks_share_ci_lo", "ticks_share_ci_hi",
                 "update_loss_worst", "tick_rate_disagreement", "tick_gap_disagreement",
-                "loss_ci_lo", "loss_ci_hi")
+                "loss_ci_lo", "loss_ci_hi", "excluded_share")
 
 
 def _round(v, digits: int):
@@ -349,6 +369,10 @@ def summary_entry(row: dict) -> dict:
     out["host_stamp_exact_fraction"] = _round(row.get("host_stamp_exact_fraction"), 6)
     if row.get("load_bound") is not None:
         out["load_bound"] = bool(row["load_bound"])
+        out["retry"] = bool(row.get("retry"))
+    for k in ("load_bound_cause", "stall_causes", "steal_s_by_cpu"):
+        if row.get(k) is not None:
+            out[k] = row[k]
     if isinstance(row.get("profiles"), dict):
         out["profiles"] = row["profiles"]
     if row.get("clock_unsynced"):

@@ -20,6 +20,7 @@ order statistics for quantiles), for what has no time order.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -96,14 +97,33 @@ def ccdf_points(values: np.ndarray, floor: float = 1e-4, n: int = 120
 # the mean's nominal 95% covered 92.9% of trials with 1-s batches, 94.0% with 2-s ones
 MIN_BATCHES = 5
 BATCH_S = 2.0
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+@functools.lru_cache(maxsize=4096)
+def t_quantile(df: int, alpha: float = 0.05) -> float:
+    """Student's t quantile of a two-sided (1 − alpha) interval, df degrees of freedom
+    (scipy's)."""
+    from scipy.stats import t
+
+    return float(t.ppf(1 - alpha / 2, df))
+
+
+@functools.lru_cache(maxsize=4096)
+def binomial_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Clopper-Pearson's (1 − alpha) interval of a ratio k/n (scipy's beta quantiles):
+    at least its nominal coverage for independent trials."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return (0.0, 1.0)
+    lo = 0.0 if k <= 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k >= n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return (lo, hi)
 
 
 def t975(df: int) -> float:
-    """Student's t, two-sided 95%, df degrees of freedom (the normal beyond 30)."""
-    return _T975[df - 1] if 1 <= df <= len(_T975) else Z95
+    """Student's t, two-sided 95%, df degrees of freedom."""
+    return t_quantile(df)
 
 
 def batch_ids(times: np.ndarray, batch_s: float = BATCH_S,
@@ -119,8 +139,9 @@ def batch_ids(times: np.ndarray, batch_s: float = BATCH_S,
     return np.minimum(((t - t0) / width).astype(np.int64), k - 1)
 
 
-def batch_mean_ci(values: np.ndarray, batches: np.ndarray) -> tuple[float, float]:
-    """95% CI of the mean by batch means (Student's t over the batches' means)."""
+def batch_mean_ci(values: np.ndarray, batches: np.ndarray, alpha: float = 0.05
+                  ) -> tuple[float, float]:
+    """(1 − alpha) CI of the mean by batch means (Student's t over the batches' means)."""
     v = np.asarray(values, dtype="float64")
     ok = np.isfinite(v)
     v, b = v[ok], np.asarray(batches)[ok]
@@ -130,7 +151,7 @@ def batch_mean_ci(values: np.ndarray, batches: np.ndarray) -> tuple[float, float
     if len(ids) < 2:
         return (float("nan"), float("nan"))
     means = np.bincount(inv, weights=v) / np.bincount(inv)
-    half = t975(len(means) - 1) * float(means.std(ddof=1)) / math.sqrt(len(means))
+    half = t_quantile(len(means) - 1, alpha) * float(means.std(ddof=1)) / math.sqrt(len(means))
     m = float(v.mean())
     return (m - half, m + half)
 
@@ -154,9 +175,9 @@ def batch_ratio_ci(hits: np.ndarray, batches: np.ndarray) -> tuple[float, float]
     return (max(0.0, p - half), min(1.0, p + half))
 
 
-def batch_quantile_ci(values: np.ndarray, batches: np.ndarray, q: float
-                      ) -> tuple[float, float]:
-    """95% CI of the q-quantile of a series by sectioning: each batch's q-quantile,
+def batch_quantile_ci(values: np.ndarray, batches: np.ndarray, q: float,
+                      alpha: float = 0.05) -> tuple[float, float]:
+    """(1 − alpha) CI of the q-quantile of a series by sectioning: each batch's q-quantile,
     Student's t over the batches, centred on the whole series' quantile and widened by
     |mean of the batches' quantiles − the whole's| (the batch quantiles' bias)."""
     v = np.asarray(values, dtype="float64")
@@ -172,7 +193,7 @@ def batch_quantile_ci(values: np.ndarray, batches: np.ndarray, q: float
         return (float("nan"), float("nan"))
     parts = np.split(v[order], starts[1:])
     qs = np.array([np.quantile(p, q) for p in parts])
-    half = t975(len(qs) - 1) * float(qs.std(ddof=1)) / math.sqrt(len(qs))
+    half = t_quantile(len(qs) - 1, alpha) * float(qs.std(ddof=1)) / math.sqrt(len(qs))
     half += abs(float(qs.mean()) - whole)
     return (whole - half, whole + half)
 
@@ -194,3 +215,11 @@ def describe_series(values: np.ndarray, times: np.ndarray) -> dict:
     out["p99_ci"] = batch_quantile_ci(v, b, 0.99)
     out["batches"] = int(b.max()) + 1
     return out
+
+
+def verdict(ci: tuple[float, float], limit: float, above_fails: bool) -> str:
+    """pass: the CI within the limit; fail: the CI wholly beyond it; else unsure."""
+    lo, hi = ci
+    if not above_fails:
+        lo, hi, limit = -hi, -lo, -limit
+    return "fail" if lo > limit else "pass" if hi <= limit else "unsure"

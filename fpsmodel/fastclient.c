@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ struct gb_run {
 
 struct gb_core { int ntargets; EVP_CIPHER_CTX **ctx; };
 
+void gb_free(void *p);
+
 void *gb_new(int ntargets, const unsigned char *keys)
 {
     struct gb_core *c = calloc(1, sizeof *c);
@@ -75,10 +78,44 @@ void *gb_new(int ntargets, const unsigned char *keys)
     for (int i = 0; c->ctx && i < ntargets; i++) {
         c->ctx[i] = EVP_CIPHER_CTX_new();
         if (!c->ctx[i] || EVP_EncryptInit_ex(c->ctx[i], EVP_aes_128_gcm(), NULL,
-                                             keys + 16 * i, NULL) != 1)
+                                             keys + 16 * i, NULL) != 1) {
+            gb_free(c);  /* what was made so far goes: nothing leaks on a failed start */
             return NULL;
+        }
     }
-    return c->ctx ? c : NULL;
+    if (!c->ctx) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The records' layout, which fpsmodel/fastcore.py checks before it trusts them: each
+ * struct's size, then each field's offset, in the order of fastcore.py's LAYOUT. */
+#define OFF(s, f) (int64_t)offsetof(struct s, f)
+static const int64_t layout[] = {
+    sizeof(struct gb_player), OFF(gb_player, fd), OFF(gb_player, guest),
+    OFF(gb_player, pid), OFF(gb_player, target), OFF(gb_player, session),
+    OFF(gb_player, block), OFF(gb_player, seq), OFF(gb_player, last_tick),
+    OFF(gb_player, rng), OFF(gb_player, yaw), OFF(gb_player, seen), OFF(gb_player, ents),
+    sizeof(struct gb_sent), OFF(gb_sent, sched), OFF(gb_sent, send), OFF(gb_sent, left),
+    OFF(gb_sent, player), OFF(gb_sent, pad), OFF(gb_sent, seq),
+    sizeof(struct gb_upd), OFF(gb_upd, recv), OFF(gb_upd, arrive), OFF(gb_upd, off),
+    OFF(gb_upd, player), OFF(gb_upd, len),
+    sizeof(struct gb_run), OFF(gb_run, end), OFF(gb_run, stop), OFF(gb_run, spin_ns),
+    OFF(gb_run, n), OFF(gb_run, next), OFF(gb_run, due), OFF(gb_run, who),
+    OFF(gb_run, players), OFF(gb_run, core), OFF(gb_run, epfd), OFF(gb_run, pad),
+    OFF(gb_run, sent), OFF(gb_run, sent_cap), OFF(gb_run, nsent), OFF(gb_run, upd),
+    OFF(gb_run, upd_cap), OFF(gb_run, nupd), OFF(gb_run, buf), OFF(gb_run, buf_cap),
+    OFF(gb_run, buf_used), OFF(gb_run, errors),
+};
+
+int64_t gb_layout(int64_t *out, int64_t cap)
+{
+    int64_t n = (int64_t)(sizeof layout / sizeof layout[0]);
+    for (int64_t i = 0; i < n && i < cap; i++)
+        out[i] = layout[i];
+    return n;
 }
 
 void gb_free(void *p)

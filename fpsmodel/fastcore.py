@@ -54,6 +54,42 @@ class CRun(ctypes.Structure):
         ("errors", ctypes.c_int64)]
 
 
+# the records both sides read, in the order of fastclient.c's layout table: a struct,
+# then its fields (each size and offset is checked before the core is used)
+LAYOUT = ((CPlayer, [f[0] for f in CPlayer._fields_]), (SENT, SENT.names),
+          (UPD, UPD.names), (CRun, [f[0] for f in CRun._fields_]))
+
+
+def expected_layout(layout=LAYOUT) -> list[int]:
+    """What fastclient.c's gb_layout() must report: each struct's size, then each
+    field's offset, as this module defines them (ctypes structures, numpy dtypes)."""
+    out = []
+    for kind, names in layout:
+        if isinstance(kind, np.dtype):
+            out += [kind.itemsize, *(kind.fields[n][1] for n in names)]
+        else:
+            out += [ctypes.sizeof(kind), *(getattr(kind, n).offset for n in names)]
+    return out
+
+
+def layout_problem(lib: ctypes.CDLL, want: list[int] | None = None) -> str | None:
+    """Why the core's records cannot be trusted (its layout differs from this module's),
+    or None."""
+    want = expected_layout() if want is None else want
+    buf = (ctypes.c_int64 * (len(want) + 8))()
+    lib.gb_layout.restype = ctypes.c_int64
+    n = lib.gb_layout(buf, len(buf))
+    got = list(buf[:min(n, len(buf))])
+    if got == want:
+        return None
+    where = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                 min(len(got), len(want)))
+    return (f"the core's record layout differs from fpsmodel/fastcore.py's (entry {where} "
+            f"of {len(want)}: the core has {got[where] if where < len(got) else 'none'}, "
+            f"Python {want[where] if where < len(want) else 'none'}); keep fastclient.c's "
+            "structs and LAYOUT in step")
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fpsmodel"
@@ -87,6 +123,9 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
             return None, f"the core did not build ({why}); install gcc and libssl-dev"
         tmp.replace(so)  # atomic: a concurrent client sees the whole library or none
     lib = ctypes.CDLL(str(so))
+    why = layout_problem(lib)
+    if why:
+        return None, why
     lib.gb_new.restype = ctypes.c_void_p
     lib.gb_new.argtypes = [ctypes.c_int, ctypes.c_char_p]
     lib.gb_free.argtypes = [ctypes.c_void_p]
@@ -187,6 +226,7 @@ class CompiledLoad:
         rows = np.column_stack([guests[pl], pids[pl], s["seq"].astype(np.int64), s["sched"],
                                 s["send"], s["send"] - s["sched"], s["left"]])
         c.inputs_w.write_int_rows(rows.ravel().tolist())
+        self._record_unsent()
         c.encode_ns = (s["left"] - s["send"]).tolist()
         c.errors += int(self.run.errors)
         # each player's inputs in send order: one stable sort, not a scan per player
@@ -201,6 +241,18 @@ class CompiledLoad:
             for u in upd.tolist():
                 recv, arrive, off, player, n = u
                 c._on_datagram(c.players[player], data[off:off + n], recv, arrive)
+
+
+    def _record_unsent(self) -> None:
+        """Inputs due in the load that the core had not sent when it stopped: recorded
+        with no send time, late by at least the time from their due time to the stop
+        (as the Python loop's late inputs are), never dropped."""
+        c, r = self.client, self.run
+        due, who = self.due[r.next:], self.who[r.next:]
+        left = due < r.end
+        for t, i in zip(due[left].tolist(), who[left].tolist(), strict=True):
+            p = c.players[i]
+            c.inputs_w.write(p.target.guest, p.pid, "", t, "", r.stop - t, "")
 
 
 def run_load(load: CompiledLoad, start: int, end: int, linger_s: float) -> None:

@@ -42,7 +42,8 @@ def window(cores0: dict, cores1: dict, guests0: dict, guests1: dict, seconds: fl
     """What happened between two readings: per core and per guest."""
     cores = {c: _delta(cores0[c], cores1[c]) for c in cores1 if c in cores0}
     for c in cores.values():
-        busy = sum(v for k, v in c.items() if k not in ("idle", "iowait"))
+        # steal is time the CPU was not ours at all (the hypervisor's): not busy
+        busy = sum(v for k, v in c.items() if k not in ("idle", "iowait", "steal"))
         c["busy_fraction"] = round(busy / seconds, 4) if seconds > 0 else None
     guests = {str(g): _delta(guests0.get(g, {}), u) for g, u in guests1.items()}
     return {"window_s": round(seconds, 3), "cores": cores, "guests": guests}

@@ -60,6 +60,11 @@ class Design:
     # players on a WAN: netem arguments for the client's side, e.g. "delay 30ms 5ms"
     # (gamebed/wan.py); capacity then judges the host's share only
     wan: str | None = None
+    # a point whose load the machine took away (a stall with no recorded cause, or more
+    # stolen time than analysis/stalls.py's limit) is measured again, up to this often
+    retries: int = 2
+    # gamebed's own stalls of the whole testbed, e.g. "100ms/3s@24" (gamebed/machinewatch.py)
+    stalls: str | None = None
 
     def problems(self) -> list[str]:
         out = []
@@ -79,6 +84,15 @@ class Design:
                        f"{MAX_GUESTS}, and excludes guest_counts")
         if not 1 <= self.repeats <= 100:
             out.append("repeats is a number of points per count and mode, 1..100")
+        if not 0 <= self.retries <= 10:
+            out.append("retries is how often a stolen point is measured again, 0..10")
+        if self.stalls is not None:
+            from gamebed.machinewatch import StallPlan
+
+            try:
+                StallPlan.parse(self.stalls)
+            except ValueError as e:
+                out.append(str(e))
         return out
 
 

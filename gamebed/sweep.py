@@ -80,7 +80,8 @@ def _point_line(entry: dict, t0: float) -> str:
     return (f"      sent {e('inputs_sent')}, lost {e('inputs_lost')}, delay mean "
             f"{e('delay_mean_us')} us p95 {e('delay_p95_us')} us, stamp error mean "
             f"{e('stamp_error_mean_us')} us, exact {e('host_stamp_exact_fraction')}, "
-            f"zero stamps {e('zero_stamp_inputs')}, ring drops {e('ring_drops')} "
+            f"zero stamps {e('zero_stamp_inputs')}, ring drops {e('ring_drops')}; "
+            f"{e('stall_causes') or 'no stall'}, steal {e('steal_s')} s "
             f"({time.monotonic() - t0:.0f} s)")
 
 
@@ -338,6 +339,27 @@ class Sweep:
         return self.bed
 
     def measure(self, bed, n_guests: int, repeat: int, mode: str) -> None:
+        """One point, measured again (up to spec.design.retries times) while the machine
+        took it away (analysis/stalls.py): each earlier try's directory is kept as
+        NAME-tryK and its entry in summary.json's `retried`."""
+        name = point_name(mode, n_guests, repeat)
+        for k in range(self.spec.design.retries + 1):
+            entry = self._measure_once(bed, n_guests, repeat, mode)
+            entry["tries"] = k + 1
+            self._save()
+            if not entry.get("retry") or k == self.spec.design.retries:
+                return
+            points = self.summary["points"]
+            points.remove(entry)
+            kept = self.run.out / "points" / f"{name}-try{k}"
+            shutil.rmtree(kept, ignore_errors=True)
+            (self.run.out / entry["dir"]).rename(kept)
+            entry["dir"] = str(kept.relative_to(self.run.out))
+            self.summary.setdefault("retried", []).append(entry)
+            self.run.progress(f"      measured again ({k + 1} of {self.spec.design.retries}): "
+                              f"{entry.get('load_bound_cause')}; {entry.get('stall_causes')}")
+
+    def _measure_once(self, bed, n_guests: int, repeat: int, mode: str) -> dict:
         """One point: `mode`'s load on the testbed's guests, its records, its entry."""
         run, spec = self.run, self.spec
         pdir = run.out / "points" / point_name(mode, n_guests, repeat)
@@ -367,3 +389,4 @@ class Sweep:
         run.progress.status(f"{self.label} {n_guests} guests")
         if not run.dry_run:
             run.progress(_point_line(entry, self.t0))
+        return entry

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +35,14 @@ from gamebed.backend import IDLE_EXIT_S, GuestBackend, Point, TestbedContext
 from gamebed.cgroups import CgroupTree
 from gamebed.fault import FaultSchedule, parse_faults
 from gamebed.guestcpu import GuestCpus
+from gamebed.machinewatch import (
+    INJECTED,
+    MACHINE,
+    MachineWatch,
+    StallInjector,
+    StallPlan,
+    descendants,
+)
 from gamebed.spec import ExperimentSpec
 from gamebed.topology import Placement, Topology
 from hostside.host import HostSide
@@ -271,6 +280,13 @@ class Testbed:
         self._write_guests(point, self.backend.cgroups.memory())
         self._mark("weighed")
 
+    def testbed_pids(self) -> list[int]:
+        """Every process of the testbed: gamebed's descendants (client, shim, servers,
+        guest kernels) and what the guests' cgroups hold (libvirt's QEMU is not ours)."""
+        own = descendants(os.getpid())
+        return own + [p for ps in self.backend.cgroups.pids().values() for p in ps
+                      if p not in own]
+
     def run_queue(self) -> dict[int, schedwait.Snapshot]:
         """Each guest's threads' run-queue wait so far (gamebed/schedwait.py)."""
         return {g: schedwait.snapshot(p) for g, p in self.backend.cgroups.pids().items()}
@@ -345,6 +361,13 @@ class LoadWindow:
                                  f"{bed.settle.timeout_s:g} s (settle.json); playing anyway")
         if bed.budget:  # the hogs run for the load only
             self.hogs.enter_context(bed.budget.hogs())
+        if not self.dry:  # what the machine takes from the load, and our own stalls
+            self.hogs.enter_context(MachineWatch(self.dir / MACHINE))
+            plan = bed.point.spec.design.stalls if bed.point else None
+            if plan and bed.n_guests >= StallPlan.parse(plan).from_guests:
+                self.hogs.enter_context(StallInjector(
+                    StallPlan.parse(plan), self.dir / INJECTED, bed.ctx.manifest,
+                    bed.testbed_pids))
         if not self.dry:
             self.start = (cpustat.core_times(), bed.backend.cgroups.usage(), time.monotonic(),
                           bed.budget.usage() if bed.budget else {}, bed.run_queue())

@@ -273,6 +273,16 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         'e.g. "delay 30ms 5ms loss 0.5%%" (clock sync is exempt). The report '
                         "splits each input's path at the host stamp (network / host), and "
                         "capacity judges the host's share only")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help=f"measure a point again, up to N times, where the machine took it "
+                        f"away: a client stall with no recorded cause, or more of the load "
+                        f"stolen (hypervisor steal, a CPU quota) than the analysis leaves out "
+                        f"(default {default('retries')}; docs/records.md, stalls)")
+    p.add_argument("--stalls", metavar="MS/EVERY_S[@FROM]",
+                   help="gamebed's own stalls: freeze the whole testbed (client, shim, "
+                        "guests) MS ms every EVERY_S s of each load at FROM guests or more, "
+                        "as a hypervisor stops a VM, e.g. 100ms/3s@24 (v1 freezer); each "
+                        "point records them (stalls_injected.csv)")
     add_guest_args(p)
 
 def fault_arg(text: str) -> str:

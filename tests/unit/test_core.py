@@ -77,7 +77,8 @@ def test_the_spec_in_parts_keeps_the_keys_of_stored_runs():
 
     stored = json.loads((ROOT / "tests/data/house/mix/summary.json").read_text())["spec"]
     added = {"client_shards": 1, "client_cpus": None, "players_on": None, "ssh_config": None,
-             "players_python": "python3"}  # keys added since, and their defaults
+             "players_python": "python3", "retries": 2,
+             "stalls": None}  # keys added since, and their defaults
     assert set(stored) | set(added) == set(spec_mod.KEYS) == set(ExperimentSpec().to_dict())
     s = ExperimentSpec.from_dict(stored)
     assert json.loads(json.dumps(s.to_dict())) == {**stored, **added}

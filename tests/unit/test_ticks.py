@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import ticks
-from analysis.ticks import cross_check, player_ticks, players, term_verdicts
+from analysis.ticks import cross_check, player_ticks, players, tick_verdicts
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -21,7 +21,8 @@ def even(start_ns: int, seconds: float, hz: float = HZ, lag_ns: int = 300_000) -
 
 def verdicts(pl: list, check=None) -> dict:
     check = check or ticks.CrossCheck(None, None, None, None)
-    return term_verdicts(ticks.figures(pl, check, (T0, T0 + 10 * S), HZ), HZ)
+    fig = ticks.figures(pl, check, (T0, T0 + 10 * S), HZ)
+    return tick_verdicts((fig.share.lo, fig.share.hi), (fig.gap_p99_ms.lo, fig.gap_p99_ms.hi), HZ)
 
 
 def test_a_player_that_gets_every_tick_passes():

@@ -1,0 +1,264 @@
+"""What the machine took from a load (reads /proc and cgroupfs; the stall injector
+needs root): the watch and gamebed's own stalls.
+
+A cloud VM's hypervisor stops the whole VM now and then (the guest kernel counts that
+time as steal on every CPU), and a CPU quota on a cgroup around the testbed stops its
+tasks once the quota is spent (the cgroup's cpu.stat counts it as throttled time).
+While either happens the client cannot send and the guests cannot run, and the point
+measures the machine's absence rather than the host's load.
+
+`MachineWatch` samples, every SAMPLE_S through a load, each CPU's busy and steal time
+(/proc/stat) and the throttled time of every cgroup around gamebed's own process (v1's
+cpu hierarchy and v2; what a container's or a systemd unit's quota charges), into the
+point's machine.csv (docs/records.md).  analysis/stalls.py reads it to name the cause
+of each of the client's stalls.
+
+`StallInjector` (`--stalls MS/EVERY_S[@FROM]`) makes such stalls on demand: every
+EVERY_S seconds of a load at FROM guests or more it freezes every process of the
+testbed (gamebed's descendants and the guests' cgroups: client, shim, servers,
+guest kernels) for MS milliseconds with the v1 freezer, as a hypervisor's stall
+stops the whole VM, and writes when into stalls_injected.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gamebed.manifest import Manifest
+
+MACHINE = "machine.csv"
+MACHINE_FIELDS = ("t_ns", "cpu", "busy_ns", "steal_ns", "throttled_ns")
+INJECTED = "stalls_injected.csv"
+INJECTED_FIELDS = ("start_ns", "end_ns", "processes")
+SAMPLE_S = 0.01  # /proc/stat counts in 10-ms ticks: finer samples see nothing more
+_IDLE = (3, 4)  # idle, iowait: /proc/stat's 4th and 5th columns
+_STEAL = 7
+
+
+def cores(text: str, tick_ns: int) -> list[tuple[int, int, int]]:
+    """(cpu, busy ns, steal ns) of each CPU in a /proc/stat text: busy is every column
+    but idle, iowait and steal (steal is time the CPU was not ours at all)."""
+    out = []
+    for line in text.splitlines():
+        name, *vals = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        v = [int(x) for x in vals[:8]]
+        steal = v[_STEAL] if len(v) > _STEAL else 0
+        busy = sum(x for i, x in enumerate(v) if i not in _IDLE and i != _STEAL)
+        out.append((int(name[3:]), busy * tick_ns, steal * tick_ns))
+    return out
+
+
+def enclosing_stats(cgroup_text: str, mountinfo_text: str) -> list[Path]:
+    """The cpu.stat files of every cgroup around a process, from its /proc/PID/cgroup
+    and the mount table: in v1's cpu hierarchy and in v2, the process's own group and
+    each ancestor up to the root (a quota set on any of them throttles it)."""
+    mounts: dict[str, Path] = {}
+    for line in mountinfo_text.splitlines():
+        left, _, right = line.partition(" - ")
+        f, rest = left.split(), right.split()
+        if len(f) < 5 or len(rest) < 3:
+            continue
+        if rest[0] == "cgroup2":
+            mounts.setdefault("", Path(f[4]))
+        elif rest[0] == "cgroup" and "cpu" in rest[2].split(","):
+            mounts.setdefault("cpu", Path(f[4]))
+    out = []
+    for line in cgroup_text.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        key = "" if ctrls == "" else ("cpu" if "cpu" in ctrls.split(",") else None)
+        if key is None or key not in mounts:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for k in range(len(parts), -1, -1):
+            stat = mounts[key].joinpath(*parts[:k]) / "cpu.stat"
+            if stat not in out:
+                out.append(stat)
+    return out
+
+
+def throttled_ns(stats: list[Path]) -> int:
+    """The throttled time so far of these groups, summed (v1 `throttled_time` ns, v2
+    `throttled_usec`); a group without bandwidth control counts 0."""
+    total = 0
+    for p in stats:
+        try:
+            text = p.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, val = line.partition(" ")
+            if key == "throttled_time":
+                total += int(val)
+            elif key == "throttled_usec":
+                total += int(val) * 1000
+    return total
+
+
+class MachineWatch:
+    """Samples the CPUs' busy and steal time and the enclosing cgroups' throttled time
+    through a load (a thread); on leaving, writes them to `path` (machine.csv)."""
+
+    def __init__(self, path: Path, period_s: float = SAMPLE_S) -> None:
+        self.path, self.period = Path(path), period_s
+        self.tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        self.stats = enclosing_stats(Path("/proc/self/cgroup").read_text(),
+                                     Path("/proc/self/mountinfo").read_text())
+        self.rows: list[tuple[int, int, int, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="machine-watch", daemon=True)
+
+    def sample(self) -> None:
+        t = time.time_ns()
+        thr = throttled_ns(self.stats)
+        for cpu, busy, steal in cores(Path("/proc/stat").read_text(), self.tick_ns):
+            self.rows.append((t, cpu, busy, steal, thr))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+
+    def __enter__(self) -> MachineWatch:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(MACHINE_FIELDS)
+            w.writerows(self.rows)
+
+
+_STALLS = re.compile(r"^(?P<ms>\d+(\.\d+)?)ms/(?P<every>\d+(\.\d+)?)s(@(?P<from>\d+))?$")
+STALLS_HELP = "MS ms every EVERY_S s, from FROM guests on: e.g. 100ms/3s@24"
+
+
+@dataclass(frozen=True)
+class StallPlan:
+    """`--stalls`: freeze the whole testbed `ms` long every `every_s` seconds of a load,
+    at counts of `from_guests` or more."""
+
+    ms: float
+    every_s: float
+    from_guests: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> StallPlan:
+        m = _STALLS.match(text.strip())
+        if not m or float(m["ms"]) <= 0 or float(m["every"]) * 1000 <= float(m["ms"]):
+            raise ValueError(f"--stalls {text!r}: expected {STALLS_HELP}, a stall shorter "
+                             "than its period")
+        return cls(float(m["ms"]), float(m["every"]), int(m["from"] or 1))
+
+    def text(self) -> str:
+        return f"{self.ms:g}ms/{self.every_s:g}s@{self.from_guests}"
+
+
+def freezer_mount(mountinfo_text: str) -> Path | None:
+    """The v1 freezer hierarchy's mount, or None."""
+    for line in mountinfo_text.splitlines():
+        left, _, right = line.partition(" - ")
+        f, rest = left.split(), right.split()
+        if len(f) >= 5 and len(rest) >= 3 and rest[0] == "cgroup" \
+                and "freezer" in rest[2].split(","):
+            return Path(f[4])
+    return None
+
+
+def descendants(root: int, proc: Path = Path("/proc")) -> list[int]:
+    """Every live process descended from `root` (not `root` itself)."""
+    children: dict[int, list[int]] = {}
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+class StallInjector:
+    """Freezes the testbed's processes `plan.ms` long every `plan.every_s` s (a thread),
+    through a v1 freezer group the manifest lists before it is made; on leaving, thaws
+    them, moves them back and removes the group, and writes stalls_injected.csv."""
+
+    def __init__(self, plan: StallPlan, path: Path, manifest: Manifest,
+                 pids: Callable[[], list[int]]) -> None:
+        mount = freezer_mount(Path("/proc/self/mountinfo").read_text())
+        if mount is None:
+            raise ValueError("--stalls needs the v1 freezer hierarchy (mount -t cgroup -o "
+                             "freezer none /sys/fs/cgroup/freezer); on a v2-only host make "
+                             "the stalls with a CPU quota on a cgroup around gamebed")
+        self.plan, self.path, self.manifest, self.pids = plan, Path(path), manifest, pids
+        self.root, self.group = mount, mount / f"{manifest.prefix}-stalls"
+        self.done: list[tuple[int, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stalls", daemon=True)
+        self._entry: dict | None = None
+
+    def _freeze_once(self) -> None:
+        pids = [p for p in self.pids() if p != os.getpid()]
+        for p in pids:
+            try:
+                (self.group / "cgroup.procs").write_text(str(p))
+            except OSError:
+                pass  # gone meanwhile
+        start = time.time_ns()
+        (self.group / "freezer.state").write_text("FROZEN")
+        time.sleep(self.plan.ms / 1000)
+        (self.group / "freezer.state").write_text("THAWED")
+        self.done.append((start, time.time_ns(), len(pids)))
+
+    def _run(self) -> None:
+        # the first stall half a period in, so that a short point has one
+        wait = self.plan.every_s / 2
+        while not self._stop.wait(wait):
+            t = time.monotonic()
+            self._freeze_once()
+            wait = max(0.0, self.plan.every_s - (time.monotonic() - t))
+
+    def __enter__(self) -> StallInjector:
+        self._entry = self.manifest.add(kind="cgroup", path=str(self.group))
+        self.group.mkdir(exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            (self.group / "freezer.state").write_text("THAWED")
+            for p in (self.group / "cgroup.procs").read_text().split():
+                try:
+                    (self.root / "cgroup.procs").write_text(p)
+                except OSError:
+                    pass
+        finally:
+            from gamebed.resources import remove_cgroup
+
+            if remove_cgroup(self.group) and self._entry is not None:
+                self.manifest.remove(self._entry)
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(INJECTED_FIELDS)
+            w.writerows(self.done)
