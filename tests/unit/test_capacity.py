@@ -286,3 +286,24 @@ def test_a_run_without_tick_records_is_judged_on_delay_and_loss_and_says_so():
     assert c["host"]["capacity"] == 2
     assert (v["tick_rate_verdict"] == "not recorded").all()
     assert "ticks not recorded" in v["reason"].iloc[0]
+
+
+def test_a_batch_means_loss_interval_of_zero_to_x_is_an_interval():
+    """A point's batch-means loss CI [0, x] is used as it is, not taken for missing (and
+    replaced by Wilson's, which under-covers bursty low loss)."""
+    df = pts("guest", [1], [10], [0.0], sent=100)  # Wilson's [0, 0.037]: unsure
+    df["loss_ci_lo"], df["loss_ci_hi"] = 0.0, 0.004
+    row = verdicts(df, SLA).iloc[0]
+    assert (row["loss_ci_lo"], row["loss_ci_hi"]) == (0.0, 0.004)
+    assert row["loss_verdict"] == "pass"
+
+
+def test_a_count_with_one_empty_repeat_fails():
+    """A repeat that delivered no inputs fails its count, though the others pass."""
+    df = pts("guest", [1, 1, 1], [10, 11, 12], [0.0, 0.0, 0.0], sent=5000)
+    df["repeat"] = [0, 1, 2]
+    df.loc[2, ["delay_mean_us", "delay_mean_ci_lo_us", "delay_mean_ci_hi_us"]] = float("nan")
+    row = verdicts(df, SLA).iloc[0]
+    assert row["verdict"] == "fail" and row["failed_terms"] == "delivery"
+    assert "1 of 3" in row["reason"]
+    assert verdicts(df.iloc[:2], SLA).iloc[0]["verdict"] == "pass"

@@ -78,3 +78,19 @@ def test_the_schedule_is_each_players_gaps_in_time_order():
     due, who = fastcore.schedule([iter([5, 5, 5, 5]), iter([3, 7, 100])], 16)
     assert due.tolist() == [3, 5, 10, 10, 15] and who.tolist() == [1, 0, 0, 1, 0]
     assert json.dumps(due.dtype.str) == '"<i8"'
+
+
+@needs_core
+def test_the_core_refuses_a_record_layout_that_differs_from_pythons():
+    """The core reports its structs' sizes and offsets (gb_layout); a Python side whose
+    layout differs by one field is refused with where, before any record is read."""
+    lib = fastcore.library()[0]
+    assert fastcore.layout_problem(lib) is None
+    want = fastcore.expected_layout()
+    shifted = want.copy()
+    sent_at = 1 + len(fastcore.CPlayer._fields_)  # gb_sent's size, then its offsets
+    assert want[sent_at] == fastcore.SENT.itemsize
+    shifted[sent_at + 4] += 4  # gb_sent.player (sched, send, left, player) moved
+    why = fastcore.layout_problem(lib, shifted)
+    assert why and "differs" in why and "entry" in why
+    assert fastcore.layout_problem(lib, want[:-1]) is not None  # a field missing
