@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.records import load_json, read_csv
-from analysis.stalls import EXCLUDED_LIMIT, HOST_BUSY_LIMIT, StallFigures
+from analysis.stalls import EXCLUDED_LIMIT, HOST_BUSY_LIMIT, STALL_MIN_MS, StallFigures
 from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
 
@@ -115,7 +115,8 @@ def bound_cause(bound: bool, busy: bool, stalls: StallFigures | None
         return "stolen", True
     if not bound:
         return None, False
-    if stalls is not None and any(s.cause == "unknown" for s in stalls.stalls):
+    if stalls is not None and any(s.cause == "unknown" and s.ms >= STALL_MIN_MS
+                                  for s in stalls.stalls):
         return "unknown stall", True
     return ("host busy" if busy else "client late"), False
 

@@ -2,9 +2,8 @@
 privileges; reads only a point's files).
 
 A *stall* is a run of inputs, in the order they were due, each sent more than the
-judge's lateness limit late (analysis/load.py LATENESS_LIMIT_US), at least one of them
-STALL_MIN_MS late: the client was held, not merely slow.  It lasts from the first of
-them falling due to the last one's send (the client had caught up).
+judge's lateness limit late (analysis/load.py LATENESS_LIMIT_US).  It lasts from the
+first of them falling due to the last one's send (the client had caught up).
 
 Its cause, from the point's machine.csv (gamebed/machinewatch.py) over the stall's
 span, first match wins:
@@ -12,18 +11,22 @@ span, first match wins:
 - **steal**: some CPU lost at least half the stall's length to the hypervisor;
 - **throttled**: a cgroup around gamebed was throttled (its quota spent) for at least
   half the stall's length;
+- **held**: the CPU probe on the client's CPU, a thread above the client's priority,
+  was late too (probe.csv): the CPU was held from every task of ours, by the
+  hypervisor's preemptions too short for steal's 10-ms ticks or by the kernel's work;
 - **host busy**: the host side's CPUs were more than HOST_BUSY_LIMIT busy: the load
   generator really could not keep up;
 - **unknown**: none of these was recorded.
 
 The policy (docs/records.md, "stalls"): a stall the machine caused (injected, steal,
-throttled) is left out of the point's statistics, from its start to a guard after its
-end as long as the stall itself (at least GUARD_MIN_MS), so that the backlog it left in
-the guests drains before inputs count again; the share of the load so left out is
-`excluded_share`.  A point whose share exceeds EXCLUDED_LIMIT, or that is still late
-(load-generator-bound) with a stall of unknown cause, is one the sweep measures again
-(`--retries`); a point late for want of CPU with no stall to blame (host busy, or a
-client late throughout) is load-generator-bound as before.
+throttled, held) is left out of the point's statistics, from its start to a guard after
+its end as long as the stall itself (at least GUARD_MIN_MS), so that the backlog it
+left in the guests drains before inputs count again; the share of the load so left out
+is `excluded_share`.  A point whose share exceeds EXCLUDED_LIMIT, or that is still late
+(load-generator-bound) with a stall of unknown cause at least STALL_MIN_MS long (a
+client stopped, say), is one the sweep measures again (`--retries`); a point late with
+no stall the machine explains (host busy, or a client late by itself) is
+load-generator-bound as before.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-STALL_MIN_MS = 20.0  # an input this late was held, not merely slow
-GUARD_MIN_MS = 50.0  # the least time left out after a stall's end
+STALL_MIN_MS = 20.0  # an unexplained stall this long is measured again, not blamed
+GUARD_MIN_MS = 1.0  # the least time left out after a stall's end
 EXCLUDED_LIMIT = 0.2  # at most this share of a load may be left out
-MACHINE_CAUSES = ("injected", "steal", "throttled")  # left out of the statistics
+MACHINE_CAUSES = ("injected", "steal", "throttled", "held")  # left out of the statistics
 HOST_BUSY_LIMIT = 0.9  # analysis/load.py's: the host side's CPUs this busy set the pace
 
 
@@ -79,10 +82,11 @@ class MachineRecord:
     steal: dict[int, np.ndarray]
     throttled: np.ndarray
     injected: list[tuple[int, int]]
+    held: dict[int, np.ndarray]  # per probed CPU: (start, end) of each span it was held
 
     @classmethod
     def read(cls, pdir: Path) -> MachineRecord | None:
-        from gamebed.machinewatch import INJECTED, MACHINE
+        from gamebed.machinewatch import INJECTED, MACHINE, PROBE
 
         path = Path(pdir) / MACHINE
         if not path.exists():
@@ -94,10 +98,15 @@ class MachineRecord:
         if (Path(pdir) / INJECTED).exists():
             f = pd.read_csv(Path(pdir) / INJECTED, dtype="int64")
             inj = list(zip(f["start_ns"], f["end_ns"], strict=True))
+        held = {}
+        if (Path(pdir) / PROBE).exists():
+            p = pd.read_csv(Path(pdir) / PROBE, dtype="int64")
+            held = {int(c): np.column_stack([g["start_ns"], g["start_ns"] + g["late_ns"]])
+                    for c, g in p.groupby("cpu")}
         by = {c: m[m["cpu"] == c] for c in cpus}
         return cls(first["t_ns"].to_numpy(), {c: by[c]["busy_ns"].to_numpy() for c in cpus},
                    {c: by[c]["steal_ns"].to_numpy() for c in cpus},
-                   first["throttled_ns"].to_numpy(), inj)
+                   first["throttled_ns"].to_numpy(), inj, held)
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The samples that bracket [start, end]: the last at or before start, the first
@@ -105,6 +114,11 @@ class MachineRecord:
         i = max(0, int(np.searchsorted(self.t, start, side="right")) - 1)
         k = min(len(self.t) - 1, int(np.searchsorted(self.t, end, side="left")))
         return i, k
+
+    def was_held(self, cpus: list[int], start: int, end: int) -> bool:
+        """Whether the probe on any of `cpus` was held at some time in [start, end]."""
+        return any(len(h) and bool(((h[:, 0] < end) & (h[:, 1] > start)).any())
+                   for c, h in self.held.items() if c in cpus)
 
     def steal_s(self, start: int, end: int) -> dict[int, float]:
         i, k = self.span(start, end)
@@ -126,8 +140,7 @@ class MachineRecord:
 def episodes(sched: np.ndarray, send: np.ndarray, limit_us: float) -> list[tuple[int, int,
                                                                                   int, float]]:
     """The stalls among inputs (due and sent times, ns): (start, end, inputs, worst
-    lateness ms) of each run of inputs, in due order, late beyond `limit_us`, with one at
-    least STALL_MIN_MS late."""
+    lateness ms) of each run of inputs, in due order, late beyond `limit_us`."""
     order = np.argsort(sched, kind="stable")
     d, s = sched[order], send[order]
     late = (s - d) > limit_us * 1e3
@@ -135,8 +148,7 @@ def episodes(sched: np.ndarray, send: np.ndarray, limit_us: float) -> list[tuple
     edges = np.flatnonzero(np.diff(np.concatenate(([0], late.astype("int8"), [0]))))
     for a, b in zip(edges[::2], edges[1::2], strict=True):
         worst = float((s[a:b] - d[a:b]).max()) / 1e6
-        if worst >= STALL_MIN_MS:
-            out.append((int(d[a]), int(s[a:b].max()), b - a, worst))
+        out.append((int(d[a]), int(s[a:b].max()), b - a, worst))
     return out
 
 
@@ -155,6 +167,8 @@ def cause_of(m: MachineRecord | None, start: int, end: int, host_cpus: list[int]
         cause = "steal"
     elif throttled >= half:
         cause = "throttled"
+    elif m.was_held(host_cpus, start, end):
+        cause = "held"
     elif busy is not None and busy > HOST_BUSY_LIMIT:
         cause = "host busy"
     else:
@@ -219,7 +233,7 @@ class StallFigures:
             return "no stall"
         c = ", ".join(f"{k} {v}" for k, v in self.causes().items())
         return (f"{len(self.stalls)} stall(s) ({c}; longest "
-                f"{max(s.ms for s in self.stalls):.0f} ms), "
+                f"{max(s.ms for s in self.stalls):.1f} ms), "
                 f"{100 * self.excluded_share:.1f}% of the load left out")
 
     def row(self) -> dict:
@@ -227,7 +241,8 @@ class StallFigures:
         return {"stalls": len(self.stalls),
                 "stall_ms_max": max((s.ms for s in self.stalls), default=0.0),
                 "stall_causes": self.text(),
-                "stalls_unknown": sum(s.cause == "unknown" for s in self.stalls),
+                "stalls_unknown": sum(s.cause == "unknown" and s.ms >= STALL_MIN_MS
+                                      for s in self.stalls),
                 "excluded_share": self.excluded_share,
                 "steal_s": max(steal.values()) if steal else np.nan,
                 "steal_s_by_cpu": [round(steal[c], 3) for c in sorted(steal)],

@@ -106,23 +106,32 @@ def library() -> tuple[ctypes.CDLL | None, str]:
     return _LIB
 
 
-def _build() -> tuple[ctypes.CDLL | None, str]:
-    src = SRC.read_bytes()
-    so = cache_dir() / f"fastclient-{hashlib.sha256(src).hexdigest()[:16]}.so"
+def compile_library(src_path: Path, libs: tuple[str, ...] = (),
+                    needs: str = "gcc") -> tuple[ctypes.CDLL | None, str]:
+    """A C file built into a shared library on first use, cached by its source's digest
+    (so every clone on the machine reuses it), and loaded; or None and why not."""
+    src = src_path.read_bytes()
+    so = cache_dir() / f"{src_path.stem}-{hashlib.sha256(src).hexdigest()[:16]}.so"
     if not so.exists():
         so.parent.mkdir(parents=True, exist_ok=True)
         tmp = so.with_suffix(f".{os.getpid()}.tmp")
         try:
             r = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC",
-                                "-o", str(tmp), str(SRC), "-lcrypto"],
+                                "-o", str(tmp), str(src_path), *libs],
                                capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as e:
-            return None, f"no C compiler ({e}); install gcc and libssl-dev"
+            return None, f"no C compiler ({e}); install {needs}"
         if r.returncode != 0:
             why = (r.stderr.strip().splitlines() or ["?"])[0]
-            return None, f"the core did not build ({why}); install gcc and libssl-dev"
-        tmp.replace(so)  # atomic: a concurrent client sees the whole library or none
-    lib = ctypes.CDLL(str(so))
+            return None, f"{src_path.name} did not build ({why}); install {needs}"
+        tmp.replace(so)  # atomic: a concurrent user sees the whole library or none
+    return ctypes.CDLL(str(so)), ""
+
+
+def _build() -> tuple[ctypes.CDLL | None, str]:
+    lib, why = compile_library(SRC, ("-lcrypto",), "gcc and libssl-dev")
+    if lib is None:
+        return None, why.replace("fastclient.c did not build", "the core did not build")
     why = layout_problem(lib)
     if why:
         return None, why

@@ -23,6 +23,7 @@ stops the whole VM, and writes when into stalls_injected.csv.
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 import re
 import threading
@@ -139,6 +140,62 @@ class MachineWatch:
             w = csv.writer(f)
             w.writerow(MACHINE_FIELDS)
             w.writerows(self.rows)
+
+
+PROBE = "probe.csv"
+PROBE_FIELDS = ("cpu", "start_ns", "late_ns")
+PROBE_PERIOD_NS = 150_000  # finer than a stall the client feels (200 µs) less the threshold
+PROBE_THRESH_NS = 50_000  # beyond a timer wake-up's own latency here
+PROBE_CAP = 200_000
+
+
+class CpuProbe:
+    """A thread per watched CPU, pinned there at SCHED_FIFO `priority` (above the
+    client's), that wakes every PROBE_PERIOD_NS (gamebed/cpuprobe.c, called through
+    ctypes, which lets go of the GIL) and records each wake-up later than
+    PROBE_THRESH_NS: when the CPU was held from every task of ours.  On leaving, the
+    spans go to probe.csv.  Where the probe cannot be built or run (no compiler, no
+    SCHED_FIFO) it records nothing and says why (`why`)."""
+
+    def __init__(self, path: Path, cpus: list[int], priority: int) -> None:
+        from fpsmodel.fastcore import compile_library
+
+        self.path, self.cpus, self.priority = Path(path), cpus, priority
+        self.lib, self.why = compile_library(Path(__file__).with_name("cpuprobe.c"))
+        self.stop = ctypes.c_int32(0)
+        self.found: dict[int, list[tuple[int, int]]] = {}
+        self.threads = [threading.Thread(target=self._run, args=(c,), daemon=True,
+                                         name=f"cpu-probe-{c}") for c in cpus]
+
+    def _run(self, cpu: int) -> None:
+        try:
+            os.sched_setaffinity(0, {cpu})  # 0: this thread
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+        except OSError as e:
+            self.why = f"the probe could not run at SCHED_FIFO {self.priority} on CPU {cpu}: {e}"
+            return
+        out = (ctypes.c_int64 * (2 * PROBE_CAP))()
+        n = self.lib.gb_probe(ctypes.c_int64(PROBE_PERIOD_NS), ctypes.c_int64(PROBE_THRESH_NS),
+                              out, ctypes.c_int64(PROBE_CAP), ctypes.byref(self.stop))
+        self.found[cpu] = [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+
+    def __enter__(self) -> CpuProbe:
+        if self.lib is not None:
+            self.lib.gb_probe.restype = ctypes.c_int64
+            for t in self.threads:
+                t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.value = 1
+        for t in self.threads:
+            if t.is_alive() or t.ident is not None:
+                t.join()
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(PROBE_FIELDS)
+            for cpu in sorted(self.found):
+                w.writerows((cpu, a, b) for a, b in self.found[cpu])
 
 
 _STALLS = re.compile(r"^(?P<ms>\d+(\.\d+)?)ms/(?P<every>\d+(\.\d+)?)s(@(?P<from>\d+))?$")

@@ -38,6 +38,8 @@ from gamebed.guestcpu import GuestCpus
 from gamebed.machinewatch import (
     INJECTED,
     MACHINE,
+    PROBE,
+    CpuProbe,
     MachineWatch,
     StallInjector,
     StallPlan,
@@ -363,6 +365,11 @@ class LoadWindow:
             self.hogs.enter_context(bed.budget.hogs())
         if not self.dry:  # what the machine takes from the load, and our own stalls
             self.hogs.enter_context(MachineWatch(self.dir / MACHINE))
+            cpus = bed.host.client_cpus() or []
+            probe = sorted({int(c) for text in cpus for c in text.split(",") if c.isdigit()})
+            if probe:  # above the client: what holds the probe held the client too
+                self.hogs.enter_context(CpuProbe(self.dir / PROBE, probe,
+                                                 bed.spec.tuning.client_priority + 1))
             plan = bed.point.spec.design.stalls if bed.point else None
             if plan and bed.n_guests >= StallPlan.parse(plan).from_guests:
                 self.hogs.enter_context(StallInjector(
