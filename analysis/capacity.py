@@ -244,8 +244,9 @@ def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
     for (m, n), g in points.groupby(["mode", "guests"]):
         valid = g[~_load_bound(g)]
         if valid.empty:  # the load generator, not the host, set the pace: no verdict
+            why = "; ".join(bound_text(r) for _, r in g.iterrows())
             rows.append({"mode": m, "guests": int(n), "k": 0, "verdict": "invalid",
-                         "reason": f"every point load-generator-bound ({LOAD_BOUND_RULE})"})
+                         "reason": f"every point load-generator-bound: {why}"})
             continue
         row = {"mode": m, "guests": int(n), **_judge(valid, cols, sla)}
         if len(valid) < len(g):
@@ -256,6 +257,30 @@ def verdicts(points: pd.DataFrame, sla: Sla) -> pd.DataFrame:
 
 
 LOAD_BOUND_RULE = "client p99 send lateness > 200 µs or the host side's CPU > 90% busy"
+
+
+CAUSE_TEXT = {
+    "host busy": "the host side could not keep up (its CPU over 90% busy)",
+    "client late": "the client was late with no stall the machine explains",
+    "stolen": "the machine took more of the load than the analysis leaves out (20%)",
+    "unknown stall": "a stall of 20 ms or more that no record explains",
+}
+
+
+def bound_text(r: pd.Series) -> str:
+    """Why one point was load-generator-bound, with its figures (analysis/stalls.py)."""
+    cause = r.get("load_bound_cause")
+    if not isinstance(cause, str):  # a point recorded before causes were
+        return LOAD_BOUND_RULE
+    late = r.get("send_lateness_p99_us")
+    out = f"{CAUSE_TEXT.get(cause, cause)} (client p99 send lateness {late:.0f} µs"
+    if isinstance(r.get("stall_causes"), str):
+        out += f"; {r['stall_causes']}"
+    if pd.notna(r.get("steal_s")):
+        out += f"; steal {r['steal_s']:.2f} s"
+    if pd.notna(r.get("tries")) and r.get("tries", 1) > 1:
+        out += f"; measured {int(r['tries'])} times"
+    return out + ")"
 
 
 def _load_bound(g: pd.DataFrame) -> pd.Series:
@@ -284,6 +309,8 @@ def interval(v: pd.DataFrame) -> dict:
             "unsure": [int(n) for n in below[below["verdict"] == "unsure"]["guests"]],
             # neither pass nor fail (the load generator was the bottleneck): not counted
             "invalid": [int(n) for n in v[v["verdict"] == "invalid"]["guests"]],
+            "invalid_why": {int(r["guests"]): r["reason"]
+                            for _, r in v[v["verdict"] == "invalid"].iterrows()},
             "passed_above_failure": [int(n) for n in above["guests"]]}
 
 
@@ -343,9 +370,12 @@ def next_count(v: pd.DataFrame, tried: set[int], maximum: int,
 
 
 def search_step(sla: Sla, maximum: int):
-    """The search as the sweep calls it: (summary.json's points so far, counts tried) →
-    the next count or None (gamebed/sweep.py)."""
-    def step(points: list[dict], tried: set[int]) -> int | None:
-        judged, _ = judge(points, sla)
+    """The search as the sweep calls it: (summary.json's points so far, counts tried, the
+    run's directory) → the next count or None (gamebed/sweep.py).  It judges the points'
+    stored figures (analysis/point.py stored_figures), as the report does."""
+    from analysis.point import stored_figures
+
+    def step(points: list[dict], tried: set[int], out=None) -> int | None:
+        judged, _ = judge(stored_figures(out, points) if out else points, sla)
         return next_count(judged, tried, maximum)
     return step

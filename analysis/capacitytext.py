@@ -201,9 +201,13 @@ def invalid_lines(cap: dict, profile: str) -> list[str]:
     out = []
     for m, c in sorted(cap.items()):
         if c.get("invalid"):
+            why = c.get("invalid_why") or {}
+            head = "every point load-generator-bound: "
+            causes = "; ".join(f"{profile} at {n}: {why[n].removeprefix(head)}" for n in why)
             out.append(f"{m} stamps: count(s) {', '.join(map(str, c['invalid']))} were "
-                       "load-generator-bound in every point (invalid, not counted): this "
-                       f"host's load generator cannot measure {profile} there.")
+                       "load-generator-bound in every point (invalid, not counted): "
+                       + (causes or f"this host's load generator cannot measure {profile} "
+                                    "there") + ".")
     return out
 
 def search_lines(run: dict) -> list[str]:

@@ -169,6 +169,17 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def speed_text(sp: dict | None) -> str:
+    """A run's machine speed, and what the hypervisor stole from its loads where
+    recorded: e.g. '838 ms CPU / 1000 inputs at 1; steal 2.1 s (1.2% of the loads)'."""
+    if not sp:
+        return "–"
+    text = f"{sp['guest_cpu_ms_per_1000_inputs']:g} ms CPU / 1000 inputs at {sp['at_guests']}"
+    if sp.get("steal_share") is not None:
+        text += f"; steal {sp['steal_s']:g} s ({100 * sp['steal_share']:.1f}% of the loads)"
+    return text
+
+
 def tables(c: dict) -> dict[str, list[list[str]]]:
     """The comparison's tables as rows of text (header first)."""
     setup = [["run", *LOAD_FIELDS, *SETUP_FIELDS]]
@@ -183,8 +194,7 @@ def tables(c: dict) -> dict[str, list[list[str]]]:
             o = c["other_caps"][label].get(m)
             caps.append([label, m, capacity_text(v), _fmt(v["first_failure"] or "–"),
                          capacity_text(o) if o else "–",
-                         f"{sp['guest_cpu_ms_per_1000_inputs']:g} ms CPU / 1000 inputs "
-                         f"at {sp['at_guests']}" if sp else "–"])
+                         speed_text(sp)])
     speed = [["run", "mode", "its guests' cost / the first's", "the first's capacity at "
               "that cost", "measured", "verdict"]]
     for r in c["by_speed"]:

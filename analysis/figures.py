@@ -91,12 +91,13 @@ class Spread:
 
     @classmethod
     def of(cls, s: dict, widen: float = 0.0) -> Spread:
-        """From describe_series' figures; `widen` (µs) widens the mean's interval by
-        the clock-sync uncertainty of the stamps used."""
-        lo, hi = s.get("mean_ci", NO_CI)
-        return cls(Stat(s.get("mean", NAN), lo - widen, hi + widen), s.get("p50", NAN),
-                   Stat(s.get("p95", NAN), *s.get("p95_ci", NO_CI)),
-                   Stat(s.get("p99", NAN), *s.get("p99_ci", NO_CI)),
+        """From describe_series' figures; `widen` (µs) widens every statistic's interval
+        (mean, p95, p99) by the clock uncertainty of the times used: every input's delay
+        may be off by that much, and so may each statistic of them."""
+        def stat(name: str) -> Stat:
+            lo, hi = s.get(f"{name}_ci", NO_CI)
+            return Stat(s.get(name, NAN), lo - widen, hi + widen)
+        return cls(stat("mean"), s.get("p50", NAN), stat("p95"), stat("p99"),
                    s.get("p999", NAN), s.get("min", NAN), s.get("max", NAN))
 
     def row(self, n: SpreadNames) -> dict:
@@ -248,9 +249,4 @@ class PointFigures:
         out = {"mode": self.mode, "guests": self.guests, "placement": self.placement,
                "backend": self.backend, **fig, **(self.paired.row() if self.paired else {}),
                **self.machine, "dropped": self.dropped, **self.client}
-        t = self.figures.ticks
-        if t is not None and t.server_tick_hz_mean is not None:
-            # the servers' own tick rate and gap, over the load only
-            out["tick_hz_achieved"] = t.server_tick_hz_mean
-            out["tick_gap_p99_ms"] = t.server_tick_gap_p99_max_ms
         return out

@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis.records import load_json, read_csv
 from analysis.stalls import EXCLUDED_LIMIT, HOST_BUSY_LIMIT, STALL_MIN_MS, StallFigures
+from analysis.ticks import TickFigures
 from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
 
@@ -69,7 +70,8 @@ LATENESS_LIMIT_US = 200.0  # the client's p99 send lateness beyond which it is t
 
 # HOST_BUSY_LIMIT (analysis/stalls.py): the host side's core share beyond which it is
 def load_figures(pdir: Path, meta: dict, host_busy: float | None,
-                 stalls: StallFigures | None = None) -> dict:
+                 stalls: StallFigures | None = None, ticks: TickFigures | None = None
+                 ) -> dict:
     """Did the game run as its profile says, and was the load generator the bottleneck?
     The servers' achieved tick rate (their mean) and largest p99 gap between ticks, the
     players' achieved input rate, the client's p99 send lateness, and `load_bound`: a
@@ -77,9 +79,9 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None,
     was more than HOST_BUSY_LIMIT busy measured the client as much as the guests: the
     judge counts it neither as a pass nor as a fail (analysis/capacity.py verdicts)."""
     pdir = Path(pdir)
-    ticks = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
-    rates = [t["tick_hz_achieved"] for t in ticks if t.get("tick_hz_achieved")]
-    gaps = [t["tick_gap_p99_ms"] for t in ticks if t.get("tick_gap_p99_ms") is not None]
+    servers = [load_json(f, {}) or {} for f in sorted(pdir.glob("**/server_summary.json"))]
+    rates = [t["tick_hz_achieved"] for t in servers if t.get("tick_hz_achieved")]
+    gaps = [t["tick_gap_p99_ms"] for t in servers if t.get("tick_gap_p99_ms") is not None]
     late = read_csv(pdir / CLIENT_INPUTS, CLIENT_INPUT_FIELDS,
                     ("guest", "send_ns", "lateness_ns"))
     sent = len(late)
@@ -96,6 +98,10 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None,
     busy = host_busy is not None and np.isfinite(host_busy) and host_busy > HOST_BUSY_LIMIT
     bound = bool((np.isfinite(late_p99) and late_p99 > LATENESS_LIMIT_US) or busy)
     cause, retry = bound_cause(bound, busy, stalls)
+    if ticks is not None and ticks.server_tick_hz_mean is not None:
+        # the servers' own tick rate and gap over the load only (analysis/ticks.py), where
+        # their tick times were recorded; else over their whole session
+        rates, gaps = [ticks.server_tick_hz_mean], [ticks.server_tick_gap_p99_max_ms]
     return {"tick_hz_achieved": float(np.mean(rates)) if rates else np.nan,
             "tick_gap_p99_ms": max(gaps) if gaps else np.nan,
             "input_rate_achieved": sent / want if want else np.nan,
@@ -165,6 +171,13 @@ def machine_speed(points: list[dict]) -> dict | None:
     per = [1e6 * p["guest_cpu_s"] / p["inputs_sent"] for p in at]
     mean = float(np.mean(per))
     sd = float(np.std(per, ddof=1)) if len(per) > 1 else None
+    steal = [float(p["steal_s"]) for p in points if p.get("steal_s") is not None]
+    secs = sum((p.get("load_last_send_ns") or 0) - (p.get("load_first_send_ns") or 0)
+               for p in points if p.get("steal_s") is not None) / 1e9
     return {"guest_cpu_ms_per_1000_inputs": round(mean, 3),
             "sd": None if sd is None else round(sd, 3), "at_guests": low, "points": len(at),
+            # what the hypervisor took: the most any CPU lost to steal, summed over the
+            # points' loads, and as a share of their time (None: a run that did not record it)
+            "steal_s": round(sum(steal), 3) if steal else None,
+            "steal_share": round(sum(steal) / secs, 5) if steal and secs > 0 else None,
             "what": "the guests' CPU ms per 1000 inputs at the lowest count"}

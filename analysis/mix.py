@@ -110,7 +110,9 @@ def mix_search_step(spec: dict, maximum: int):
 
     least = len(spec["mix"])  # a guest per profile, at the least
 
-    def step(points: list[dict], tried: set[int]) -> int | None:
-        judged, _ = judge_mix(points, spec)["mix"]
+    def step(points: list[dict], tried: set[int], out=None) -> int | None:
+        from analysis.point import stored_figures
+
+        judged, _ = judge_mix(stored_figures(out, points) if out else points, spec)["mix"]
         return next_count(judged, tried, maximum, least)
     return step

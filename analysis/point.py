@@ -53,6 +53,7 @@ from analysis.stats import (
     describe_series,
 )
 from analysis.ticks import TickFigures
+from fpsmodel.records import write_json
 
 
 def _us(x: float) -> float | None:
@@ -140,7 +141,8 @@ def input_figures(j: pd.DataFrame, updates: pd.DataFrame | None = None
         update_jitter_us(updates) if updates is not None else np.nan,
         _mean(d["app_delay_ns"]) / 1e3, _mean(d["app_stamp_error_ns"]) / 1e3,
         float(exact.mean()) if len(d) else np.nan, delay.get("batches"),
-        # clock uncertainty widens the delay's bar, not the stamp error's
+        # clock uncertainty (the largest of any guest's: the bars are the point's) widens
+        # every delay statistic's bar, not the stamp error's
         Spread.of(delay, widen=unc), Spread.of(err), path_split(j),
     ), d["stamp_error_ns"].dropna().to_numpy() / 1e3
 
@@ -226,7 +228,7 @@ def point_figures(pdir: Path) -> tuple[PointFigures, dict]:
     tail = ccdf_points(j.loc[j["delivered"], "delay_ns"].to_numpy(dtype="float64") / 1e3)
     cpu = cpu_figures(pdir, env)
     machine = {**cpu, **host_side_counts(pdir), **stalls.row(), "inputs_unsent": unsent,
-               **load_figures(pdir, meta, cpu.get("host_core_busy"), stalls)}
+               **load_figures(pdir, meta, cpu.get("host_core_busy"), stalls, fig.ticks)}
     return PointFigures(meta.get("mode"), meta.get("guests"), env.get("placement", "?"),
                         env.get("backend", "?"), fig, profiles, paired(pdir, j), machine,
                         _dropped(pdir), client_figures(pdir)), \
@@ -382,10 +384,37 @@ def summary_entry(row: dict) -> dict:
     return out
 
 
+FIGURES = "figures.json"  # a point's row, unrounded, stored once: what every verdict reads
+
+
+def _plain(v):
+    """A row's value as JSON holds it: numpy's scalars as Python's (NaN stays NaN)."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def point_summary(point_dir: Path) -> dict:
-    """One (mode, guests) entry of a sweep's summary.json."""
+    """One (mode, guests) entry of a sweep's summary.json; the point's whole row,
+    unrounded, goes to its figures.json, which the search and the report both judge."""
     row, _ = analyze_point(point_dir)
+    write_json(Path(point_dir) / FIGURES, _plain(row))
     return {**summary_entry(row), "dropped": row["dropped"]}
+
+
+def stored_figures(out: Path, points: list[dict]) -> list[dict]:
+    """The rows the judge reads for these summary.json entries: each point's stored
+    figures.json with its place in the run (repeat, order, tries), or, for a point of an
+    older run that has none, its summary entry."""
+    rows = []
+    for p in points:
+        f = Path(out) / str(p.get("dir", "")) / FIGURES
+        row = load_json(f) if p.get("dir") and f.exists() else None
+        rows.append(p if row is None else {**row, **{k: p[k] for k in
+                                                      ("repeat", "order", "tries") if k in p}})
+    return rows
 
 
 def summarizer(capture: bool = False):

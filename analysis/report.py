@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.capacity import Sla, SlaTerms, judge  # noqa: E402
-from analysis.point import analyze_point  # noqa: E402
+from analysis.point import FIGURES, analyze_point  # noqa: E402
 from analysis.records import load_json  # noqa: E402
 from analysis.waits import WaitFigures, wait_figures  # noqa: E402
+from fpsmodel.records import CLIENT_INPUTS  # noqa: E402
 
 PAPER = [("Host", "Xen, 2 dual-core CPUs (4 cores), 1 vCPU / 32 MB per game VM"),
          ("Loss < 1% (restricted CPU assignment)", "up to 46 VMs (< 3%: 48)"),
@@ -56,7 +57,7 @@ def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarr
         print(f"report: ignoring {len(others)} point directories that {results}/summary.json "
               f"does not list (another run's?): {', '.join(others)}", file=sys.stderr)
     for pj in files:
-        row, err = analyze_point(pj.parent)
+        row, err = point_row(pj.parent)
         pmeta = load_json(pj)
         row["repeat"] = int(pmeta.get("repeat", 0))
         rows.append(row)
@@ -73,6 +74,18 @@ def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarr
         raise FileNotFoundError(f"{results}: no points/*/point.json; is this a gamebed run "
                                 "directory?")
     return pd.DataFrame(rows).sort_values(["mode", "guests", "repeat"]), errors, meta
+
+
+def point_row(pdir: Path) -> tuple[dict, dict]:
+    """A point's row as the sweep stored it (figures.json: what its search judged), and
+    its distributions for the plots; a point of an older run, which stored none, is
+    analysed afresh; one whose raw records are gone plots nothing."""
+    stored = load_json(Path(pdir) / FIGURES)
+    raw = (Path(pdir) / CLIENT_INPUTS).exists()
+    if stored is not None and not raw:
+        return stored, {"stamp_error": np.array([]), "delay_ccdf": (np.array([]), np.array([]))}
+    row, dists = analyze_point(pdir)
+    return (stored if stored is not None else row), dists
 
 
 def per_count(df: pd.DataFrame) -> pd.DataFrame:

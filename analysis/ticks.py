@@ -139,7 +139,7 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
         span &= np.searchsorted(starts, a[1:]) == np.searchsorted(starts, a[:-1])
     gaps = (np.diff(a).astype("float64") / 1e6)[span]
     ends = a[1:][span]
-    share_ci = share_interval(n, scheduled, a[kept], window, tick_hz, alpha)
+    share_ci = share_interval(n, scheduled, (gaps, ends), (window, cut), tick_hz, alpha)
     if len(gaps) >= 2:
         p99, b = float(np.quantile(gaps, 0.99)), batch_ids(ends)
         # a pass needs the player's own 95% within the term, a fail the family's beyond
@@ -153,8 +153,9 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
                        (w1 - w0) / 1e9)
 
 
-def share_interval(n: int, scheduled: float, arrive: np.ndarray, window: tuple[int, int],
-                   tick_hz: float, alpha: float) -> tuple[float, float]:
+def share_interval(n: int, scheduled: float, gaps: tuple[np.ndarray, np.ndarray],
+                   span: tuple[tuple[int, int], tuple], tick_hz: float, alpha: float
+                   ) -> tuple[float, float]:
     """A player's share of ticks received, n / scheduled: its interval's two ends serve
     the two verdicts.  The lower end (a pass needs it within the term) is the player's
     own 95%: the count's resolution at the window's edges, ±(1 − √0.05) ticks (with the
@@ -169,27 +170,33 @@ def share_interval(n: int, scheduled: float, arrive: np.ndarray, window: tuple[i
     bound."""
     if scheduled < 1:
         return (0.0, 1.0)
-    gaps, rel = np.diff(arrive).astype("float64"), 1.0
-    if len(gaps) >= 2 and gaps.mean() > 0:
-        lo, hi = batch_mean_ci(gaps, batch_ids(arrive[1:]))
+    (g, ends), (window, cut) = gaps, span
+    rel = 1.0
+    if len(g) >= 2 and g.mean() > 0:
+        lo, hi = batch_mean_ci(g, batch_ids(ends))
         if np.isfinite(lo):
-            rel = (hi - lo) / 2 / gaps.mean()
+            rel = (hi - lo) / 2 / g.mean()
     whole = int(round(scheduled))
     miss_lo, _ = binomial_ci(max(0, whole - n), whole, alpha)
     share = n / scheduled
-    w = max(1.0, dispersion(arrive, window, tick_hz)) ** 0.5
+    w = max(1.0, dispersion(ends, window, tick_hz, cut)) ** 0.5
     return (max(0.0, (n - EDGE_95) / scheduled * (1 - rel)),
             share + w * max(0.0, (1 - miss_lo) - share) + (1 - alpha ** 0.5) / scheduled)
 
 
-def dispersion(arrive: np.ndarray, window: tuple[int, int], tick_hz: float) -> float:
+def dispersion(arrive: np.ndarray, window: tuple[int, int], tick_hz: float,
+               cut: tuple = ()) -> float:
     """φ of a player's missed ticks: their variance over their mean across batches of
-    about 2 s (at least 5) of the window; 1 where fewer than one is missed per batch."""
+    about 2 s (at least 5) of the window, each batch's time in `cut` not scheduled; 1
+    where fewer than one is missed per batch."""
     w0, w1 = window
     k = max(5, round((w1 - w0) / 2e9))
     got = np.bincount(np.minimum(((arrive - w0) * k // max(1, w1 - w0)).astype("int64"),
                                  k - 1), minlength=k)
-    miss = (w1 - w0) / k * tick_hz / 1e9 - got
+    edges = [w0 + (w1 - w0) * i // k for i in range(k + 1)]
+    live = np.array([(b - a) - stalls.overlap_ns(list(cut), (a, b))
+                     for a, b in zip(edges, edges[1:], strict=False)])
+    miss = live * tick_hz / 1e9 - got
     mean = float(miss.mean())
     return float(miss.var(ddof=1)) / mean if mean >= 1 else 1.0
 

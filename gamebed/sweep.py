@@ -147,7 +147,8 @@ def count_points(spec: ExperimentSpec) -> list[tuple[int, str]]:
             for m in (spec.design.modes if r % 2 == 0 else tuple(reversed(spec.design.modes)))]
 
 
-def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None) -> int | None:
+def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None,
+                     out: Path | None = None) -> int | None:
     """The guest count the sweep builds next: a count the run began but did not finish,
     else the next of spec.counts, or for a search (--guests auto) `search`'s choice from
     the points so far; None when the sweep is done."""
@@ -158,7 +159,7 @@ def count_to_measure(spec: ExperimentSpec, points: list[dict], search=None) -> i
             return n
     if not spec.searching or search is None:  # dry run: the growth phase's counts
         return next((n for n in spec.counts if n not in started), None)
-    return search(points, set(started))
+    return search(points, set(started), out)
 
 
 KERNEL_KEYS = ("guest_kernel_digest", "uml_mode")  # what a run's points must share
@@ -258,7 +259,8 @@ class Sweep:
             k = 0
             search = None if self.run.dry_run else self.run.layers.search
             with self.beds:  # the testbed kept from count to count, if any
-                while (n := count_to_measure(spec, self.summary["points"], search)) is not None:
+                while (n := count_to_measure(spec, self.summary["points"], search,
+                                             self.run.out)) is not None:
                     k += 1
                     self.one_count(n, k)
                     self._count_done(n, k)

@@ -159,6 +159,12 @@ def test_the_report_says_where_the_load_generator_set_the_pace():
                        "load_bound": [False, False, True]})
     cap = judge(df, Sla("mean", 1.0, 0.01))[1]
     lines = invalid_lines(cap, "tick128")
-    assert len(lines) == 1 and "count(s) 4" in lines[0] and "tick128" in lines[0]
+    assert len(lines) == 1 and "count(s) 4" in lines[0] and "tick128 at 4" in lines[0]
+    # why, by the point's cause and figures (analysis/capacity.py bound_text)
+    df["load_bound_cause"] = [None, None, "client late"]
+    df["send_lateness_p99_us"], df["stall_causes"] = 260.0, "3 stall(s) (unknown 3)"
+    (line,) = invalid_lines(judge(df, Sla("mean", 1.0, 0.01))[1], "tick128")
+    assert ("tick128 at 4: the client was late with no stall the machine explains (client "
+            "p99 send lateness 260 µs; 3 stall(s) (unknown 3))") in line
     df["load_bound"] = False
     assert invalid_lines(judge(df, Sla("mean", 1.0, 0.01))[1], "tick128") == []
