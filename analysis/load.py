@@ -112,17 +112,19 @@ def load_figures(pdir: Path, meta: dict, host_busy: float | None,
 
 def bound_cause(bound: bool, busy: bool, stalls: StallFigures | None
                 ) -> tuple[str | None, bool]:
-    """Why a point is load-generator-bound, and whether the sweep measures it again
-    (analysis/stalls.py): `stolen` (more of its load left out than EXCLUDED_LIMIT) and
-    `unknown stall` (late with a stall no record explains) are measured again; `host
-    busy` and `client late` (late throughout, no stall to blame) are the load
-    generator's own limit.  (None, False) for a valid point."""
+    """Why a point is load-generator-bound (None: it is not), and whether the sweep
+    measures it again (analysis/stalls.py).  Measured again: a point with more of its
+    load left out than EXCLUDED_LIMIT (`stolen`), and one with a stall of STALL_MIN_MS or
+    more that no record explains, whether or not it made the point late (`unknown
+    stall` where it did): its load was not the game's.  `host busy` and `client late`
+    (late with no stall the machine explains) are the load generator's own limit."""
+    unexplained = stalls is not None and any(s.cause == "unknown" and s.ms >= STALL_MIN_MS
+                                             for s in stalls.stalls)
     if stalls is not None and stalls.excluded_share > EXCLUDED_LIMIT:
         return "stolen", True
     if not bound:
-        return None, False
-    if stalls is not None and any(s.cause == "unknown" and s.ms >= STALL_MIN_MS
-                                  for s in stalls.stalls):
+        return None, unexplained
+    if unexplained:
         return "unknown stall", True
     return ("host busy" if busy else "client late"), False
 

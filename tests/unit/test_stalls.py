@@ -113,6 +113,7 @@ def test_a_stall_is_found_and_its_cause_named(tmp_path: Path, what: str):
     if what == "unknown":  # not left out: measured again if the point is late
         assert f.windows == () and f.excluded_share == 0.0
         assert bound_cause(True, False, f) == ("unknown stall", True)
+        assert bound_cause(False, False, f) == (None, True)  # measured again all the same
     else:  # left out: the stall and a guard as long as itself
         assert f.windows == ((start, start + 200 * MS),)
         assert f.excluded_share == pytest.approx(0.02, abs=0.001)
