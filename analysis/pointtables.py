@@ -305,3 +305,32 @@ def budget_note(run: dict) -> str:
             f"{e['after_count']} guests {e['remaining_est_s']:.0f} s "
             f"({e['remaining_actual_s']:.0f} s, {e['error']:+.0%})" for e in eta) + "."
     return text
+
+
+MACHINE_HEAD = ["mode", "guests", "repeat", "tries", "steal s (most of a CPU)",
+                "throttled s", "client stalls: causes, longest, left out",
+                "load-generator-bound: why"]
+MACHINE_NOTE = ("What the machine took from each point's load (analysis/stalls.py): the "
+                "most any CPU lost to the hypervisor's steal, the cgroups around gamebed's "
+                "throttled time, and the client's stalls (runs of inputs sent more than "
+                "200 µs late) by cause: steal, throttled, held (a probe above the client "
+                "was late too), injected (--stalls), host busy, unknown. The machine's "
+                "stalls are left out of the point's figures with a guard as long as each; "
+                "a point with more than 20% left out, or with an unexplained stall of "
+                "20 ms or more, is measured again (tries).")
+
+
+def machine_rows(df: pd.DataFrame) -> list[list[str]]:
+    """One row per point that recorded what the machine took (machine.csv)."""
+    if "stall_causes" not in df or not df.get("steal_s", pd.Series(dtype=float)).notna().any():
+        return []
+    rows = []
+    for _, r in df.sort_values(["guests", "repeat", "mode"]).iterrows():
+        tries = r.get("tries")
+        rows.append([r["mode"], str(r["guests"]), str(int(r.get("repeat", 0))),
+                     "1" if tries is None or tries != tries else str(int(tries)),
+                     fmt(r.get("steal_s")), fmt(r.get("throttled_s")),
+                     str(r.get("stall_causes") or "–"),
+                     str(r.get("load_bound_cause") or "–") if r.get("load_bound") else "–"])
+    return rows
+

@@ -37,6 +37,8 @@ from analysis.pointtables import (
     FAULT_NOTE,
     GAME_HEAD,
     GAME_NOTE,
+    MACHINE_HEAD,
+    MACHINE_NOTE,
     PAIRED_NOTE,
     PAPER_TITLE,
     SPREAD_HEAD,
@@ -47,6 +49,7 @@ from analysis.pointtables import (
     cols,
     fault_rows,
     game_rows,
+    machine_rows,
     setup_lines,
     spread_rows,
     table2_rows,
@@ -96,6 +99,8 @@ def document(rep: Report) -> list[Block]:
                       wan_rows(df), WAN_NOTE)
     if game := game_rows(df, rep.spec):
         out += table("How the game ran", "game", GAME_HEAD, game, GAME_NOTE)
+    if machine := machine_rows(df):
+        out += table("What the machine took", "machine", MACHINE_HEAD, machine, MACHINE_NOTE)
     if faults := fault_rows(df):
         out += table("Faults and availability", "faults", FAULT_HEAD, faults, FAULT_NOTE)
     if rep.images:

@@ -41,12 +41,16 @@ def point_files(results: Path) -> tuple[list[Path], list[str]]:
     lists none, as for a synthetic run), and the point directories it does not list."""
     results = Path(results)
     found = sorted(results.glob("points/*/point.json"))
-    listed = (load_json(results / "summary.json", {}) or {}).get("points")
+    summary = load_json(results / "summary.json", {}) or {}
+    listed = summary.get("points")
     if listed is None:
         return found, []
     want = [results / p["dir"] / "point.json" for p in listed if p.get("dir")]
+    # a point's earlier tries, measured again (analysis/stalls.py): the run's, not judged
+    tries = {results / p["dir"] / "point.json" for p in summary.get("retried", [])}
     keep = [pj for pj in want if pj.exists()]
-    others = sorted(str(pj.parent.relative_to(results)) for pj in found if pj not in want)
+    others = sorted(str(pj.parent.relative_to(results)) for pj in found
+                    if pj not in want and pj not in tries)
     return keep, others
 
 
@@ -56,10 +60,15 @@ def analyze(results: Path) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarr
     if others:
         print(f"report: ignoring {len(others)} point directories that {results}/summary.json "
               f"does not list (another run's?): {', '.join(others)}", file=sys.stderr)
+    entries = {p.get("dir"): p for p in
+               (load_json(Path(results) / "summary.json", {}) or {}).get("points", [])}
     for pj in files:
         row, err = point_row(pj.parent)
         pmeta = load_json(pj)
         row["repeat"] = int(pmeta.get("repeat", 0))
+        tries = entries.get(str(pj.parent.relative_to(results)), {}).get("tries")
+        if tries is not None:  # how often the sweep measured it (analysis/stalls.py)
+            row["tries"] = tries
         rows.append(row)
         key = (row["mode"], row["guests"])
         if key in errors:  # a repeat: its stamp errors join the count's; the tail plot

@@ -108,8 +108,9 @@ class MachineWatch:
     """Samples the CPUs' busy and steal time and the enclosing cgroups' throttled time
     through a load (a thread); on leaving, writes them to `path` (machine.csv)."""
 
-    def __init__(self, path: Path, period_s: float = SAMPLE_S) -> None:
-        self.path, self.period = Path(path), period_s
+    def __init__(self, path: Path, cpus: list[int] | None = None,
+                 period_s: float = SAMPLE_S) -> None:
+        self.path, self.period, self.cpus = Path(path), period_s, cpus
         self.tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
         self.stats = enclosing_stats(Path("/proc/self/cgroup").read_text(),
                                      Path("/proc/self/mountinfo").read_text())
@@ -124,6 +125,8 @@ class MachineWatch:
             self.rows.append((t, cpu, busy, steal, thr))
 
     def _run(self) -> None:
+        if self.cpus:  # on the host side's CPUs, not the guests'
+            os.sched_setaffinity(0, set(self.cpus))  # 0: this thread
         while not self._stop.wait(self.period):
             self.sample()
 

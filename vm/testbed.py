@@ -364,9 +364,9 @@ class LoadWindow:
         if bed.budget:  # the hogs run for the load only
             self.hogs.enter_context(bed.budget.hogs())
         if not self.dry:  # what the machine takes from the load, and our own stalls
-            self.hogs.enter_context(MachineWatch(self.dir / MACHINE))
             cpus = bed.host.client_cpus() or []
             probe = sorted({int(c) for text in cpus for c in text.split(",") if c.isdigit()})
+            self.hogs.enter_context(MachineWatch(self.dir / MACHINE, probe or None))
             if probe:  # above the client: what holds the probe held the client too
                 self.hogs.enter_context(CpuProbe(self.dir / PROBE, probe,
                                                  bed.spec.tuning.client_priority + 1))
