@@ -367,7 +367,9 @@ class LoadWindow:
             cpus = bed.host.client_cpus() or []
             probe = sorted({int(c) for text in cpus for c in text.split(",") if c.isdigit()})
             self.hogs.enter_context(MachineWatch(self.dir / MACHINE, probe or None))
-            if probe:  # above the client: what holds the probe held the client too
+            # above the client: what holds the probe held the client too (GAMEBED_PROBE=off
+            # leaves it out, to measure what it changes: docs/records.md)
+            if probe and os.environ.get("GAMEBED_PROBE") != "off":
                 self.hogs.enter_context(CpuProbe(self.dir / PROBE, probe,
                                                  bed.spec.tuning.client_priority + 1))
             plan = bed.point.spec.design.stalls if bed.point else None

@@ -24,3 +24,13 @@ def test_interrupt_runs_smallest(tmp_path):
     out = run_benchmark("interrupt_runs.py", "--backends", "netns", "--per-signal", "1",
                         "--out", str(tmp_path))
     assert "3 runs; 0 with leftovers or broken points" in out, out
+
+
+def test_bench_probe_smallest(tmp_path):
+    skip_unless_netns()
+    skip_unless_clang()
+    out = run_benchmark("bench_probe.py", "--runs", "1", "--duration", "2", "--out",
+                        str(tmp_path))
+    lines = [x for x in out.splitlines() if x[:1].isdigit()]
+    # one run with the probe and one without, both modes each
+    assert sorted(x.split()[1] for x in lines) == ["off", "off", "on", "on"], out
