@@ -115,14 +115,24 @@ class TickFigures:
                 "tick_gap_disagreement": self.tick_gap_disagreement}
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How a player's ticks are read: the windows a stall left out (analysis/stalls.py)
+    and the family's level for a fail (1 − alpha)."""
+
+    cut: tuple = ()
+    alpha: float = 0.05
+
+
 def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
-                 tick_hz: float, key: tuple[int, int], cut: tuple = (),
-                 alpha: float = 0.05) -> PlayerTicks:
+                 tick_hz: float, key: tuple[int, int], how: Reading = Reading()
+                 ) -> PlayerTicks:
     """One player's figures from its updates' arrival stamps (ns) and tick numbers.
 
     The share received is n / scheduled, with share_interval's (1 − alpha) interval;
     the p99 gap between ticks has sectioning's (analysis/stats.py).  The windows in
-    `cut` (a stall's, analysis/stalls.py) are left out."""
+    `how.cut` (a stall's, analysis/stalls.py) are left out."""
+    cut, alpha = how.cut, how.alpha
     w0, w1 = window
     inside = (arrive >= w0) & (arrive <= w1)
     order = np.argsort(arrive[inside], kind="stable")
@@ -212,7 +222,8 @@ def players(updates: pd.DataFrame, joined: dict[tuple[int, int], int], end_ns: i
     none = np.zeros(0, "int64")
     alpha = FAMILY_ALPHA / max(1, len(joined))  # Bonferroni over the point's players
     return [player_ticks(got.get(k, none), ticks.get(k, none), (start, end_ns),
-                         tick_hz_of[k[0]], k, cut, alpha) for k, start in sorted(joined.items())]
+                         tick_hz_of[k[0]], k, Reading(cut, alpha))
+            for k, start in sorted(joined.items())]
 
 
 @dataclass(frozen=True)
