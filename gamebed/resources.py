@@ -278,7 +278,12 @@ def remove_domain(runner: Runner, uri: str, name: str, tap: str | None) -> bool:
 
 def remove_cgroup(path: Path) -> bool:
     """rmdir, retried while the kernel still counts exiting tasks; False if it stays.
-    Processes still in it are ours (it is listed in our manifest): they are killed."""
+    Processes still in it are ours (it is listed in our manifest): they are killed,
+    thawed first where a killed run left them frozen (--stalls' freezer group)."""
+    try:
+        (path / "freezer.state").write_text("THAWED")
+    except OSError:
+        pass  # not a freezer group, or gone
     for pid in _cgroup_pids(path):
         try:
             os.kill(pid, signal.SIGKILL)
