@@ -363,6 +363,11 @@ class LoadWindow:
                                  f"{bed.settle.timeout_s:g} s (settle.json); playing anyway")
         if bed.budget:  # the hogs run for the load only
             self.hogs.enter_context(bed.budget.hogs())
+        plan = bed.point.spec.design.stalls if bed.point else None
+        if self.dry and plan and bed.n_guests >= StallPlan.parse(plan).from_guests:
+            bed.ctx.runner.echo(f"# --stalls {plan}: every testbed process frozen through "
+                                f"the v1 freezer group {bed.ctx.manifest.prefix}-stalls "
+                                "(freezer.state FROZEN, then THAWED) during the load")
         if not self.dry:  # what the machine takes from the load, and our own stalls
             cpus = bed.host.client_cpus() or []
             probe = sorted({int(c) for text in cpus for c in text.split(",") if c.isdigit()})
@@ -372,7 +377,6 @@ class LoadWindow:
             if probe and os.environ.get("GAMEBED_PROBE") != "off":
                 self.hogs.enter_context(CpuProbe(self.dir / PROBE, probe,
                                                  bed.spec.tuning.client_priority + 1))
-            plan = bed.point.spec.design.stalls if bed.point else None
             if plan and bed.n_guests >= StallPlan.parse(plan).from_guests:
                 self.hogs.enter_context(StallInjector(
                     StallPlan.parse(plan), self.dir / INJECTED, bed.ctx.manifest,

@@ -153,3 +153,14 @@ def test_the_stall_plan_is_parsed_and_checked():
     for bad in ("100ms", "3s/100ms", "2000ms/1s", "0ms/1s"):
         with pytest.raises(ValueError, match="--stalls"):
             StallPlan.parse(bad)
+
+
+@pytest.mark.unit
+def test_the_dry_run_says_where_it_would_freeze_the_testbed(tmp_path: Path, capsys):
+    from gamebed.cli import main
+
+    assert main(["run", "--dry-run", "--backend", "netns", "--guests", "1,2", "--duration",
+                 "2", "--stalls", "100ms/1s@2", "--out", str(tmp_path / "o")]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if "--stalls" in x]
+    assert len(lines) == 2  # the two points at 2 guests, none at 1
+    assert "freezer group" in lines[0] and "-stalls" in lines[0]
