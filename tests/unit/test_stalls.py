@@ -162,5 +162,5 @@ def test_the_dry_run_says_where_it_would_freeze_the_testbed(tmp_path: Path, caps
     assert main(["run", "--dry-run", "--backend", "netns", "--guests", "1,2", "--duration",
                  "2", "--stalls", "100ms/1s@2", "--out", str(tmp_path / "o")]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if "--stalls" in x]
-    assert len(lines) == 2  # the two points at 2 guests, none at 1
+    assert len(lines) == 3  # the warm-up and the two points at 2 guests, none at 1
     assert "freezer group" in lines[0] and "-stalls" in lines[0]
