@@ -158,7 +158,9 @@ class CpuProbe:
     ctypes, which lets go of the GIL) and records each wake-up later than
     PROBE_THRESH_NS: when the CPU was held from every task of ours.  On leaving, the
     spans go to probe.csv.  Where the probe cannot be built or run (no compiler, no
-    SCHED_FIFO) it records nothing and says why (`why`)."""
+    SCHED_FIFO), or stops because its wake-ups cost more than 20% of the CPU (a host
+    too slow for its period; about 8% on this machine kind), it says why (`why`, and
+    probe.why beside probe.csv)."""
 
     def __init__(self, path: Path, cpus: list[int], priority: int) -> None:
         from fpsmodel.fastcore import compile_library
@@ -177,10 +179,14 @@ class CpuProbe:
         except OSError as e:
             self.why = f"the probe could not run at SCHED_FIFO {self.priority} on CPU {cpu}: {e}"
             return
-        out = (ctypes.c_int64 * (2 * PROBE_CAP))()
+        out, gave_up = (ctypes.c_int64 * (2 * PROBE_CAP))(), ctypes.c_int32(0)
         n = self.lib.gb_probe(ctypes.c_int64(PROBE_PERIOD_NS), ctypes.c_int64(PROBE_THRESH_NS),
-                              out, ctypes.c_int64(PROBE_CAP), ctypes.byref(self.stop))
+                              out, ctypes.c_int64(PROBE_CAP), ctypes.byref(self.stop),
+                              ctypes.byref(gave_up))
         self.found[cpu] = [(out[2 * i], out[2 * i + 1]) for i in range(n)]
+        if gave_up.value:  # this host is too slow for the probe's period: it stopped
+            self.why = (f"the probe on CPU {cpu} stopped: its own wake-ups took more than "
+                        "20% of the CPU (a host too slow for its period)")
 
     def __enter__(self) -> CpuProbe:
         if self.lib is not None:
@@ -194,6 +200,8 @@ class CpuProbe:
         for t in self.threads:
             if t.is_alive() or t.ident is not None:
                 t.join()
+        if self.why:  # said beside its records: it did not watch (or not throughout)
+            self.path.with_suffix(".why").write_text(self.why + "\n")
         with open(self.path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(PROBE_FIELDS)
