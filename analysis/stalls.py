@@ -12,7 +12,8 @@ span, first match wins:
 - **throttled**: a cgroup around gamebed was throttled (its quota spent) for at least
   half the stall's length;
 - **held**: the CPU probe on the client's CPU, a thread above the client's priority,
-  was late too (probe.csv): the CPU was held from every task of ours, by the
+  was held for at least half the stall's length too (probe.csv): the CPU was held
+  from every task of ours, by the
   hypervisor's preemptions too short for steal's 10-ms ticks or by the kernel's work;
 - **host busy**: the host side's CPUs were more than HOST_BUSY_LIMIT busy: the load
   generator really could not keep up;
@@ -115,10 +116,11 @@ class MachineRecord:
         k = min(len(self.t) - 1, int(np.searchsorted(self.t, end, side="left")))
         return i, k
 
-    def was_held(self, cpus: list[int], start: int, end: int) -> bool:
-        """Whether the probe on any of `cpus` was held at some time in [start, end]."""
-        return any(len(h) and bool(((h[:, 0] < end) & (h[:, 1] > start)).any())
-                   for c, h in self.held.items() if c in cpus)
+    def held_ns(self, cpus: list[int], start: int, end: int) -> int:
+        """How long the probe on any of `cpus` (the most of them) was held in [start, end]."""
+        return max((int(np.clip(np.minimum(h[:, 1], end) - np.maximum(h[:, 0], start), 0,
+                                None).sum()) for c, h in self.held.items()
+                    if c in cpus and len(h)), default=0)
 
     def steal_s(self, start: int, end: int) -> dict[int, float]:
         i, k = self.span(start, end)
@@ -167,7 +169,7 @@ def cause_of(m: MachineRecord | None, start: int, end: int, host_cpus: list[int]
         cause = "steal"
     elif throttled >= half:
         cause = "throttled"
-    elif m.was_held(host_cpus, start, end):
+    elif m.held_ns(host_cpus, start, end) >= half * 1e6:
         cause = "held"
     elif busy is not None and busy > HOST_BUSY_LIMIT:
         cause = "host busy"
