@@ -157,7 +157,10 @@ def player_ticks(arrive: np.ndarray, ticks: np.ndarray, window: tuple[int, int],
     else:  # fewer than three ticks in the window: the gap is the window itself
         p99 = (w1 - w0) / 1e6
         ci = (p99, p99)
-    t = ticks[inside][order][kept]
+    # updates lost: tick numbers missing between the first and last received, over the
+    # whole window; a stall's cut is not left out here, as its ticks still arrive (the
+    # kernel holds them for a stalled client) and cutting them would read as lost ticks
+    t = ticks[inside]
     loss = 1 - len(np.unique(t)) / (t.max() - t.min() + 1) if len(t) else 1.0
     return PlayerTicks(key[0], key[1], n, share, share_ci, p99, ci, float(loss),
                        (w1 - w0) / 1e9)

@@ -66,7 +66,7 @@ def test_a_client_stopped_for_100_ms_is_an_unknown_stall_measured_again(tmp_path
     first = retried[0]
     assert first["retry"] and first["stalls_unknown"] >= 1 and first["stall_ms_max"] >= 90
     # where the stall made the point late, it says so
-    assert first["load_bound_cause"] in (None, "unknown stall")
+    assert first.get("load_bound_cause") in (None, "unknown stall")  # kept only where set
     assert (out / first["dir"] / "client_inputs.csv").exists()
     assert first["dir"].endswith("-try0") and points[0]["tries"] == 2
     assert leftovers("gb") == NOTHING

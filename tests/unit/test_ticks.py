@@ -105,3 +105,19 @@ def test_the_servers_own_ticks_agree_on_one_clock():
                         {0: 3_000_000.0})
     assert check.tick_rate_disagreement < 0.01 and check.tick_gap_disagreement < 0.01
     assert check.server_tick_hz_mean == pytest.approx(20.0, abs=0.2)
+
+
+def test_a_stall_left_out_loses_no_update():
+    """A stall's window is left out of the share and the gaps, but the updates that
+    arrived in it were not lost: the player lost none (the lost share counts the tick
+    numbers missing over the whole window)."""
+    a = even(T0, 10)
+    cut = ((T0 + 4 * S, T0 + 4 * S + S // 5),)
+    p = player_ticks(a, np.arange(len(a)), (T0, T0 + 10 * S), HZ, (0, 0),
+                     ticks.Reading(cut))
+    assert p.update_loss == 0.0
+    assert p.received == len(a) - 4  # the 4 ticks in the cut are not counted as received
+    lost = np.delete(np.arange(len(a)), [50, 150])  # two updates really lost
+    q = player_ticks(np.delete(a, [50, 150]), lost, (T0, T0 + 10 * S), HZ, (0, 0),
+                     ticks.Reading(cut))
+    assert q.update_loss == pytest.approx(2 / 200)
