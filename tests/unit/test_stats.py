@@ -119,3 +119,15 @@ def test_ccdf_points_follow_an_exponential_tail():
     k = np.searchsorted(p[::-1], 0.01)  # P(X > x) = 0.01 at x = 50·ln 100
     assert abs(x[::-1][k] - 50.0 * np.log(100)) < 25
     assert ccdf_points(np.array([]))[0].size == 0
+
+
+def test_the_quantiles_are_the_tabulated_ones():
+    """Student's t and Clopper-Pearson, from scipy.special: the textbook values."""
+    from analysis.stats import binomial_ci, t_quantile
+
+    assert t_quantile(10) == pytest.approx(2.228139, abs=1e-6)
+    assert t_quantile(4, 0.01) == pytest.approx(4.604095, abs=1e-6)
+    assert binomial_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1), abs=1e-9)
+    assert binomial_ci(10, 10) == pytest.approx((0.025 ** 0.1, 1.0), abs=1e-9)
+    lo, hi = binomial_ci(5, 10)
+    assert (lo, hi) == pytest.approx((0.187086, 0.812914), abs=1e-6)
