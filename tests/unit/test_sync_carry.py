@@ -65,6 +65,7 @@ def test_a_carried_sample_that_disagrees_is_dropped(tmp_path, server):
     rows, info = _sync(tmp_path, server, {0: bad})
     assert not [r for r in rows if r["phase"] == str(SYNC_CARRIED)]
     assert info["carried"] is False and abs(info["offset_ns"]) < 5_000_000
+    assert len(rows) == 32  # refuted: synced afresh, one server at a time, every try
 
 
 def test_without_carry_a_guest_takes_every_try(tmp_path, server):
