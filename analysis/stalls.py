@@ -17,7 +17,9 @@ span, first match wins:
   hypervisor's preemptions too short for steal's 10-ms ticks or by the kernel's work;
 - **host busy**: the host side's CPUs were more than HOST_BUSY_LIMIT busy: the load
   generator really could not keep up;
-- **unknown**: none of these was recorded.
+- **unknown**: none of these was recorded;
+- **player machine**: a stall of the players on another machine (`--players-on`),
+  where gamebed keeps no machine record: it is theirs, like a client late by itself.
 
 The policy (docs/records.md, "stalls"): a stall the machine caused (injected, steal,
 throttled, held) is left out of the point's statistics, from its start to a guard after
@@ -42,6 +44,7 @@ STALL_MIN_MS = 20.0  # an unexplained stall this long is measured again, not bla
 GUARD_MIN_MS = 1.0  # the least time left out after a stall's end
 EXCLUDED_LIMIT = 0.2  # at most this share of a load may be left out
 MACHINE_CAUSES = ("injected", "steal", "throttled", "held")  # left out of the statistics
+REMOTE = "player machine"  # a stall on another machine's players: not ours to explain
 HOST_BUSY_LIMIT = 0.9  # analysis/load.py's: the host side's CPUs this busy set the pace
 
 
@@ -258,21 +261,35 @@ def stall_figures(pdir: Path, env: dict, limit_us: float) -> StallFigures:
     from fpsmodel.records import CLIENT_INPUT_FIELDS, CLIENT_INPUTS
 
     c = read_csv(Path(pdir) / CLIENT_INPUTS, CLIENT_INPUT_FIELDS,
-                 ("sched_ns", "send_ns")).dropna()
+                 ("guest", "sched_ns", "send_ns")).dropna()
     m = MachineRecord.read(pdir)
     host = [int(x) for x in str(env.get("shim_cpus") or "").split(",") if x.strip().isdigit()]
     if not len(c):
         return StallFigures((), (), 0.0, {}, None, 0, m is not None)
-    sched, send = c["sched_ns"].to_numpy("int64"), c["send_ns"].to_numpy("int64")
-    load = (int(sched.min()), int(send.max()))
-    stalls = tuple(Stall(a, b, n, w, *_fields(cause_of(m, a, b, host)))
-                   for a, b, n, w in episodes(sched, send, limit_us))
+    load = (int(c["sched_ns"].min()), int(c["send_ns"].max()))
+    away = c["guest"].isin(remote_guests(pdir))  # their stalls are each group's own run
+    stalls = []
+    for part, remote in ((c[~away], False), (c[away], True)):
+        sched, send = part["sched_ns"].to_numpy("int64"), part["send_ns"].to_numpy("int64")
+        for a, b, n, w in episodes(sched, send, limit_us):
+            why = (REMOTE, np.nan, np.nan, None) if remote else cause_of(m, a, b, host)
+            stalls.append(Stall(a, b, n, w, *_fields(why)))
+    stalls = tuple(sorted(stalls, key=lambda x: x.start_ns))
     windows = tuple(merged([s.window() for s in stalls if s.left_out]))
     share = overlap_ns(list(windows), load) / max(1, load[1] - load[0])
     steal = m.steal_s(*load) if m is not None else {}
     throttled = m.throttled_s(*load) if m is not None else None
     return StallFigures(stalls, windows, share, steal, throttled,
                         len(m.injected) if m is not None else 0, m is not None)
+
+
+def remote_guests(pdir: Path) -> list[int]:
+    """The guests whose players ran on another machine (client_summary.json's shards
+    with a `machine`, hostside/players.py): no machine record covers their client."""
+    from analysis.records import load_json
+
+    shards = (load_json(Path(pdir) / "client_summary.json", {}) or {}).get("shards") or []
+    return [g for sh in shards if sh.get("machine") for g in range(*sh["guests"])]
 
 
 def _fields(c: tuple[str, float, float, float | None]) -> tuple:

@@ -137,6 +137,27 @@ def test_short_lateness_nothing_explains_is_the_load_generators(tmp_path: Path):
 
 
 @pytest.mark.unit
+def test_a_stall_of_players_on_another_machine_is_theirs(tmp_path: Path):
+    """The same 100-ms stall by guest 0's players, run on another machine (a shard
+    with a `machine`): no record of that machine explains it, so it is neither left out
+    nor measured again; the point, late, is the load generator's."""
+    import json
+
+    start = T0 + 4000 * MS
+    d = _point(tmp_path, _stall_at(start), steal_at=start)
+    (d / "client_summary.json").write_text(json.dumps(
+        {"shards": [{"guests": [0, 1], "machine": "m0"}]}))
+    f = stalls.stall_figures(d, {"shim_cpus": "0"}, 200.0)
+    assert [s.cause for s in f.stalls] == [stalls.REMOTE] and f.stalls[0].inputs == 10
+    assert f.windows == () and f.row()["stalls_unknown"] == 0
+    assert bound_cause(True, False, f) == ("client late", False)
+    # the same shard on this host: its stall is the steal's, and left out
+    (d / "client_summary.json").write_text(json.dumps({"shards": [{"guests": [0, 1]}]}))
+    assert [s.cause for s in stalls.stall_figures(d, {"shim_cpus": "0"}, 200.0).stalls] \
+        == ["steal"]
+
+
+@pytest.mark.unit
 def test_more_left_out_than_the_limit_is_measured_again(tmp_path: Path):
     starts = [T0 + k * 400 * MS for k in range(1, 24)]  # 23 stalls, each 200 ms left out
     late = {t: v for s in starts for t, v in _stall_at(s).items()}
