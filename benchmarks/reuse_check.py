@@ -63,9 +63,12 @@ def play(bed, pdir: Path, mode: str, repeat: int) -> dict:
     return {**{f: s.get(f) for f in FIGURES}, "new_minus_old": split, "new_guests": len(new)}
 
 
-def pair(tmp: Path, n: int, r: int, order: tuple[str, str]) -> dict:
-    """Fresh then reused testbeds of n guests for repeat r: each one's two points."""
-    spec = ExperimentSpec.of(backend="uml", guest_counts=(n,), modes=order)
+def pair(tmp: Path, n: int, r: int, order: tuple[str, str], duration: float | None = None
+         ) -> dict:
+    """Fresh then reused testbeds of n guests for repeat r: each one's two points
+    (`duration` s each: the spec's default where None)."""
+    extra = {} if duration is None else {"duration": duration}
+    spec = ExperimentSpec.of(backend="uml", guest_counts=(n,), modes=order, **extra)
     out = {}
     for kind in ("fresh", "reused"):
         base = tmp / f"g{n:03d}-r{r}-{kind}"
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", default="8,24,48")
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--out", type=Path, default=Path("/tmp/gamebed-reuse-check"))
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds per point (default: the spec's; the smoke test's: 3)")
     a = ap.parse_args(argv)
     require_net_admin()
     counts = [int(x) for x in a.counts.split(",")]
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             results[n] = []
             for r in range(a.repeats):
                 order = ("guest", "host") if r % 2 == 0 else ("host", "guest")
-                results[n].append(pair(a.out, n, r, order))
+                results[n].append(pair(a.out, n, r, order, a.duration))
                 print(f"{n} guests, repeat {r} ({'-'.join(order)}): "
                       f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     table = rows(results)

@@ -27,8 +27,8 @@ def test_reuse_check_smallest(tmp_path):
     """Two repeats (the fewest an interval needs) at 2 guests; exit 1 is its verdict
     (an interval wider than its bound), not a breakage: the figures must be there."""
     skip_unless_uml()
-    out = run_benchmark("reuse_check.py", "--counts", "2", "--repeats", "2",
-                        "--out", str(tmp_path), ok_codes=(0, 1))
+    out = run_benchmark("reuse_check.py", "--counts", "2", "--repeats", "2", "--duration",
+                        "3", "--out", str(tmp_path), ok_codes=(0, 1))
     table = json.loads((tmp_path / "reuse_check.json").read_text())["table"]
     assert {r["figure"] for r in table} >= {"delay_mean_us", "loss_ratio"}, out
     assert "reused−fresh +" in out or "reused−fresh -" in out, out

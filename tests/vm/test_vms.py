@@ -36,7 +36,7 @@ def test_patched_modules_build_against_debian_headers():
 def vm_run(tmp_path_factory):
     skip_unless_vm()
     out = tmp_path_factory.mktemp("vmrun") / "res"
-    rc = main(["run", "--backend", "libvirt", "--guests", "1,2", "--duration", "10",
+    rc = main(["run", "--backend", "libvirt", "--guests", "1,2", "--duration", "5",
                "--out", str(out)])
     assert rc == 0
     return out
