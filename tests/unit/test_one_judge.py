@@ -1,8 +1,9 @@
 """The search and the report judge the same record (issue 48): each point's figures as
 the sweep stored them (figures.json), never summary.json's rounded entries on one side
 and a fresh analysis on the other.  Over every point of the two main jobs of
-docs/results.md (tests/data/noisy/: their summary.json and each point's point.json and
-figures.json; the raw records are left out for size), under both terms."""
+docs/results.md ("issue 48's runs on d6653a7"; tests/data/noisy/: their summary.json
+and each point's point.json and figures.json; the raw records are left out for size),
+under both terms."""
 
 from __future__ import annotations
 
