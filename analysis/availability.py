@@ -102,7 +102,12 @@ def _fault_cost(f: dict, per: pd.DataFrame, j: pd.DataFrame, updates: pd.DataFra
     lost = ~j["delivered"].to_numpy(bool)
     send = j["send_ns"].to_numpy(dtype="float64", na_value=np.nan)
     end = back if back is not None else np.inf
-    in_window = (j["guest"].to_numpy() == g) & (send >= t0 - FLUSH_SLACK_NS) & (send < end)
+    mine = j["guest"].to_numpy() == g
+    # lost to the fault: from its time, less the records the server had not flushed yet
+    # (a tick's, or, where its tick ran late, since the last input it recorded)
+    before = send[mine & ~lost & (send < t0)]
+    start = min(t0 - FLUSH_SLACK_NS, before.max() + 1) if len(before) else t0 - FLUSH_SLACK_NS
+    in_window = mine & (send >= start) & (send < end)
     n = int((lost & in_window).sum())
     return {**_fault_row(f, per, g), "carried_out": True, "lost_fault": n,
             "answered_again_s": None if back is None else round((back - t0) / 1e9, 3)}

@@ -149,3 +149,23 @@ def test_a_row_cut_short_by_a_kill_is_dropped_and_the_rest_kept(tmp_path):
     p.write_text(f"{head}\n1,0,0,5,6,0,7,296,ok\n1,0,1,8,9,0,10,296,ok\n1,0,2,11,12")
     df = read_csv(p, schema.SERVER_INPUT_FIELDS)
     assert list(df["seq"]) == [0, 1]
+
+
+def test_inputs_after_the_servers_last_record_are_the_faults(tmp_path):
+    """A server whose last recorded input came 80 ms before its kill (its tick ran
+    late, more than the 50-ms slack): the inputs lost since are the kill's."""
+    import json
+
+    import pandas as pd
+
+    from analysis.availability import fault_figures
+
+    ms = 1_000_000
+    t0 = 10_000 * ms
+    send = [t0 - 200 * ms + k * 20 * ms for k in range(20)]  # every 20 ms, to t0 + 180 ms
+    delivered = [s <= t0 - 80 * ms for s in send]
+    j = pd.DataFrame({"guest": 1, "send_ns": send, "delivered": delivered})
+    (tmp_path / "faults.json").write_text(json.dumps(
+        {"faults": [{"fault": "kill 1 at 10s", "guest": 1, "fault_ns": t0}]}))
+    f = fault_figures(tmp_path, j, pd.DataFrame({"guest": [], "player": [], "arrive_ns": []}))
+    assert f.inputs_lost_fault == sum(not d for d in delivered) == 13
