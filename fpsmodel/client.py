@@ -161,10 +161,12 @@ class GameClient:
             carry = self.cfg.sync_carry
             together = clock_sync_all({g: v for g, v in peers.items() if g in carry},
                                       self.cfg.carried_sync_samples)
-            # a guest whose carried offset its tries refute (its clock moved) is synced
-            # afresh, one server at a time, like a guest with none
+            # a guest whose carried offset its tries refute (its clock moved), or that
+            # answered none of them, is synced afresh, one server at a time, like a guest
+            # with none
             afresh = {g: v for g, v in peers.items()
-                      if g not in carry or (together[g] and self._carried(g, together[g]) is None)}
+                      if g not in carry or not together[g]
+                      or self._carried(g, together[g]) is None}
             together.update(clock_sync_rounds(afresh, self.cfg.sync_samples))
         for guest, p in first.items():
             samples = together[guest]
