@@ -108,6 +108,10 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                    help="each server's best clock-sync sample from an earlier point "
                         "(guest,t1,t2,t3,t4), for servers whose clock cannot drift: kept "
                         "where this point's tries agree with it")
+    p.add_argument("--sync-all", action="store_true",
+                   help="before the load, sync with every server at once, not one at a "
+                        "time: quicker where dozens of guests share a busy CPU, each try "
+                        "a little noisier (gamebed's unmeasured warm-up loads)")
     p.add_argument("--core", choices=("auto", "compiled", "python"), default="auto",
                    help="who sends and receives during the load: the compiled core "
                         "(fpsmodel/fastclient.c, built on first use) or the Python loop; "
@@ -123,7 +127,10 @@ def add_client_args(p: argparse.ArgumentParser) -> None:
                         "host's; HOST `ssh`: the address this ssh session came from")
     p.add_argument("--carried-sync", type=int, default=8, metavar="N",
                    help="clock-sync tries for a server with a carried sample (default "
-                        "%(default)s; 32 for the others)")
+                        "%(default)s; --sync-samples for the others)")
+    p.add_argument("--sync-samples", type=int, default=32, metavar="N",
+                   help="clock-sync tries before the load for a server with no carried "
+                        "sample (default %(default)s)")
 
 
 GATE_READY = "fpsmodel client: synced"
@@ -157,7 +164,8 @@ def run_client(a: argparse.Namespace) -> int:
                        input_bytes=a.input_bytes, spin_us=a.spin_us, spin_share=a.spin_share,
                        priority=a.realtime,
                        sync_carry=read_sync_carry(a.sync_carry) if a.sync_carry else {},
-                       carried_sync_samples=a.carried_sync,
+                       carried_sync_samples=a.carried_sync, sync_all=a.sync_all,
+                       sync_samples=a.sync_samples,
                        start_gate=gate, core=a.core)
     summary = GameClient(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True)).run()
     if clock is not None:

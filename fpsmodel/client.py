@@ -157,6 +157,9 @@ class GameClient:
         # 20 s of a 48-guest point's load (60 ms a try)
         if phase:
             together = clock_sync_all(peers, self.cfg.end_sync_samples)
+        elif self.cfg.sync_all:  # patient: guests just booted answer late at first
+            together = clock_sync_all(peers, self.cfg.sync_samples, timeout=0.5,
+                                      give_up_after=self.cfg.sync_samples)
         else:
             carry = self.cfg.sync_carry
             together = clock_sync_all({g: v for g, v in peers.items() if g in carry},

@@ -71,6 +71,9 @@ class ClientConfig:
     # earlier sample (guest -> SyncSample) is carried in, and this many tries check it
     sync_carry: dict[int, SyncSample] = field(default_factory=dict)
     carried_sync_samples: int = 8
+    # before the load, every server at once (clock_sync_all), carried samples or none:
+    # an unmeasured warm-up's, whose 48 servers one at a time took the sync's 20 s
+    sync_all: bool = False
     # after the load (phase 1): to follow a guest clock that drifts; 0 where none does
     end_sync_samples: int = 32
     psk: bytes = wire.DEFAULT_PSK

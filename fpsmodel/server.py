@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import select
 import signal
 import socket
@@ -28,6 +29,7 @@ SOF_RX_HW_RAW = 0x4 | 0x40  # SOF_TIMESTAMPING_RX_HARDWARE | SOF_TIMESTAMPING_RA
 _TS = struct.Struct("qq")
 DISPATCH_MODES = ("epoll", "poll", "select")
 DRAIN_BATCH = 8  # datagrams a server reads at least before it looks at the clock
+PARKED_WAIT_S = 1.0  # a parked server's longest sleep (a datagram or a signal ends it)
 SPEED = 320.0  # units/s at full stick, Quake's default run speed
 
 
@@ -119,28 +121,50 @@ class GameLogic:
 class Dispatcher:
     """Wait for one readable socket with epoll, poll or select (seed 001's three)."""
 
-    def __init__(self, mode: str, fd: int) -> None:
+    def __init__(self, mode: str, fd: int, wake_fd: int | None = None) -> None:
+        """`wake_fd`: a second descriptor whose readability also ends a wait (the
+        signal wake-up pipe of a server that parks between sessions)."""
         if mode not in DISPATCH_MODES:
             raise ValueError(f"dispatch must be one of {DISPATCH_MODES}, not {mode!r}")
-        self.mode, self.fd = mode, fd
+        self.mode, self.fd, self.wake_fd = mode, fd, wake_fd
+        self.fds = [fd] if wake_fd is None else [fd, wake_fd]
         if mode == "epoll":
             self._ep = select.epoll()
-            self._ep.register(fd, select.EPOLLIN)
+            for f in self.fds:
+                self._ep.register(f, select.EPOLLIN)
         elif mode == "poll":
             self._p = select.poll()
-            self._p.register(fd, select.POLLIN)
+            for f in self.fds:
+                self._p.register(f, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
+        """True once a descriptor is readable (or a signal came), False at the timeout.
+        The wake-up pipe is read empty here, whichever loop waits: a byte left in it
+        would end every later wait at once (a server spinning at 100% CPU)."""
         timeout = max(0.0, timeout)
         if self.mode == "epoll":
-            return bool(self._ep.poll(timeout))
-        if self.mode == "poll":
-            return bool(self._p.poll(timeout * 1000.0))
-        return bool(select.select([self.fd], [], [], timeout)[0])
+            ready = [f for f, _ in self._ep.poll(timeout)]
+        elif self.mode == "poll":
+            ready = [f for f, _ in self._p.poll(timeout * 1000.0)]
+        else:
+            ready = select.select(self.fds, [], [], timeout)[0]
+        if self.wake_fd is not None and self.wake_fd in ready:
+            _empty(self.wake_fd)
+        return bool(ready)
 
     def close(self) -> None:
         if self.mode == "epoll":
             self._ep.close()
+
+
+def _empty(fd: int) -> None:
+    """Read a non-blocking pipe empty."""
+    while True:
+        try:
+            if not os.read(fd, 512):
+                return
+        except BlockingIOError:
+            return
 
 
 def kernel_stamps(ancdata: list) -> tuple[int, int]:
@@ -359,7 +383,8 @@ class GameServer:
             self._rec.flush()  # a crash (--fault) loses at most one tick of records
 
     def run(self) -> dict:
-        disp = Dispatcher(self.cfg.dispatch, self.sock.fileno())
+        wake = self._wake_pipe()
+        disp = Dispatcher(self.cfg.dispatch, self.sock.fileno(), wake)
         period = 1.0 / self.cfg.tick_hz
         start = time.monotonic()
         end = start + self.cfg.duration if self.cfg.duration else math.inf
@@ -370,7 +395,9 @@ class GameServer:
                 if (self._park or self._resume) and self._between_sessions():
                     start, tick = time.monotonic(), 0  # a session's ticks count from it
                 if self.parked:  # no game, no ticks: a parked guest's CPU stays idle
-                    if disp.wait(0.05):
+                    # (woken by a datagram or a signal only: dozens of parked servers
+                    # each polling 20 times a second kept a UML host's CPU busy)
+                    if disp.wait(PARKED_WAIT_S):
                         self.drain()
                     continue
                 now = time.monotonic()
@@ -395,7 +422,20 @@ class GameServer:
                 self.drain()
         finally:
             disp.close()
+            if wake is not None:
+                signal.set_wakeup_fd(-1)
+                os.close(wake)
         return self.finish(time.monotonic() - start)
+
+    def _wake_pipe(self) -> int | None:
+        """A server of many sessions (cfg.next_file): the read end of a pipe that each
+        signal writes to (signal.set_wakeup_fd), so that a parked server's wait ends at
+        SIGUSR2 or SIGTERM instead of polling its flags."""
+        if self.cfg.next_file is None:
+            return None
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        return r
 
     def finish(self, elapsed: float) -> dict:
         summary = self._close_session(elapsed)

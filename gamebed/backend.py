@@ -81,13 +81,15 @@ class Point:
     directory, its spec (the run's, with the repeat's seed; a warm-up's length) and its
     guests (topo.guests: every guest the testbed runs now).  `idle_exit`: how long a
     server that stops by itself (libvirt's) lasts after its last input; 0: until its
-    guest is destroyed (`gamebed launch`)."""
+    guest is destroyed (`gamebed launch`).  `warm_up`: an unmeasured load (Testbed.warm_up),
+    whose client syncs the clocks with every server at once."""
 
     mode: str
     dir: Path
     spec: ExperimentSpec
     topo: Topology
     idle_exit: float = IDLE_EXIT_S
+    warm_up: bool = False
 
 
 class GuestBackend(Protocol):

@@ -33,6 +33,10 @@ from hostside import bpf
 from hostside.players import RemotePlayers
 from hostside.shards import plan, run_sharded, shard_dir
 
+# a warm-up's clock sync (every server at once): its samples are only carried to the
+# count's points, which check them with their own tries
+WARM_UP_SYNC_SAMPLES = 16
+
 
 def guest_game(spec, guest: int) -> str:
     """A mixed host's guest plays its own game: the --server suffix that says which."""
@@ -274,6 +278,8 @@ class HostSide:
             args += ["--realtime", tune.client_priority]
         if sync_carry is not None:
             args += ["--sync-carry", sync_carry]
+        if point.warm_up:
+            args += ["--sync-all", "--sync-samples", WARM_UP_SYNC_SAMPLES]
         args += s.game.client_flags()
         return args
 

@@ -189,18 +189,18 @@ class Testbed:
         self.stack.pop_all()
 
     def enter_mode(self, mode: str, point_dir: Path, repeat: int = 0,
-                   spec: ExperimentSpec | None = None, idle_exit: float = IDLE_EXIT_S
-                   ) -> Point:
+                   spec: ExperimentSpec | None = None, idle_exit: float = IDLE_EXIT_S,
+                   warm_up: bool = False) -> Point:
         """Measure `mode` next, into `point_dir`: receive path, servers, stamper, shim.
         Repeat r of a point plays the schedules of seed + r (in every mode alike); `spec`:
         another than the run's (a warm-up's); `idle_exit` 0: servers that stop by
-        themselves never do (launch)."""
+        themselves never do (launch); `warm_up`: an unmeasured load (Point.warm_up)."""
         self.mode_stack.close()
         self.phases = {"enter": time.time_ns()}
         spec = spec or self.spec
         point = self.point = Point(mode, Path(point_dir),
                                    spec.with_values(seed=spec.design.seed + repeat), self.topo,
-                                   idle_exit)
+                                   idle_exit, warm_up)
         point.dir.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             stack.callback(self.backend.end)
@@ -234,8 +234,8 @@ class Testbed:
 
     @contextmanager
     def mode(self, mode: str, point_dir: Path, repeat: int = 0,
-             spec: ExperimentSpec | None = None) -> Iterator[Testbed]:
-        point = self.enter_mode(mode, point_dir, repeat, spec)
+             spec: ExperimentSpec | None = None, warm_up: bool = False) -> Iterator[Testbed]:
+        point = self.enter_mode(mode, point_dir, repeat, spec, warm_up=warm_up)
         try:
             yield self
         finally:
@@ -253,7 +253,7 @@ class Testbed:
 
         spec = self.spec.with_values(duration=seconds, faults=())
         try:
-            with self.mode(spec.design.modes[0], work_dir, spec=spec):
+            with self.mode(spec.design.modes[0], work_dir, spec=spec, warm_up=True):
                 self.run_load()
         finally:
             if not self.ctx.runner.dry_run:

@@ -114,3 +114,43 @@ def test_same_seed_same_inputs_however_late_the_client_wakes(tmp_path, monkeypat
         with open(tmp_path / f"c{k}" / "client_inputs.csv") as f:
             sent.append(sorted((r["player"], int(r["seq"])) for r in csv.DictReader(f)))
     assert len(sent[0]) > 20 and sent[0] == sent[1]
+
+
+def test_warm_up_sync_asks_every_server_at_once(tmp_path):
+    """--sync-all (a warm-up's): each round's tries before the load go to every server
+    before any answers, --sync-samples rounds."""
+    import csv
+    import subprocess
+    import sys
+    import time
+
+    servers, ports = [], []
+    try:
+        for i in range(2):
+            ready = tmp_path / f"port{i}"
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "fpsmodel", "server", "--port", "0", "--guest", str(i),
+                 "--ready-file", str(ready), "--duration", "30"]))
+            t_end = time.monotonic() + 20
+            while not ready.exists():
+                assert time.monotonic() < t_end
+                time.sleep(0.05)
+            ports.append(int(ready.read_text()))
+        out = tmp_path / "client"
+        subprocess.run([sys.executable, "-m", "fpsmodel", "client", "--players", "2",
+                        "--duration", "1", "--out", str(out), "--end-sync", "0",
+                        "--sync-all", "--sync-samples", "5",
+                        *[a for p in ports for a in ("--server", f"127.0.0.1:{p}")]],
+                       check=True, timeout=60)
+    finally:
+        for s in servers:
+            s.terminate()
+            s.wait(10)
+    with open(out / "clock_sync.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["phase"] == "0"]
+    assert sorted((int(r["guest"]), int(r["sample"])) for r in rows) == [
+        (g, k) for g in range(2) for k in range(5)]
+    t1 = {(int(r["guest"]), int(r["sample"])): int(r["t1"]) for r in rows}
+    t4 = {(int(r["guest"]), int(r["sample"])): int(r["t4"]) for r in rows}
+    for k in range(5):  # both servers asked before either answered (one at a time: after)
+        assert max(t1[0, k], t1[1, k]) < min(t4[0, k], t4[1, k])

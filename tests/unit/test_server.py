@@ -1,6 +1,10 @@
 """The server judges every datagram, never crashes, and keeps serving."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -167,3 +171,70 @@ def test_a_flooded_server_still_ticks(server):
     server.drain(until=time.monotonic() + 5.0)  # time left: everything queued is read
     assert server.accepted == 40
     s.close()
+
+
+@pytest.mark.parametrize("mode", ["epoll", "poll", "select"])
+def test_dispatcher_reads_its_wake_pipe_empty(mode):
+    """A signal's byte ends one wait, not every later one (a server would spin)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    r, w = os.pipe2(os.O_NONBLOCK)
+    d = Dispatcher(mode, a.fileno(), r)
+    try:
+        os.write(w, b"\x0a\x0c")
+        assert d.wait(1.0) is True
+        assert d.wait(0.05) is False
+    finally:
+        d.close()
+        a.close()
+        os.close(r)
+        os.close(w)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_file(path, proc, timeout=10.0):
+    t_end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the server exited"
+        assert time.monotonic() < t_end, f"no {path.name}"
+        time.sleep(0.01)
+
+
+def test_server_of_many_sessions_sleeps_between_and_after_them(tmp_path):
+    """SIGUSR1 parks (the session's summary written), SIGUSR2 opens the next session in
+    the directory --next-file names; parked or ticking with no players, the server's
+    CPU stays near idle however the signals fall (one left in the wake-up pipe made a
+    resumed server spin at 100%)."""
+    nxt = tmp_path / "next"
+    first = tmp_path / "s0"
+    proc = subprocess.Popen([sys.executable, "-m", "fpsmodel", "server", "--port", "0",
+                             "--out", str(first), "--ready-file", str(first / "ready"),
+                             "--next-file", str(nxt)])
+    try:
+        _wait_file(first / "ready", proc)
+        for k in range(1, 9):
+            proc.send_signal(signal.SIGUSR1)
+            _wait_file(tmp_path / f"s{k - 1}" / "server_summary.json", proc)
+            if k % 2:  # parked a while, or resumed at once
+                time.sleep(0.1)
+            (tmp_path / f"s{k}").mkdir()
+            nxt.write_text(str(tmp_path / f"s{k}"))
+            proc.send_signal(signal.SIGUSR2)
+            _wait_file(tmp_path / f"s{k}" / "ready", proc)
+        c0 = _cpu_s(proc.pid)
+        time.sleep(1.0)
+        ticking = _cpu_s(proc.pid) - c0
+        proc.send_signal(signal.SIGUSR1)
+        _wait_file(tmp_path / "s8" / "server_summary.json", proc)
+        c0 = _cpu_s(proc.pid)
+        time.sleep(1.0)
+        parked = _cpu_s(proc.pid) - c0
+        # a spinning server uses the whole second; 20 idle ticks use a few ms
+        assert ticking < 0.5 and parked < 0.5, (ticking, parked)
+    finally:
+        proc.terminate()
+        proc.wait(10)

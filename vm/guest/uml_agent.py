@@ -169,6 +169,19 @@ class Server:
             pass
 
 
+class Naps:
+    """Sleeps of a wait for a file, each longer than the last (10 ms, growing to 100):
+    dozens of agents each polling 100 times a second while their servers write their
+    records kept a UML host's CPU busy with their wake-ups."""
+
+    def __init__(self) -> None:
+        self.s = 0.01
+
+    def sleep(self) -> None:
+        time.sleep(self.s)
+        self.s = min(0.1, self.s * 1.25)
+
+
 class Agent:
     def __init__(self) -> None:
         self.cfg = cmdline()
@@ -206,11 +219,12 @@ class Agent:
         else:
             self.start_server(out, str(idle_exit), server)
         ready = os.path.join(out, "ready")  # the server's: it listens for the point
+        naps = Naps()
         while not os.path.exists(ready):
             if not self.running():
                 raise Refused(f"the game server exited ({self.server.returncode}) before it "
                               "was ready: see server.log")
-            time.sleep(0.01)
+            naps.sleep()
         return {"mode": mode}
 
     def start_server(self, out: str, idle_exit: str, server: list[str]) -> None:
@@ -264,8 +278,9 @@ class Agent:
             if self.running():
                 summary = os.path.join(self.point[1], "server_summary.json")
                 self.server.signal(signal.SIGUSR1)
+                naps = Naps()
                 while self.running() and not os.path.exists(summary):
-                    time.sleep(0.01)
+                    naps.sleep()
                 self.times["parked_ns"] = time.time_ns()
             self.done(0 if self.running() else self.server.returncode)
         with self.done_lock:  # the reaper's done(), if it ran, has finished
