@@ -219,6 +219,7 @@ class Sweep:
         self.per_count = len(count_points(self.spec))
         self.eta = Eta(self.spec.design.duration, run.layers.boot_s_per_guest)
         self.booted: list[tuple[int, float]] = []  # (guests booted, seconds) per count
+        self.count_t0 = time.monotonic()  # when the count being measured began
         self.beds = ExitStack()
         self.bed = None  # with spec.design.reuse_guests: the testbed the next count resizes
 
@@ -270,6 +271,11 @@ class Sweep:
 
     def _count_done(self, n: int, k: int) -> None:
         """The ETA after each count, on record (summary.json `eta`) and in the log."""
+        took = time.monotonic() - self.count_t0
+        known = self.summary.get("build_s", {}).get(str(n), 0.0) + sum(
+            sum(p["budget_s"].values()) for p in self.summary["points"]
+            if p["guests"] == n and p.get("budget_s"))
+        self.eta.count_extra.append((n, max(0.0, took - known)))
         left, spent = self._estimate(), time.monotonic() - self.t0
         if not self._plan():  # the last count foreseen: nothing left to estimate
             return
@@ -310,6 +316,7 @@ class Sweep:
         run.progress(f"{self.label} {n_guests} guest(s) on {spec.backend}: {how} ...")
         run.progress.status(f"{self.label} {n_guests} guests: {how}")
         tb, before = time.monotonic(), self.bed.n_guests if reuse else 0
+        self.count_t0 = tb
         bed = self._testbed(n_guests, reuse)
         boot = round(time.monotonic() - tb, 1)
         self.summary.setdefault("build_s", {})[str(n_guests)] = boot
