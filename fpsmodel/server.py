@@ -383,7 +383,7 @@ class GameServer:
             self._rec.flush()  # a crash (--fault) loses at most one tick of records
 
     def run(self) -> dict:
-        wake = self._wake_pipe()
+        wake, wake_w = self._wake_pipe()
         disp = Dispatcher(self.cfg.dispatch, self.sock.fileno(), wake)
         period = 1.0 / self.cfg.tick_hz
         start = time.monotonic()
@@ -425,17 +425,18 @@ class GameServer:
             if wake is not None:
                 signal.set_wakeup_fd(-1)
                 os.close(wake)
+                os.close(wake_w)
         return self.finish(time.monotonic() - start)
 
-    def _wake_pipe(self) -> int | None:
-        """A server of many sessions (cfg.next_file): the read end of a pipe that each
-        signal writes to (signal.set_wakeup_fd), so that a parked server's wait ends at
-        SIGUSR2 or SIGTERM instead of polling its flags."""
+    def _wake_pipe(self) -> tuple[int | None, int | None]:
+        """A server of many sessions (cfg.next_file): the ends (read, write) of a pipe
+        that each signal writes to (signal.set_wakeup_fd), so that a parked server's
+        wait ends at SIGUSR2 or SIGTERM instead of polling its flags."""
         if self.cfg.next_file is None:
-            return None
+            return None, None
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        return r
+        return r, w
 
     def finish(self, elapsed: float) -> dict:
         summary = self._close_session(elapsed)
